@@ -1,0 +1,3 @@
+from wattserve.cli import main
+
+main()

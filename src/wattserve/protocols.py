@@ -1,0 +1,67 @@
+"""The seams of wattserve: one small Protocol per replaceable part.
+
+Each seam has a real, a null and a fake/replay implementation so the whole tool runs and
+is tested on a CPU-only machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Protocol, Sequence, runtime_checkable
+
+from wattserve.types import CacheEntry, Chunk, EnergyReading, Request, RouteDecision, Schedule
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Produces a stream of ``Chunk``s for a ``Request``.
+
+    Chunks are stamped with ``time.perf_counter()`` when they arrive; the final chunk may
+    carry ``usage`` and ``finish_reason``. ``wattserve.engines.base.complete`` turns a
+    stream into a ``Completion``.
+    """
+
+    name: str
+
+    def stream(self, request: Request) -> AsyncIterator[Chunk]: ...
+
+
+@runtime_checkable
+class Meter(Protocol):
+    """Reads cumulative joules per device. Windows are differences of two readings."""
+
+    def read(self) -> EnergyReading: ...
+
+
+class ArrivalPattern(Protocol):
+    """A seeded load shape: send offsets (seconds from start) for ``n`` requests.
+
+    Fixed-concurrency loads return all zeros and rely on the runner's concurrency bound.
+    """
+
+    def offsets(self, n: int, seed: int) -> list[float]: ...
+
+
+class EvictionPolicy(Protocol):
+    """Priority of an entry; the entry with the lowest priority is evicted first."""
+
+    def priority(self, entry: CacheEntry) -> float: ...
+
+
+class Scorer(Protocol):
+    """Predicted probability that each model answers each text well: shape (n_texts, n_models)."""
+
+    def predict_quality(self, texts: Sequence[str]) -> Any: ...
+
+
+class Balancer(Protocol):
+    """Picks one replica (by index into ``replicas``) for a request."""
+
+    def pick(self, request: Request, replicas: Sequence[Any]) -> int: ...
+
+
+class Router(Protocol):
+    def route(self, request: Request) -> RouteDecision: ...
+
+
+class Planner(Protocol):
+    def solve(self, problem: Any) -> Schedule: ...
