@@ -1,0 +1,350 @@
+"""``run_benchmark`` / ``resume_benchmark``: config -> run directory + ``RunRecord``.
+
+The programmatic API the CLI and the sweep use:
+
+    record = run_benchmark(BenchConfig(model="smollm2-135m", max_concurrencies=[1, 8]))
+
+Sequence: engine start + one probe request (an unreachable server fails here, before any
+load) -> workload -> warm-ups (not recorded) -> for each point: run the schedule with the
+energy sampler running, summarize, rewrite run.json / summary.csv / catalog. ``Ctrl-C``
+marks the run ``interrupted``; SIGKILL leaves it ``running``. Either way every finished
+request is in requests.jsonl and ``resume_benchmark(run_dir)`` completes the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from wattserve.bench import metrics, store
+from wattserve.bench.config import BenchConfig
+from wattserve.bench.loads import Concurrent, LoadPoint, make_points, ramp_count
+from wattserve.bench.runner import record_windows, run_schedule, send_error_stats_ms
+from wattserve.bench.workloads import Workload, build_workload
+from wattserve.errors import ConfigError, EngineUnavailable, WattserveError
+from wattserve.types import Measurement, Request, RunRecord, RunSummary
+
+# on_progress(point_label, done, total) — called with done=0 when a point starts
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class PointResult:
+    label: str
+    max_concurrency: int | None
+    request_rate: float
+    summary: RunSummary
+    measurements: list[Measurement] = field(default_factory=list)
+    send_error_ms: dict[str, float] = field(default_factory=dict)
+    energy_note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "max_concurrency": self.max_concurrency,
+            "request_rate": self.request_rate,
+            "summary": self.summary.to_dict(),
+            "measurements": [m.to_dict() for m in self.measurements],
+            "send_error_ms": self.send_error_ms,
+            "energy_note": self.energy_note,
+        }
+
+
+def environment() -> dict[str, Any]:
+    try:
+        from wattserve.environment import collect_environment
+
+        return dict(collect_environment())
+    except ImportError:
+        return {"python": sys.version.split()[0], "platform": platform.platform(), "note": "minimal"}
+
+
+def open_meter(name: str) -> tuple[Any, dict[str, Any]]:
+    """(meter or None, description for run.json)."""
+    try:
+        from wattserve.energy.meters import auto_meter, meter_info
+    except ImportError as exc:  # energy package missing: run without energy
+        return None, {"type": "none", "reason": f"energy meters unavailable ({exc})"}
+    meter, reason = auto_meter(None if name == "auto" else name)
+    return meter, meter_info(meter, reason)
+
+
+def make_engine(cfg: BenchConfig) -> Any:
+    from wattserve.engines.factory import create_engine
+
+    try:
+        return create_engine(cfg.model, base_url=cfg.base_url, backend=cfg.backend, threads=cfg.threads)
+    except WattserveError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any other failure to build the engine
+        raise EngineUnavailable(f"cannot create engine for {cfg.model!r}: {type(exc).__name__}: {exc}") from None
+
+
+async def _maybe_await(x: Any) -> Any:
+    return await x if asyncio.iscoroutine(x) or isinstance(x, asyncio.Future) else x
+
+
+def tokenizer_of(engine: Any) -> Any:
+    tok = getattr(engine, "tokenizer", None)
+    return tok if tok is not None and hasattr(tok, "encode") and hasattr(tok, "decode") else None
+
+
+def count_tokens_fn(tok: Any) -> Callable[[str], int] | None:
+    if tok is None:
+        return None
+    return lambda text: len(tok.encode(text, add_special_tokens=False))
+
+
+async def probe(engine: Any, cfg: BenchConfig) -> None:
+    """One 1-token request before any load: an unreachable server or unknown model fails here."""
+    from wattserve.engines.base import complete
+
+    req = Request(id="probe", model=cfg.model, prompt="Hello", max_tokens=1, endpoint=cfg.endpoint,
+                  messages=None)
+    if cfg.endpoint == "chat":
+        from wattserve.types import Message
+
+        req = replace(req, prompt=None, messages=(Message("user", "Hello"),))
+    c = await complete(engine, req, timeout_s=cfg.timeout_s or 120.0)
+    if not c.ok:
+        where = f" at {cfg.base_url}" if cfg.base_url else ""
+        raise EngineUnavailable(f"engine {cfg.model!r}{where} failed a probe request: {c.error}")
+
+
+def warmup_requests(wl: Workload, n: int) -> list[Request]:
+    reqs = wl.requests
+    return [replace(reqs[i % len(reqs)], id=f"warmup-{i}", arrival_s=0.0) for i in range(n)]
+
+
+class BenchSession:
+    """One run directory being written: run.json, requests.jsonl, catalog."""
+
+    def __init__(self, cfg: BenchConfig, run_dir: Path, meter_desc: dict[str, Any], run_json: dict | None = None):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.log = store.RequestLog(run_dir / store.REQUESTS)
+        self.data = run_json or {
+            "schema_version": store.SCHEMA_VERSION,
+            "run_id": run_dir.name,
+            "config": cfg.model_dump(mode="json"),
+            "environment": environment(),
+            "meter": meter_desc.get("type"),
+            "meter_info": meter_desc,
+            "wall_start": time.time(),
+            "status": "running",
+            "points": [],
+            "segments": [],
+        }
+        self.data.setdefault("segments", []).append({"wall_start": time.time(), "perf_start": time.perf_counter()})
+
+    @property
+    def segment(self) -> int:
+        return len(self.data["segments"]) - 1
+
+    def save(self, status: str | None = None) -> None:
+        if status:
+            self.data["status"] = status
+        store.write_json_atomic(self.run_dir / store.RUN_JSON, self.data)
+        rows = [store.summary_row(p, metrics.summary_from_dict(p["summary"])) for p in self.data["points"]]
+        store.write_summary_csv(self.run_dir / store.SUMMARY, rows)
+        try:
+            store.catalog_upsert(self.cfg.result_dir, self.run_dir, self.data)
+        except Exception as exc:  # noqa: BLE001 - a locked or unwritable catalog must not lose the run
+            self.data["catalog_error"] = str(exc)
+
+    def set_point(self, result: PointResult) -> None:
+        pts = [p for p in self.data["points"] if p["label"] != result.label]
+        self.data["points"] = pts + [result.to_dict()]
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def _point_summary(cfg: BenchConfig, records: list[dict[str, Any]], meas: list[Measurement]) -> RunSummary:
+    comps = [store.completion_of(r) for r in records]
+    seg = {str(r["request_id"]): int(r.get("segment", 0)) for r in records}
+    return metrics.summarize(comps, meas, cfg.metric_percentiles, cfg.percentile_metrics,
+                             cfg.goodput or None, seg)
+
+
+async def _run_points(
+    cfg: BenchConfig,
+    session: BenchSession,
+    engine: Any,
+    wl: Workload,
+    points: list[LoadPoint],
+    sampler: Any,
+    done_before: dict[tuple[str, str], dict[str, Any]],
+    on_progress: ProgressFn | None,
+) -> list[PointResult]:
+    tok = tokenizer_of(engine)
+    results = []
+    for point in points:
+        fixed = isinstance(point.pattern, Concurrent)
+        offsets_all = wl.arrivals_s if wl.arrivals_s is not None else point.pattern.offsets(len(wl.requests), cfg.seed)
+        todo = [(r, o) for r, o in zip(wl.requests, offsets_all)
+                if done_before.get((point.label, r.id), {}).get("error", "x") is not None]
+        prev = [r for (lbl, _), r in done_before.items() if lbl == point.label and r.get("error") is None]
+        if not todo:
+            saved = next((p for p in session.data["points"] if p["label"] == point.label), None)
+            results.append(PointResult(**_from_saved(saved)) if saved else _result(cfg, point, prev, [], None))
+            continue
+        base = min((o for _, o in todo), default=0.0)
+        if on_progress:
+            on_progress(point.label, len(prev), len(prev) + len(todo))
+        run = await run_schedule(
+            engine, [r for r, _ in todo], [o - base for _, o in todo], point.max_concurrency,
+            label=point.label, segment=session.segment, on_record=session.log.write,
+            on_progress=(lambda d, n, lbl=point.label, k=len(prev): on_progress(lbl, k + d, k + n))
+            if on_progress else None,
+            timeout_s=cfg.timeout_s, count_tokens=count_tokens_fn(tok),
+            ramp_requests=0 if fixed else ramp_count(len(todo)),
+        )
+        meas = record_windows(run, sampler, fixed)
+        union = list(store.latest_per_request(prev + run.records).values())
+        send_err = {} if fixed else send_error_stats_ms(run.send_error_s)
+        res = _result(cfg, point, union, meas, run.energy_note, send_err)
+        session.set_point(res)
+        session.save()
+        results.append(res)
+    return results
+
+
+def _from_saved(p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "label": p["label"], "max_concurrency": p.get("max_concurrency"),
+        "request_rate": p.get("request_rate") if p.get("request_rate") is not None else float("inf"),
+        "summary": metrics.summary_from_dict(p["summary"]),
+        "measurements": [Measurement(m["window"], m["start_s"], m["end_s"], m["energy_j"], m["sources"])
+                         for m in p.get("measurements", [])],
+        "send_error_ms": p.get("send_error_ms", {}), "energy_note": p.get("energy_note"),
+    }
+
+
+def _result(cfg: BenchConfig, point: LoadPoint, records: list[dict[str, Any]], meas: list[Measurement],
+            note: str | None, send_err: dict[str, float] | None = None) -> PointResult:
+    return PointResult(point.label, point.max_concurrency, point.request_rate,
+                       _point_summary(cfg, records, meas), meas, send_err or {}, note)
+
+
+def _record(session: BenchSession, results: list[PointResult]) -> RunRecord:
+    d = session.data
+    meas = tuple(replace(m, window=f"{r.label}:{m.window}") for r in results for m in r.measurements)
+    return RunRecord(
+        run_id=d["run_id"], config=d["config"], environment=d["environment"],
+        summary=results[-1].summary if results else None, measurements=meas,
+        wall_start=d["wall_start"], status=d["status"],
+    )
+
+
+async def arun_benchmark(
+    cfg: BenchConfig,
+    engine: Any = None,
+    meter: Any = None,
+    run_dir: str | Path | None = None,
+    on_progress: ProgressFn | None = None,
+    *,
+    _resume: dict[str, Any] | None = None,
+) -> RunRecord:
+    own_engine = engine is None
+    if own_engine:
+        engine = make_engine(cfg)
+    try:
+        try:
+            if hasattr(engine, "start"):
+                await _maybe_await(engine.start())
+        except WattserveError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise EngineUnavailable(f"engine {cfg.model!r} failed to start: {type(exc).__name__}: {exc}") from None
+        await probe(engine, cfg)
+        wl = build_workload(cfg, tokenizer_of(engine))
+        points = make_points(cfg.request_rates, cfg.max_concurrencies, cfg.burstiness, cfg.arrival,
+                             wl.arrivals_s if cfg.dataset_name == "trace" else None)
+        meter_desc: dict[str, Any]
+        if meter is None:
+            meter, meter_desc = open_meter(cfg.meter)
+        else:
+            meter_desc = {"type": type(meter).__name__, "reason": "given by the caller"}
+        if _resume is not None:
+            rdir = Path(_resume["run_dir"])
+            session = BenchSession(cfg, rdir, meter_desc, _resume["run_json"])
+        else:
+            rdir = Path(run_dir) if run_dir else store.create_run_dir(cfg.result_dir, cfg.label, cfg.model)
+            rdir.mkdir(parents=True, exist_ok=True)
+            session = BenchSession(cfg, rdir, meter_desc)
+        session.data["workload"] = {"token_counting": wl.token_counting, "requests": len(wl.requests)}
+        session.save("running")
+        sampler = None
+        if meter is not None:
+            from wattserve.energy.sampler import EnergySampler
+
+            sampler = EnergySampler(meter, cfg.energy_interval_s, record_path=rdir / store.ENERGY).start()
+        status = "interrupted"
+        try:
+            if cfg.num_warmups:
+                warm = warmup_requests(wl, cfg.num_warmups)
+                conc = max(p.max_concurrency or len(warm) for p in points)
+                await run_schedule(engine, warm, [0.0] * len(warm), conc, timeout_s=cfg.timeout_s)
+            done_before = _resume["done"] if _resume else {}
+            results = await _run_points(cfg, session, engine, wl, points, sampler, done_before, on_progress)
+            status = "complete"
+        finally:
+            if sampler is not None:
+                sampler.stop()
+                if sampler.errors:
+                    session.data["energy_errors"] = sampler.errors[:10]
+            session.save(status)
+            session.close()
+        return _record(session, results)
+    finally:
+        if own_engine and hasattr(engine, "aclose"):
+            await _maybe_await(engine.aclose())
+
+
+def run_benchmark(
+    config: BenchConfig,
+    engine: Any = None,
+    meter: Any = None,
+    run_dir: str | Path | None = None,
+    on_progress: ProgressFn | None = None,
+) -> RunRecord:
+    """Run every point of ``config``; returns the ``RunRecord`` (summary = last point's).
+
+    Per-point summaries are in ``<run_dir>/run.json`` (``points``) and ``summary.csv``;
+    ``load_points(run_dir)`` reads them back.
+    """
+    return asyncio.run(arun_benchmark(config, engine, meter, run_dir, on_progress))
+
+
+def resume_state(run_dir: str | Path) -> tuple[BenchConfig, dict[str, Any]]:
+    rdir = Path(run_dir)
+    data = store.load_run_json(rdir)
+    try:
+        cfg = BenchConfig.model_validate(data["config"])
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"{rdir / store.RUN_JSON}: config cannot be reloaded ({exc})") from None
+    store.repair_jsonl(rdir / store.REQUESTS)
+    done = store.latest_per_request(store.read_requests(rdir / store.REQUESTS))
+    return cfg, {"run_dir": str(rdir), "run_json": data, "done": done}
+
+
+def resume_benchmark(
+    run_dir: str | Path,
+    engine: Any = None,
+    meter: Any = None,
+    on_progress: ProgressFn | None = None,
+) -> RunRecord:
+    """Finish an interrupted run: skip requests that finished successfully, run the rest,
+    recompute each point's summary from the union (no duplicates)."""
+    cfg, state = resume_state(run_dir)
+    return asyncio.run(arun_benchmark(cfg, engine, meter, None, on_progress, _resume=state))
+
+
+def load_points(run_dir: str | Path) -> list[PointResult]:
+    return [PointResult(**_from_saved(p)) for p in store.load_run_json(run_dir).get("points", [])]

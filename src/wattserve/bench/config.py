@@ -1,0 +1,168 @@
+"""``BenchConfig``: everything one benchmark run needs, validated (pydantic v2).
+
+The CLI builds it from flags (names as in ``vllm bench serve``); the sweep engineer builds it
+directly; ``run.json`` stores it so ``--resume`` can rebuild the same run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from wattserve.errors import ConfigError
+
+Backend = Literal["auto", "local", "llama-cpp", "openai", "simulated"]
+MeterName = Literal["auto", "modeled", "rapl", "nvml", "null"]
+METRIC_NAMES = ("ttft", "tpot", "itl", "e2el")
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    backend: Backend = "auto"
+    base_url: str | None = None
+    endpoint: Literal["completions", "chat"] = "completions"
+    threads: int = Field(1, ge=1)
+
+    dataset_name: Literal["random", "custom", "trace", "sharegpt"] = "random"
+    dataset_path: str | None = None
+    input_len: int = Field(64, ge=1)
+    output_len: int = Field(32, ge=1)
+    random_range_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    num_prompts: int = Field(100, ge=1)
+    ignore_eos: bool = True
+
+    request_rates: list[float] | None = None  # None: as fast as possible (inf)
+    max_concurrencies: list[int] | None = None
+    burstiness: float = 1.0
+    arrival: Literal["poisson", "constant"] = "poisson"
+    num_warmups: int = Field(0, ge=0)
+    seed: int = 0
+    timeout_s: float | None = Field(None, gt=0)
+
+    percentile_metrics: list[str] = Field(default_factory=lambda: list(METRIC_NAMES))
+    metric_percentiles: list[float] = Field(default_factory=lambda: [50.0, 90.0, 99.0])
+    goodput: dict[str, float] = Field(default_factory=dict)  # ttft/tpot/e2el -> ms
+
+    meter: MeterName = "auto"
+    energy_interval_s: float = Field(0.1, gt=0)
+    result_dir: str = "runs"
+    label: str | None = None
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _endpoint(cls, v: object) -> object:
+        if isinstance(v, str):  # accept vLLM-style paths
+            s = v.strip().rstrip("/")
+            if s.endswith("chat/completions") or s == "chat":
+                return "chat"
+            if s.endswith("completions"):
+                return "completions"
+        return v
+
+    @field_validator("request_rates")
+    @classmethod
+    def _rates(cls, v: list[float] | None) -> list[float] | None:
+        for r in v or ():
+            if math.isnan(r) or r <= 0:
+                raise ValueError(f"request rate must be > 0 (or inf), got {r:g}")
+        return v
+
+    @field_validator("max_concurrencies")
+    @classmethod
+    def _concs(cls, v: list[int] | None) -> list[int] | None:
+        for c in v or ():
+            if c < 1:
+                raise ValueError(f"max concurrency must be >= 1, got {c}")
+        return v
+
+    @field_validator("burstiness")
+    @classmethod
+    def _burst(cls, v: float) -> float:
+        if not (v > 0) or math.isinf(v):
+            raise ValueError(f"burstiness must be a positive number, got {v:g}")
+        return v
+
+    @field_validator("percentile_metrics")
+    @classmethod
+    def _metrics(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in METRIC_NAMES]
+        if bad:
+            raise ValueError(f"unknown metric(s) {bad}; choose from {','.join(METRIC_NAMES)}")
+        return v
+
+    @field_validator("metric_percentiles")
+    @classmethod
+    def _pcts(cls, v: list[float]) -> list[float]:
+        for p in v:
+            if not 0 <= p <= 100:
+                raise ValueError(f"percentile must be within 0..100, got {p:g}")
+        return v
+
+    @field_validator("goodput")
+    @classmethod
+    def _goodput(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, ms in v.items():
+            if k not in ("ttft", "tpot", "e2el"):
+                raise ValueError(f"goodput SLO {k!r} unknown; use ttft, tpot or e2el")
+            if not ms > 0:
+                raise ValueError(f"goodput SLO {k} must be > 0 ms, got {ms:g}")
+        return v
+
+    @model_validator(mode="after")
+    def _dataset(self) -> "BenchConfig":
+        if self.dataset_name in ("custom", "trace", "sharegpt") and not self.dataset_path:
+            raise ValueError(f"--dataset-name {self.dataset_name} needs --dataset-path FILE")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+    @classmethod
+    def build(cls, **kwargs: object) -> "BenchConfig":
+        """Validate, turning pydantic's errors into one readable ``ConfigError``."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e["loc"]) if e["loc"] else ""
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"--{loc.replace('_', '-')}: {msg}" if loc else msg)
+    return "invalid benchmark options: " + "; ".join(parts)
+
+
+def parse_list(text: str | None, kind: type, flag: str) -> list | None:
+    """'1,8' -> [1, 8]; 'inf' allowed for floats; '' / None -> None."""
+    if text is None or str(text).strip() == "":
+        return None
+    out = []
+    for part in str(text).replace(" ", ",").split(","):
+        if not part:
+            continue
+        try:
+            out.append(kind(float(part)) if kind is int and float(part).is_integer() else kind(part))
+        except ValueError:
+            raise ConfigError(f"{flag}: {part!r} is not a valid {kind.__name__}") from None
+    return out
+
+
+def parse_goodput(items: list[str] | None) -> dict[str, float]:
+    """['ttft:200', 'tpot:50 e2el:2000'] -> {'ttft': 200.0, 'tpot': 50.0, 'e2el': 2000.0} (ms)."""
+    out: dict[str, float] = {}
+    for item in items or ():
+        for tok in item.replace(",", " ").split():
+            name, sep, val = tok.partition(":")
+            try:
+                if not sep:
+                    raise ValueError
+                out[name.strip().lower()] = float(val)
+            except ValueError:
+                raise ConfigError(f"--goodput: expected NAME:MS (e.g. ttft:200), got {tok!r}") from None
+    return out

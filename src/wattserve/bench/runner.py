@@ -1,0 +1,167 @@
+"""Send requests at their scheduled times with bounded concurrency; log each as it finishes.
+
+One dispatcher coroutine walks the precomputed schedule: it sleeps until a little before each
+send time, then yields to the event loop until the time is reached (sub-millisecond error
+without a thread per request), takes a concurrency slot and starts the request as a task.
+Every finished request is written to ``requests.jsonl`` and flushed at once, so a killed run
+keeps every finished request. The steady-state window is recorded from the send times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from wattserve.engines.base import complete
+from wattserve.types import Completion, Measurement, Request
+
+ProgressFn = Callable[[int, int], None]
+
+SPIN_S = 0.0015  # the last stretch before a send time is spent yielding, not sleeping
+MIN_STEADY_S = 0.5
+
+
+async def sleep_until(t: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    """Return at ``t`` (perf_counter) with sub-ms error: coarse sleep, then yield until due."""
+    while True:
+        rem = t - clock()
+        if rem <= 0:
+            return
+        if rem > SPIN_S + 0.0005:
+            await asyncio.sleep(rem - SPIN_S)
+        else:
+            await asyncio.sleep(0)
+
+
+@dataclass
+class PointRun:
+    """What one point (or one resumed segment of it) produced."""
+
+    label: str
+    t0: float
+    t_end: float = 0.0
+    completions: list[Completion] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    send_error_s: list[float] = field(default_factory=list)
+    first_full_s: float | None = None  # in-flight count first reached its target
+    ramp_done_s: float | None = None  # send time of the first request after ramp-up
+    last_send_s: float | None = None
+    measurements: list[Measurement] = field(default_factory=list)
+    energy_note: str | None = None
+
+    def steady_bounds(self, fixed_concurrency: bool) -> tuple[float, float] | None:
+        start = self.first_full_s if fixed_concurrency else self.ramp_done_s
+        end = self.last_send_s
+        if start is None or end is None or end - start < MIN_STEADY_S:
+            return None
+        return start, end
+
+
+async def run_schedule(
+    engine: Any,
+    requests: Sequence[Request],
+    offsets_s: Sequence[float],
+    max_concurrency: int | None = None,
+    *,
+    label: str = "",
+    segment: int = 0,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: ProgressFn | None = None,
+    timeout_s: float | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+    ramp_requests: int = 0,
+    start_delay_s: float = 0.002,
+) -> PointRun:
+    """Send ``requests[i]`` at ``t0 + offsets_s[i]``, at most ``max_concurrency`` in flight.
+
+    ``on_record`` receives each finished request's record (``Completion.to_dict()`` plus
+    ``point``, ``segment``, ``scheduled_s``, ``send_offset_s``) as soon as it finishes.
+    """
+    if len(requests) != len(offsets_s):
+        raise ValueError("one offset per request")
+    n = len(requests)
+    order = sorted(range(n), key=lambda i: offsets_s[i])
+    sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    target = min(max_concurrency or n, n)
+    t0 = time.perf_counter() + start_delay_s
+    run = PointRun(label=label, t0=t0)
+    in_flight = 0
+    done = 0
+    tasks: set[asyncio.Task] = set()
+
+    async def one(req: Request, scheduled: float) -> None:
+        nonlocal in_flight, done
+        try:
+            c = await complete(engine, req, timeout_s=timeout_s, count_tokens=count_tokens)
+        finally:
+            in_flight -= 1
+            if sem is not None:
+                sem.release()
+        rec = c.to_dict()
+        rec.update(point=label, segment=segment, scheduled_s=scheduled, send_offset_s=c.sent_s - t0)
+        run.completions.append(c)
+        run.records.append(rec)
+        run.send_error_s.append(c.sent_s - (t0 + scheduled))
+        if on_record is not None:
+            on_record(rec)
+        done += 1
+        if on_progress is not None:
+            on_progress(done, n)
+
+    try:
+        for k, i in enumerate(order):
+            due = t0 + offsets_s[i]
+            if due > time.perf_counter():
+                await sleep_until(due)
+            if sem is not None:
+                await sem.acquire()
+            in_flight += 1
+            now = time.perf_counter()
+            if run.first_full_s is None and in_flight >= target:
+                run.first_full_s = now
+            if k == ramp_requests:
+                run.ramp_done_s = now
+            task = asyncio.create_task(one(requests[i], offsets_s[i]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        run.last_send_s = time.perf_counter()
+        while tasks:
+            await asyncio.gather(*list(tasks))
+    except BaseException:
+        for t in list(tasks):
+            t.cancel()
+        raise
+    run.t_end = time.perf_counter()
+    return run
+
+
+def record_windows(run: PointRun, sampler: Any, fixed_concurrency: bool) -> list[Measurement]:
+    """``whole`` (first send to last end) and, when long enough, ``steady`` from the sampler."""
+    if sampler is None or not run.completions:
+        return []
+    t_first = min(c.sent_s for c in run.completions)
+    out = []
+    try:
+        out.append(sampler.window("whole", min(t_first, run.t0), run.t_end))
+        bounds = run.steady_bounds(fixed_concurrency)
+        if bounds is not None:
+            out.append(sampler.window("steady", *bounds))
+        else:
+            run.energy_note = f"steady window shorter than {MIN_STEADY_S} s: J/token from the whole point"
+    except Exception as exc:  # noqa: BLE001 - a window outside the series: keep what we have
+        run.energy_note = f"energy window failed: {exc}"
+    run.measurements = out
+    return out
+
+
+def send_error_stats_ms(errors_s: Sequence[float]) -> dict[str, float]:
+    """p50/p99/max of actual-minus-scheduled send time, in ms."""
+    import numpy as np
+
+    if not errors_s:
+        return {"p50": math.nan, "p99": math.nan, "max": math.nan}
+    a = np.asarray(errors_s) * 1000.0
+    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
