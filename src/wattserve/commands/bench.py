@@ -1,0 +1,142 @@
+"""``wattserve bench``: benchmark an engine (flags follow ``vllm bench serve``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from wattserve.errors import ConfigError
+
+HELP = (
+    "Benchmark a model: send a workload at a load (fixed concurrency or a request rate), "
+    "record every request, energy and a summary per point. Lists sweep: --max-concurrency 1,8."
+)
+
+
+def summary_table(points: list[Any], title: str) -> Any:
+    """A rich table, one row per point."""
+    from rich.table import Table
+
+    def ms(stats: dict[str, float] | None, key: str) -> str:
+        v = (stats or {}).get(key)
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v * 1000:.1f}"
+
+    t = Table(title=title)
+    for col in ("point", "conc", "rate", "ok/fail", "out tok/s", "req/s", "TTFT p50/p99 ms",
+                "TPOT p50/p99 ms", "ITL p50 ms", "E2E p50/p99 ms", "J/token"):
+        t.add_column(col, justify="right" if col != "point" else "left")
+    for p in points:
+        s = p.summary
+        lat = s.latency
+        rate = "inf" if p.request_rate is None or math.isinf(p.request_rate) else f"{p.request_rate:g}"
+        if s.energy_per_output_token_j is not None:
+            win = "" if s.energy_window == "steady" else ", whole"
+            jpt = f"{s.energy_per_output_token_j:.4g} ({s.energy_source}{win})"
+        else:
+            jpt = "-"
+        t.add_row(
+            p.label, str(p.max_concurrency or "-"), rate, f"{s.completed}/{s.failed}",
+            f"{s.output_throughput:.1f}", f"{s.request_throughput:.2f}",
+            f"{ms(lat.get('ttft_s'), 'p50')}/{ms(lat.get('ttft_s'), 'p99')}",
+            f"{ms(lat.get('tpot_s'), 'p50')}/{ms(lat.get('tpot_s'), 'p99')}",
+            ms(lat.get("itl_s"), "p50"),
+            f"{ms(lat.get('e2e_s'), 'p50')}/{ms(lat.get('e2e_s'), 'p99')}",
+            jpt,
+        )
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench", help=HELP)
+    def bench(
+        model: Optional[str] = typer.Option(None, "--model", help="Model name (e.g. smollm2-135m) or served model id."),
+        backend: str = typer.Option("auto", "--backend", help="auto|local|llama-cpp|openai|simulated."),
+        base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
+        endpoint: str = typer.Option("completions", "--endpoint", help="completions|chat (or /v1/completions, /v1/chat/completions)."),
+        threads: int = typer.Option(1, "--threads", help="CPU threads for in-process engines."),
+        dataset_name: str = typer.Option("random", "--dataset-name", help="random|custom|trace|sharegpt."),
+        dataset_path: Optional[str] = typer.Option(None, "--dataset-path", help="JSONL/CSV (custom, trace) or ShareGPT JSON."),
+        input_len: int = typer.Option(64, "--input-len", help="Random dataset: prompt tokens."),
+        output_len: int = typer.Option(32, "--output-len", help="Output tokens (ignore_eos for random)."),
+        random_range_ratio: float = typer.Option(0.0, "--random-range-ratio", help="Lengths uniform in L*(1±ratio)."),
+        num_prompts: int = typer.Option(100, "--num-prompts", help="Requests per point."),
+        request_rate: Optional[str] = typer.Option(None, "--request-rate", help="Requests/s, comma list to sweep (default inf)."),
+        burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape of inter-arrivals (1 = Poisson)."),
+        arrival: str = typer.Option("poisson", "--arrival", help="poisson (gamma with --burstiness) or constant."),
+        max_concurrency: Optional[str] = typer.Option(None, "--max-concurrency", help="In-flight bound, comma list to sweep."),
+        num_warmups: int = typer.Option(0, "--num-warmups", help="Warm-up requests, excluded from metrics."),
+        seed: int = typer.Option(0, "--seed", help="Seed for prompts and arrival schedules."),
+        percentile_metrics: str = typer.Option("ttft,tpot,itl,e2el", "--percentile-metrics", help="Metrics to report."),
+        metric_percentiles: str = typer.Option("50,90,99", "--metric-percentiles", help="Percentiles to report."),
+        goodput: Optional[List[str]] = typer.Option(None, "--goodput", help="SLOs in ms, e.g. 'ttft:200 tpot:50' (repeatable)."),
+        meter: str = typer.Option("auto", "--meter", help="auto|modeled|rapl|nvml|null."),
+        timeout: Optional[float] = typer.Option(None, "--timeout", help="Per-request timeout, seconds."),
+        result_dir: str = typer.Option("runs", "--result-dir", help="Where run directories and the catalog go."),
+        label: Optional[str] = typer.Option(None, "--label", help="Run name prefix (default: the model)."),
+        resume: Optional[str] = typer.Option(None, "--resume", help="RUN_DIR of an interrupted run to finish."),
+    ) -> None:
+        import os
+
+        from rich.console import Console
+
+        from wattserve.bench.config import BenchConfig, parse_goodput, parse_list
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        console = Console(stderr=True)
+        if resume is None:
+            if not model:
+                raise ConfigError("--model is required (or --resume RUN_DIR)")
+            rates = parse_list(request_rate, float, "--request-rate")
+            if rates and all(math.isinf(r) for r in rates):
+                rates = None
+            cfg = BenchConfig.build(
+                model=model, backend=backend, base_url=base_url, endpoint=endpoint, threads=threads,
+                dataset_name=dataset_name, dataset_path=dataset_path, input_len=input_len,
+                output_len=output_len, random_range_ratio=random_range_ratio, num_prompts=num_prompts,
+                request_rates=rates, max_concurrencies=parse_list(max_concurrency, int, "--max-concurrency"),
+                burstiness=burstiness, arrival=arrival, num_warmups=num_warmups, seed=seed,
+                percentile_metrics=[m.strip() for m in percentile_metrics.split(",") if m.strip()],
+                metric_percentiles=parse_list(metric_percentiles, float, "--metric-percentiles") or [50, 90, 99],
+                goodput=parse_goodput(goodput), meter=meter, timeout_s=timeout,
+                result_dir=result_dir, label=label,
+            )
+        _run(cfg if resume is None else None, resume, console)
+
+
+def _run(cfg: Any, resume: str | None, console: Any) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from wattserve.bench import benchmark as bm
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=False)
+    tasks: dict[str, Any] = {}
+
+    def on_progress(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = progress.add_task(f"point {label}", total=total)
+        progress.update(tasks[label], completed=done, total=total)
+
+    with progress:
+        if resume is not None:
+            record = bm.resume_benchmark(resume, on_progress=on_progress)
+            run_dir = resume
+        else:
+            record = bm.run_benchmark(cfg, on_progress=on_progress)
+            run_dir = str(Path(cfg.result_dir) / record.run_id)
+    from rich.console import Console
+
+    out = Console()
+    points = bm.load_points(run_dir)
+    out.print(summary_table(points, f"{record.config.get('model')} — run {record.run_id}"))
+    for p in points:
+        if p.energy_note:
+            out.print(f"[dim]{p.label}: {p.energy_note}[/dim]")
+        s = p.summary
+        if s.goodput_rps is not None:
+            out.print(f"{p.label}: goodput {s.goodput_rps:.2f} req/s, SLO attainment {s.slo_attainment:.1%}")
+    out.print(f"results: {run_dir}")
