@@ -1,0 +1,268 @@
+"""Split whole-device joules across requests and across replicas sharing a device.
+
+Energy counters are whole-device, so per-request energy is an apportioning choice; the
+method is named and recorded with the result (``Attribution.method``):
+
+* ``active_time``: the window is cut at every sample time and every request start/end;
+  the energy of each piece (from the interpolated cumulative counter, i.e. the measured
+  power profile) is split equally among the requests in flight during it. Energy spent
+  while no request was in flight is ``idle_j``; with ``idle="spread"`` (default) it is
+  added to requests in proportion to their share so the parts sum to the device total,
+  with ``idle="unattributed"`` it is left out.
+* ``tokens`` / ``total_tokens``: the window's energy split in proportion to each request's
+  output tokens (or input + output tokens) times the fraction of the request inside the
+  window.
+
+Given only a ``Measurement`` (no series), power is taken as constant over its window.
+Cache hits are left out by default (they did not run on the device).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from wattserve.energy import windows
+from wattserve.energy.errors import WindowError
+from wattserve.errors import ConfigError
+from wattserve.types import Completion, EnergyReading, Measurement
+
+METHODS = ("active_time", "tokens", "total_tokens")
+REPLICA_METHODS = METHODS + ("equal",)
+Idle = Literal["spread", "unattributed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Joules per request over one window, and how they were split."""
+
+    method: str
+    window: str
+    start_s: float
+    end_s: float
+    energy_j: float  # device energy in the window (devices attributed, summed)
+    per_request_j: Mapping[str, float]
+    per_device_j: Mapping[str, Mapping[str, float]]  # request id -> device -> joules
+    idle_j: float  # energy while no request was in flight (active_time)
+    idle: str
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def attributed_j(self) -> float:
+        return float(sum(self.per_request_j.values()))
+
+    @property
+    def label(self) -> str:
+        """E.g. ``nvml/active_time``: the energy source(s) and the split method."""
+        src = "+".join(sorted(set(self.sources.values()))) or "null"
+        return f"{src}/{self.method}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(attributed_j=self.attributed_j, label=self.label)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaAttribution:
+    """Joules per replica sharing the metered devices."""
+
+    method: str
+    window: str
+    energy_j: float
+    per_replica_j: Mapping[str, float]
+    idle_j: float
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _series_and_window(
+    source: Any, window: tuple[float, float] | str | None, spans: list[tuple[float, float]]
+) -> tuple[list[EnergyReading], str, float, float]:
+    """Readings to interpolate and the window (name, t0, t1) from a sampler/measurement/series."""
+    if isinstance(source, Measurement):
+        m = source
+        readings = [
+            EnergyReading(m.start_s, {d: 0.0 for d in m.energy_j}, dict(m.sources)),
+            EnergyReading(m.end_s, dict(m.energy_j), dict(m.sources)),
+        ]
+        if window is None or window == m.window:
+            return readings, m.window, m.start_s, m.end_s
+    elif hasattr(source, "series"):  # EnergySampler
+        readings = source.series()
+        if isinstance(window, str):
+            known = getattr(source, "measurements", {})
+            if window not in known:
+                raise WindowError(f"no tracked window {window!r} (known: {', '.join(known) or 'none'})")
+            m = known[window]
+            return readings, window, m.start_s, m.end_s
+    else:
+        readings = sorted(source, key=lambda r: r.t_s)
+    if isinstance(window, tuple):
+        return readings, "custom", float(window[0]), float(window[1])
+    if window is None:
+        if not spans:
+            raise WindowError("no completions to define the window; pass window=(t0, t1)")
+        return readings, "requests", min(s for s, _ in spans), max(e for _, e in spans)
+    raise WindowError(f"window {window!r} must be (t0, t1), a tracked window name, or None")
+
+
+def _eligible(completions: Iterable[Completion], include_cache_hits: bool) -> list[Completion]:
+    return [c for c in completions if include_cache_hits or not c.cache_hit]
+
+
+def _active_time_split(
+    ts: np.ndarray, js: np.ndarray, t0: float, t1: float, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Per-request joules for one device (equal split among in-flight requests) and idle joules."""
+    inner = ts[(ts > t0) & (ts < t1)]
+    s = np.clip(starts, t0, t1)
+    e = np.clip(np.maximum(ends, starts), t0, t1)
+    knots = np.unique(np.concatenate(([t0, t1], inner, s, e)))
+    energy = np.diff(np.interp(knots, ts, js))
+    if len(energy) == 0:
+        return np.zeros(len(starts)), 0.0
+    i0 = np.searchsorted(knots, s)
+    i1 = np.searchsorted(knots, e)
+    delta = np.zeros(len(knots))
+    np.add.at(delta, i0, 1)
+    np.add.at(delta, i1, -1)
+    in_flight = np.cumsum(delta)[:-1]  # requests covering each piece [knots[k], knots[k+1]]
+    share = np.divide(energy, in_flight, out=np.zeros_like(energy), where=in_flight > 0)
+    prefix = np.concatenate(([0.0], np.cumsum(share)))
+    return prefix[i1] - prefix[i0], float(energy[in_flight <= 0].sum())
+
+
+def attribute_requests(
+    completions: Sequence[Completion],
+    source: Any,
+    method: str = "active_time",
+    window: tuple[float, float] | str | None = None,
+    devices: Sequence[str] | None = None,
+    idle: Idle = "spread",
+    include_cache_hits: bool = False,
+) -> Attribution:
+    """Split the devices' energy in a window across ``completions``.
+
+    ``source`` is an ``EnergySampler``, a list of ``EnergyReading``s or one ``Measurement``.
+    ``window`` is ``(t0, t1)`` in the completions' clock, the name of a window tracked on
+    the sampler, or None (the sampler's span of the requests; the measurement's window).
+    ``devices`` restricts the split to some devices (e.g. the GPU a replica set shares).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+    if idle not in ("spread", "unattributed"):
+        raise ConfigError(f"idle must be 'spread' or 'unattributed', not {idle!r}")
+    reqs = _eligible(completions, include_cache_hits)
+    spans = [(c.sent_s, c.end_s) for c in reqs]
+    readings, name, t0, t1 = _series_and_window(source, window, spans)
+    total = windows.measure(readings, name, t0, t1)
+    chosen = list(total.energy_j) if devices is None else [d for d in devices if d in total.energy_j]
+    if devices is not None and len(chosen) < len(devices):
+        missing = sorted(set(devices) - set(total.energy_j))
+        raise WindowError(f"devices not measured in window {name!r}: {', '.join(missing)}")
+    ids = [c.request_id for c in reqs]
+    per_dev = np.zeros((len(reqs), len(chosen)))
+    idle_j = 0.0
+    starts = np.array([c.sent_s for c in reqs], dtype=float)
+    ends = np.array([c.end_s for c in reqs], dtype=float)
+    if method == "active_time":
+        curves = windows.device_curves(readings)
+        for k, device in enumerate(chosen):
+            ts, js = curves[device]
+            per_dev[:, k], dev_idle = _active_time_split(ts, js, t0, t1, starts, ends)
+            if idle == "spread":
+                attributed = per_dev[:, k].sum()
+                if attributed > 0:
+                    per_dev[:, k] += dev_idle * per_dev[:, k] / attributed
+                else:
+                    inside = (np.minimum(ends, t1) >= np.maximum(starts, t0))
+                    if inside.any():
+                        per_dev[inside, k] += dev_idle / inside.sum()
+            idle_j += dev_idle
+    else:
+        tokens = np.array(
+            [c.output_tokens + (c.input_tokens if method == "total_tokens" else 0) for c in reqs], dtype=float
+        )
+        overlap = np.clip(np.minimum(ends, t1) - np.maximum(starts, t0), 0.0, None)
+        length = ends - starts
+        inside = (starts >= t0) & (ends <= t1)
+        fraction = np.where(length > 0, overlap / np.where(length > 0, length, 1.0), inside.astype(float))
+        weights = tokens * fraction
+        if weights.sum() > 0:
+            for k, device in enumerate(chosen):
+                per_dev[:, k] = total.energy_j[device] * weights / weights.sum()
+        else:
+            idle_j = float(sum(total.energy_j[d] for d in chosen))
+    per_request = {rid: float(per_dev[i].sum()) for i, rid in enumerate(ids)}
+    per_device = {rid: {d: float(per_dev[i, k]) for k, d in enumerate(chosen)} for i, rid in enumerate(ids)}
+    return Attribution(
+        method=method,
+        window=name,
+        start_s=t0,
+        end_s=t1,
+        energy_j=float(sum(total.energy_j[d] for d in chosen)),
+        per_request_j=per_request,
+        per_device_j=per_device,
+        idle_j=idle_j,
+        idle=idle,
+        sources={d: total.sources[d] for d in chosen},
+    )
+
+
+def with_energy(completions: Sequence[Completion], attribution: Attribution) -> list[Completion]:
+    """Completions with ``energy_j``/``energy_source`` filled from an attribution (others unchanged)."""
+    out = []
+    for c in completions:
+        j = attribution.per_request_j.get(c.request_id)
+        out.append(c if j is None else dataclasses.replace(c, energy_j=j, energy_source=attribution.label))
+    return out
+
+
+def attribute_replicas(
+    completions: Sequence[Completion],
+    source: Any,
+    method: str = "active_time",
+    window: tuple[float, float] | str | None = None,
+    devices: Sequence[str] | None = None,
+    replicas: Sequence[str] | None = None,
+) -> ReplicaAttribution:
+    """Joules per replica sharing the metered devices.
+
+    ``equal`` splits the window's energy evenly over ``replicas`` (default: those seen in
+    the completions); the other methods sum the per-request split by ``Completion.replica``
+    with idle energy spread in proportion. Requests without a replica count as ``"?"``.
+    """
+    if method not in REPLICA_METHODS:
+        raise ConfigError(f"unknown replica split {method!r}; choose one of {', '.join(REPLICA_METHODS)}")
+    names = list(replicas) if replicas is not None else sorted({c.replica or "?" for c in completions})
+    if not names:
+        raise ConfigError("no replicas to split energy across")
+    if method == "equal":
+        spans = [(c.sent_s, c.end_s) for c in completions]
+        readings, name, t0, t1 = _series_and_window(source, window, spans)
+        total = windows.measure(readings, name, t0, t1)
+        chosen = list(total.energy_j) if devices is None else [d for d in devices if d in total.energy_j]
+        energy = float(sum(total.energy_j[d] for d in chosen))
+        return ReplicaAttribution(
+            method, name, energy, {r: energy / len(names) for r in names}, 0.0, {d: total.sources[d] for d in chosen}
+        )
+    att = attribute_requests(completions, source, method, window, devices, idle="spread")
+    per_replica = {r: 0.0 for r in names}
+    by_id = {c.request_id: c.replica or "?" for c in completions}
+    for rid, j in att.per_request_j.items():
+        per_replica[by_id[rid]] = per_replica.get(by_id[rid], 0.0) + j
+    return ReplicaAttribution(method, att.window, att.energy_j, per_replica, att.idle_j, dict(att.sources))
+
+
+def split_by_shares(measurement: Measurement, shares: Mapping[str, float]) -> dict[str, float]:
+    """Split a measurement's total in proportion to fixed shares (e.g. memory fractions)."""
+    weight = float(sum(shares.values()))
+    if weight <= 0 or any(v < 0 for v in shares.values()):
+        raise ConfigError("shares must be non-negative and not all zero")
+    return {k: measurement.total_j * v / weight for k, v in shares.items()}
