@@ -1,0 +1,79 @@
+"""Cache keys: tenant + model group + a canonical form of the request.
+
+The canonical form holds what can change the output: the endpoint shape, the messages
+(role and content) or the prompt, and every sampling parameter (``max_tokens``,
+``temperature``, ``top_p``, ``seed``, ``stop``, ``ignore_eos`` and the ``extra`` mapping).
+It leaves out what cannot: the request id, arrival and deadline times, ``stream`` (the
+gateway can re-stream a cached answer), the expected ``input_tokens`` and the concrete
+``model`` (the caller passes the model group it routes within).
+
+The tenant is hashed together with the rest, so one tenant's key can never equal
+another's: isolation does not rely on any lookup-time check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Mapping
+
+from wattserve.types import Request
+
+
+def _norm(value: Any) -> Any:
+    """JSON-ready, order-independent form of a parameter value."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value == int(value) and abs(value) < 2**53:
+            return int(value)  # 0 and 0.0 are the same temperature
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): _norm(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    if hasattr(value, "role") and hasattr(value, "content"):
+        return [value.role, value.content]
+    return repr(value)
+
+
+def canonical_request(request: Request) -> dict[str, Any]:
+    """The output-determining part of ``request`` as a plain, sorted structure."""
+    body: dict[str, Any] = {"endpoint": request.endpoint}
+    if request.messages:
+        body["messages"] = [[m.role, m.content] for m in request.messages]
+    else:
+        body["prompt"] = request.prompt or ""
+    body["max_tokens"] = request.max_tokens
+    body["temperature"] = _norm(float(request.temperature))
+    body["top_p"] = _norm(float(request.top_p))
+    body["seed"] = request.seed
+    body["stop"] = sorted(request.stop)
+    body["ignore_eos"] = bool(request.ignore_eos)
+    body["extra"] = _norm(dict(request.extra or {}))
+    return body
+
+
+def make_key(tenant: str, model_group: str, request: Request) -> str:
+    """A stable key: ``<sha256 hex>`` of tenant, model group and the canonical request."""
+    payload = json.dumps(
+        [str(tenant), str(model_group), canonical_request(request)],
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def namespace(tenant: str, model_group: str) -> str:
+    """The partition a semantic index searches within (never across tenants)."""
+    return hashlib.sha256(json.dumps([str(tenant), str(model_group)]).encode()).hexdigest()[:32]
+
+
+def is_cacheable(request: Request, cache_sampled: bool = False) -> bool:
+    """Deterministic requests (temperature 0) are cacheable; with ``cache_sampled`` also
+    seeded sampled ones (their output is reproducible on engines that honour ``seed``)."""
+    if request.temperature == 0:
+        return True
+    return bool(cache_sampled and request.seed is not None)

@@ -1,0 +1,328 @@
+"""``ResponseCache``: a cost-aware response cache whose eviction order is a policy's priority.
+
+The index is a binary heap with lazy updates: a hit only rewrites the entry's fields;
+because priorities never fall on a hit (frequency, time and GDSF's inflation only rise),
+the stale, lower heap key stays a lower bound and is refreshed when it reaches the top.
+A priority that does fall (e.g. a cost estimate that dropped) pushes a fresh heap key.
+So ``get`` is O(1) and ``put`` is O(log n) amortised, with no per-op allocation on hits.
+
+Admission: a new entry competes with the cached ones (the paper's rule, Zhu et al.
+2306.02003): when the cache is full and the newcomer's priority is below every cached
+entry's, it is refused (``admission=True``, the default). ``admission=False`` always
+admits (classic cache behaviour). Frequencies of keys that missed are remembered
+(bounded) so a popular key arrives with its count.
+
+With a ``store`` (SQLite file, Redis, see ``wattserve.cache.stores``) every admitted entry
+is written through and every eviction deleted, and the cache reloads the store on start,
+so a restart keeps its contents; a shared store (Redis) is also read on a local miss.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Iterator
+
+from wattserve.cache.policies import Node, Policy, make_policy
+from wattserve.errors import ConfigError
+from wattserve.types import CacheEntry
+
+
+class ResponseCache:
+    """Cache of responses keyed by ``make_key(...)`` strings (any hashable key works).
+
+    ``policy``: ``"lru" | "lfu" | "gdsf" | "lec"`` or a ``Policy`` object.
+    ``capacity_entries`` / ``capacity_bytes``: limits (either, both, or neither = unbounded).
+    """
+
+    def __init__(
+        self,
+        policy: str | Policy = "gdsf",
+        capacity_entries: int | None = None,
+        capacity_bytes: int | None = None,
+        store: Any = None,
+        admission: bool = True,
+        history_limit: int | None = None,
+    ) -> None:
+        if capacity_entries is not None and capacity_entries < 1:
+            raise ConfigError("capacity_entries must be at least 1")
+        if capacity_bytes is not None and capacity_bytes < 1:
+            raise ConfigError("capacity_bytes must be at least 1")
+        self.policy = make_policy(policy)
+        self.capacity_entries = capacity_entries
+        self.capacity_bytes = capacity_bytes
+        self.admission = admission
+        self.store = store
+        self._prio = self.policy.priority
+        self._on_evict = self.policy.on_evict
+        self._shared = bool(store is not None and getattr(store, "shared", False))
+        # GDSF's newcomer always outranks the evicted minimum (H = L + f*c/s >= L), so
+        # admission is moot there; its priority is recomputed after L rises.
+        self._inflates = bool(getattr(self.policy, "inflates", False))
+        self._admission = admission and not self._inflates
+        self._entries_only = capacity_entries is not None and capacity_bytes is None
+        self._nodes: dict[Any, Node] = {}
+        self._heap: list[tuple[float, int, int, Any]] = []
+        self._history: dict[Any, int] = {}
+        self._history_limit = history_limit or max(1024, 2 * (capacity_entries or 65536))
+        self._clock = 0
+        self._ver = 0
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.rejections = 0
+        self.saved_cost = 0.0
+        if store is not None:
+            self._load_store()
+
+    # ------------------------------------------------------------------ public API
+    def get(self, key: Any) -> Any:
+        """The cached value or ``None``; counts a hit or a miss."""
+        self._clock = clock = self._clock + 1
+        node = self._nodes.get(key)
+        if node is None:
+            if self._shared:
+                node = self._adopt(key)
+            if node is None:
+                self.misses += 1
+                h = self._history
+                h[key] = h.get(key, 0) + 1
+                if len(h) > self._history_limit:
+                    h.clear()  # coarse ageing keeps the history bounded
+                return None
+        self.hits += 1
+        node.frequency += 1
+        node.last_access = clock
+        p = self._prio(node)
+        if p < node.prio:  # rare: a falling priority needs a fresh heap key
+            self._ver += 1
+            node.ver = self._ver
+            heapq.heappush(self._heap, (p, clock, self._ver, key))
+            if len(self._heap) > 2 * len(self._nodes) + 1024:
+                self._compact()
+        node.prio = p
+        self.saved_cost += node.cost
+        return node.value
+
+    def put(self, key: Any, value: Any, cost: float = 1.0, size: int = 1) -> bool:
+        """Store ``value`` (recompute ``cost``, ``size`` bytes or units); False if refused."""
+        if size < 0 or cost < 0:
+            raise ConfigError("cache cost and size must be non-negative")
+        self._clock += 1
+        nodes = self._nodes
+        old = nodes.get(key)
+        if old is not None:  # refresh in place
+            self.bytes += size - old.size
+            old.value, old.cost, old.size = value, cost, size
+            old.last_access = self._clock
+            self._reprioritise(old)
+            self._write(old)
+            self._shrink(None)
+            return key in nodes
+        node = Node(key, value, cost, size, self._history.pop(key, 0) or 1, self._clock)
+        node.prio = p = self._prio(node)
+        if self._entries_only:  # fast path: one eviction at most, inlined
+            if len(nodes) >= self.capacity_entries:
+                heap = self._heap
+                while True:
+                    prio, last, ver, k = heap[0]
+                    victim = nodes.get(k)
+                    if victim is None or victim.ver != ver:
+                        heapq.heappop(heap)
+                    elif victim.prio != prio or victim.last_access != last:
+                        self._ver += 1
+                        victim.ver = self._ver
+                        heapq.heapreplace(heap, (victim.prio, victim.last_access, self._ver, k))
+                    else:
+                        break
+                if self._admission and (p, node.last_access) < (prio, last):
+                    self._refuse(node)
+                    return False
+                heapq.heappop(heap)
+                del nodes[k]
+                self.bytes -= victim.size
+                self.evictions += 1
+                self._on_evict(prio)
+                if self.store is not None:
+                    self.store.delete(k)
+                if self._inflates:  # GDSF: the newcomer's H uses the raised L
+                    node.prio = p = self._prio(node)
+            self._ver += 1
+            node.ver = self._ver
+            nodes[key] = node
+            self.bytes += size
+            heapq.heappush(self._heap, (p, node.last_access, self._ver, key))
+            if self.store is not None:
+                self._write(node)
+            return True
+        if self.capacity_bytes is not None and size > self.capacity_bytes:
+            self._refuse(node)
+            return False
+        if not self._shrink(node):
+            self._refuse(node)
+            return False
+        self._ver += 1
+        node.ver = self._ver
+        nodes[key] = node
+        self.bytes += size
+        heapq.heappush(self._heap, (node.prio, node.last_access, self._ver, key))
+        if len(self._heap) > 2 * len(nodes) + 1024:
+            self._compact()
+        self._write(node)
+        return True
+
+    def delete(self, key: Any) -> bool:
+        node = self._nodes.pop(key, None)
+        if node is None:
+            return False
+        self.bytes -= node.size
+        if self.store is not None:
+            self.store.delete(key)
+        if len(self._heap) > 2 * len(self._nodes) + 1024:
+            self._compact()
+        return True
+
+    def clear(self) -> None:
+        self._nodes.clear()
+        self._heap.clear()
+        self._history.clear()
+        self.bytes = 0
+        if self.store is not None:
+            self.store.clear()
+
+    def stats(self) -> dict[str, Any]:
+        total = self.hits + self.misses
+        return {
+            "policy": self.policy.describe(),
+            "entries": len(self._nodes),
+            "bytes": self.bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hit_rate": self.hits / total if total else 0.0,
+            "evictions": self.evictions,
+            "rejections": self.rejections,
+            "saved_cost": self.saved_cost,
+            "capacity_entries": self.capacity_entries,
+            "capacity_bytes": self.capacity_bytes,
+        }
+
+    def entries(self) -> Iterator[CacheEntry]:
+        """Snapshots of the cached entries (frozen ``CacheEntry``), lowest priority first."""
+        for node in sorted(self._nodes.values(), key=lambda n: (n.prio, n.last_access)):
+            yield CacheEntry(node.key, node.value, node.cost, node.size, node.frequency,
+                             float(node.last_access), float(node.inserted))
+
+    def eviction_order(self) -> list[Any]:
+        """Keys in the order they would be evicted now (for inspection and tests)."""
+        return [e.key for e in self.entries()]
+
+    def flush(self) -> None:
+        """Write current frequencies to the store (done on ``close``)."""
+        if self.store is not None:
+            for node in self._nodes.values():
+                self._write(node)
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.flush()
+            self.store.close()
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._nodes
+
+    # ------------------------------------------------------------------ internals
+    def _over(self, extra_entries: int, extra_bytes: int) -> bool:
+        if self.capacity_entries is not None and len(self._nodes) + extra_entries > self.capacity_entries:
+            return True
+        return self.capacity_bytes is not None and self.bytes + extra_bytes > self.capacity_bytes
+
+    def _shrink(self, newcomer: Node | None) -> bool:
+        """Evict until ``newcomer`` fits; False when the newcomer itself ranks lowest."""
+        extra_n, extra_b = (1, newcomer.size) if newcomer is not None else (0, 0)
+        while self._over(extra_n, extra_b):
+            victim = self._peek_min()
+            if victim is None:
+                return False
+            if newcomer is not None and self._admission and (newcomer.prio, newcomer.last_access) < (
+                victim.prio, victim.last_access
+            ):
+                return False
+            heapq.heappop(self._heap)
+            del self._nodes[victim.key]
+            self.bytes -= victim.size
+            self.evictions += 1
+            self._on_evict(victim.prio)
+            if self.store is not None:
+                self.store.delete(victim.key)
+            if newcomer is not None and self._inflates:
+                newcomer.prio = self._prio(newcomer)
+        return True
+
+    def _peek_min(self) -> Node | None:
+        heap, nodes = self._heap, self._nodes
+        while heap:
+            prio, last, ver, key = heap[0]
+            node = nodes.get(key)
+            if node is None or node.ver != ver:
+                heapq.heappop(heap)
+            elif node.prio != prio or node.last_access != last:
+                self._ver += 1
+                node.ver = self._ver
+                heapq.heapreplace(heap, (node.prio, node.last_access, self._ver, key))
+            else:
+                return node
+        return None
+
+    def _reprioritise(self, node: Node) -> None:
+        p = self._prio(node)
+        if p < node.prio:
+            self._ver += 1
+            node.ver = self._ver
+            heapq.heappush(self._heap, (p, node.last_access, self._ver, node.key))
+        node.prio = p
+
+    def _refuse(self, node: Node) -> None:
+        self.rejections += 1
+        self.policy.on_evict(node.prio)
+        self._history[node.key] = node.frequency
+
+    def _compact(self) -> None:
+        self._heap = [(n.prio, n.last_access, n.ver, k) for k, n in self._nodes.items()]
+        heapq.heapify(self._heap)
+
+    def _write(self, node: Node) -> None:
+        if self.store is not None:
+            self.store.put(node.key, node.value, node.cost, node.size, node.frequency)
+
+    def _adopt(self, key: Any) -> Node | None:
+        rec = self.store.get(key)
+        if rec is None:
+            return None
+        value, cost, size, freq = rec
+        node = Node(key, value, cost, size, freq, self._clock)
+        node.prio = self._prio(node)
+        if not self._shrink(node):
+            return None
+        self._ver += 1
+        node.ver = self._ver
+        self._nodes[key] = node
+        self.bytes += size
+        heapq.heappush(self._heap, (node.prio, node.last_access, self._ver, key))
+        return node
+
+    def _load_store(self) -> None:
+        for key, value, cost, size, freq in self.store.load_all():
+            self._clock += 1
+            node = Node(key, value, cost, size, freq, self._clock)
+            node.prio = self._prio(node)
+            if not self._shrink(node):
+                self.store.delete(key)
+                continue
+            self._ver += 1
+            node.ver = self._ver
+            self._nodes[key] = node
+            self.bytes += size
+            heapq.heappush(self._heap, (node.prio, node.last_access, self._ver, key))

@@ -1,0 +1,68 @@
+"""Canonical keys: equal requests hit, any output-changing parameter misses, tenants are isolated."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from wattserve.cache import ResponseCache, is_cacheable, make_key
+from wattserve.types import Message, Request
+
+BASE = Request(
+    id="r1",
+    model="small",
+    messages=(Message("system", "be brief"), Message("user", "What is 2+2?")),
+    max_tokens=32,
+    temperature=0.0,
+    stop=("\n", "END"),
+    extra={"presence_penalty": 0.0, "logit_bias": {"5": 1}},
+)
+
+
+def test_equal_requests_share_a_key_whatever_their_bookkeeping():
+    twin = dataclasses.replace(
+        BASE, id="other", arrival_s=5.0, stream=False, deadline_s=1.0, input_tokens=12,
+        model="small-replica-2", stop=("END", "\n"), temperature=0, extra={"logit_bias": {"5": 1}, "presence_penalty": 0},
+    )
+    assert make_key("t", "g", BASE) == make_key("t", "g", twin)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"messages": (Message("system", "be brief"), Message("user", "What is 2+3?"))},
+        {"messages": (Message("user", "be brief"), Message("user", "What is 2+2?"))},
+        {"messages": None, "prompt": "be brief\nWhat is 2+2?"},
+        {"max_tokens": 33},
+        {"temperature": 0.7},
+        {"top_p": 0.9},
+        {"seed": 1},
+        {"stop": ("\n",)},
+        {"ignore_eos": True},
+        {"endpoint": "completions"},
+        {"extra": {"presence_penalty": 0.5, "logit_bias": {"5": 1}}},
+        {"extra": {"presence_penalty": 0.0, "logit_bias": {"5": 2}}},
+        {"extra": {"presence_penalty": 0.0, "logit_bias": {"5": 1}, "n": 2}},
+    ],
+)
+def test_any_output_changing_parameter_changes_the_key(change):
+    assert make_key("t", "g", BASE) != make_key("t", "g", dataclasses.replace(BASE, **change))
+
+
+def test_tenants_and_model_groups_never_share_entries():
+    cache = ResponseCache("lru", capacity_entries=10)
+    cache.put(make_key("alice", "g", BASE), "alice's answer")
+    assert cache.get(make_key("bob", "g", BASE)) is None
+    assert cache.get(make_key("alice", "other-group", BASE)) is None
+    assert cache.get(make_key("alice", "g", BASE)) == "alice's answer"
+    # a tenant name cannot be crafted to collide with another tenant + group
+    assert make_key("a", "bg", BASE) != make_key("ab", "g", BASE)
+
+
+def test_only_deterministic_requests_are_cacheable_by_default():
+    assert is_cacheable(BASE)
+    hot = dataclasses.replace(BASE, temperature=0.8)
+    assert not is_cacheable(hot)
+    assert not is_cacheable(hot, cache_sampled=True)  # sampled without a seed: never
+    assert is_cacheable(dataclasses.replace(hot, seed=3), cache_sampled=True)
