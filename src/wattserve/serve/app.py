@@ -1,0 +1,325 @@
+"""The HTTP face of the gateway: FastAPI for the schema and the small routes, plus a lean
+ASGI handler for the two hot POST routes.
+
+Why the lean handler: FastAPI/Starlette build a ``Request``, run the dependency machinery
+and wrap a ``StreamingResponse`` per call; on the 2-core test machine that cost more than
+the gateway's own work (figures in docs/serve.md, reproduced by
+``benchmarks/gateway_overhead.py --gateway-modes fast,fastapi``). Both paths call the same
+``Gateway.handle``; ``fast_path: false`` in the config serves everything through FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wattserve.serve.config import ServeConfig
+from wattserve.serve.wire import APIError
+
+log = logging.getLogger("wattserve.serve")
+HOT = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+
+
+async def _read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> bytes:
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise APIError(413, f"request body larger than {limit} bytes", code="body_too_large")
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunk = msg.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise APIError(413, f"request body larger than {limit} bytes", code="body_too_large")
+            parts.append(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(parts) if len(parts) != 1 else parts[0]
+
+
+async def send_reply(send: Any, reply: Any) -> None:
+    """Send a pipeline ``Reply`` over raw ASGI; always drives a stream to its end (or closes it)."""
+    headers = [(b"content-type", reply.media_type.encode())]
+    headers += [(k.encode(), v.encode()) for k, v in reply.headers]
+    if reply.stream is None:
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+        return
+    headers.append((b"cache-control", b"no-cache"))
+    stream = reply.stream
+    try:
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        async for chunk in stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        await stream.aclose()
+
+
+class FastRoutes:
+    """ASGI wrapper: POST to the hot routes goes straight to the pipeline; the rest to FastAPI."""
+
+    def __init__(self, api: Any, service: Any) -> None:
+        self.api = api
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in HOT \
+                or not self.service.config.fast_path:
+            await self.api(scope, receive, send)
+            return
+        try:
+            headers = dict(scope["headers"])
+            raw = await _read_body(receive, headers, self.service.config.max_body_bytes)
+            auth = headers.get(b"authorization")
+            reply = await self.service.gateway.handle(HOT[scope["path"]], raw, auth.decode("latin-1") if auth else None)
+        except APIError as exc:
+            reply = _error_reply(exc)
+        except ConnectionError:
+            return
+        except Exception:  # noqa: BLE001 - logged here, never sent to the client
+            log.exception("internal error on %s", scope["path"])
+            reply = _error_reply(APIError(500, "internal error in the gateway", type="server_error"))
+        await send_reply(send, reply)
+
+
+def _error_reply(exc: APIError) -> Any:
+    from wattserve.serve.pipeline import Reply
+
+    return Reply(exc.status, body=exc.body())
+
+
+def _openapi_bodies() -> dict[str, dict]:
+    """JSON schemas of the two request bodies, for the OpenAPI document."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class ChatMessage(BaseModel):
+        role: str
+        content: str | list[dict[str, Any]] | None = None
+
+    class StreamOptions(BaseModel):
+        include_usage: bool = False
+
+    class _Common(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        model: str = Field(description="a served model, 'auto', or 'router-<policy>-<threshold>'")
+        max_tokens: int | None = Field(None, ge=1)
+        temperature: float | None = Field(None, ge=0, le=2)
+        top_p: float | None = Field(None, ge=0, le=1)
+        n: Literal[1] | None = None
+        stream: bool = False
+        stream_options: StreamOptions | None = None
+        stop: str | list[str] | None = None
+        seed: int | None = None
+
+    class ChatCompletionRequest(_Common):
+        messages: list[ChatMessage] = Field(min_length=1)
+
+    class CompletionRequest(_Common):
+        prompt: str | list[str]
+
+    out: dict[str, dict] = {}
+    for m in (ChatCompletionRequest, CompletionRequest):
+        schema = m.model_json_schema(ref_template="#/components/schemas/{model}")
+        out.update(schema.pop("$defs", {}))
+        out[m.__name__] = schema
+    return out
+
+
+def build_api(service: Any) -> Any:
+    """The FastAPI app (schema, health, metrics, models, and the fallback hot routes)."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any):  # noqa: ANN202
+        if not service.started:
+            await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    api = FastAPI(title="wattserve gateway", version="1", lifespan=lifespan,
+                  description="OpenAI-compatible gateway with a response cache, a model multiplexer, "
+                              "a replica pool and per-request energy.")
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(APIError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404
+                                     else None).payload(), status_code=exc.status_code)
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(APIError(400, f"invalid request: {exc.errors()[0].get('msg')}").payload(), status_code=400)
+
+    @api.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s", request.url.path)
+        return JSONResponse(APIError(500, "internal error in the gateway", type="server_error").payload(),
+                            status_code=500)
+
+    async def _hot(endpoint: str, request: Request) -> Response:
+        try:
+            headers = {k.lower().encode(): v.encode("latin-1") for k, v in request.headers.items()}
+            raw = await _read_body(request.receive, headers, service.config.max_body_bytes)
+            reply = await service.gateway.handle(endpoint, raw, request.headers.get("authorization"))
+        except APIError as exc:
+            return Response(exc.body(), status_code=exc.status, media_type="application/json")
+        if reply.stream is not None:
+            return StreamingResponse(reply.stream, status_code=reply.status, headers=dict(reply.headers),
+                                     media_type="text/event-stream")
+        return Response(reply.body, status_code=reply.status, headers=dict(reply.headers),
+                        media_type="application/json")
+
+    def _body_spec(name: str) -> dict:
+        return {"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{name}"}}}}}
+
+    @api.post("/v1/chat/completions", openapi_extra=_body_spec("ChatCompletionRequest"),
+              summary="OpenAI chat completions (streaming SSE or JSON)", response_model=None)
+    async def chat_completions(request: Request):  # noqa: ANN202 - no response model in the schema
+        return await _hot("chat", request)
+
+    @api.post("/v1/completions", openapi_extra=_body_spec("CompletionRequest"),
+              summary="OpenAI text completions (streaming SSE or JSON)", response_model=None)
+    async def completions(request: Request):  # noqa: ANN202
+        return await _hot("completions", request)
+
+    @api.get("/v1/models", summary="served models")
+    async def models():  # noqa: ANN202
+        names = list(service.pool.by_model) if service.pool else [m.name for m in service.config.models]
+        if service.config.router.enabled:
+            names.append("auto")
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "wattserve"}
+                                           for n in names]}
+
+    @api.get("/health", summary="liveness")
+    async def health():  # noqa: ANN202
+        return {"status": "ok"}
+
+    @api.get("/ready", summary="readiness: at least one healthy replica per served model")
+    async def ready():  # noqa: ANN202
+        per_model = service.pool.ready() if service.pool else {}
+        ok = bool(per_model) and all(per_model.values()) and not service.gateway.draining
+        replicas = [r.describe() for r in service.pool.replicas] if service.pool else []
+        return JSONResponse({"ready": ok, "models": per_model, "replicas": replicas}, status_code=200 if ok else 503)
+
+    @api.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics():  # noqa: ANN202
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @api.get("/stats", summary="cache, energy and per-model counts as JSON")
+    async def stats():  # noqa: ANN202
+        return service.stats()
+
+    base_openapi = api.openapi
+
+    def openapi() -> dict:
+        if api.openapi_schema is None:
+            schema = base_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(_openapi_bodies())
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    return api
+
+
+def create_app(config: ServeConfig, service: Any = None) -> Any:
+    """The ASGI app for ``config`` (a ``Service`` is built unless one is passed)."""
+    if service is None:
+        from wattserve.serve.service import Service
+
+        service = Service(config)
+    api = build_api(service)
+    app = FastRoutes(api, service)
+    app.service = service  # type: ignore[attr-defined]
+    return app
+
+
+class BackgroundServer:
+    """uvicorn in a thread on 127.0.0.1 (tests, the demo, the benchmark). ``with`` starts/stops it."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0) -> None:
+        from wattserve.engines.launcher import free_port
+
+        self.app, self.host = app, host
+        self.port = port or free_port(host)
+        self.grace_s = grace_s
+        self.server: Any = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 120.0) -> "BackgroundServer":
+        import uvicorn
+
+        cfg = uvicorn_config(self.app, self.host, self.port, self.grace_s)
+        self.server = uvicorn.Server(cfg)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.thread = threading.Thread(target=self.server.run, name="wattserve-gateway", daemon=True)
+        self.thread.start()
+        end = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("gateway server thread exited during start-up")
+            if time.monotonic() > end:
+                raise TimeoutError("gateway did not start in time")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(self.grace_s + 30)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def uvicorn_config(app: Any, host: str, port: int, grace_s: float, log_level: str = "warning") -> Any:
+    import uvicorn
+
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:  # pragma: no cover
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:  # pragma: no cover
+        http = "h11"
+    return uvicorn.Config(app, host=host, port=port, loop=loop, http=http, log_level=log_level,
+                          access_log=False, lifespan="on", timeout_graceful_shutdown=grace_s,
+                          timeout_keep_alive=30)
+
+
+async def run_forever(config: ServeConfig) -> None:  # pragma: no cover - exercised via the CLI
+    import uvicorn
+
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn_config(app, config.host, config.port, config.grace_s))
+    await server.serve()
+    await asyncio.sleep(0)

@@ -1,0 +1,163 @@
+"""The gateway's configuration: one YAML/TOML file describes models, replicas, devices,
+cache, router, balancer, health checks, timeouts, auth and limits (pydantic v2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from wattserve.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReplicaConfig(_Strict):
+    """One or more replicas of a model.
+
+    ``kind``: ``url`` (an OpenAI-compatible server already running), ``local`` (an in-process
+    engine from ``wattserve.engines.factory.create_engine``), ``command`` (a server process
+    the launcher starts, e.g. ``vllm serve`` / ``llama-server``; ``{model}``, ``{port}``,
+    ``{memory_fraction}`` and ``{device}`` are filled in), ``mock`` (the zero-delay mock
+    OpenAI server, for demos and benchmarks).
+    """
+
+    kind: Literal["url", "local", "command", "mock"] = "url"
+    url: str | None = None  # base URL ending in /v1, for kind=url
+    copies: int = Field(1, ge=1, le=64)
+    device: str = "cpu"  # energy-meter device this replica draws from; replicas may share one
+    engine_model: str | None = None  # model name sent to the engine; default: the model's name
+    backend: str = "auto"  # local engines
+    threads: int = Field(1, ge=1)
+    command: list[str] | None = None
+    port: int | None = None  # first port for kind=command (copies take consecutive ports); None = free ports
+    memory_fraction: float | None = Field(None, gt=0, le=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    ready_path: str = "/v1/models"
+    ready_timeout_s: float = Field(600.0, gt=0)
+    slots: int = Field(8, ge=1)  # concurrent requests the replica serves without queueing
+    mock_delay_s: float = Field(0.0, ge=0)  # kind=mock: delay per token
+    mock_tokens: int = Field(8, ge=1)  # kind=mock: tokens per answer
+
+    @model_validator(mode="after")
+    def _check(self) -> "ReplicaConfig":
+        if self.kind == "url" and not self.url:
+            raise ValueError("a replica of kind 'url' needs 'url'")
+        if self.kind == "command" and not self.command:
+            raise ValueError("a replica of kind 'command' needs 'command' (a list of arguments)")
+        return self
+
+
+class ModelConfig(_Strict):
+    name: str
+    replicas: list[ReplicaConfig] = Field(min_length=1)
+    fit: str | None = None  # path to a ModelFit JSON (energy_j) for the energy-aware balancer / cache cost
+    energy_per_token_j: float | None = Field(None, ge=0)  # fallback estimate when no fit is given
+
+
+class RouterConfig(_Strict):
+    """Multiplexing: ``model="auto"`` or ``model="router-<policy>-<threshold>"`` picks among ``models``."""
+
+    enabled: bool = False
+    models: list[str] = Field(default_factory=list)  # candidate served models, cheapest first
+    scorer: str | None = None  # path to a trained scorer / router file (cache-router engineer's format)
+    policy: str = "auto"
+    threshold: float | None = None
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    policy: Literal["lru", "lfu", "gdsf", "lec"] = "gdsf"
+    capacity_entries: int | None = Field(10000, ge=1)
+    capacity_bytes: int | None = Field(None, ge=1)
+    persist_path: str | None = None  # SQLite file: survives restarts, flushed on shutdown
+
+
+class HealthConfig(_Strict):
+    interval_s: float = Field(2.0, gt=0)
+    timeout_s: float = Field(1.0, gt=0)
+    retry_after_s: float = Field(2.0, gt=0)  # an unhealthy replica is probed again after this
+
+
+class TimeoutConfig(_Strict):
+    connect_s: float = Field(2.0, gt=0)
+    first_token_s: float = Field(30.0, gt=0)
+    total_s: float = Field(300.0, gt=0)
+
+
+class AuthConfig(_Strict):
+    """Bearer keys as ``key`` or ``key:tenant`` lines (file) or comma-separated (env var)."""
+
+    keys_file: str | None = None
+    keys_env: str | None = "WATTSERVE_API_KEYS"
+    required: bool | None = None  # None: required exactly when keys are configured
+
+
+class EnergyConfig(_Strict):
+    meter: str = "auto"  # auto | nvml | rapl | modeled | modeled:process | null | replay:PATH ('+' joins)
+    interval_s: float = Field(0.5, gt=0)
+    attribution: Literal["active_time"] = "active_time"
+
+
+class ServeConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    models: list[ModelConfig] = Field(min_length=1)
+    balancer: Literal["round_robin", "least_outstanding", "energy_aware"] = "least_outstanding"
+    router: RouterConfig = Field(default_factory=RouterConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    energy: EnergyConfig = Field(default_factory=EnergyConfig)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    default_max_tokens: int = Field(256, ge=1)
+    max_tokens_limit: int = Field(8192, ge=1)
+    log_content: bool = False  # prompts and completions are never logged unless this is set
+    grace_s: float = Field(10.0, ge=0)
+    fast_path: bool = True  # serve the two hot POST routes from a lean ASGI handler
+
+    @model_validator(mode="after")
+    def _check(self) -> "ServeConfig":
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError("model names must be unique")
+        for name in self.router.models:
+            if name not in names:
+                raise ValueError(f"router model {name!r} is not a served model")
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a ``ServeConfig``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    text = p.read_text()
+    try:
+        if p.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error is the user's to fix
+        raise ConfigError(f"cannot parse {p}: {exc}") from None
+    return config_from_dict(data or {}, source=str(p))
+
+
+def config_from_dict(data: dict, source: str = "config") -> ServeConfig:
+    try:
+        return ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        raise ConfigError(f"{source}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None

@@ -1,0 +1,173 @@
+"""Per-request energy for live traffic: the device meter is read beside the traffic and each
+request is charged its share of its device's joules over its lifetime.
+
+Method (``active_time``): the meter is read every ``interval_s``. In each interval ``k`` the
+device's joules ``dE_k`` are divided by the active request-seconds ``A_k`` on that device
+(the integral of the number of requests in flight), giving a rate ``r_k`` in joules per
+request-second; a request is charged ``sum_k r_k * (its seconds in flight during k)``. So
+concurrent requests split the device's energy equally per second they are in flight, and the
+charges of an interval add up to the interval's joules. Energy in intervals with no request
+in flight is idle energy (counted, charged to nobody). A request that ends inside the
+still-open interval is charged that part at the previous interval's rate (an estimate; the
+error is at most one interval's share). Replicas on one device share that device's joules;
+the meter's device keys are matched to a replica's ``device`` by prefix (all keys when none
+match, e.g. the single ``cpu`` key of the modeled CPU meter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections import deque
+from typing import Any, Callable
+
+METHOD = ("active_time: each device's metered joules per interval split over the requests in "
+          "flight on it, in proportion to their seconds in flight")
+
+
+class _Device:
+    __slots__ = ("n", "last_t", "area", "bounds", "cum", "rates", "rate", "idle_j", "total_j", "charged_j")
+
+    def __init__(self, t0: float, history: int) -> None:
+        self.n = 0  # requests in flight
+        self.last_t = t0
+        self.area = 0.0  # request-seconds in the open interval
+        self.bounds: deque[float] = deque([t0], maxlen=history)  # interval starts
+        self.cum: deque[float] = deque([0.0], maxlen=history)  # R at each bound (J per request, cumulative)
+        self.rates: deque[float] = deque([0.0], maxlen=history)  # rate of the interval starting there
+        self.rate = 0.0  # estimate for the open interval
+        self.idle_j = 0.0
+        self.total_j = 0.0
+        self.charged_j = 0.0
+
+    def _advance(self, now: float) -> None:
+        self.area += self.n * (now - self.last_t)
+        self.last_t = now
+
+    def r_at(self, t: float) -> float:
+        """R(t): cumulative joules one request in flight since the start would be charged."""
+        i = bisect.bisect_right(self.bounds, t) - 1
+        if i < 0:
+            i = 0
+        last = len(self.bounds) - 1
+        rate = self.rate if i == last else self.rates[i]
+        return self.cum[i] + rate * (t - self.bounds[i])
+
+
+class EnergyAccountant:
+    """Online attribution of metered device joules to requests (see the module docstring)."""
+
+    def __init__(self, meter: Any, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
+                 history: int = 7200) -> None:
+        self.meter = meter
+        self.interval_s = interval_s
+        self.clock = clock
+        self.history = history
+        self.devices: dict[str, _Device] = {}
+        self.source = "null"
+        self._keys: dict[str, list[str]] = {}
+        self._last: dict[str, float] | None = None
+        self._task: asyncio.Task | None = None
+        self.method = METHOD
+
+    @property
+    def enabled(self) -> bool:
+        return self.meter is not None
+
+    def _device(self, name: str) -> _Device:
+        d = self.devices.get(name)
+        if d is None:
+            d = self.devices[name] = _Device(self.clock(), self.history)
+        return d
+
+    def begin(self, device: str) -> float:
+        """A request starts on ``device``; returns the token to hand to ``end``."""
+        now = self.clock()
+        d = self._device(device)
+        d._advance(now)
+        d.n += 1
+        return now
+
+    def end(self, device: str, started: float) -> float | None:
+        """The request ends: its charge in joules (None without a meter)."""
+        now = self.clock()
+        d = self._device(device)
+        d._advance(now)
+        d.n = max(0, d.n - 1)
+        if self.meter is None:
+            return None
+        j = max(0.0, d.r_at(now) - d.r_at(started))
+        d.charged_j += j
+        return j
+
+    def _joules(self, reading: Any, device: str) -> float:
+        keys = self._keys.get(device)
+        if keys is None:
+            names = list(reading.joules)
+            keys = [k for k in names if k.startswith(device)] or names
+            self._keys[device] = keys
+        return float(sum(reading.joules[k] for k in keys))
+
+    def tick(self) -> None:
+        """Read the meter and close the current interval on every device."""
+        if self.meter is None:
+            return
+        reading = self.meter.read()
+        now = reading.t_s
+        self.source = ",".join(sorted(set(reading.sources.values()))) or "null"
+        totals = {name: self._joules(reading, name) for name in self.devices}
+        last = self._last or {}
+        for name, d in self.devices.items():
+            d._advance(now)
+            prev = last.get(name)
+            de = 0.0 if prev is None else max(0.0, totals[name] - prev)
+            d.total_j += de
+            start = d.bounds[-1]
+            if d.area > 0:
+                rate = de / d.area
+            else:
+                rate = 0.0
+                d.idle_j += de
+            d.rates[-1] = rate
+            d.bounds.append(now)
+            d.cum.append(d.cum[-1] + rate * (now - start))
+            d.rates.append(rate)
+            d.rate = rate
+            d.area = 0.0
+        self._last = totals
+
+    async def run(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        if self.meter is not None and self._task is None:
+            self._task = asyncio.create_task(self.run(), name="wattserve-energy")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._task = None
+        close = getattr(self.meter, "close", None)
+        if close is not None:
+            close()
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {name: {"metered_j": d.total_j, "charged_j": d.charged_j, "idle_j": d.idle_j,
+                       "in_flight": d.n} for name, d in self.devices.items()}
+
+
+def make_meter(kind: str) -> tuple[Any, str]:
+    """The meter named by ``kind`` (``wattserve.energy.meters.METER_CHOICES``; ``auto`` probes
+    NVML, RAPL, else the modeled CPU meter) and why; ``null`` -> (None, reason)."""
+    if kind == "null":
+        return None, "no meter (energy.meter: null)"
+    from wattserve.energy.meters import auto_meter
+
+    return auto_meter("modeled:system" if kind == "modeled" else kind)

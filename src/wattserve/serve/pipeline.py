@@ -1,0 +1,428 @@
+"""The serving pipeline, free of any web framework:
+
+canonical request -> cache lookup -> multiplexer (``model="auto"`` / ``router-...``) ->
+balancer picks a healthy replica (one retry on another replica before the first byte) ->
+engine streams -> completion stored in the cache with its metered cost -> answer.
+
+``Gateway.handle(endpoint, raw_body, authorization)`` returns a ``Reply``: status, headers
+and either a whole body or an async iterator of SSE bytes. Errors are OpenAI-style JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator
+
+import aiohttp
+import orjson
+
+from wattserve.serve import wire
+from wattserve.serve.replica import EngineReplica, HttpReplica, Replica, UpstreamError
+from wattserve.serve.wire import APIError
+from wattserve.types import Request
+
+log = logging.getLogger("wattserve.serve")
+_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+_CLIENT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+
+    @property
+    def media_type(self) -> str:
+        return "text/event-stream" if self.stream is not None else "application/json"
+
+
+class _Ctx:
+    """Bookkeeping for one request on one replica."""
+
+    __slots__ = ("req", "body", "group", "model", "key", "t0", "rep", "token", "ttft_s", "usage_wanted")
+
+    def __init__(self, req: Request, body: dict, group: str, model: str, key: str | None, t0: float) -> None:
+        self.req, self.body, self.group, self.model, self.key, self.t0 = req, body, group, model, key, t0
+        self.rep: Replica | None = None
+        self.token = 0.0
+        self.ttft_s: float | None = None
+        self.usage_wanted = wire.wants_usage(body)
+
+
+class Gateway:
+    def __init__(self, pool: Any, *, cache: Any = None, router: Any = None, accountant: Any = None,
+                 metrics: Any = None, keys: Any = None, default_max_tokens: int = 256,
+                 max_tokens_limit: int = 8192, first_token_s: float = 30.0, total_s: float = 300.0,
+                 connect_s: float = 2.0, router_models: list[str] | None = None, log_content: bool = False,
+                 cost_estimate: Any = None) -> None:
+        self.pool, self.cache, self.router, self.accountant = pool, cache, router, accountant
+        self.metrics, self.keys = metrics, keys
+        self.default_max_tokens, self.max_tokens_limit = default_max_tokens, max_tokens_limit
+        self.first_token_s, self.total_s = first_token_s, total_s
+        self.timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s, sock_read=first_token_s)
+        self.router_models = router_models or []
+        self.log_content = log_content
+        self.cost_estimate = cost_estimate  # (model, input_tokens, output_tokens) -> J, when unmetered
+        self.in_flight = 0
+        self.draining = False
+        self._seq = 0
+        self._prefix = os.urandom(6).hex()
+
+    # ------------------------------------------------------------------ entry point
+    async def handle(self, endpoint: str, raw: bytes, authorization: str | None = None) -> Reply:
+        t0 = time.perf_counter()
+        label = "-"
+        try:
+            if self.draining:
+                raise APIError(503, "the gateway is shutting down", type="server_error", code="shutting_down")
+            tenant = self.keys.tenant(authorization) if self.keys is not None else "default"
+            body = wire.parse_body(raw)
+            self._seq += 1
+            rid = f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{self._prefix}{self._seq:x}"
+            req = wire.to_request(endpoint, body, rid, tenant, self.default_max_tokens, self.max_tokens_limit)
+            group = req.model
+            model = self._resolve(req)
+            label = model
+            if self.log_content:
+                log.info("request %s tenant=%s model=%s text=%r", rid, tenant, model, req.text())
+            key = None
+            if self.cache is not None:
+                from wattserve.cache import is_cacheable, make_key
+
+                if is_cacheable(req):
+                    key = make_key(tenant, group, req)
+                    hit = self.cache.get(key)
+                    if hit is not None:
+                        return self._from_cache(req, body, model, hit, t0)
+            ctx = _Ctx(req, body, group, model, key, t0)
+            return await self._forward(ctx)
+        except APIError as exc:
+            if self.metrics is not None:
+                self.metrics.done(label, exc.status, "none", None, time.perf_counter() - t0, 0, 0, None, "")
+            return Reply(exc.status, body=exc.body())
+
+    def _resolve(self, req: Request) -> str:
+        name = req.model
+        if name in self.pool.by_model:
+            return name
+        if name == "auto" or name.startswith("router-"):
+            if self.router is None:
+                raise APIError(404, f"model {name!r} needs a router, and none is configured "
+                               "(set router.enabled in the gateway config)", code="model_not_found", param="model")
+            try:
+                decision = self.router.route(req)
+            except APIError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad policy string is the client's to fix
+                raise APIError(400, f"cannot route with model={name!r}: {exc}", param="model") from None
+            if decision.model not in self.pool.by_model:
+                raise APIError(503, f"router chose {decision.model!r}, which this gateway does not serve",
+                               type="server_error")
+            if self.metrics is not None:
+                self.metrics.routed.labels("auto" if name == "auto" else "router", decision.model).inc()
+            return decision.model
+        raise APIError(404, f"model {name!r} does not exist; served: {', '.join(self.pool.by_model)}",
+                       code="model_not_found", param="model")
+
+    # ------------------------------------------------------------------ cache hits
+    def _from_cache(self, req: Request, body: dict, model: str, hit: dict, t0: float) -> Reply:
+        saved = float(hit.get("energy_j") or 0.0)
+        usage = wire.usage_dict(hit["input_tokens"], hit["output_tokens"], 0.0, True)
+        ep, rid = req.endpoint, req.id
+        headers = [("x-wattserve-model", model), ("x-wattserve-replica", "cache"), ("x-wattserve-cache", "hit")]
+        if self.metrics is not None:
+            self.metrics.hit(model, saved)
+            dt = time.perf_counter() - t0
+            self.metrics.done(model, 200, "hit", dt, dt, hit["input_tokens"], hit["output_tokens"], None, "")
+        if not req.stream:
+            headers.append(("x-wattserve-energy-j", "0"))
+            return Reply(200, headers, body=wire.full_body(ep, rid, model, hit["text"], hit["finish"], usage))
+        data = (wire.chunk_event(ep, rid, model, hit["text"], None, first=True)
+                + wire.chunk_event(ep, rid, model, None, hit["finish"] or "stop"))
+        if wire.wants_usage(body):
+            data += wire.usage_event(ep, rid, model, usage)
+
+        async def one() -> AsyncIterator[bytes]:
+            yield data + wire.DONE
+
+        return Reply(200, headers, stream=one())
+
+    # ------------------------------------------------------------------ upstream
+    async def _forward(self, ctx: _Ctx) -> Reply:
+        """Pick a replica and get its first bytes; on failure before them, try one other replica."""
+        tried: list[Replica] = []
+        last: Exception | None = None
+        for attempt in range(2):
+            rep = self.pool.pick(ctx.req, ctx.model, tried)
+            if rep is None:
+                break
+            if attempt and self.metrics is not None:
+                self.metrics.retries.labels(ctx.model).inc()
+            tried.append(rep)
+            self._begin(ctx, rep)
+            try:
+                if isinstance(rep, HttpReplica):
+                    return await self._http(ctx, rep)
+                return await self._engine(ctx, rep)
+            except UpstreamError as exc:
+                self._end(ctx, ok=False)
+                if not exc.retryable:
+                    return self._upstream_answer(ctx, exc)
+                self.pool.failed(rep, str(exc))
+                log.warning("replica %s failed before the first byte: %s", rep.name, exc)
+                last = exc
+            except BaseException:
+                self._end(ctx, ok=False)
+                raise
+        if last is None:
+            raise APIError(503, f"no healthy replica for model {ctx.model!r}", type="server_error",
+                           code="no_healthy_replica")
+        raise APIError(502, f"upstream failed: {last}", type="upstream_error", code="upstream_failed")
+
+    def _begin(self, ctx: _Ctx, rep: Replica) -> None:
+        ctx.rep = rep
+        rep.outstanding += 1
+        self.in_flight += 1
+        if self.accountant is not None:
+            ctx.token = self.accountant.begin(rep.device)
+
+    def _end(self, ctx: _Ctx, ok: bool) -> float | None:
+        rep = ctx.rep
+        assert rep is not None
+        rep.outstanding -= 1
+        self.in_flight -= 1
+        if ok:
+            rep.served += 1
+        if self.accountant is None:
+            return None
+        return self.accountant.end(rep.device, ctx.token)
+
+    def _upstream_answer(self, ctx: _Ctx, exc: UpstreamError) -> Reply:
+        body = exc.body or APIError(exc.status, str(exc), type="upstream_error").body()
+        if self.metrics is not None:
+            self.metrics.done(ctx.model, exc.status, "miss", None, time.perf_counter() - ctx.t0, 0, 0, None, "")
+        return Reply(exc.status, [("x-wattserve-model", ctx.model)], body=body)
+
+    def _headers(self, ctx: _Ctx) -> list[tuple[str, str]]:
+        return [("x-wattserve-model", ctx.model), ("x-wattserve-replica", ctx.rep.name if ctx.rep else "-"),
+                ("x-wattserve-cache", "miss" if ctx.key else "bypass")]
+
+    def _finish(self, ctx: _Ctx, text: str, finish: str | None, in_tok: int, out_tok: int,
+                error: str | None) -> dict[str, Any]:
+        """Close the books on an upstream answer: energy, metrics, cache. Returns the usage dict."""
+        energy = self._end(ctx, ok=error is None)
+        source = self.accountant.source if self.accountant is not None else "null"
+        e2e = time.perf_counter() - ctx.t0
+        if self.metrics is not None:
+            self.metrics.done(ctx.model, 200 if error is None else 502, "miss" if ctx.key else "bypass",
+                              ctx.ttft_s, e2e, in_tok, out_tok, energy, source)
+        if error is None and ctx.key is not None and self.cache is not None:
+            cost = energy
+            if not cost and self.cost_estimate is not None:
+                cost = self.cost_estimate(ctx.model, in_tok, out_tok)
+            self.cache.put(ctx.key, {"text": text, "finish": finish, "input_tokens": in_tok,
+                                     "output_tokens": out_tok, "energy_j": energy, "model": ctx.model},
+                           cost=float(cost or 1e-3 * max(1, out_tok)), size=len(text) + 64)
+        if self.log_content and error is None:
+            log.info("answer %s replica=%s text=%r", ctx.req.id, ctx.rep.name if ctx.rep else "-", text)
+        return wire.usage_dict(in_tok, out_tok, energy, False, source)
+
+    # ------------------------------------------------------------------ HTTP replicas (pass-through)
+    async def _http(self, ctx: _Ctx, rep: HttpReplica) -> Reply:
+        fwd = dict(ctx.body)
+        fwd["model"] = rep.engine_model
+        if ctx.req.stream:
+            fwd["stream_options"] = {"include_usage": True}
+        resp = await rep.open(_PATHS[ctx.req.endpoint], orjson.dumps(fwd), self.timeout)
+        if not ctx.req.stream:
+            try:
+                data = orjson.loads(await resp.read())
+                resp.release()
+            except _CLIENT_ERRORS as exc:
+                resp.close()
+                raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}") from None
+            except orjson.JSONDecodeError:
+                raise UpstreamError(f"{rep.name}: upstream answer is not JSON") from None
+            ctx.ttft_s = time.perf_counter() - ctx.t0
+            c = (data.get("choices") or [{}])[0]
+            text = (c.get("message") or {}).get("content") or "" if ctx.req.endpoint == "chat" else c.get("text") or ""
+            u = data.get("usage") or {}
+            usage = self._finish(ctx, text, c.get("finish_reason"), int(u.get("prompt_tokens") or 0),
+                                 int(u.get("completion_tokens") or 0), None)
+            data["usage"] = usage
+            data["model"] = ctx.model
+            headers = self._headers(ctx)
+            headers.append(("x-wattserve-energy-j", "" if usage["energy_j"] is None else f"{usage['energy_j']:.6g}"))
+            return Reply(200, headers, body=orjson.dumps(data))
+        content = resp.content
+        try:
+            first = await _next_event(content)
+        except _CLIENT_ERRORS as exc:
+            resp.close()
+            raise UpstreamError(f"{rep.name}: stream failed before its first event: {type(exc).__name__}") from None
+        if first is None:
+            resp.close()
+            raise UpstreamError(f"{rep.name}: stream closed before its first event")
+        return Reply(200, self._headers(ctx), stream=self._relay(ctx, rep, resp, first))
+
+    async def _relay(self, ctx: _Ctx, rep: HttpReplica, resp: aiohttp.ClientResponse,
+                     ev: bytes | None) -> AsyncIterator[bytes]:
+        chat = ctx.req.endpoint == "chat"
+        parts: list[str] = []
+        finish = None
+        in_tok = out_tok = 0
+        done = False
+        error: str | None = None
+        n = 0
+        try:
+            try:
+                while ev is not None:
+                    if ev == b"[DONE]":
+                        done = True
+                        break
+                    d = orjson.loads(ev)
+                    if "error" in d:
+                        error = "upstream error event"
+                        yield b"data: " + ev + b"\n\n"
+                        break
+                    choices = d.get("choices")
+                    if choices:
+                        c = choices[0]
+                        t = (c.get("delta") or {}).get("content") if chat else c.get("text")
+                        if t:
+                            if ctx.ttft_s is None:
+                                ctx.ttft_s = time.perf_counter() - ctx.t0
+                            parts.append(t)
+                        if c.get("finish_reason"):
+                            finish = c["finish_reason"]
+                    u = d.get("usage")
+                    if u:
+                        in_tok, out_tok = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+                    if choices or not u:  # the usage-only chunk is replaced by ours below
+                        n += 1
+                        yield b"data: " + ev + b"\n\n"
+                    ev = await _next_event(resp.content)
+                if not done and error is None and finish is None:
+                    error = "upstream stream ended without finishing"
+            except _CLIENT_ERRORS as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            except orjson.JSONDecodeError:
+                error = "upstream sent an event that is not JSON"
+            if error is not None and "error event" not in error:
+                self.pool.failed(rep, error)
+                log.warning("replica %s broke mid-stream after %d events: %s", rep.name, n, error)
+                yield APIError(502, f"replica {rep.name} failed mid-stream after {n} chunks: {error}",
+                               type="upstream_error", code="stream_broken").sse()
+        finally:
+            if done:
+                resp.release()
+            else:
+                resp.close()
+            if not out_tok:
+                out_tok = len(parts)
+            usage = self._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
+        if error is None and ctx.usage_wanted:
+            yield wire.usage_event(ctx.req.endpoint, ctx.req.id, ctx.model, usage)
+        yield wire.DONE
+
+    # ------------------------------------------------------------------ in-process engines
+    async def _engine(self, ctx: _Ctx, rep: EngineReplica) -> Reply:
+        req = replace(ctx.req, model=rep.engine_model)
+        agen = rep.stream(req).__aiter__()
+        deadline = asyncio.get_running_loop().time() + self.total_s
+        try:
+            async with asyncio.timeout(self.first_token_s):
+                first = await agen.__anext__()
+        except StopAsyncIteration:
+            raise UpstreamError(f"{rep.name}: engine produced no output") from None
+        except TimeoutError:
+            await _aclose(agen)
+            raise UpstreamError(f"{rep.name}: no first token within {self.first_token_s:g} s") from None
+        except Exception as exc:  # noqa: BLE001 - an engine failure before any byte: retry elsewhere
+            raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}") from None
+        ctx.ttft_s = time.perf_counter() - ctx.t0
+        if not ctx.req.stream:
+            parts, finish, usage, error = [first.text], first.finish_reason, first.usage, None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    async for ch in agen:
+                        parts.append(ch.text)
+                        finish = ch.finish_reason or finish
+                        usage = ch.usage or usage
+            except Exception as exc:  # noqa: BLE001
+                error = f"{type(exc).__name__}: {exc}"
+            text = "".join(parts)
+            in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
+            u = self._finish(ctx, text, finish, in_tok, out_tok, error)
+            if error is not None:
+                raise APIError(502, f"replica {rep.name} failed: {error}", type="upstream_error")
+            headers = self._headers(ctx)
+            headers.append(("x-wattserve-energy-j", "" if u["energy_j"] is None else f"{u['energy_j']:.6g}"))
+            return Reply(200, headers, body=wire.full_body(ctx.req.endpoint, ctx.req.id, ctx.model, text, finish, u))
+        return Reply(200, self._headers(ctx), stream=self._engine_relay(ctx, rep, agen, first, deadline))
+
+    async def _engine_relay(self, ctx: _Ctx, rep: EngineReplica, agen: Any, ch: Any,
+                            deadline: float) -> AsyncIterator[bytes]:
+        ep, rid, model = ctx.req.endpoint, ctx.req.id, ctx.model
+        parts: list[str] = []
+        finish = usage = error = None
+        first = True
+        try:
+            try:
+                while ch is not None:
+                    if ch.text or ch.finish_reason:
+                        parts.append(ch.text)
+                        finish = ch.finish_reason or finish
+                        yield wire.chunk_event(ep, rid, model, ch.text, ch.finish_reason, first=first)
+                        first = False
+                    usage = ch.usage or usage
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            ch = await agen.__anext__()
+                    except StopAsyncIteration:
+                        ch = None
+            except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
+                error = f"{type(exc).__name__}: {exc}"
+                yield APIError(502, f"replica {rep.name} failed mid-stream: {error}", type="upstream_error",
+                               code="stream_broken").sse()
+        finally:
+            await _aclose(agen)
+            in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
+            u = self._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
+        if error is None and ctx.usage_wanted:
+            yield wire.usage_event(ep, rid, model, u)
+        yield wire.DONE
+
+    # ------------------------------------------------------------------ lifecycle
+    async def drain(self, grace_s: float) -> int:
+        """Refuse new requests and wait up to ``grace_s`` for in-flight ones; returns those left."""
+        self.draining = True
+        end = time.monotonic() + grace_s
+        while self.in_flight and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        return self.in_flight
+
+
+async def _next_event(content: aiohttp.StreamReader) -> bytes | None:
+    """The payload of the next SSE ``data:`` line, or None at the end of the stream."""
+    while True:
+        line = await content.readline()
+        if not line:
+            return None
+        if line.startswith(b"data:"):
+            return line[5:].strip()
+
+
+async def _aclose(agen: Any) -> None:
+    close = getattr(agen, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,165 @@
+"""The gateway's assembled parts and their lifecycle: replicas (via the launcher), pool,
+cache, router, energy accountant, metrics, API keys and the pipeline."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from wattserve.errors import ConfigError
+from wattserve.serve.config import ServeConfig
+
+log = logging.getLogger("wattserve.serve")
+
+
+def build_cache(config: ServeConfig) -> Any:
+    c = config.cache
+    if not c.enabled:
+        return None
+    from wattserve.cache import ResponseCache, open_store
+
+    store = open_store(f"sqlite:{c.persist_path}") if c.persist_path else None
+    return ResponseCache(c.policy, capacity_entries=c.capacity_entries, capacity_bytes=c.capacity_bytes, store=store)
+
+
+def build_router(config: ServeConfig) -> Any:
+    """The multiplexer for ``model="auto"`` / ``router-<policy>-<threshold>`` (cache-router engineer's Router)."""
+    r = config.router
+    if not r.enabled:
+        return None
+    try:
+        from wattserve.route import build_gateway_router
+    except ImportError as exc:
+        raise ConfigError(f"router.enabled is set but the router is unavailable: {exc}") from None
+    return build_gateway_router(models=r.models, scorer=r.scorer, policy=r.policy, threshold=r.threshold)
+
+
+def load_fits(config: ServeConfig) -> dict[str, Any]:
+    from wattserve.types import ModelFit
+
+    fits = {}
+    for m in config.models:
+        if m.fit:
+            p = Path(m.fit)
+            try:
+                fits[m.name] = ModelFit.from_dict(json.loads(p.read_text()))
+            except (OSError, ValueError, TypeError) as exc:
+                raise ConfigError(f"cannot read the fit for {m.name} from {p}: {exc}") from None
+    return fits
+
+
+class Service:
+    def __init__(self, config: ServeConfig, replicas: list[Any] | None = None) -> None:
+        self.config = config
+        self._given = replicas  # prebuilt Replica objects (tests); else launched from the config
+        self.launcher: Any = None
+        self.pool: Any = None
+        self.cache: Any = None
+        self.accountant: Any = None
+        self.gateway: Any = None
+        self.meter_reason = ""
+        self.started = False
+        from wattserve.serve.metrics import GatewayMetrics
+
+        self.metrics = GatewayMetrics()
+
+    async def _replicas(self) -> list[Any]:
+        from wattserve.engines.launcher import Launcher
+        from wattserve.serve.replica import EngineReplica, HttpReplica
+
+        self.launcher = Launcher(self.config.host if self.config.host != "0.0.0.0" else "127.0.0.1")
+        out: list[Any] = []
+        for m in self.config.models:
+            for spec in m.replicas:
+                for item in await self.launcher.launch(m.name, spec):
+                    if item.engine is not None:
+                        out.append(EngineReplica(item.name, m.name, item.engine, item.engine_model,
+                                                 item.device, item.slots))
+                    else:
+                        out.append(HttpReplica(item.name, m.name, item.url, item.engine_model,
+                                               item.device, item.slots))
+        return out
+
+    async def start(self) -> None:
+        from wattserve.serve.auth import ApiKeys
+        from wattserve.serve.balancers import fit_energy_fn, make_balancer
+        from wattserve.serve.energy import EnergyAccountant, make_meter
+        from wattserve.serve.health import HealthChecker
+        from wattserve.serve.pipeline import Gateway
+        from wattserve.serve.pool import ReplicaPool
+
+        cfg = self.config
+        keys = ApiKeys.load(cfg.auth.keys_file, cfg.auth.keys_env, cfg.auth.required)
+        fits = load_fits(cfg)
+        per_token = {m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None}
+        energy_fn = fit_energy_fn(fits, per_token)
+        router = build_router(cfg)
+        self.cache = build_cache(cfg)
+        meter, self.meter_reason = make_meter(cfg.energy.meter)
+        self.accountant = EnergyAccountant(meter, cfg.energy.interval_s)
+        try:
+            replicas = self._given if self._given is not None else await self._replicas()
+            health = HealthChecker(replicas, cfg.health.interval_s, cfg.health.timeout_s, cfg.health.retry_after_s)
+            self.pool = ReplicaPool(replicas, make_balancer(cfg.balancer, energy_fn), health, cfg.timeouts.connect_s)
+            await self.pool.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.accountant.start()
+        self.metrics.attach(self.pool, self.cache, self.accountant)
+        self.metrics.energy_source = lambda: self.accountant.source
+        self.gateway = Gateway(
+            self.pool, cache=self.cache, router=router, accountant=self.accountant, metrics=self.metrics,
+            keys=keys, default_max_tokens=cfg.default_max_tokens, max_tokens_limit=cfg.max_tokens_limit,
+            first_token_s=cfg.timeouts.first_token_s, total_s=cfg.timeouts.total_s,
+            connect_s=cfg.timeouts.connect_s, router_models=cfg.router.models, log_content=cfg.log_content,
+            cost_estimate=lambda model, i, o: energy_fn(_ModelOnly(model), i, o),
+        )
+        self.started = True
+        log.warning("gateway ready: %d replica(s) of %s; energy: %s", len(self.pool.replicas),
+                    ", ".join(self.pool.models), self.meter_reason)
+
+    async def stop(self) -> None:
+        """Drain in-flight requests (up to ``grace_s``), stop replicas, flush the cache store."""
+        if self.gateway is not None:
+            left = await self.gateway.drain(self.config.grace_s)
+            if left:
+                log.warning("%d request(s) still in flight after the %g s grace period", left, self.config.grace_s)
+        if self.pool is not None:
+            await self.pool.aclose()
+        if self.launcher is not None:
+            await self.launcher.stop(self.config.grace_s)
+        if self.accountant is not None:
+            await self.accountant.aclose()
+        if self.cache is not None:
+            self.cache.close()
+        self.started = False
+
+    def stats(self) -> dict[str, Any]:
+        per_model: dict[str, dict[str, float]] = {}
+        for metric in self.metrics.requests.collect():
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    d = per_model.setdefault(s.labels["model"], {"requests": 0, "hits": 0})
+                    d["requests"] += s.value
+                    if s.labels["cache"] == "hit":
+                        d["hits"] += s.value
+        saved = sum(s.value for m in self.metrics.cache_saved.collect() for s in m.samples if s.name.endswith("_total"))
+        charged = sum(s.value for m in self.metrics.energy.collect() for s in m.samples if s.name.endswith("_total"))
+        return {
+            "models": per_model,
+            "cache": self.cache.stats() if self.cache is not None else None,
+            "energy": {"charged_j": charged, "saved_j": saved, "source": self.accountant.source if self.accountant else "null",
+                       "meter": self.meter_reason, "method": self.accountant.method if self.accountant else "",
+                       "devices": self.accountant.summary() if self.accountant else {}},
+            "replicas": [r.describe() for r in self.pool.replicas] if self.pool else [],
+        }
+
+
+class _ModelOnly:
+    """Lets the cache's cost estimate reuse the balancer's per-replica energy function."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
