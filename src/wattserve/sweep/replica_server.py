@@ -1,0 +1,175 @@
+"""One replica process: an engine behind a minimal OpenAI-compatible streaming server.
+
+    python -m wattserve.sweep.replica_server --model smollm2-135m --backend local \
+        --threads 1 --cpus 0 --port 8101
+
+Serves ``GET /v1/models``, ``GET /health`` and ``POST /v1/completions`` /
+``/v1/chat/completions`` (streamed as server-sent events with a final ``usage`` chunk, or
+whole). Each replica is its own process so replicas on a CPU do not share a GIL or a torch
+thread pool; ``--cpus`` pins it to a core set. ``--backend mock`` serves a paced echo
+engine (``--mock-token-s`` seconds per token, no model) for tests of the orchestration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+import uuid
+from typing import Any, AsyncIterator
+
+from wattserve.types import Chunk, Message, Request, Usage
+
+
+class PacedEngine:
+    """Deterministic stand-in engine: ``max_tokens`` one-word chunks, ``token_s`` apart."""
+
+    def __init__(self, token_s: float = 0.001, name: str = "mock") -> None:
+        self.token_s = token_s
+        self.name = name
+
+    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        n_in = len(request.text().split())
+        for i in range(request.max_tokens):
+            await asyncio.sleep(self.token_s)
+            yield Chunk(text=f" w{i}", t_s=time.perf_counter(), tokens=1)
+        yield Chunk(text="", t_s=time.perf_counter(), finish_reason="length",
+                    usage=Usage(n_in, request.max_tokens, "engine"))
+
+
+def build_engine(model: str, backend: str, threads: int, mock_token_s: float) -> Any:
+    if backend == "mock":
+        return PacedEngine(mock_token_s)
+    from wattserve.engines.factory import create_engine
+
+    return create_engine(model, backend=backend, threads=threads)
+
+
+def to_request(body: dict[str, Any], chat: bool) -> Request:
+    rid = str(body.get("request_id") or uuid.uuid4().hex[:12])
+    common = dict(
+        id=rid, model=str(body.get("model", "")), max_tokens=int(body.get("max_tokens") or 16),
+        temperature=float(body.get("temperature") or 0.0), ignore_eos=bool(body.get("ignore_eos", False)),
+        stream=bool(body.get("stream", False)), endpoint="chat" if chat else "completions",
+    )
+    if chat:
+        msgs = tuple(Message(str(m.get("role", "user")), str(m.get("content", ""))) for m in body.get("messages", []))
+        return Request(messages=msgs, **common)
+    prompt = body.get("prompt", "")
+    return Request(prompt=prompt if isinstance(prompt, str) else "".join(map(str, prompt)), **common)
+
+
+def _choice(chat: bool, text: str | None, finish: str | None, stream: bool) -> dict[str, Any]:
+    if chat:
+        key = "delta" if stream else "message"
+        return {"index": 0, key: {"role": "assistant", "content": text or ""}, "finish_reason": finish}
+    return {"index": 0, "text": text or "", "finish_reason": finish}
+
+
+def make_app(engine: Any, model: str) -> Any:
+    from aiohttp import web
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": model, "object": "model", "owned_by": "wattserve"}]})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "pid": os.getpid()})
+
+    async def generate(http: web.Request) -> web.StreamResponse:
+        chat = http.path.endswith("chat/completions")
+        try:
+            body = await http.json()
+            req = to_request(body, chat)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": {"message": f"bad request: {exc}"}}, status=400)
+        obj = ("chat.completion" if chat else "text_completion") + (".chunk" if chat and req.stream else "")
+        head = {"id": req.id, "object": obj, "created": int(time.time()), "model": model}
+        parts: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        resp: web.StreamResponse | None = None
+        if req.stream:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            await resp.prepare(http)
+        try:
+            async for ch in engine.stream(req):
+                usage = ch.usage or usage
+                finish = ch.finish_reason or finish
+                if ch.text:
+                    parts.append(ch.text)
+                    if resp is not None:
+                        event = head | {"choices": [_choice(chat, ch.text, None, True)]}
+                        await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+        except Exception as exc:  # noqa: BLE001 - report the engine failure to the client
+            if resp is None:
+                return web.json_response({"error": {"message": f"{type(exc).__name__}: {exc}"}}, status=500)
+            await resp.write(b"data: " + json.dumps({"error": {"message": str(exc)}}).encode() + b"\n\n")
+            return resp
+        n_out = usage.output_tokens if usage else len(parts)
+        n_in = usage.input_tokens if usage else 0
+        use = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+        if resp is None:
+            return web.json_response(head | {"choices": [_choice(chat, "".join(parts), finish or "stop", False)], "usage": use})
+        end = head | {"choices": [_choice(chat, "", finish or "stop", True)]}
+        await resp.write(b"data: " + json.dumps(end).encode() + b"\n\n")
+        await resp.write(b"data: " + json.dumps(head | {"choices": [], "usage": use}).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/health", health)
+    app.router.add_post("/v1/completions", generate)
+    app.router.add_post("/v1/chat/completions", generate)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m wattserve.sweep.replica_server", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cpus", default="", help="comma-separated CPU ids to pin this process to")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--mock-token-s", type=float, default=0.001)
+    ap.add_argument("--parent-pid", type=int, default=0, help="exit when this process is gone (0: never)")
+    args = ap.parse_args(argv)
+    if args.cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",") if c.strip()})
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    engine = build_engine(args.model, args.backend, args.threads, args.mock_token_s)
+    from aiohttp import web
+
+    async def start_engine(_: Any) -> None:
+        if hasattr(engine, "start"):
+            res = engine.start()
+            if asyncio.iscoroutine(res):
+                await res
+
+    async def watch_parent(_: Any) -> None:
+        async def watch() -> None:  # a sweep killed with SIGKILL must not leave replicas behind
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    os.kill(args.parent_pid, 0)
+                except ProcessLookupError:
+                    os._exit(0)
+                if os.getppid() != parent_at_start:
+                    os._exit(0)
+
+        if args.parent_pid:
+            asyncio.get_running_loop().create_task(watch())
+
+    parent_at_start = os.getppid()
+    app = make_app(engine, args.model)
+    app.on_startup.append(start_engine)
+    app.on_startup.append(watch_parent)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a process
+    main()

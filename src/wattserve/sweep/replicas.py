@@ -1,0 +1,212 @@
+"""Replica processes for a sweep point, and one engine that spreads load over them.
+
+CPU: ``replicas`` processes of ``wattserve.sweep.replica_server``, each with
+``threads // replicas`` threads and pinned to its own cores. GPU / external engines: a
+command template (``{model} {port} {memory_fraction} {device} {index}`` filled in, e.g.
+``vllm serve {model} --port {port} --gpu-memory-utilization {memory_fraction}``) with the
+device memory split evenly over the replicas. ``RoundRobinEngine`` sends request ``k`` to
+replica ``k mod n`` and remembers which replica answered each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Sequence
+
+from wattserve.errors import ConfigError, EngineUnavailable
+from wattserve.types import Chunk, Request
+
+
+@dataclass
+class ReplicaPlan:
+    """What to launch for one replica count."""
+
+    replicas: int
+    threads_per_replica: int
+    cpus: list[list[int]] = field(default_factory=list)  # per replica; empty: no pinning
+    memory_fraction: float | None = None
+
+    def describe(self) -> str:
+        pin = "; cores " + " | ".join(",".join(map(str, c)) for c in self.cpus) if self.cpus else ""
+        mem = f"; {self.memory_fraction:g} of device memory each" if self.memory_fraction else ""
+        return f"{self.replicas} replica(s) x {self.threads_per_replica} thread(s){pin}{mem}"
+
+
+def plan_replicas(replicas: int, total_threads: int, pin: bool = True, memory_utilization: float | None = None,
+                  cpu_ids: Sequence[int] | None = None) -> ReplicaPlan:
+    """Split ``total_threads`` (and cores, and device memory) evenly over ``replicas``."""
+    if replicas < 1:
+        raise ConfigError(f"replicas must be >= 1, got {replicas}")
+    if total_threads < replicas:
+        raise ConfigError(f"{replicas} replicas need at least {replicas} threads (have --threads {total_threads})")
+    per = total_threads // replicas
+    cpus: list[list[int]] = []
+    if pin:
+        ids = sorted(cpu_ids if cpu_ids is not None else (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)))
+        if len(ids) >= replicas * per:
+            cpus = [list(ids[i * per:(i + 1) * per]) for i in range(replicas)]
+    frac = None if memory_utilization is None else memory_utilization / replicas
+    return ReplicaPlan(replicas, per, cpus, frac)
+
+
+def replica_command(model: str, backend: str, threads: int, port: int, cpus: Sequence[int], mock_token_s: float) -> list[str]:
+    cmd = [sys.executable, "-m", "wattserve.sweep.replica_server", "--model", model, "--backend", backend,
+           "--threads", str(threads), "--port", str(port), "--mock-token-s", repr(mock_token_s),
+           "--parent-pid", str(os.getpid())]
+    if cpus:
+        cmd += ["--cpus", ",".join(map(str, cpus))]
+    return cmd
+
+
+class ReplicaSet:
+    """Starts the replica processes of a plan, waits until each answers, stops them all."""
+
+    def __init__(self, model: str, plan: ReplicaPlan, backend: str = "auto", command: str | None = None,
+                 ready_timeout_s: float = 600.0, mock_token_s: float = 0.001, host: str = "127.0.0.1") -> None:
+        self.model, self.plan, self.backend, self.command = model, plan, backend, command
+        self.ready_timeout_s, self.mock_token_s, self.host = ready_timeout_s, mock_token_s, host
+        self.processes: list[subprocess.Popen] = []
+        self.urls: list[str] = []
+
+    async def start(self) -> list[str]:
+        from wattserve.engines.launcher import fill, free_port, wait_ready
+
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.plan.threads_per_replica),
+                   MKL_NUM_THREADS=str(self.plan.threads_per_replica), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   TOKENIZERS_PARALLELISM="false")
+        for i in range(self.plan.replicas):
+            port = free_port(self.host)
+            cpus = self.plan.cpus[i] if self.plan.cpus else []
+            if self.command:
+                args = fill(shlex.split(self.command), model=self.model, port=port, index=i, device="0",
+                            memory_fraction="" if self.plan.memory_fraction is None else f"{self.plan.memory_fraction:g}")
+            else:
+                args = replica_command(self.model, self.backend, self.plan.threads_per_replica, port, cpus, self.mock_token_s)
+            try:
+                proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True)
+            except OSError as exc:
+                raise EngineUnavailable(f"cannot start replica {args[0]!r}: {exc}") from None
+            self.processes.append(proc)
+            self.urls.append(f"http://{self.host}:{port}/v1")
+        try:
+            await asyncio.gather(*(wait_ready(u + "/models", self.ready_timeout_s, p)
+                                   for u, p in zip(self.urls, self.processes)))
+        except EngineUnavailable as exc:
+            err = self._stderr_tail()
+            self.stop()
+            raise EngineUnavailable(f"{exc}{': ' + err if err else ''}") from None
+        return self.urls
+
+    def _stderr_tail(self) -> str:
+        for p in self.processes:
+            if p.poll() is not None and p.stderr is not None:
+                lines = p.stderr.read().decode(errors="replace").strip().splitlines()
+                if lines:
+                    return lines[-1][:300]
+        return ""
+
+    def stop(self) -> None:
+        from wattserve.engines.launcher import terminate
+
+        for p in reversed(self.processes):
+            terminate(p, grace_s=10.0)
+            if p.stderr is not None:
+                p.stderr.close()
+        self.processes.clear()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes]
+
+
+class _SSEClientEngine:
+    """Minimal streaming client for the replica server, used when the project's OpenAI client
+    (``wattserve.engines.factory``) is not installed."""
+
+    def __init__(self, base_url: str, model: str) -> None:
+        self.base_url, self.model, self.name = base_url.rstrip("/"), model, base_url
+        self._session: Any = None
+
+    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        import json
+
+        import aiohttp
+
+        from wattserve.types import Usage
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+        chat = request.endpoint == "chat"
+        body: dict[str, Any] = {"model": self.model, "max_tokens": request.max_tokens, "stream": True,
+                                "temperature": request.temperature, "ignore_eos": request.ignore_eos,
+                                "stream_options": {"include_usage": True}}
+        if chat:
+            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+        else:
+            body["prompt"] = request.prompt or request.text()
+        url = f"{self.base_url}/{'chat/completions' if chat else 'completions'}"
+        async with self._session.post(url, json=body) as resp:
+            if resp.status != 200:
+                raise EngineUnavailable(f"{url}: HTTP {resp.status}: {(await resp.text())[:200]}")
+            async for raw in resp.content:
+                line = raw.strip()
+                if not line.startswith(b"data:") or line == b"data: [DONE]":
+                    continue
+                ev = json.loads(line[5:])
+                if "error" in ev:
+                    raise RuntimeError(ev["error"].get("message", "replica error"))
+                t = time.perf_counter()
+                if ev.get("usage"):
+                    u = ev["usage"]
+                    yield Chunk("", t, usage=Usage(u["prompt_tokens"], u["completion_tokens"], "usage"))
+                for ch in ev.get("choices", []):
+                    text = (ch.get("delta") or {}).get("content", "") if chat else ch.get("text", "")
+                    yield Chunk(text or "", t, tokens=1 if text else 0, finish_reason=ch.get("finish_reason"))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def client_engine(base_url: str, model: str) -> Any:
+    """The project's OpenAI-compatible client when available, else the minimal one above."""
+    try:
+        from wattserve.engines.factory import create_engine
+    except ImportError:
+        return _SSEClientEngine(base_url, model)
+    return create_engine(model, base_url=base_url, backend="openai")
+
+
+class RoundRobinEngine:
+    """One ``Engine`` over several replica engines: request ``k`` goes to replica ``k mod n``."""
+
+    def __init__(self, engines: Sequence[Any], names: Sequence[str] | None = None) -> None:
+        if not engines:
+            raise ConfigError("no replicas to send requests to")
+        self.engines = list(engines)
+        self.names = list(names or (f"replica-{i}" for i in range(len(engines))))
+        self.name = f"round-robin({len(engines)})"
+        self.assignments: dict[str, str] = {}  # request id -> replica name
+        self._next = 0
+
+    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        i = self._next % len(self.engines)
+        self._next += 1
+        self.assignments[request.id] = self.names[i]
+        async for chunk in self.engines[i].stream(request):
+            yield chunk
+
+    async def aclose(self) -> None:
+        for e in self.engines:
+            if hasattr(e, "aclose"):
+                res = e.aclose()
+                if asyncio.iscoroutine(res):
+                    await res
