@@ -161,7 +161,8 @@ def attribute_requests(
     reqs = _eligible(completions, include_cache_hits)
     spans = [(c.sent_s, c.end_s) for c in reqs]
     readings, name, t0, t1 = _series_and_window(source, window, spans)
-    total = windows.measure(readings, name, t0, t1)
+    curves = windows.device_curves(readings)
+    total = windows.measure(readings, name, t0, t1, curves=curves)
     chosen = list(total.energy_j) if devices is None else [d for d in devices if d in total.energy_j]
     if devices is not None and len(chosen) < len(devices):
         missing = sorted(set(devices) - set(total.energy_j))
@@ -172,7 +173,6 @@ def attribute_requests(
     starts = np.array([c.sent_s for c in reqs], dtype=float)
     ends = np.array([c.end_s for c in reqs], dtype=float)
     if method == "active_time":
-        curves = windows.device_curves(readings)
         for k, device in enumerate(chosen):
             ts, js = curves[device]
             per_dev[:, k], dev_idle = _active_time_split(ts, js, t0, t1, starts, ends)

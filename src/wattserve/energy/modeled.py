@@ -161,10 +161,21 @@ class ModeledCpuMeter:
 
 
 def _process_cpu_s() -> float:
+    t = _this_process().cpu_times()
+    return t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+
+
+_PROCESS: dict[int, object] = {}
+
+
+def _this_process():  # noqa: ANN202 - psutil.Process, cached per pid (a fork gets its own)
     import psutil
 
-    t = psutil.Process().cpu_times()
-    return t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
+    pid = os.getpid()
+    proc = _PROCESS.get(pid)
+    if proc is None:
+        proc = _PROCESS[pid] = psutil.Process(pid)
+    return proc
 
 
 def _system_busy_s() -> float:
