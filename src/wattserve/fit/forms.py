@@ -1,0 +1,137 @@
+"""Functional forms for energy and runtime in (input tokens, output tokens).
+
+Each form is a small object: ``params`` (names), ``param_units``, ``design(in, out)`` (the
+feature matrix, one column per parameter), ``fit(in, out, y, loss)`` -> coefficients and
+``predict(coef, in, out)``. All forms are linear in their coefficients, so fitting is a
+(weighted) least-squares solve; the non-negative forms use NNLS so every coefficient is a
+physical cost (J or s per unit) and no prediction is ever negative.
+
+Loss ``squared`` minimises sum (y - yhat)^2 (what the published fits do; dominated by the
+largest requests). Loss ``relative`` minimises sum ((y - yhat) / y)^2, which treats a short
+request's error as seriously as a long one's and is what keeps MAPE low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Loss = str  # "squared" | "relative"
+LOSSES = ("squared", "relative")
+
+
+def _as_float(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Form:
+    """A cost model linear in its coefficients: ``y = design(in, out) @ coef``."""
+
+    name: str
+    params: tuple[str, ...]
+    param_units: tuple[str, ...]  # per unit of the quantity: "{q}" is replaced by J or s
+    columns: Callable[[np.ndarray, np.ndarray], list[np.ndarray]]
+    nonnegative: bool
+    description: str
+
+    def design(self, input_tokens, output_tokens) -> np.ndarray:
+        i, o = np.broadcast_arrays(_as_float(input_tokens), _as_float(output_tokens))
+        cols = self.columns(i.ravel(), o.ravel())
+        return np.column_stack([np.broadcast_to(c, i.size) for c in cols])
+
+    def units(self, quantity_unit: str) -> tuple[str, ...]:
+        return tuple(u.replace("{q}", quantity_unit) for u in self.param_units)
+
+    def fit(self, input_tokens, output_tokens, y, loss: Loss = "squared") -> np.ndarray:
+        """Least-squares (or NNLS) coefficients under ``loss``."""
+        X = self.design(input_tokens, output_tokens)
+        y = _as_float(y).ravel()
+        if loss == "relative":
+            w = 1.0 / y
+        elif loss == "squared":
+            w = np.ones_like(y)
+        else:
+            raise ValueError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+        Xw = X * w[:, None]
+        yw = y * w
+        # scale columns to unit norm for conditioning (features span 1 .. 1e7)
+        scale = np.linalg.norm(Xw, axis=0)
+        scale[scale == 0] = 1.0
+        Xs = Xw / scale
+        if self.nonnegative:
+            from scipy.optimize import nnls
+
+            coef_s, _ = nnls(Xs, yw, maxiter=50 * Xs.shape[1])
+        else:
+            coef_s, *_ = np.linalg.lstsq(Xs, yw, rcond=None)
+        return coef_s / scale
+
+    def predict(self, coef, input_tokens, output_tokens) -> np.ndarray:
+        """Raw linear prediction (may be negative for unconstrained forms); shape of the inputs."""
+        i, o = np.broadcast_arrays(_as_float(input_tokens), _as_float(output_tokens))
+        X = self.design(i, o)
+        return (X @ _as_float(coef)).reshape(i.shape)
+
+
+def _linear_interaction(i, o):
+    return [i, o, i * o]
+
+
+def _physical(i, o):
+    return [np.ones_like(i), i, o, i * o]
+
+
+def _context(i, o):
+    # prefill: fixed + per-token + attention over the prompt (in^2);
+    # decode: per generated token + attention over a context growing from in to in+out,
+    # i.e. sum_{k=0}^{out-1} (in + k) = out*in + out*(out-1)/2 token-contexts.
+    return [np.ones_like(i), i, i * i, o, o * i + o * (o - 1.0) / 2.0]
+
+
+FORMS: dict[str, Form] = {
+    f.name: f
+    for f in (
+        Form(
+            name="linear-interaction",
+            params=("a0_in", "a1_out", "a2_in_out"),
+            param_units=("{q}/token", "{q}/token", "{q}/token^2"),
+            columns=_linear_interaction,
+            nonnegative=False,
+            description="a0*in + a1*out + a2*in*out, no intercept (Wilkins et al. 2024); "
+            "unconstrained, predictions clipped at 0",
+        ),
+        Form(
+            name="physical",
+            params=("c0_fixed", "c1_prefill", "c2_decode", "c3_in_out"),
+            param_units=("{q}", "{q}/input token", "{q}/output token", "{q}/(input*output token)"),
+            columns=_physical,
+            nonnegative=True,
+            description="c0 + c1*in + c2*out + c3*in*out, all c >= 0 (NNLS)",
+        ),
+        Form(
+            name="context",
+            params=("c0_fixed", "c1_prefill", "c2_prefill_attn", "c3_decode", "c4_decode_ctx"),
+            param_units=(
+                "{q}",
+                "{q}/input token",
+                "{q}/input token^2",
+                "{q}/output token",
+                "{q}/(token of context per decode step)",
+            ),
+            columns=_context,
+            nonnegative=True,
+            description="c0 + c1*in + c2*in^2 + c3*out + c4*(out*in + out*(out-1)/2), all c >= 0 "
+            "(NNLS): each decode step attends over a context growing from in to in+out",
+        ),
+    )
+}
+
+
+def get_form(name: str) -> Form:
+    try:
+        return FORMS[name]
+    except KeyError:
+        raise KeyError(f"unknown form {name!r}; known forms: {', '.join(FORMS)}") from None
