@@ -174,7 +174,8 @@ class Gateway:
                 self._end(ctx, ok=False)
                 if not exc.retryable:
                     return self._upstream_answer(ctx, exc)
-                self.pool.failed(rep, str(exc))
+                if exc.down:
+                    self.pool.failed(rep, str(exc))
                 log.warning("replica %s failed before the first byte: %s", rep.name, exc)
                 last = exc
             except BaseException:

@@ -22,9 +22,10 @@ class UpstreamError(Exception):
     may answer; ``status``/``body``: an upstream HTTP answer to pass on as-is (4xx)."""
 
     def __init__(self, message: str, retryable: bool = True, status: int = 502,
-                 body: bytes | None = None) -> None:
+                 body: bytes | None = None, down: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.down = down  # the replica looks dead (no connection, timeout), not just one bad answer
         self.status = status
         self.body = body
 
@@ -99,9 +100,9 @@ class HttpReplica(Replica):
             data = await resp.read()
             resp.release()
             if resp.status >= 500 or resp.status == 429:
-                raise UpstreamError(f"{self.name}: upstream status {resp.status}")
+                raise UpstreamError(f"{self.name}: upstream status {resp.status}", down=False)
             raise UpstreamError(f"{self.name}: upstream status {resp.status}", retryable=False,
-                                status=resp.status, body=data)
+                                status=resp.status, body=data, down=False)
         return resp
 
 
