@@ -57,6 +57,14 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetName(self, h: int) -> bytes:
         return b"NVIDIA H100 80GB HBM3" if h == 0 else b"Tesla P100"
 
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> int:
+        if uuid not in ("GPU-aaaa", "GPU-bbbb"):
+            raise self.NVMLError(13)  # not found
+        return 0 if uuid == "GPU-aaaa" else 1
+
+    def nvmlDeviceGetIndex(self, h: int) -> int:
+        return h
+
     def nvmlSystemGetDriverVersion(self) -> str:
         return "550.54.15"
 
@@ -71,6 +79,7 @@ class FakeNvml(types.ModuleType):
 def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> FakeNvml:
     fake = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return fake
 
 
@@ -151,6 +160,30 @@ def test_errors_are_meter_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
     with pytest.raises(MeterError, match="out of range"):
         NvmlMeter(devices=[5])
+
+
+@pytest.mark.parametrize(
+    ("visible", "expected"),
+    [("1", ["gpu1"]), ("GPU-bbbb,GPU-aaaa", ["gpu1", "gpu0"]), ("0,7,1", ["gpu0"]), ("MIG-xyz", ["gpu0", "gpu1"])],
+)
+def test_cuda_visible_devices_limits_what_is_metered(
+    fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch, visible: str, expected: list[str]
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    meter = NvmlMeter(poll_interval_s=3600)
+    try:
+        assert meter.devices == expected
+        assert ("not understood" in meter.selection) == visible.startswith("MIG")
+    finally:
+        meter.close()
+
+
+def test_cuda_visible_devices_hiding_all_gpus(fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(MeterError, match="hides every GPU"):
+        NvmlMeter()
+    with NvmlMeter(devices=[0]) as meter:  # an explicit choice wins
+        assert meter.devices == ["gpu0"] and meter.selection == "chosen GPUs"
 
 
 def test_probe_gpus_reports_facts(fake_nvml: FakeNvml) -> None:

@@ -40,6 +40,7 @@ def test_environment_probes_meter_and_gpus(monkeypatch: pytest.MonkeyPatch) -> N
     fake = FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.delenv("WATTSERVE_METER", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     env = collect_environment(torch_threads=False)
     assert [g["name"] for g in env["gpus"]] == ["NVIDIA H100 80GB HBM3", "Tesla P100"]
     assert env["gpu_driver"] == "550.54.15" and env["gpus"][0]["power_limit_w"] == 700.0

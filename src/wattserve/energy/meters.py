@@ -99,7 +99,7 @@ def _gpu_reason(meter: NvmlMeter) -> str:
     names = meter.names()
     modes = sorted(set(meter.modes.values()))
     label = ", ".join(f"{d} {n}" for d, n in names.items())
-    return f"NVML: {len(names)} NVIDIA GPU(s) ({label}; {' + '.join(modes)})"
+    return f"NVML: {len(names)} NVIDIA GPU(s) ({label}; {' + '.join(modes)}; {meter.selection})"
 
 
 def _one(kind: str, rapl_root: Path | str) -> tuple[Any, str]:

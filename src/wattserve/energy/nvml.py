@@ -9,6 +9,7 @@ such readings are still labelled ``nvml`` but ``NvmlMeter.modes`` says ``"power-
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -60,7 +61,10 @@ class NvmlMeter:
         if count == 0:
             self._nvml.nvmlShutdown()
             raise MeterError("NVML found no NVIDIA GPU")
-        indices = list(range(count)) if devices is None else list(devices)
+        if devices is None:
+            indices, self.selection = visible_indices(self._nvml, count)
+        else:
+            indices, self.selection = list(devices), "chosen GPUs"
         for i in indices:
             if not 0 <= i < count:
                 raise MeterError(f"GPU index {i} out of range: NVML sees {count} GPU(s)")
@@ -153,6 +157,38 @@ class NvmlMeter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def visible_indices(nvml: Any, count: int) -> tuple[list[int], str]:
+    """NVML indices of the GPUs that ``CUDA_VISIBLE_DEVICES`` exposes, and how they were chosen.
+
+    NVML ignores that variable, so without this a run on one GPU of a shared node would be
+    charged the whole node. Integer indices and ``GPU-...`` UUIDs are understood; anything
+    else (MIG ids) meters all GPUs, and the selection note says so.
+    """
+    raw = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if raw is None:
+        return list(range(count)), "all GPUs"
+    unknown = list(range(count)), f"all GPUs (CUDA_VISIBLE_DEVICES={raw!r} not understood)"
+    picked: list[int] = []
+    for item in (x.strip() for x in raw.split(",")):
+        if item.isdigit():
+            idx = int(item)
+        elif item.startswith("GPU-"):
+            try:
+                idx = int(nvml.nvmlDeviceGetIndex(nvml.nvmlDeviceGetHandleByUUID(item)))
+            except Exception:  # noqa: BLE001 - unknown UUID or an old binding
+                return unknown
+        elif not item:
+            break
+        else:
+            return unknown
+        if not 0 <= idx < count or idx in picked:
+            break  # CUDA stops at the first invalid id
+        picked.append(idx)
+    if not picked:
+        raise MeterError(f"CUDA_VISIBLE_DEVICES={raw!r} hides every GPU: nothing to meter")
+    return picked, f"CUDA_VISIBLE_DEVICES={raw}"
 
 
 def gpu_facts(nvml: Any, index: int, handle: Any, mode: str | None = None) -> dict[str, Any]:
