@@ -75,19 +75,14 @@ class ReplicaSet:
         self.urls: list[str] = []
 
     async def start(self) -> list[str]:
-        from wattserve.engines.launcher import fill, free_port, wait_ready
+        from wattserve.engines.launcher import free_port, wait_ready
 
         env = dict(os.environ, OMP_NUM_THREADS=str(self.plan.threads_per_replica),
                    MKL_NUM_THREADS=str(self.plan.threads_per_replica), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false")
         for i in range(self.plan.replicas):
             port = free_port(self.host)
-            cpus = self.plan.cpus[i] if self.plan.cpus else []
-            if self.command:
-                args = fill(shlex.split(self.command), model=self.model, port=port, index=i, device="0",
-                            memory_fraction="" if self.plan.memory_fraction is None else f"{self.plan.memory_fraction:g}")
-            else:
-                args = replica_command(self.model, self.backend, self.plan.threads_per_replica, port, cpus, self.mock_token_s)
+            args = self.command_for(i, port)
             try:
                 proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         start_new_session=True)
@@ -103,6 +98,17 @@ class ReplicaSet:
             self.stop()
             raise EngineUnavailable(f"{exc}{': ' + err if err else ''}") from None
         return self.urls
+
+    def command_for(self, index: int, port: int) -> list[str]:
+        """The argument list that starts replica ``index`` on ``port``."""
+        from wattserve.engines.launcher import fill
+
+        if self.command:
+            mem = "" if self.plan.memory_fraction is None else f"{self.plan.memory_fraction:g}"
+            return fill(shlex.split(self.command), model=self.model, port=port, index=index, device="0",
+                        memory_fraction=mem)
+        cpus = self.plan.cpus[index] if self.plan.cpus else []
+        return replica_command(self.model, self.backend, self.plan.threads_per_replica, port, cpus, self.mock_token_s)
 
     def _stderr_tail(self) -> str:
         for p in self.processes:
