@@ -86,6 +86,24 @@ def test_power_model_table_and_validation() -> None:
         ModeledCpuMeter(scope="galaxy")  # type: ignore[arg-type]
 
 
+def test_cgroup_cpu_time_v2_and_v1(tmp_path: Path) -> None:
+    from wattserve.energy.modeled import cgroup_cpu_s
+
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
+    assert cgroup_cpu_s(v2) == 2.5
+    v1 = tmp_path / "v1" / "cpuacct"
+    v1.mkdir(parents=True)
+    (v1 / "cpuacct.usage").write_text("1500000000\n")
+    assert cgroup_cpu_s(tmp_path / "v1") == 1.5
+    with pytest.raises(MeterError, match="no cgroup CPU accounting"):
+        cgroup_cpu_s(tmp_path / "none")
+    clock, cpu = Clock(0.0), Clock(0.0)
+    meter = ModeledCpuMeter(scope="cgroup", idle_w=1.0, active_w=3.0, clock=clock, cpu_seconds=cpu)
+    assert meter.cores >= 1 and meter.scope == "cgroup"
+
+
 # -- null, replay, composite ---------------------------------------------------------------
 def test_null_meter_reads_nothing() -> None:
     r = NullMeter(clock=lambda: 3.0).read()

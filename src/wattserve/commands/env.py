@@ -83,7 +83,7 @@ def env(
     meter: str = typer.Option(
         "auto",
         "--meter",
-        help="Energy meter: auto, nvml, rapl, modeled, modeled:process, modeled:system, null, replay:PATH; join with + (nvml+rapl).",
+        help="Energy meter: auto, nvml, rapl, modeled (modeled:system, modeled:process, modeled:cgroup), null, replay:PATH; join with + (nvml+rapl).",
     ),
     measure_s: float = typer.Option(
         0.0, "--measure-s", min=0.0, max=600.0, help="Also sample the meter for this many seconds and show average watts."

@@ -42,7 +42,9 @@ __all__ = [
     "METER_CHOICES",
 ]
 
-METER_CHOICES = ("auto", "nvml", "rapl", "modeled", "modeled:process", "modeled:system", "null", "replay:PATH")
+METER_CHOICES = (
+    "auto", "nvml", "rapl", "modeled", "modeled:process", "modeled:system", "modeled:cgroup", "null", "replay:PATH",
+)
 ENV_VAR = "WATTSERVE_METER"
 
 
@@ -110,8 +112,8 @@ def _one(kind: str, rapl_root: Path | str) -> tuple[Any, str]:
     if kind == "rapl":
         meter = RaplMeter(root=rapl_root)
         return meter, f"RAPL powercap counters ({', '.join(meter.devices)})"
-    if kind in ("modeled", "modeled:system", "modeled:process"):
-        scope = "process" if kind.endswith(":process") else "system"
+    if kind in ("modeled", "modeled:system", "modeled:process", "modeled:cgroup"):
+        scope = kind.split(":", 1)[1] if ":" in kind else "system"
         meter = ModeledCpuMeter(scope=scope)
         return meter, meter.describe()
     if kind == "null":

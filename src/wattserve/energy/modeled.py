@@ -3,7 +3,8 @@
     energy_j = idle_w * cores * wall_s + (active_w - idle_w) * busy_core_s
 
 ``busy_core_s`` is CPU time (user + system) of this process and its children
-(``scope="process"``) or of the whole system (``scope="system"``). Watts are per logical
+(``scope="process"``), of the whole system (``"system"``) or of this container's cgroup
+(``"cgroup"``). Watts are per logical
 CPU. Defaults come from the CPU's TDP per core where the model (``/proc/cpuinfo``) matches
 a small table of common families, else a generic figure; every reading is labelled
 ``modeled`` because it is an estimate, not a measurement.
@@ -17,6 +18,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Literal
 
 from wattserve.energy.errors import MeterError
@@ -95,13 +97,14 @@ class ModeledCpuMeter:
     """Cumulative modeled CPU joules under device ``cpu`` (source ``modeled``).
 
     ``scope="process"`` counts this process and its reaped children; ``"system"`` counts all
-    CPU time on the machine. ``cores`` (default: CPUs this process may use for
-    ``process``, all CPUs for ``system``) sets the idle term.
+    CPU time on the machine; ``"cgroup"`` counts this container's cgroup (v2 ``cpu.stat`` or
+    v1 ``cpuacct.usage``). ``cores`` (default: CPUs this process may use for ``process`` and
+    ``cgroup``, all CPUs for ``system``) sets the idle term.
     """
 
     def __init__(
         self,
-        scope: Literal["process", "system"] = "process",
+        scope: Literal["process", "system", "cgroup"] = "process",
         idle_w: float | None = None,
         active_w: float | None = None,
         cores: int | None = None,
@@ -110,8 +113,8 @@ class ModeledCpuMeter:
     ) -> None:
         import psutil
 
-        if scope not in ("process", "system"):
-            raise MeterError(f"scope must be 'process' or 'system', not {scope!r}")
+        if scope not in ("process", "system", "cgroup"):
+            raise MeterError(f"scope must be 'process', 'system' or 'cgroup', not {scope!r}")
         base = default_power_model() if idle_w is None or active_w is None else None
         self.model = PowerModel(
             idle_w=base.idle_w if idle_w is None else float(idle_w),
@@ -119,12 +122,12 @@ class ModeledCpuMeter:
             basis=base.basis if base and idle_w is None and active_w is None else "configured",
         )
         self.scope = scope
-        self.cores = int(cores) if cores is not None else (usable_cores() if scope == "process" else psutil.cpu_count() or 1)
+        self.cores = int(cores) if cores is not None else ((psutil.cpu_count() or 1) if scope == "system" else usable_cores())
         if self.cores < 1:
             raise MeterError("cores must be at least 1")
         self._clock = clock
         if cpu_seconds is None:
-            cpu_seconds = _process_cpu_s if scope == "process" else _system_busy_s
+            cpu_seconds = {"process": _process_cpu_s, "system": _system_busy_s, "cgroup": cgroup_cpu_s}[scope]
         self._cpu_seconds = cpu_seconds
         self._lock = threading.Lock()
         self._t0 = clock()
@@ -176,6 +179,27 @@ def _this_process():  # noqa: ANN202 - psutil.Process, cached per pid (a fork ge
     if proc is None:
         proc = _PROCESS[pid] = psutil.Process(pid)
     return proc
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_s(root: Path | str = CGROUP_ROOT) -> float:
+    """CPU seconds used by this cgroup (a container): v2 ``cpu.stat`` or v1 ``cpuacct.usage``."""
+    root = Path(root)
+    v2 = root / "cpu.stat"
+    try:
+        if v2.exists():
+            for line in v2.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1e6
+        for v1 in (root / "cpuacct" / "cpuacct.usage", root / "cpu,cpuacct" / "cpuacct.usage"):
+            if v1.exists():
+                return int(v1.read_text().strip()) / 1e9
+    except (OSError, ValueError) as exc:
+        raise MeterError(f"cannot read cgroup CPU time under {root}: {exc}") from exc
+    raise MeterError(f"no cgroup CPU accounting under {root} (cpu.stat or cpuacct.usage)")
 
 
 def _system_busy_s() -> float:
