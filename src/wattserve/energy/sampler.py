@@ -8,8 +8,10 @@
 
 Readings are kept in memory (``series()``), optionally appended to a CSV as they are taken
 (``record_path``) and handed to ``on_reading``, so a killed run keeps what it measured.
-Windows interpolate the cumulative counters between samples (``energy/windows.py``); NVML
-updates its counter about every 100 ms, so make windows seconds long.
+Windows interpolate the cumulative counters between samples (``energy/windows.py``). NVML
+updates its counter about every 100 ms, so make windows seconds long: against a simulated
+100 ms counter sampled every 0.2 s, the 95th-percentile window error is ~6% at 1 s, ~1% at
+5 s and ~0.2% at 30 s (``benchmarks/energy_window_error.py``).
 """
 
 from __future__ import annotations
