@@ -1,0 +1,300 @@
+"""The embedded default engine: real CPU inference with transformers + PyTorch.
+
+One background worker thread owns the model. ``stream()`` (async, any event loop) hands a
+``Sequence`` to the worker and yields ``Chunk``s as the worker produces tokens. The worker
+does step-level continuous batching (``engines.batch``): a newcomer is prefilled and joins
+the running batch at the next decode step; finished sequences leave at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import random
+import threading
+import time
+from typing import Any, AsyncIterator
+
+from wattserve.engines.models import DEFAULT_MODEL, ResolvedModel, ensure_hf_dir, resolve_model, set_offline_env
+from wattserve.engines.sequence import Emission, Sequence, Status
+from wattserve.errors import ConfigError, EngineUnavailable
+from wattserve.types import Chunk, Request, Usage
+
+_END = object()  # sentinel delivered after the final chunk
+_EOS_NAMES = ("<|im_end|>", "<|endoftext|>", "<eos>", "<end_of_turn>", "</s>")
+
+
+class LocalEngine:
+    """In-process transformers engine with continuous batching (one worker thread).
+
+    ``threads`` sets ``torch.set_num_threads`` in the worker; ``max_batch`` bounds the
+    running batch (more requests wait). ``start()`` loads the model (idempotent).
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, threads: int = 1, max_batch: int = 16, name: str | None = None) -> None:
+        if threads < 1:
+            raise ConfigError("threads must be >= 1")
+        if max_batch < 1:
+            raise ConfigError("max_batch must be >= 1")
+        self.model_name = model or DEFAULT_MODEL
+        self.threads = threads
+        self.max_batch = max_batch
+        self.name = name or f"local:{self.model_name}"
+        self.resolved: ResolvedModel | None = None
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.eos_ids: frozenset[int] = frozenset()
+        self.max_context = 2048
+        self.load_s: float | None = None
+        self._pending: queue.SimpleQueue[Sequence | None] = queue.SimpleQueue()
+        self._load_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._closing = threading.Event()
+        self.steps = 0  # decode steps run (for tests and stats)
+        self.max_rows_seen = 0
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        """Load tokenizer and model (blocking; converts the GGUF once into the cache)."""
+        with self._load_lock:
+            if self.model is not None:
+                return
+            t0 = time.perf_counter()
+            set_offline_env()
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self.resolved = resolve_model(self.model_name)
+            path = ensure_hf_dir(self.resolved)
+            try:
+                tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise EngineUnavailable(f"cannot load model from {path}: {exc}") from exc
+            model.eval()
+            eos = {i for i in (tok.eos_token_id, model.config.eos_token_id) if isinstance(i, int)}
+            gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+            eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos] if isinstance(gen_eos, int) else [])
+            vocab = tok.get_vocab()
+            eos.update(vocab[n] for n in _EOS_NAMES if n in vocab)
+            self.eos_ids = frozenset(eos)
+            self.max_context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+            self.tokenizer, self.model = tok, model
+            self._closing.clear()
+            self._worker = threading.Thread(target=self._run, name=f"wattserve-{self.name}", daemon=True)
+            self._worker.start()
+            self.load_s = time.perf_counter() - t0
+
+    async def start(self) -> None:
+        if self.model is None:
+            await asyncio.to_thread(self.load)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Stop the worker (waiting requests get an error) and drop the model."""
+        worker = self._worker
+        if worker is None:
+            return
+        self._closing.set()
+        self._pending.put(None)
+        worker.join(30)
+        self._worker = None
+        self.model = None
+
+    # ---------------------------------------------------------------- tokenizer
+    def count_tokens(self, text: str) -> int:
+        self._need_loaded()
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def make_prompt(self, n_tokens: int, seed: int = 0) -> str:
+        """Text of exactly ``n_tokens`` tokens built from seeded random vocabulary words."""
+        self._need_loaded()
+        if n_tokens <= 0:
+            return ""
+        tok = self.tokenizer
+        rng = random.Random(seed)
+        words = self._word_ids()
+        ids = [rng.choice(words) for _ in range(n_tokens)]
+        for _ in range(20):
+            text = tok.decode(ids).strip()
+            got = tok.encode(text, add_special_tokens=False)
+            if len(got) == n_tokens:
+                return text
+            ids = got[:n_tokens] if len(got) > n_tokens else got + [rng.choice(words) for _ in range(n_tokens - len(got))]
+        raise ConfigError(f"could not build a prompt of exactly {n_tokens} tokens")
+
+    def _word_ids(self) -> list[int]:
+        cached = getattr(self, "_words", None)
+        if cached is None:
+            cached = sorted(
+                i for t, i in self.tokenizer.get_vocab().items()
+                if t.startswith("Ġ") and t[1:].isascii() and t[1:].isalpha() and 3 <= len(t) <= 9
+            )
+            self._words = cached
+        return cached
+
+    def prompt_ids(self, request: Request) -> list[int]:
+        """Token ids of the request's prompt (chat template applied for chat requests)."""
+        self._need_loaded()
+        tok = self.tokenizer
+        if request.messages:
+            msgs = [{"role": m.role, "content": m.content} for m in request.messages]
+            if tok.chat_template:
+                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            else:  # base model: plain concatenation
+                text = "\n".join(m["content"] for m in msgs) + "\n"
+        else:
+            text = request.prompt or ""
+        ids = tok.encode(text, add_special_tokens=False)
+        if not ids:
+            ids = [tok.bos_token_id if tok.bos_token_id is not None else next(iter(self.eos_ids))]
+        return ids
+
+    def _need_loaded(self) -> None:
+        if self.tokenizer is None:
+            self.load()
+
+    # ------------------------------------------------------------------ serving
+    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        await self.start()
+        if request.max_tokens < 1:
+            raise ConfigError("max_tokens must be >= 1")
+        ids = self.prompt_ids(request)
+        if len(ids) >= self.max_context:
+            raise ConfigError(f"prompt of {len(ids)} tokens exceeds the context of {self.max_context}")
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[Any] = asyncio.Queue()
+
+        def deliver(item: Any) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, item)
+
+        seq = Sequence(
+            request_id=request.id,
+            prompt_ids=ids,
+            max_tokens=min(request.max_tokens, self.max_context - len(ids)),
+            temperature=float(request.temperature or 0.0),
+            top_p=float(request.top_p if request.top_p is not None else 1.0),
+            seed=request.seed,
+            stop=tuple(s for s in request.stop if s),
+            ignore_eos=request.ignore_eos,
+            eos_ids=self.eos_ids,
+            deliver=deliver,
+        )
+        self._pending.put(seq)
+        try:
+            while True:
+                item = await q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise EngineUnavailable(f"local engine failed: {item}") from item
+                emission: Emission = item
+                usage = None
+                if emission.finish_reason is not None:
+                    usage = Usage(seq.input_tokens, seq.output_tokens, source="engine")
+                yield Chunk(
+                    text=emission.text,
+                    t_s=time.perf_counter(),
+                    tokens=emission.tokens,
+                    finish_reason=emission.finish_reason,
+                    usage=usage,
+                )
+        finally:
+            seq.cancelled.set()
+
+    # ------------------------------------------------------------------- worker
+    def _run(self) -> None:
+        import torch
+
+        from wattserve.engines.batch import DecodeBatch, sample
+
+        torch.set_num_threads(self.threads)
+        batch = DecodeBatch(self.model)
+        with torch.inference_mode():
+            while not self._closing.is_set():
+                try:
+                    self._admit(batch, block=len(batch) == 0)
+                    if len(batch):
+                        self._decode(batch, sample)
+                except Exception as exc:  # noqa: BLE001 - report to every waiting consumer
+                    for seq in batch.rows:
+                        self._fail(seq, exc)
+                    batch.keep([])
+        for seq in batch.rows:
+            self._fail(seq, RuntimeError("engine closed"))
+        self._drain_pending()
+
+    def _admit(self, batch: Any, block: bool) -> None:
+        import torch
+
+        from wattserve.engines.batch import sample
+
+        while len(batch) < self.max_batch:
+            try:
+                seq = self._pending.get(timeout=0.5) if block else self._pending.get_nowait()
+            except queue.Empty:
+                return
+            if seq is None:  # close signal
+                return
+            block = False
+            if seq.cancelled.is_set():
+                continue
+            if not seq.greedy:
+                seq.generator = torch.Generator().manual_seed(
+                    seq.seed if seq.seed is not None else random.getrandbits(63)
+                )
+            try:
+                logits, kv = batch.prefill(seq)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(seq, exc)
+                continue
+            token = sample(logits.unsqueeze(0), [seq])[0]
+            seq.status = Status.RUNNING
+            if not self._emit(seq, seq.accept(token, self.tokenizer)):
+                batch.join(seq, kv, token)
+                self.max_rows_seen = max(self.max_rows_seen, len(batch))
+
+    def _decode(self, batch: Any, sample: Any) -> None:
+        logits = batch.step()
+        self.steps += 1
+        tokens = sample(logits, batch.rows)
+        keep: list[int] = []
+        for i, (seq, token) in enumerate(zip(batch.rows, tokens)):
+            if seq.cancelled.is_set():
+                continue
+            if not self._emit(seq, seq.accept(token, self.tokenizer)):
+                keep.append(i)
+        batch.set_last(tokens)
+        batch.keep(keep)
+
+    def _emit(self, seq: Sequence, emission: Emission) -> bool:
+        """Deliver one emission; True when the sequence is finished (or its consumer is gone)."""
+        try:
+            if emission.text or emission.tokens or emission.finish_reason:
+                seq.deliver(emission)
+            if emission.finish_reason is not None:
+                seq.status = Status.FINISHED
+                seq.deliver(_END)
+                return True
+        except RuntimeError:  # the consumer's event loop is closed
+            seq.cancelled.set()
+            return True
+        return seq.cancelled.is_set()
+
+    def _fail(self, seq: Sequence, exc: BaseException) -> None:
+        seq.status = Status.FINISHED
+        try:
+            seq.deliver(exc)
+        except RuntimeError:
+            pass
+
+    def _drain_pending(self) -> None:
+        while True:
+            try:
+                seq = self._pending.get_nowait()
+            except queue.Empty:
+                return
+            if seq is not None:
+                self._fail(seq, RuntimeError("engine closed"))
