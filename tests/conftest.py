@@ -48,3 +48,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# --- engines fixtures (lazy: only tests that ask for them pay) -----------------------------
+@pytest.fixture
+def mock_server():
+    """URL (``http://127.0.0.1:PORT/v1``) of a fresh mock OpenAI server in a background thread."""
+    from wattserve.engines.mock_server import MockServer
+
+    with MockServer() as srv:
+        yield srv.url
+
+
+@pytest.fixture(scope="session")
+def local_engine():
+    """The embedded smollm2-135m engine on 1 thread, loaded once per session (skips if missing)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from wattserve.engines.local import LocalEngine
+    from wattserve.errors import EngineUnavailable
+
+    engine = LocalEngine("smollm2-135m", threads=1)
+    try:
+        engine.load()
+    except EngineUnavailable as exc:
+        pytest.skip(f"embedded model unavailable: {exc}")
+    yield engine
+    engine.close()
