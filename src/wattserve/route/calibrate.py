@@ -1,0 +1,59 @@
+"""Threshold calibration, separate from training (as in RouteLLM).
+
+- ``threshold_for_share``: the threshold at which a given share of requests goes to the
+  most expensive model (on unlabelled calibration prompts).
+- ``threshold_for_quality``: the cheapest threshold whose realised mean quality on
+  labelled calibration prompts reaches a target.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from wattserve.errors import ConfigError
+
+
+def _candidates(q: np.ndarray) -> np.ndarray:
+    v = np.unique(np.round(q.ravel(), 12))
+    return np.concatenate([[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]])
+
+
+def sweep(router, q: np.ndarray, costs: np.ndarray, labels: np.ndarray | None = None):
+    """For each candidate threshold: (threshold, share per model, mean cost, mean quality)."""
+    out = []
+    rows = np.arange(q.shape[0])
+    for t in _candidates(q):
+        pick = router.choose(q, costs, threshold=float(t))
+        share = np.bincount(pick, minlength=q.shape[1]) / q.shape[0]
+        cost = float(costs[rows, pick].mean())
+        qual = float(labels[rows, pick].mean()) if labels is not None else float("nan")
+        out.append((float(t), share, cost, qual))
+    return out
+
+
+def threshold_for_share(router, texts: Sequence[str], target_share: float) -> float:
+    """Threshold sending about ``target_share`` of requests to the most expensive model."""
+    if not 0.0 <= target_share <= 1.0:
+        raise ConfigError("target share must be in [0, 1]")
+    q = router.quality(texts)
+    costs = router.costs_for(n=len(texts))
+    top = int(np.argmax(costs[0]))
+    best_t, best_gap = 0.5, np.inf
+    for t, share, _, _ in sweep(router, q, costs):
+        gap = abs(share[top] - target_share)
+        if gap < best_gap - 1e-12:
+            best_t, best_gap = t, gap
+    return best_t
+
+
+def threshold_for_quality(router, texts: Sequence[str], labels: np.ndarray, target_quality: float) -> float:
+    """Cheapest threshold whose realised mean quality on labelled prompts >= target."""
+    q = router.quality(texts)
+    costs = router.costs_for(n=len(texts))
+    labels = np.asarray(labels, dtype=float)[:, router._cols]
+    feasible = [(c, t) for t, _, c, qual in sweep(router, q, costs, labels) if qual >= target_quality - 1e-12]
+    if not feasible:
+        raise ConfigError(f"no threshold reaches mean quality {target_quality:.3f} on the calibration set")
+    return min(feasible)[1]

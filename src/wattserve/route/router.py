@@ -1,0 +1,212 @@
+"""``Router``: the model multiplexer over N >= 2 models with costs.
+
+Given a scorer's predicted quality ``q[m]`` per model and a cost per model (a number:
+joules, FLOPs or money; or a callable ``request -> cost``; or a ``ModelFit`` evaluated
+at the request's input and output tokens), the router picks
+
+- ``objective="threshold"``: the cheapest model whose predicted quality is at least
+  ``threshold``; when none reaches it, the model with the highest predicted quality;
+- ``objective="lambda"``: the model minimising ``cost - lam * quality``.
+
+The decision carries the reason, the scores and the costs. Thresholds are calibrated
+separately (``wattserve.route.calibrate``), as in RouteLLM. The routing policy can
+travel in the OpenAI ``model`` field: ``router-<name>[-<threshold>]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from wattserve.errors import ConfigError
+from wattserve.types import Request, RouteDecision
+
+CostSpec = float | int | Callable[[Request], float] | Any  # Any: a ModelFit
+FORMAT_VERSION = 1
+
+
+def _fit_cost(fit: Any) -> Callable[[Request], float]:
+    def cost(request: Request) -> float:
+        from wattserve.fit import predict  # the fit engineer's module, imported lazily
+
+        n_in = request.input_tokens if request.input_tokens is not None else max(1, len(request.text()) // 4)
+        return float(predict(fit, n_in, request.max_tokens))
+
+    return cost
+
+
+def _as_cost_fn(spec: CostSpec) -> float | Callable[[Request], float]:
+    if isinstance(spec, (int, float)):
+        if spec < 0:
+            raise ConfigError("model costs must be non-negative")
+        return float(spec)
+    if hasattr(spec, "coefficients") and hasattr(spec, "form"):
+        return _fit_cost(spec)
+    if callable(spec):
+        return spec
+    raise ConfigError(f"a model cost must be a number, a callable or a ModelFit, not {type(spec).__name__}")
+
+
+class Router:
+    def __init__(
+        self,
+        models: Sequence[str],
+        costs: Mapping[str, CostSpec] | Sequence[CostSpec],
+        scorer: Any,
+        threshold: float = 0.5,
+        objective: Literal["threshold", "lambda"] = "threshold",
+        lam: float = 1.0,
+        name: str = "router",
+    ) -> None:
+        self.models = tuple(models)
+        if len(self.models) < 2:
+            raise ConfigError("a router needs at least two models")
+        if not isinstance(costs, Mapping):
+            costs = dict(zip(self.models, costs))
+        missing = [m for m in self.models if m not in costs]
+        if missing:
+            raise ConfigError(f"no cost given for model(s): {', '.join(missing)}")
+        self.cost_specs = {m: costs[m] for m in self.models}
+        self._costs = [_as_cost_fn(costs[m]) for m in self.models]
+        self.scorer = scorer
+        scorer_models = tuple(getattr(scorer, "models", ()) or ())
+        if scorer_models and scorer_models != self.models:
+            if set(self.models) <= set(scorer_models):
+                self._cols = [scorer_models.index(m) for m in self.models]
+            else:
+                raise ConfigError(f"the scorer was trained for {scorer_models}, not {self.models}")
+        else:
+            self._cols = list(range(len(self.models)))
+        if objective not in ("threshold", "lambda"):
+            raise ConfigError("objective must be 'threshold' or 'lambda'")
+        self.objective = objective
+        self.threshold = float(threshold)
+        self.lam = float(lam)
+        self.name = name
+
+    # ------------------------------------------------------------------ deciding
+    def costs_for(self, requests: Sequence[Request] | None = None, n: int | None = None) -> np.ndarray:
+        """Cost matrix (n, n_models) for the requests (constant costs need only ``n``)."""
+        if requests is None:
+            if any(callable(c) for c in self._costs):
+                raise ConfigError("per-request costs need the requests")
+            return np.tile(np.array(self._costs, dtype=float), (n or 1, 1))
+        out = np.empty((len(requests), len(self.models)))
+        for j, c in enumerate(self._costs):
+            out[:, j] = [c(r) for r in requests] if callable(c) else c
+        return out
+
+    def quality(self, texts: Sequence[str]) -> np.ndarray:
+        q = np.asarray(self.scorer.predict_quality(list(texts)), dtype=float)
+        return q[:, self._cols]
+
+    def choose(self, q: np.ndarray, costs: np.ndarray, threshold: float | None = None,
+               lam: float | None = None) -> np.ndarray:
+        """The vectorised rule: index of the chosen model per row."""
+        if self.objective == "lambda":
+            lam = self.lam if lam is None else lam
+            return np.argmin(costs - lam * q, axis=1)
+        t = self.threshold if threshold is None else threshold
+        ok = q >= t
+        masked = np.where(ok, costs, np.inf)
+        pick = np.argmin(masked, axis=1)
+        none = ~ok.any(axis=1)
+        if none.any():
+            span = np.ptp(costs[none], axis=1, keepdims=True) + 1.0
+            pick[none] = np.argmax(q[none] - 1e-9 * costs[none] / span, axis=1)
+        return pick
+
+    def route(self, request: Request) -> RouteDecision:
+        q = self.quality([request.text()])
+        c = self.costs_for([request])
+        j = int(self.choose(q, c)[0])
+        scores = {m: float(q[0, i]) for i, m in enumerate(self.models)}
+        costs = {m: float(c[0, i]) for i, m in enumerate(self.models)}
+        if self.objective == "lambda":
+            reason = f"min cost - {self.lam:g} x quality"
+        elif q[0, j] >= self.threshold:
+            cheaper = [m for i, m in enumerate(self.models) if c[0, i] < c[0, j]]
+            reason = (f"cheapest model with predicted quality {q[0, j]:.3f} >= {self.threshold:.3f}"
+                      + (f" (cheaper {', '.join(cheaper)} below it)" if cheaper else ""))
+        else:
+            reason = f"no model reaches {self.threshold:.3f}; highest predicted quality {q[0, j]:.3f}"
+        return RouteDecision(model=self.models[j], reason=reason, scores=scores, costs=costs)
+
+    def route_many(self, requests: Sequence[Request]) -> list[str]:
+        q = self.quality([r.text() for r in requests])
+        return [self.models[j] for j in self.choose(q, self.costs_for(requests))]
+
+    def expected_cost(self, request: Request) -> float:
+        """Cost of answering ``request`` with the model this router would choose (for LEC)."""
+        q = self.quality([request.text()])
+        c = self.costs_for([request])
+        return float(c[0, int(self.choose(q, c)[0])])
+
+    def with_threshold(self, threshold: float) -> "Router":
+        r = copy.copy(self)
+        r.threshold = float(threshold)
+        r.objective = "threshold"
+        return r
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        costs = {}
+        for m, spec in self.cost_specs.items():
+            if callable(spec) and not hasattr(spec, "coefficients"):
+                costs[m] = None  # callables are supplied again at load time
+            else:
+                costs[m] = spec
+        blob = {
+            "format": "wattserve-router", "version": FORMAT_VERSION, "models": self.models,
+            "costs": costs, "scorer": self.scorer, "threshold": self.threshold,
+            "objective": self.objective, "lam": self.lam, "name": self.name,
+        }
+        with open(path, "wb") as fh:
+            pickle.dump(blob, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str | Path, costs: Mapping[str, CostSpec] | None = None) -> "Router":
+        """Load a router saved by ``save`` (a pickle: load only files you trust)."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"router file not found: {p}")
+        try:
+            with open(p, "rb") as fh:
+                blob = pickle.load(fh)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
+            raise ConfigError(f"cannot read router file {p}: {exc}") from exc
+        if not isinstance(blob, dict) or blob.get("format") != "wattserve-router":
+            raise ConfigError(f"{p} is not a wattserve router file")
+        merged = dict(blob["costs"])
+        merged.update(costs or {})
+        if any(v is None for v in merged.values()):
+            raise ConfigError("this router was saved with callable costs: pass costs= when loading")
+        return cls(blob["models"], merged, blob["scorer"], threshold=blob["threshold"],
+                   objective=blob["objective"], lam=blob["lam"], name=blob["name"])
+
+    from_file = load
+
+
+_ROUTE_MODEL = re.compile(r"^router-(?P<name>[A-Za-z0-9_.]+(?:-[A-Za-z_][A-Za-z0-9_.]*)*)(?:-(?P<t>\d*\.?\d+))?$")
+
+
+def parse_route_model(model: str) -> tuple[str, float | None] | None:
+    """``router-<name>[-<threshold>]`` -> (name, threshold); None when not a router model.
+
+    ``router-tfidf-0.62`` -> ("tfidf", 0.62); ``router-mmlu-tfidf`` -> ("mmlu-tfidf", None).
+    """
+    if not model.startswith("router-"):
+        return None
+    m = _ROUTE_MODEL.match(model)
+    if m is None:
+        raise ConfigError(f"malformed routing model {model!r}: use router-<name>[-<threshold>]")
+    t = m.group("t")
+    threshold = float(t) if t is not None else None
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"routing threshold must be in [0, 1], got {threshold}")
+    return m.group("name"), threshold

@@ -1,0 +1,185 @@
+"""Scorers: predicted probability that each model answers a prompt well.
+
+A scorer is anything with ``predict_quality(texts) -> array (n_texts, n_models)`` and a
+``models`` tuple (see ``wattserve.protocols.Scorer``). Here:
+
+- ``PriorScorer``: each model's mean training quality, the same for every prompt
+  (the "no information" baseline; routing with it is random routing).
+- ``TfidfScorer``: TF-IDF word and character n-grams + one logistic regression per model
+  (scikit-learn), with hand features (length, digits, maths symbols) that carry over to
+  unseen subjects better than vocabulary does.
+- ``EmbeddingScorer``: logistic regression on sentence embeddings from an offline
+  embedder (``wattserve.cache.semantic``), when the ``semantic`` extra is installed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from wattserve.errors import ConfigError
+
+
+class PriorScorer:
+    name = "prior"
+
+    def __init__(self) -> None:
+        self.models: tuple[str, ...] = ()
+        self.prior: np.ndarray | None = None
+
+    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> "PriorScorer":
+        self.models = tuple(models)
+        self.prior = np.asarray(labels, dtype=float).mean(axis=0)
+        return self
+
+    def predict_quality(self, texts: Sequence[str]) -> np.ndarray:
+        if self.prior is None:
+            raise ConfigError("scorer is not trained")
+        return np.tile(self.prior, (len(texts), 1))
+
+
+_NUM = re.compile(r"\d")
+_MATH = re.compile(r"[=+\-*/^<>∫√πΣ]")
+
+
+def text_features(texts: Sequence[str]) -> np.ndarray:
+    """Subject-independent shape features: log length, digit share, maths-symbol share, lines."""
+    out = np.empty((len(texts), 5))
+    for i, t in enumerate(texts):
+        n = max(len(t), 1)
+        out[i] = (
+            np.log1p(len(t)),
+            len(_NUM.findall(t)) / n,
+            len(_MATH.findall(t)) / n,
+            np.log1p(t.count("\n")),
+            np.log1p(len(t.split())),
+        )
+    return out
+
+
+class _PerModelLogistic:
+    """One logistic regression per model over a feature matrix."""
+
+    def __init__(self, C: float) -> None:
+        self.C = C
+        self.clfs: list[Any] = []
+        self.constant: list[float | None] = []
+
+    def fit(self, X: Any, labels: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        y_all = (np.asarray(labels, dtype=float) >= 0.5).astype(int)
+        self.clfs, self.constant = [], []
+        for m in range(y_all.shape[1]):
+            y = y_all[:, m]
+            if y.min() == y.max():  # one class only: a constant prediction
+                self.clfs.append(None)
+                self.constant.append(float(y[0]))
+                continue
+            clf = LogisticRegression(C=self.C, solver="liblinear", max_iter=1000)
+            clf.fit(X, y)
+            self.clfs.append(clf)
+            self.constant.append(None)
+
+    def predict(self, X: Any, n: int) -> np.ndarray:
+        cols = []
+        for clf, const in zip(self.clfs, self.constant):
+            cols.append(np.full(n, const) if clf is None else clf.predict_proba(X)[:, 1])
+        return np.column_stack(cols)
+
+
+class TfidfScorer:
+    name = "tfidf"
+
+    def __init__(self, C: float = 1.0, max_features: int = 50_000, char_ngrams: bool = False,
+                 shape_features: bool = True) -> None:
+        self.C = C
+        self.max_features = max_features
+        self.char_ngrams = char_ngrams
+        self.shape_features = shape_features
+        self.models: tuple[str, ...] = ()
+        self._vec: Any = None
+        self._scale: Any = None
+        self._lr = _PerModelLogistic(C)
+
+    def _features(self, texts: Sequence[str], fit: bool) -> Any:
+        from scipy import sparse
+
+        parts = [self._vec.fit_transform(texts) if fit else self._vec.transform(texts)]
+        if self.shape_features:
+            f = text_features(texts)
+            if fit:
+                self._scale = (f.mean(axis=0), f.std(axis=0) + 1e-9)
+            parts.append(sparse.csr_matrix((f - self._scale[0]) / self._scale[1]))
+        return sparse.hstack(parts).tocsr()
+
+    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> "TfidfScorer":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import FeatureUnion
+
+        if len(texts) < 10:
+            raise ConfigError("need at least 10 labelled prompts to train a scorer")
+        self.models = tuple(models)
+        word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=self.max_features)
+        if self.char_ngrams:
+            char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=3,
+                                   max_features=self.max_features)
+            self._vec = FeatureUnion([("word", word), ("char", char)])
+        else:
+            self._vec = word
+        self._lr.fit(self._features(list(texts), fit=True), labels)
+        return self
+
+    def predict_quality(self, texts: Sequence[str]) -> np.ndarray:
+        if self._vec is None:
+            raise ConfigError("scorer is not trained")
+        texts = list(texts)
+        return self._lr.predict(self._features(texts, fit=False), len(texts))
+
+
+class EmbeddingScorer:
+    """Logistic regression on offline sentence embeddings (plus shape features)."""
+
+    name = "embed"
+
+    def __init__(self, embedder: Any = None, C: float = 1.0) -> None:
+        self.embedder = embedder
+        self.C = C
+        self.models: tuple[str, ...] = ()
+        self._lr = _PerModelLogistic(C)
+        self._scale: Any = None
+
+    def _features(self, texts: Sequence[str], fit: bool) -> np.ndarray:
+        if self.embedder is None:
+            from wattserve.cache.semantic import default_embedder
+
+            self.embedder = default_embedder()
+        e = np.asarray(self.embedder.embed(list(texts)), dtype=float)
+        f = text_features(texts)
+        if fit:
+            self._scale = (f.mean(axis=0), f.std(axis=0) + 1e-9)
+        return np.hstack([e, (f - self._scale[0]) / self._scale[1]])
+
+    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> "EmbeddingScorer":
+        self.models = tuple(models)
+        self._lr.fit(self._features(texts, fit=True), labels)
+        return self
+
+    def predict_quality(self, texts: Sequence[str]) -> np.ndarray:
+        return self._lr.predict(self._features(texts, fit=False), len(texts))
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["embedder"] = None  # reloaded offline on first use
+        return d
+
+
+SCORERS = {"prior": PriorScorer, "tfidf": TfidfScorer, "embed": EmbeddingScorer}
+
+
+def make_scorer(name: str, **kwargs: Any) -> Any:
+    if name not in SCORERS:
+        raise ConfigError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
+    return SCORERS[name](**kwargs)
