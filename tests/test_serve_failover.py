@@ -10,10 +10,10 @@ import time
 
 import aiohttp
 import httpx
-from test_serve_support import config, gateway, mock_replicas
+from test_serve_support import FULL8, config, gateway, kill, mock_replicas
 
 N, CONCURRENCY, TOTAL_S = 500, 32, 10.0
-FULL = "".join(f"w{i} " for i in range(8))
+FULL = FULL8
 
 
 async def _one(session: aiohttp.ClientSession, url: str, i: int) -> str:
@@ -67,11 +67,11 @@ async def _load(url: str, kill) -> list[str]:
 
 
 def test_kill_one_of_two_replicas_under_load():
-    with mock_replicas(2, tokens=8, delay_s=0.004) as reps:
+    with mock_replicas(2, token_delay_ms=20) as reps:
         cfg = config([r.url for r in reps], cache={"enabled": False})
         with gateway(cfg) as gw:
             t0 = time.monotonic()
-            results = asyncio.run(_load(gw.url, reps[0].kill))
+            results = asyncio.run(_load(gw.url, lambda: kill(reps[0])))
             elapsed = time.monotonic() - t0
             print(f"\nfailover: {results.count('ok')} ok, {results.count('error')} clean errors, "
                   f"{results.count('hang')} hung, {elapsed:.1f} s")
@@ -89,7 +89,7 @@ def test_kill_one_of_two_replicas_under_load():
             metrics = httpx.get(gw.url + "/metrics").text
             assert 'wattserve_replica_healthy{model="tiny",replica="tiny/url-0"} 0.0' in metrics
             assert 'wattserve_replica_healthy{model="tiny",replica="tiny/url-1"} 1.0' in metrics
-            reps[1].kill()  # with no replica left: clean 503/502, and /ready says not ready
+            kill(reps[1])  # with no replica left: clean 503/502, and /ready says not ready
             time.sleep(1.2)
             r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "tiny", "messages": [
                 {"role": "user", "content": "x"}]}, timeout=TOTAL_S)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
-from test_serve_support import config, gateway, mock_replicas
+from test_serve_support import FULL8, config, gateway, mock_replicas
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,9 @@ def client(gw):
 def test_chat_non_streaming(client):
     r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}],
                                        max_tokens=8, temperature=0.7)
-    assert r.choices[0].message.content == "w0 w1 w2 w3 w4 w5 w6 w7 "
+    assert r.choices[0].message.content == FULL8
     assert r.choices[0].finish_reason == "length"
-    assert r.usage.prompt_tokens == 5 and r.usage.completion_tokens == 8
+    assert r.usage.prompt_tokens == 1 and r.usage.completion_tokens == 8
     extra = r.usage.model_extra
     assert extra["cache_hit"] is False
     assert extra["energy_j"] is not None and extra["energy_j"] >= 0
@@ -36,7 +36,7 @@ def test_chat_streaming_with_usage(client):
                                             stream=True, stream_options={"include_usage": True}, temperature=0.7)
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == "w0 w1 w2 w3 w4 w5 w6 w7 "
+    assert text == FULL8
     last = chunks[-1]
     assert last.choices == [] and last.usage.completion_tokens == 8
     assert last.usage.model_extra["cache_hit"] is False
@@ -44,9 +44,9 @@ def test_chat_streaming_with_usage(client):
 
 def test_completions_both_ways(client):
     r = client.completions.create(model="tiny", prompt="once upon", max_tokens=8, temperature=0.5)
-    assert r.choices[0].text == "w0 w1 w2 w3 w4 w5 w6 w7 "
+    assert r.choices[0].text == FULL8
     s = client.completions.create(model="tiny", prompt="once upon", max_tokens=8, stream=True, temperature=0.5)
-    assert "".join(c.choices[0].text for c in s if c.choices) == "w0 w1 w2 w3 w4 w5 w6 w7 "
+    assert "".join(c.choices[0].text for c in s if c.choices) == FULL8
 
 
 def test_repeat_is_served_from_cache_in_both_shapes(client):

@@ -100,8 +100,9 @@ class Launcher:
             elif spec.kind == "mock":
                 from wattserve.engines.mock_server import MockServer
 
-                server = MockServer(tokens=spec.mock_tokens, delay_s=spec.mock_delay_s)
-                await _maybe_await(server.start())
+                server = MockServer(process=True, output_len=spec.mock_tokens,
+                                    token_delay_ms=spec.mock_delay_s * 1000, model=engine_model)
+                await asyncio.to_thread(server.start)
                 out.append(Launched(url=server.url, server=server, **base))
             elif spec.kind == "local":
                 from wattserve.engines.factory import create_engine
@@ -139,7 +140,7 @@ class Launcher:
                 if item.process is not None:
                     await asyncio.to_thread(terminate, item.process, grace_s)
                 if item.server is not None:
-                    await _maybe_await(item.server.stop())
+                    await asyncio.to_thread(item.server.stop)
             except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                 log.warning("stopping %s: %s", item.name, exc)
         self.launched.clear()
