@@ -224,3 +224,32 @@ async def test_launcher_starts_waits_and_stops_a_command_replica():
 
     with pytest.raises(EngineUnavailable, match="exited with code 3"):
         await Launcher().launch("m", bad)
+
+
+async def test_multiplexer_routes_auto_and_router_policy_names():
+    import numpy as np
+
+    from wattserve.route import PriorScorer, Router
+    from wattserve.serve.metrics import GatewayMetrics
+    from wattserve.serve.pipeline import Gateway
+    from wattserve.serve.pool import ReplicaPool
+    from wattserve.serve.replica import EngineReplica
+
+    scorer = PriorScorer().fit(["a", "b"], np.array([[1, 1], [0, 1]]), ["small", "big"])  # quality 0.5, 1.0
+    router = Router(["small", "big"], {"small": 1.0, "big": 10.0}, scorer, threshold=0.4, name="prior")
+    engines = {"small": FakeEngine(), "big": FakeEngine()}
+    pool = ReplicaPool([EngineReplica(f"{m}/0", m, e) for m, e in engines.items()], LeastOutstanding())
+    gw = Gateway(pool, router=router, metrics=GatewayMetrics())
+
+    async def served_by(model: str) -> tuple[int, str]:
+        body = ('{"model": "%s", "prompt": "hi", "temperature": 0.5}' % model).encode()
+        reply = await gw.handle("completions", body)
+        return reply.status, dict(reply.headers).get("x-wattserve-model", "")
+
+    assert await served_by("auto") == (200, "small")  # cheapest model above 0.4
+    assert await served_by("router-prior-0.9") == (200, "big")  # only big reaches 0.9
+    assert await served_by("router-prior") == (200, "small")
+    assert (await served_by("router-other-0.5"))[0] == 404
+    assert (await served_by("router-prior-7"))[0] == 400  # threshold outside [0, 1]
+    assert len(engines["small"].seen) == 2 and len(engines["big"].seen) == 1
+    assert (await _gateway(FakeEngine()).handle("completions", b'{"model": "auto", "prompt": "x"}')).status == 404

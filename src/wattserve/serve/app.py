@@ -201,8 +201,9 @@ def build_api(service: Any) -> Any:
     @api.get("/v1/models", summary="served models")
     async def models():  # noqa: ANN202
         names = list(service.pool.by_model) if service.pool else [m.name for m in service.config.models]
-        if service.config.router.enabled:
-            names.append("auto")
+        router = service.gateway.router if service.gateway is not None else None
+        if router is not None:
+            names += ["auto", f"router-{router.name}"]
         return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "wattserve"}
                                            for n in names]}
 

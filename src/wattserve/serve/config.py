@@ -59,13 +59,18 @@ class ModelConfig(_Strict):
 
 
 class RouterConfig(_Strict):
-    """Multiplexing: ``model="auto"`` or ``model="router-<policy>-<threshold>"`` picks among ``models``."""
+    """Multiplexing: ``model="auto"`` or ``model="router-<name>[-<threshold>]"`` lets a trained
+    router (``wattserve route train`` -> ``file``) pick among the served models it knows."""
 
     enabled: bool = False
-    models: list[str] = Field(default_factory=list)  # candidate served models, cheapest first
-    scorer: str | None = None  # path to a trained scorer / router file (cache-router engineer's format)
-    policy: str = "auto"
-    threshold: float | None = None
+    file: str | None = None  # a router saved by wattserve.route.Router.save
+    use_fits: bool = True  # cost each model by its served fit (models[].fit) instead of the file's costs
+
+    @model_validator(mode="after")
+    def _check(self) -> "RouterConfig":
+        if self.enabled and not self.file:
+            raise ValueError("router.enabled needs router.file (train one with `wattserve route train`)")
+        return self
 
 
 class CacheConfig(_Strict):
@@ -125,9 +130,6 @@ class ServeConfig(_Strict):
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError("model names must be unique")
-        for name in self.router.models:
-            if name not in names:
-                raise ValueError(f"router model {name!r} is not a served model")
         return self
 
     def model(self, name: str) -> ModelConfig | None:

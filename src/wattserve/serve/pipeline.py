@@ -59,14 +59,14 @@ class Gateway:
     def __init__(self, pool: Any, *, cache: Any = None, router: Any = None, accountant: Any = None,
                  metrics: Any = None, keys: Any = None, default_max_tokens: int = 256,
                  max_tokens_limit: int = 8192, first_token_s: float = 30.0, total_s: float = 300.0,
-                 connect_s: float = 2.0, router_models: list[str] | None = None, log_content: bool = False,
+                 connect_s: float = 2.0, log_content: bool = False,
                  cost_estimate: Any = None) -> None:
         self.pool, self.cache, self.router, self.accountant = pool, cache, router, accountant
         self.metrics, self.keys = metrics, keys
         self.default_max_tokens, self.max_tokens_limit = default_max_tokens, max_tokens_limit
         self.first_token_s, self.total_s = first_token_s, total_s
         self.timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s, sock_read=first_token_s)
-        self.router_models = router_models or []
+        self._routers: dict[float, Any] = {}  # the router at each threshold named in a model field
         self.log_content = log_content
         self.cost_estimate = cost_estimate  # (model, input_tokens, output_tokens) -> J, when unmetered
         self.in_flight = 0
@@ -112,15 +112,12 @@ class Gateway:
         if name in self.pool.by_model:
             return name
         if name == "auto" or name.startswith("router-"):
-            if self.router is None:
-                raise APIError(404, f"model {name!r} needs a router, and none is configured "
-                               "(set router.enabled in the gateway config)", code="model_not_found", param="model")
+            router = self._router_for(name)
             try:
-                decision = self.router.route(req)
-            except APIError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a bad policy string is the client's to fix
-                raise APIError(400, f"cannot route with model={name!r}: {exc}", param="model") from None
+                decision = router.route(req)
+            except Exception as exc:  # noqa: BLE001 - a scorer failure must not become a traceback
+                log.exception("router failed")
+                raise APIError(500, f"the router failed: {type(exc).__name__}", type="server_error") from None
             if decision.model not in self.pool.by_model:
                 raise APIError(503, f"router chose {decision.model!r}, which this gateway does not serve",
                                type="server_error")
@@ -129,6 +126,30 @@ class Gateway:
             return decision.model
         raise APIError(404, f"model {name!r} does not exist; served: {', '.join(self.pool.by_model)}",
                        code="model_not_found", param="model")
+
+    def _router_for(self, name: str) -> Any:
+        if self.router is None:
+            raise APIError(404, f"model {name!r} needs a router, and none is configured "
+                           "(set router.enabled and router.file in the gateway config)",
+                           code="model_not_found", param="model")
+        if name == "auto":
+            return self.router
+        from wattserve.route import parse_route_model
+
+        try:
+            policy, threshold = parse_route_model(name)  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - ConfigError for a malformed name
+            raise APIError(400, str(exc), param="model") from None
+        if policy != self.router.name:
+            raise APIError(404, f"unknown routing policy {policy!r}; this gateway routes with "
+                           f"'router-{self.router.name}[-<threshold>]' or 'auto'", code="model_not_found",
+                           param="model")
+        if threshold is None:
+            return self.router
+        r = self._routers.get(threshold)
+        if r is None:
+            r = self._routers[threshold] = self.router.with_threshold(threshold)
+        return r
 
     # ------------------------------------------------------------------ cache hits
     def _from_cache(self, req: Request, body: dict, model: str, hit: dict, t0: float) -> Reply:

@@ -24,16 +24,22 @@ def build_cache(config: ServeConfig) -> Any:
     return ResponseCache(c.policy, capacity_entries=c.capacity_entries, capacity_bytes=c.capacity_bytes, store=store)
 
 
-def build_router(config: ServeConfig) -> Any:
-    """The multiplexer for ``model="auto"`` / ``router-<policy>-<threshold>`` (cache-router engineer's Router)."""
+def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
+    """The multiplexer for ``model="auto"`` / ``router-<name>[-<threshold>]``: a trained
+    ``wattserve.route.Router``; every model it picks from must be served here."""
     r = config.router
     if not r.enabled:
         return None
-    try:
-        from wattserve.route import build_gateway_router
-    except ImportError as exc:
-        raise ConfigError(f"router.enabled is set but the router is unavailable: {exc}") from None
-    return build_gateway_router(models=r.models, scorer=r.scorer, policy=r.policy, threshold=r.threshold)
+    from wattserve.route import Router
+
+    costs = {m: f for m, f in fits.items()} if r.use_fits else None
+    router = Router.load(r.file, costs=costs)
+    served = {m.name for m in config.models}
+    missing = [m for m in router.models if m not in served]
+    if missing:
+        raise ConfigError(f"the router picks among {', '.join(router.models)}, but {', '.join(missing)} "
+                          "is not a served model")
+    return router
 
 
 def load_fits(config: ServeConfig) -> dict[str, Any]:
@@ -95,7 +101,7 @@ class Service:
         fits = load_fits(cfg)
         per_token = {m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None}
         energy_fn = fit_energy_fn(fits, per_token)
-        router = build_router(cfg)
+        router = build_router(cfg, fits)
         self.cache = build_cache(cfg)
         meter, self.meter_reason = make_meter(cfg.energy.meter)
         self.accountant = EnergyAccountant(meter, cfg.energy.interval_s)
@@ -114,7 +120,7 @@ class Service:
             self.pool, cache=self.cache, router=router, accountant=self.accountant, metrics=self.metrics,
             keys=keys, default_max_tokens=cfg.default_max_tokens, max_tokens_limit=cfg.max_tokens_limit,
             first_token_s=cfg.timeouts.first_token_s, total_s=cfg.timeouts.total_s,
-            connect_s=cfg.timeouts.connect_s, router_models=cfg.router.models, log_content=cfg.log_content,
+            connect_s=cfg.timeouts.connect_s, log_content=cfg.log_content,
             cost_estimate=lambda model, i, o: energy_fn(_ModelOnly(model), i, o),
         )
         self.started = True
