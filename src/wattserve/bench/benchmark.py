@@ -101,8 +101,13 @@ def count_tokens_fn(tok: Any) -> Callable[[str], int] | None:
 
 
 async def probe(engine: Any, cfg: BenchConfig) -> None:
-    """One 1-token request before any load: an unreachable server or unknown model fails here."""
+    """Before any load: the server's model list (when the engine can ask for it), then one
+    1-token request; an unreachable server or unknown model fails here with one message."""
     from wattserve.engines.base import complete
+
+    served: list[str] = []
+    if hasattr(engine, "check"):
+        served = list(await _maybe_await(engine.check()) or [])
 
     req = Request(id="probe", model=cfg.model, prompt="Hello", max_tokens=1, endpoint=cfg.endpoint,
                   messages=None)
@@ -113,7 +118,8 @@ async def probe(engine: Any, cfg: BenchConfig) -> None:
     c = await complete(engine, req, timeout_s=cfg.timeout_s or 120.0)
     if not c.ok:
         where = f" at {cfg.base_url}" if cfg.base_url else ""
-        raise EngineUnavailable(f"engine {cfg.model!r}{where} failed a probe request: {c.error}")
+        hint = f" (the server lists: {', '.join(served[:10])})" if served and cfg.model not in served else ""
+        raise EngineUnavailable(f"engine {cfg.model!r}{where} failed a probe request: {c.error}{hint}")
 
 
 def warmup_requests(wl: Workload, n: int) -> list[Request]:

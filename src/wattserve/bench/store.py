@@ -80,20 +80,32 @@ def create_run_dir(result_dir: str | Path, label: str | None, model: str) -> Pat
     return path
 
 
+def _dumps_line(record: Mapping[str, Any]) -> bytes:
+    try:
+        import orjson
+
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY,
+                            default=_json_default)
+    except ImportError:  # pragma: no cover - orjson is a dependency; keep a plain fallback
+        return (json.dumps(_clean(record), default=_json_default) + "\n").encode()
+    except TypeError:  # orjson refuses something exotic (e.g. an int over 64 bits)
+        return (json.dumps(_clean(record), default=_json_default) + "\n").encode()
+
+
 class RequestLog:
-    """Append-only JSONL of finished requests; each line is flushed as it is written.
+    """Append-only JSONL of finished requests; each line reaches the file in one unbuffered write.
 
     Opening it drops a trailing partial line (a process killed mid-write) so lines stay whole.
+    NaN/inf become null.
     """
 
     def __init__(self, path: Path):
         self.path = path
         repair_jsonl(path)
-        self._f = open(path, "a", encoding="utf-8", buffering=1)
+        self._f = open(path, "ab", buffering=0)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._f.write(json.dumps(_clean(record), default=_json_default) + "\n")
-        self._f.flush()
+        self._f.write(_dumps_line(record))
 
     def close(self) -> None:
         if not self._f.closed:
