@@ -1,0 +1,27 @@
+"""``wattserve report``: one self-contained HTML file for a run or sweep directory."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report_cmd(
+        path: str = typer.Argument(..., help="A run directory (run.json) or a sweep directory (sweep.json, summary.csv)."),
+        output: Optional[str] = typer.Option(None, "--output", "-o", help="HTML file to write (default: PATH/report.html)."),
+    ) -> None:
+        """Write an HTML report: configuration, summary tables, latency, throughput and energy over
+        time, the Pareto plot with the recommended point, fits and plans when present. The file is
+        self-contained (figures embedded), so it opens offline."""
+        from rich.console import Console
+        from rich.status import Status
+
+        from wattserve.report.html import write_report
+
+        console = Console(stderr=True)
+        with Status("rendering report", console=console):
+            dest = write_report(path, output)
+        console.print(f"report: {dest} ({dest.stat().st_size / 1024:.0f} KiB)")
