@@ -182,3 +182,17 @@ def test_write_csv_then_replay(tmp_path: Path) -> None:
     EnergySampler.from_readings(SERIES).write_csv(path)
     meter = ReplayMeter(path)
     assert meter.at(2.0).joules == {"gpu0": 150.0, "cpu": 30.0}
+
+
+def test_resumed_series_with_a_counter_restart_is_stitched(tmp_path: Path) -> None:
+    path = tmp_path / "energy.csv"
+    windows.write_csv(path, SERIES)  # first session: 0..380 J over [0, 4]
+    later = [reading(10.0, gpu0=0.0, cpu=0.0), reading(12.0, gpu0=50.0, cpu=4.0)]  # new meter after resume
+    windows.write_csv(path, later, append=True)
+    s = EnergySampler.read_csv(path)
+    assert s.resets == 2  # one per device
+    assert s.window("second", 10.0, 12.0).energy_j == {"gpu0": 50.0, "cpu": 4.0}
+    assert s.window("both", 0.0, 12.0).energy_j == {"gpu0": 430.0, "cpu": 64.0}  # the gap counts 0 J
+    assert s.window("first", 0.0, 4.0).energy_j == {"gpu0": 380.0, "cpu": 60.0}
+    raw = EnergySampler.read_csv(path, stitch=False)
+    assert raw.resets == 0 and raw.window("second", 10.0, 12.0).energy_j["gpu0"] == 50.0

@@ -50,6 +50,7 @@ class EnergySampler:
         self.errors: list[str] = []
         self.marks: dict[str, float] = {}
         self.measurements: dict[str, Measurement] = {}
+        self.resets = 0  # counter restarts joined when loading a stored series
         self._readings: list[EnergyReading] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -182,21 +183,26 @@ class EnergySampler:
         return windows.to_rows(self.series())
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, Any]], interval_s: float = 0.2) -> "EnergySampler":
-        """A stopped sampler holding a stored series, for windows and plots after the run."""
-        sampler = cls(meter=None, interval_s=interval_s)
-        sampler._readings = windows.from_rows(rows)
-        return sampler
+    def from_rows(cls, rows: Iterable[Mapping[str, Any]], interval_s: float = 0.2, stitch: bool = True) -> "EnergySampler":
+        """A stopped sampler holding a stored series, for windows and plots after the run.
+
+        With ``stitch`` (default), counter restarts from a resumed run's later sessions are
+        joined (``windows.stitch_resets``); ``resets`` says how many were found.
+        """
+        return cls.from_readings(windows.from_rows(rows), interval_s, stitch)
 
     @classmethod
-    def from_readings(cls, readings: Iterable[EnergyReading], interval_s: float = 0.2) -> "EnergySampler":
+    def from_readings(cls, readings: Iterable[EnergyReading], interval_s: float = 0.2, stitch: bool = False) -> "EnergySampler":
         sampler = cls(meter=None, interval_s=interval_s)
-        sampler._readings = sorted(readings, key=lambda r: r.t_s)
+        ordered = sorted(readings, key=lambda r: r.t_s)
+        if stitch:
+            ordered, sampler.resets = windows.stitch_resets(ordered)
+        sampler._readings = ordered
         return sampler
 
     def write_csv(self, path: Path | str) -> None:
         windows.write_csv(path, self.series())
 
     @classmethod
-    def read_csv(cls, path: Path | str, interval_s: float = 0.2) -> "EnergySampler":
-        return cls.from_readings(windows.read_csv(path), interval_s=interval_s)
+    def read_csv(cls, path: Path | str, interval_s: float = 0.2, stitch: bool = True) -> "EnergySampler":
+        return cls.from_readings(windows.read_csv(path), interval_s, stitch)

@@ -93,6 +93,29 @@ def measure(
     )
 
 
+def stitch_resets(readings: Sequence[EnergyReading]) -> tuple[list[EnergyReading], int]:
+    """Join counter restarts (a resumed run appends a new meter session starting at 0 J).
+
+    Wherever a device's cumulative joules drop, later values are offset so the counter
+    continues from where it was: the gap between sessions counts as 0 J. Returns the
+    stitched readings (time order) and the number of resets found.
+    """
+    offset: dict[str, float] = {}
+    last: dict[str, float] = {}
+    resets = 0
+    out: list[EnergyReading] = []
+    for r in sorted(readings, key=lambda r: r.t_s):
+        joules = {}
+        for device, j in r.joules.items():
+            if device in last and j + offset.get(device, 0.0) < last[device]:
+                offset[device] = last[device] - j
+                resets += 1
+            joules[device] = j + offset.get(device, 0.0)
+            last[device] = joules[device]
+        out.append(EnergyReading(r.t_s, joules, r.sources))
+    return out, resets
+
+
 def power_series(readings: Sequence[EnergyReading]) -> list[tuple[float, dict[str, float]]]:
     """Average watts per device between consecutive readings, stamped at each interval's midpoint."""
     out: list[tuple[float, dict[str, float]]] = []
