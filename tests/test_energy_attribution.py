@@ -26,7 +26,8 @@ def comp(rid: str, sent: float, end: float, out: int = 10, inp: int = 10, replic
 
 # 10 W for 10 s on gpu0; A [0,4], B [2,6], C [8,9]
 MEAS = Measurement("whole", 0.0, 10.0, {"gpu0": 100.0}, {"gpu0": "nvml"})
-REQS = [comp("A", 0, 4, out=10, replica="r1"), comp("B", 2, 6, out=30, replica="r1"), comp("C", 8, 9, out=60, inp=20, replica="r2")]
+REQS = [comp("A", 0, 4, out=10, replica="r1"), comp("B", 2, 6, out=30, replica="r1"),
+        comp("C", 8, 9, out=60, inp=20, replica="r2")]
 
 
 def test_active_time_constant_power_by_hand() -> None:

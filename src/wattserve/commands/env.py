@@ -46,7 +46,8 @@ def render(env: dict[str, Any], power: dict[str, float] | None = None) -> Any:
         table.add_row("GPUs", f"none ({env.get('gpu_note')})")
     torch = env.get("torch")
     if torch:
-        table.add_row("torch threads", f"{torch['threads']} (interop {torch['interop_threads']}), CUDA build {torch['cuda_build']}")
+        threads = f"{torch['threads']} (interop {torch['interop_threads']}), CUDA build {torch['cuda_build']}"
+        table.add_row("torch threads", threads)
     table.add_row("python", f"{env.get('python')} ({env.get('platform')})")
     git = env.get("git")
     table.add_row("git", "not a git work tree" if not git else f"{git['sha'][:12]}{' (dirty)' if git.get('dirty') else ''}")
@@ -83,7 +84,8 @@ def env(
     meter: str = typer.Option(
         "auto",
         "--meter",
-        help="Energy meter: auto, nvml, rapl, modeled (modeled:system, modeled:process, modeled:cgroup), null, replay:PATH; join with + (nvml+rapl).",
+        help="Energy meter: auto, nvml, rapl, modeled (modeled:system, modeled:process, modeled:cgroup), "
+        "null, replay:PATH; join with + (nvml+rapl).",
     ),
     measure_s: float = typer.Option(
         0.0, "--measure-s", min=0.0, max=600.0, help="Also sample the meter for this many seconds and show average watts."
