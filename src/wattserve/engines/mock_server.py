@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import web
 
 TOKEN_TEXT = " tok"
+STATE = web.AppKey("state", dict)
 
 
 @dataclass
@@ -147,7 +148,7 @@ def build_app(config: MockConfig) -> web.Application:
         return await complete(request, "completions")
 
     app = web.Application()
-    app["state"] = state
+    app[STATE] = state
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_post("/v1/chat/completions", chat)
@@ -183,7 +184,7 @@ class MockServer:
 
     @property
     def requests_seen(self) -> int:
-        return int(self._app["state"]["requests"]) if self._app is not None else -1
+        return int(self._app[STATE]["requests"]) if self._app is not None else -1
 
     def __enter__(self) -> "MockServer":
         self.start()

@@ -240,18 +240,23 @@ def _load_gguf_tokenizer(path: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
 
 
-def _convert(resolved: ResolvedModel, target: Path) -> None:
+def _load_gguf_model(path: Path) -> Any:
+    """De-quantise a GGUF file into an fp32 transformers model (tens of seconds)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    return AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32, local_files_only=True
+    )
+
+
+def _convert(resolved: ResolvedModel, target: Path) -> None:
     gguf = resolved.gguf_path
     assert gguf is not None
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         tokenizer = _load_gguf_tokenizer(gguf)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
-        )
+        model = _load_gguf_model(gguf)
         # the de-quantised weights are plain fp32: drop the GGUF quantizer so saving is allowed
         if hasattr(model.config, "quantization_config"):
             try:

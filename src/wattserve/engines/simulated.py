@@ -80,7 +80,7 @@ class SimulatedEngine:
     def _predict(fit: ModelFit, n_in: int, n_out: int) -> float:
         from wattserve.fit import predict  # owned by the fit module; imported only when a fit is used
 
-        return float(predict(fit, n_in, n_out))
+        return float(predict(fit, n_in, n_out, warn=False))
 
     def _timing(self, request: Request) -> tuple[float, float, int, int]:
         n_in, n_out = self.tokens(request)
