@@ -196,3 +196,15 @@ def test_resumed_series_with_a_counter_restart_is_stitched(tmp_path: Path) -> No
     assert s.window("first", 0.0, 4.0).energy_j == {"gpu0": 380.0, "cpu": 60.0}
     raw = EnergySampler.read_csv(path, stitch=False)
     assert raw.resets == 0 and raw.window("second", 10.0, 12.0).energy_j["gpu0"] == 50.0
+
+
+def test_a_meter_failing_at_start_raises_and_leaves_no_thread(tmp_path: Path) -> None:
+    class Broken:
+        def read(self) -> EnergyReading:
+            raise OSError("device gone")
+
+    sampler = EnergySampler(Broken(), interval_s=0.01, record_path=tmp_path / "e.csv")
+    with pytest.raises(OSError, match="device gone"):
+        sampler.start()
+    assert not sampler.running and sampler._record_file is None
+    assert (tmp_path / "e.csv").read_text().strip() == "t_s,device,joules,source"

@@ -76,7 +76,14 @@ class EnergySampler:
                 self._writer.writeheader()
                 self._record_file.flush()
         self._stop.clear()
-        self.mark()
+        try:
+            self.mark()
+        except BaseException:
+            with self._lock:
+                if self._record_file is not None:
+                    self._record_file.close()
+                    self._record_file, self._writer = None, None
+            raise
         self._thread = threading.Thread(target=self._loop, name="energy-sampler", daemon=True)
         self._thread.start()
         return self
