@@ -14,25 +14,43 @@ import pytest
 
 from wattserve.bench import store
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WATTSERVE_METER": "null",
-       "COLUMNS": "200"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "WATTSERVE_METER": "null"}
 
 
-def wattserve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wattserve", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
+@pytest.fixture
+def wattserve(monkeypatch, capsys):
+    """Run the real CLI entry point in process: (exit code, stdout, stderr)."""
+    from wattserve.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("WATTSERVE_METER", "null")
+    monkeypatch.delenv("WATTSERVE_HOME", raising=False)
+    # collect_environment imports torch (seconds); run.json only stores what it returns
+    monkeypatch.setattr("wattserve.bench.benchmark.environment", lambda: {"python": "test"})
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
 
 
 @pytest.fixture(scope="module")
 def slow_server():
-    """Mock OpenAI server in its own process: 40 tokens, 10 ms apart (~0.4 s per request)."""
+    """Mock OpenAI server (own thread, own event loop): 40 tokens, 10 ms apart (~0.4 s a request)."""
     from wattserve.engines.mock_server import MockServer
 
-    with MockServer(process=True, output_len=40, token_delay_ms=10.0, follow_max_tokens=True) as srv:
+    with MockServer(output_len=40, token_delay_ms=10.0, follow_max_tokens=True) as srv:
         yield srv
 
 
-def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, slow_server):
+def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, slow_server, wattserve):
     n = 40
     cmd = [sys.executable, "-m", "wattserve", "bench", "--backend", "openai", "--base-url", slow_server.url,
            "--model", "mock", "--num-prompts", str(n), "--input-len", "8", "--output-len", "40",
@@ -73,7 +91,7 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, slow_server)
     assert "c4" in r.stdout and "kill-" in r.stdout
 
 
-def test_runs_list_and_show(tmp_path, slow_server):
+def test_runs_list_and_show(tmp_path, slow_server, wattserve):
     r = wattserve("bench", "--backend", "openai", "--base-url", slow_server.url, "--model", "mock",
                   "--num-prompts", "6", "--output-len", "3", "--request-rate", "50,100", "--arrival", "constant",
                   "--meter", "null", "--result-dir", str(tmp_path), "--goodput", "ttft:1000 e2el:5000")
@@ -96,16 +114,17 @@ def test_runs_list_and_show(tmp_path, slow_server):
         (["--base-url", "http://127.0.0.1:9/v1"], "cannot reach"),
     ],
 )
-def test_bad_input_one_line_no_traceback(args, message):
+def test_bad_input_one_line_no_traceback(args, message, wattserve):
     base = ["bench", "--backend", "openai", "--model", "mock", "--meter", "null", "--num-prompts", "2"]
     if "--base-url" not in args:
         base += ["--base-url", "http://127.0.0.1:9/v1"]
     r = wattserve(*base, *args)
     assert r.returncode != 0
     assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_malformed_dataset_names_its_line(tmp_path, slow_server):
+def test_malformed_dataset_names_its_line(tmp_path, slow_server, wattserve):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "a"}\n{"prompt": \n')
     r = wattserve("bench", "--backend", "openai", "--base-url", slow_server.url, "--model", "mock",

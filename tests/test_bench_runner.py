@@ -68,7 +68,7 @@ async def test_sleep_until_sub_ms():
         await sleep_until(t)
         errs.append(time.perf_counter() - t)
     # never early; on an idle machine well under 1 ms, bounded loosely for a loaded CI box
-    assert min(errs) >= 0 and sorted(errs)[10] < 0.005
+    assert min(errs) >= 0 and sorted(errs)[10] < 0.010
 
 
 async def test_concurrency_bound_and_records_written_as_they_finish():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import platform
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -138,7 +139,7 @@ class BenchSession:
             "schema_version": store.SCHEMA_VERSION,
             "run_id": run_dir.name,
             "config": cfg.model_dump(mode="json"),
-            "environment": environment(),
+            "environment": {},
             "meter": meter_desc.get("type"),
             "meter_info": meter_desc,
             "wall_start": time.time(),
@@ -147,14 +148,27 @@ class BenchSession:
             "segments": [],
         }
         self.data.setdefault("segments", []).append({"wall_start": time.time(), "perf_start": time.perf_counter()})
+        # collecting the environment imports torch (seconds): do it beside engine start-up and
+        # the first requests; every save after it finishes includes it
+        self._env: dict[str, Any] = {}
+        self._env_thread: threading.Thread | None = None
+        if not self.data.get("environment"):
+            self._env_thread = threading.Thread(target=lambda: self._env.update(environment()),
+                                                name="collect-environment", daemon=True)
+            self._env_thread.start()
 
     @property
     def segment(self) -> int:
         return len(self.data["segments"]) - 1
 
-    def save(self, status: str | None = None) -> None:
+    def save(self, status: str | None = None, wait_env_s: float = 0.0) -> None:
         if status:
             self.data["status"] = status
+        if self._env_thread is not None:
+            self._env_thread.join(wait_env_s)
+            if not self._env_thread.is_alive():
+                self.data["environment"] = dict(self._env)
+                self._env_thread = None
         store.write_json_atomic(self.run_dir / store.RUN_JSON, self.data)
         rows = [store.summary_row(p, metrics.summary_from_dict(p["summary"])) for p in self.data["points"]]
         store.write_summary_csv(self.run_dir / store.SUMMARY, rows)
@@ -305,7 +319,7 @@ async def arun_benchmark(
                 sampler.stop()
                 if sampler.errors:
                     session.data["energy_errors"] = sampler.errors[:10]
-            session.save(status)
+            session.save(status, wait_env_s=120.0)
             session.close()
         return _record(session, results)
     finally:
