@@ -63,7 +63,7 @@ def test_energy_split_by_active_time_adds_up_to_the_meter():
 
 def test_open_interval_is_estimated_at_the_last_rate():
     clock = FakeClock()
-    acc = EnergyAccountant(FakeMeter(clock, 6.0), clock=clock)
+    acc = EnergyAccountant(FakeMeter(clock, 6.0), clock=clock, min_read_s=10.0)  # no read at the end
     t = acc.begin("cpu")
     acc.tick()
     clock.t = 1.0
@@ -71,6 +71,20 @@ def test_open_interval_is_estimated_at_the_last_rate():
     clock.t = 1.5  # ends inside the open interval
     assert acc.end("cpu", t) == pytest.approx(9.0)
     assert EnergyAccountant(None).end("cpu", acc.begin("cpu")) is None
+
+
+def test_request_end_reads_the_meter_so_its_charge_is_metered():
+    clock = FakeClock()
+    meter = FakeMeter(clock, 6.0)
+    acc = EnergyAccountant(meter, clock=clock, min_read_s=0.05)
+    acc.tick()
+    t = acc.begin("cpu")
+    clock.t = 1.0
+    acc.tick()  # rate 6 J/s so far
+    meter.watts = 0.0  # the device went idle-free: 6 J/s until now, then nothing more
+    clock.t = 1.5
+    meter.read = lambda: EnergyReading(clock.t, {"cpu": 6.0 + 2.0}, {"cpu": "modeled"})  # 2 J in the last 0.5 s
+    assert acc.end("cpu", t) == pytest.approx(8.0)  # metered, not 6 + 3 estimated
 
 
 class R:

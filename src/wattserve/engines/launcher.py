@@ -92,8 +92,9 @@ class Launcher:
     async def launch(self, model: str, spec: Any) -> list[Launched]:
         out: list[Launched] = []
         engine_model = spec.engine_model or model
+        index = sum(1 for item in self.launched if item.model == model)
         for i in range(spec.copies):
-            name = f"{model}/{spec.kind}-{len(self.launched) + len(out)}"
+            name = f"{model}/{spec.kind}-{index + i}"
             base = dict(name=name, model=model, device=spec.device, slots=spec.slots, engine_model=engine_model)
             if spec.kind == "url":
                 out.append(Launched(url=spec.url, **base))
@@ -108,7 +109,8 @@ class Launcher:
                 from wattserve.engines.factory import create_engine
 
                 try:
-                    engine = create_engine(engine_model, backend=spec.backend, threads=spec.threads)
+                    extra = {"max_batch": spec.slots} if spec.backend in ("auto", "local") else {}
+                    engine = create_engine(engine_model, backend=spec.backend, threads=spec.threads, **extra)
                 except Exception as exc:  # noqa: BLE001 - surfaced as one line
                     if isinstance(exc, (ConfigError, EngineUnavailable)):
                         raise

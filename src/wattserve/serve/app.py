@@ -252,7 +252,7 @@ def create_app(config: ServeConfig, service: Any = None) -> Any:
 
 
 class BackgroundServer:
-    """uvicorn in a thread on 127.0.0.1 (tests, the demo, the benchmark). ``with`` starts/stops it."""
+    """The gateway in a thread on 127.0.0.1 (tests, the demo, the benchmark). ``with`` starts/stops it."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0) -> None:
         from wattserve.engines.launcher import free_port
@@ -262,6 +262,7 @@ class BackgroundServer:
         self.grace_s = grace_s
         self.server: Any = None
         self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
 
     @property
     def url(self) -> str:
@@ -270,17 +271,26 @@ class BackgroundServer:
     def start(self, timeout_s: float = 120.0) -> "BackgroundServer":
         import uvicorn
 
-        cfg = uvicorn_config(self.app, self.host, self.port, self.grace_s)
-        self.server = uvicorn.Server(cfg)
+        self.server = uvicorn.Server(uvicorn_config(self.app, self.host, self.port, self.grace_s))
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self.server.run, name="wattserve-gateway", daemon=True)
+
+        def run() -> None:
+            try:
+                run_loop(serve(self.app, self.server))
+            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, name="wattserve-gateway", daemon=True)
         self.thread.start()
         end = time.monotonic() + timeout_s
         while not self.server.started:
             if not self.thread.is_alive():
-                raise RuntimeError("gateway server thread exited during start-up")
+                if self.error is not None:
+                    raise self.error
+                raise RuntimeError("the gateway thread exited during start-up")
             if time.monotonic() > end:
-                raise TimeoutError("gateway did not start in time")
+                self.stop()
+                raise TimeoutError("the gateway did not start in time")
             time.sleep(0.02)
         return self
 
@@ -297,30 +307,37 @@ class BackgroundServer:
         self.stop()
 
 
+async def serve(app: Any, server: Any) -> None:
+    """Start the gateway's parts, serve until told to stop (SIGINT/SIGTERM or ``should_exit``),
+    let in-flight requests finish (uvicorn's graceful shutdown), then drain and stop the parts.
+    Start-up errors (``WattserveError``) propagate before any socket is opened."""
+    service = app.service
+    await service.start()
+    try:
+        await server.serve()
+    finally:
+        await service.stop()
+
+
+def run_loop(coro: Any) -> Any:
+    """Run ``coro`` on uvloop when installed (measured faster for the gateway), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def uvicorn_config(app: Any, host: str, port: int, grace_s: float, log_level: str = "warning") -> Any:
+    """uvicorn settings: httptools parser when installed, no access log, lifespan handled by ``serve``."""
     import uvicorn
 
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:  # pragma: no cover
-        loop = "asyncio"
     try:
         import httptools  # noqa: F401
 
         http = "httptools"
     except ImportError:  # pragma: no cover
         http = "h11"
-    return uvicorn.Config(app, host=host, port=port, loop=loop, http=http, log_level=log_level,
-                          access_log=False, lifespan="on", timeout_graceful_shutdown=grace_s,
+    return uvicorn.Config(app, host=host, port=port, http=http, log_level=log_level,
+                          access_log=False, lifespan="off", timeout_graceful_shutdown=grace_s,
                           timeout_keep_alive=30)
-
-
-async def run_forever(config: ServeConfig) -> None:  # pragma: no cover - exercised via the CLI
-    import uvicorn
-
-    app = create_app(config)
-    server = uvicorn.Server(uvicorn_config(app, config.host, config.port, config.grace_s))
-    await server.serve()
-    await asyncio.sleep(0)

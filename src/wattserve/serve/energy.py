@@ -7,9 +7,10 @@ device's joules ``dE_k`` are divided by the active request-seconds ``A_k`` on th
 request-second; a request is charged ``sum_k r_k * (its seconds in flight during k)``. So
 concurrent requests split the device's energy equally per second they are in flight, and the
 charges of an interval add up to the interval's joules. Energy in intervals with no request
-in flight is idle energy (counted, charged to nobody). A request that ends inside the
-still-open interval is charged that part at the previous interval's rate (an estimate; the
-error is at most one interval's share). Replicas on one device share that device's joules;
+in flight is idle energy (counted, charged to nobody). A request that ends closes the open
+interval with a fresh meter read when the last read is at least ``min_read_s`` old, so its
+charge is metered to its end; one ending sooner is charged that short part at the previous
+interval's rate (an estimate, at most ``min_read_s`` of its share). Replicas on one device share that device's joules;
 the meter's device keys are matched to a replica's ``device`` by prefix (all keys when none
 match, e.g. the single ``cpu`` key of the modeled CPU meter).
 """
@@ -59,15 +60,17 @@ class EnergyAccountant:
     """Online attribution of metered device joules to requests (see the module docstring)."""
 
     def __init__(self, meter: Any, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
-                 history: int = 7200) -> None:
+                 history: int = 7200, min_read_s: float | None = None) -> None:
         self.meter = meter
         self.interval_s = interval_s
+        self.min_read_s = interval_s / 5 if min_read_s is None else min_read_s
+        self._last_read = float("-inf")
         self.clock = clock
         self.history = history
         self.devices: dict[str, _Device] = {}
         self.source = "null"
         self._keys: dict[str, list[str]] = {}
-        self._last: dict[str, float] | None = None
+        self._last_reading: Any = None
         self._task: asyncio.Task | None = None
         self.method = METHOD
 
@@ -91,12 +94,17 @@ class EnergyAccountant:
 
     def end(self, device: str, started: float) -> float | None:
         """The request ends: its charge in joules (None without a meter)."""
+        if self.meter is None:
+            d = self._device(device)
+            d._advance(self.clock())
+            d.n = max(0, d.n - 1)
+            return None
+        if self.clock() - self._last_read >= self.min_read_s:
+            self.tick()  # meter the interval up to this request's end
         now = self.clock()
         d = self._device(device)
         d._advance(now)
         d.n = max(0, d.n - 1)
-        if self.meter is None:
-            return None
         j = max(0.0, d.r_at(now) - d.r_at(started))
         d.charged_j += j
         return j
@@ -115,13 +123,13 @@ class EnergyAccountant:
             return
         reading = self.meter.read()
         now = reading.t_s
+        self._last_read = now
         self.source = ",".join(sorted(set(reading.sources.values()))) or "null"
-        totals = {name: self._joules(reading, name) for name in self.devices}
-        last = self._last or {}
+        last = self._last_reading
         for name, d in self.devices.items():
             d._advance(now)
-            prev = last.get(name)
-            de = 0.0 if prev is None else max(0.0, totals[name] - prev)
+            prev = None if last is None else self._joules(last, name)
+            de = 0.0 if prev is None else max(0.0, self._joules(reading, name) - prev)
             d.total_j += de
             start = d.bounds[-1]
             if d.area > 0:
@@ -135,7 +143,7 @@ class EnergyAccountant:
             d.rates.append(rate)
             d.rate = rate
             d.area = 0.0
-        self._last = totals
+        self._last_reading = reading
 
     async def run(self) -> None:
         while True:
