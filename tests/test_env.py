@@ -79,19 +79,36 @@ def test_torch_facts() -> None:
 
     facts = torch_facts()
     assert facts is not None and facts["threads"] >= 1 and facts["cuda_available"] in (True, False)
+    # once torch is loaded, the default record (no forced import) reports it too
+    env = collect_environment(meter=NullMeter(), meter_reason="-")
+    assert env["torch"]["threads"] == facts["threads"]
+    assert collect_environment(meter=NullMeter(), torch_threads=False)["torch"] is None
+
+
+def test_environment_does_not_import_torch_by_default() -> None:
+    code = ("import sys; from wattserve.environment import collect_environment; "
+            "from wattserve.energy.meters import NullMeter; "
+            "e = collect_environment(meter=NullMeter()); print(e['torch'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["None", "False"]
 
 
 def test_env_command_json_and_table(no_gpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
     # importing torch costs seconds; test_torch_facts covers it, the command only prints it
-    monkeypatch.setattr("wattserve.environment.torch_facts", lambda: {"threads": 3, "interop_threads": 1,
-                                                                        "cuda_build": None, "cuda_available": False})
+    asked: list[bool] = []
+
+    def fake_torch_facts(import_torch: bool = True) -> dict:
+        asked.append(import_torch)
+        return {"threads": 3, "interop_threads": 1, "cuda_build": None, "cuda_available": False}
+
+    monkeypatch.setattr("wattserve.environment.torch_facts", fake_torch_facts)
     runner = CliRunner()
     app = build_app()
     result = runner.invoke(app, ["env", "--json", "--meter", "null"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["meter"]["type"] == "NullMeter" and "null meter chosen" in record["meter"]["reason"]
-    assert record["torch"]["threads"] == 3
+    assert record["torch"]["threads"] == 3 and asked == [True]  # `env` always reports torch threads
     table = runner.invoke(app, ["env", "--meter", "modeled:process", "--measure-s", "0.3"])
     assert table.exit_code == 0, table.output
     assert "ModeledCpuMeter" in table.output and "power cpu" in table.output and "CPU" in table.output

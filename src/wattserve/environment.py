@@ -96,7 +96,10 @@ def memory_facts() -> dict[str, Any]:
     return {"total_bytes": int(vm.total), "available_bytes": int(vm.available)}
 
 
-def torch_facts() -> dict[str, Any] | None:
+def torch_facts(import_torch: bool = True) -> dict[str, Any] | None:
+    """Torch thread settings; with ``import_torch=False`` only if this process already loaded torch."""
+    if not import_torch and "torch" not in sys.modules:
+        return None
     try:
         import torch
     except Exception:  # noqa: BLE001 - missing or broken install
@@ -112,13 +115,15 @@ def torch_facts() -> dict[str, Any] | None:
 def collect_environment(
     meter: Any = None,
     meter_reason: str | None = None,
-    torch_threads: bool = True,
+    torch_threads: bool | None = None,
     probe_meter: bool = True,
 ) -> dict[str, Any]:
     """A JSON-able description of this machine and software.
 
     ``meter``/``meter_reason`` describe the meter in use; with no meter and ``probe_meter``
-    the record says what ``auto_meter()`` would pick here and why.
+    the record says what ``auto_meter()`` would pick here and why. ``torch_threads``: True
+    imports torch to report its threads (seconds), False never does, None (default) reports
+    them only when this process already uses torch (an in-process engine).
     """
     from wattserve.energy.meters import auto_meter, meter_info
     from wattserve.energy.nvml import probe_gpus
@@ -137,7 +142,7 @@ def collect_environment(
         "gpus": gpus,
         "gpu_driver": driver,
         "gpu_note": gpu_note,
-        "torch": torch_facts() if torch_threads else None,
+        "torch": None if torch_threads is False else torch_facts(import_torch=bool(torch_threads)),
         "env_vars": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "WATTSERVE_METER") if k in os.environ},
     }
     if meter is None and probe_meter:

@@ -102,7 +102,7 @@ def env(
     picked, reason = auto_meter(None if meter == "auto" else meter)
     try:
         power = measure_power(picked, measure_s) if measure_s > 0 else None
-        record = collect_environment(meter=picked, meter_reason=reason)
+        record = collect_environment(meter=picked, meter_reason=reason, torch_threads=True)
     finally:
         close = getattr(picked, "close", None)
         if close is not None:
