@@ -126,3 +126,12 @@ def test_env_command_bad_meter_is_one_line(no_gpu: None, capsys: pytest.CaptureF
         main(["env", "--meter", "nvml"])
     assert info.value.code == 3
     assert "NVML is not available" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_real_gpu_is_reported_and_metered(monkeypatch: pytest.MonkeyPatch) -> None:  # pragma: no cover - GPU only
+    monkeypatch.delenv("WATTSERVE_METER", raising=False)
+    env = collect_environment(torch_threads=False)
+    assert env["gpus"] and env["gpus"][0]["name"] and env["gpu_driver"]
+    assert env["meter"]["type"] in ("NvmlMeter", "CompositeMeter")
+    assert any(d.startswith("gpu") for d in env["meter"]["devices"])
