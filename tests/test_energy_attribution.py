@@ -61,6 +61,11 @@ def test_active_time_follows_the_measured_power_profile() -> None:
     assert att2.per_request_j == {"A": pytest.approx(5.0), "B": pytest.approx(15.0)}
 
 
+def test_a_retried_request_id_accumulates() -> None:
+    att = attribute_requests([comp("A", 0, 4), comp("A", 8, 9)], MEAS, idle="unattributed")
+    assert att.per_request_j == {"A": pytest.approx(50.0)}  # 40 J + 10 J
+
+
 def test_token_methods_by_hand() -> None:
     att = attribute_requests(REQS, MEAS, method="tokens")
     assert att.per_request_j == {"A": pytest.approx(10.0), "B": pytest.approx(30.0), "C": pytest.approx(60.0)}

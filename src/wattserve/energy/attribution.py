@@ -199,8 +199,13 @@ def attribute_requests(
                 per_dev[:, k] = total.energy_j[device] * weights / weights.sum()
         else:
             idle_j = float(sum(total.energy_j[d] for d in chosen))
-    per_request = {rid: float(per_dev[i].sum()) for i, rid in enumerate(ids)}
-    per_device = {rid: {d: float(per_dev[i, k]) for k, d in enumerate(chosen)} for i, rid in enumerate(ids)}
+    per_request: dict[str, float] = {}
+    per_device: dict[str, dict[str, float]] = {}
+    for i, rid in enumerate(ids):  # a repeated id (a retried request) accumulates
+        per_request[rid] = per_request.get(rid, 0.0) + float(per_dev[i].sum())
+        mine = per_device.setdefault(rid, {})
+        for k, d in enumerate(chosen):
+            mine[d] = mine.get(d, 0.0) + float(per_dev[i, k])
     return Attribution(
         method=method,
         window=name,

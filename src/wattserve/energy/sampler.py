@@ -98,8 +98,8 @@ class EnergySampler:
         self._thread = None
         try:
             last = self.mark()
-        except MeterError as exc:  # the meter died: keep what was recorded
-            self.errors.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the meter died: keep what was recorded
+            self.errors.append(f"{type(exc).__name__}: {exc}")
             last = None
         with self._lock:
             if self._record_file is not None:
