@@ -160,6 +160,16 @@ def test_errors_are_meter_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
     with pytest.raises(MeterError, match="out of range"):
         NvmlMeter(devices=[5])
+    blind = FakeNvml()
+
+    def no_power(h: int) -> float:
+        raise blind.NVMLError(blind.NVML_ERROR_NOT_SUPPORTED)
+
+    blind.nvmlDeviceGetPowerUsage = no_power  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "pynvml", blind)
+    with pytest.raises(MeterError, match="gpu1 reports neither an energy counter nor power draw"):
+        NvmlMeter(devices=[1])
+    assert blind.shutdowns == 1
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,13 @@ class NvmlMeter:
                 self.modes[name] = COUNTER
             except self._nvml.NVMLError:  # not supported on pre-Volta GPUs
                 self.modes[name] = POLLING
+        for name, mode in self.modes.items():
+            if mode == POLLING:
+                try:
+                    self._power_w(name)
+                except self._nvml.NVMLError as exc:
+                    self._nvml.nvmlShutdown()
+                    raise MeterError(f"{name} reports neither an energy counter nor power draw ({exc})") from exc
         # power-polling state: integrated joules, last (t, watts) per device
         self._lock = threading.Lock()
         self._polled_j: dict[str, float] = {}
