@@ -154,12 +154,15 @@ def test_errors_are_meter_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(fail_init=True))
     with pytest.raises(MeterError, match="NVML is not available"):
         NvmlMeter()
-    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(n_gpus=0))
+    none = FakeNvml(n_gpus=0)
+    monkeypatch.setitem(sys.modules, "pynvml", none)
     with pytest.raises(MeterError, match="no NVIDIA GPU"):
         NvmlMeter()
-    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
+    two = FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", two)
     with pytest.raises(MeterError, match="out of range"):
         NvmlMeter(devices=[5])
+    assert (none.inits, none.shutdowns, two.inits, two.shutdowns) == (1, 1, 1, 1)  # NVML not left open
     blind = FakeNvml()
 
     def no_power(h: int) -> float:

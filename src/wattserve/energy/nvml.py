@@ -57,36 +57,38 @@ class NvmlMeter:
         self._nvml = load_nvml()
         self._clock = clock
         self.poll_interval_s = poll_interval_s
-        count = int(self._nvml.nvmlDeviceGetCount())
-        if count == 0:
-            self._nvml.nvmlShutdown()
-            raise MeterError("NVML found no NVIDIA GPU")
-        if devices is None:
-            indices, self.selection = visible_indices(self._nvml, count)
-        else:
-            indices, self.selection = list(devices), "chosen GPUs"
-        for i in indices:
-            if not 0 <= i < count:
-                raise MeterError(f"GPU index {i} out of range: NVML sees {count} GPU(s)")
-        self._handles = {f"gpu{i}": self._nvml.nvmlDeviceGetHandleByIndex(i) for i in indices}
-        self.modes: dict[str, str] = {}
-        self._origin_mj: dict[str, int] = {}
-        for name, handle in self._handles.items():
-            if force_polling:
-                self.modes[name] = POLLING
-                continue
-            try:
-                self._origin_mj[name] = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
-                self.modes[name] = COUNTER
-            except self._nvml.NVMLError:  # not supported on pre-Volta GPUs
-                self.modes[name] = POLLING
-        for name, mode in self.modes.items():
-            if mode == POLLING:
+        try:
+            count = int(self._nvml.nvmlDeviceGetCount())
+            if count == 0:
+                raise MeterError("NVML found no NVIDIA GPU")
+            if devices is None:
+                indices, self.selection = visible_indices(self._nvml, count)
+            else:
+                indices, self.selection = list(devices), "chosen GPUs"
+            for i in indices:
+                if not 0 <= i < count:
+                    raise MeterError(f"GPU index {i} out of range: NVML sees {count} GPU(s)")
+            self._handles = {f"gpu{i}": self._nvml.nvmlDeviceGetHandleByIndex(i) for i in indices}
+            self.modes: dict[str, str] = {}
+            self._origin_mj: dict[str, int] = {}
+            for name, handle in self._handles.items():
+                if force_polling:
+                    self.modes[name] = POLLING
+                    continue
                 try:
-                    self._power_w(name)
-                except self._nvml.NVMLError as exc:
-                    self._nvml.nvmlShutdown()
-                    raise MeterError(f"{name} reports neither an energy counter nor power draw ({exc})") from exc
+                    self._origin_mj[name] = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+                    self.modes[name] = COUNTER
+                except self._nvml.NVMLError:  # not supported on pre-Volta GPUs
+                    self.modes[name] = POLLING
+            for name, mode in self.modes.items():
+                if mode == POLLING:
+                    try:
+                        self._power_w(name)
+                    except self._nvml.NVMLError as exc:
+                        raise MeterError(f"{name} reports neither an energy counter nor power draw ({exc})") from exc
+        except BaseException:
+            self._nvml.nvmlShutdown()  # NVML init is reference counted: undo ours
+            raise
         # power-polling state: integrated joules, last (t, watts) per device
         self._lock = threading.Lock()
         self._polled_j: dict[str, float] = {}
