@@ -40,6 +40,11 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
+
+    @app.callback()
+    def _root() -> None:
+        """Measure, model, plan and serve small language models at the lowest energy per answer."""
+
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"wattserve.commands.{name}")
