@@ -35,7 +35,8 @@ class ReplicaPool:
                                          enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                              skip_auto_headers=("User-Agent",))
-        await asyncio.gather(*(r.start(self.session) for r in self.replicas))
+        for r in self.replicas:  # one at a time: in-process engines load models (not thread-safe to import)
+            await r.start(self.session)
         await self.health.check_all()
         if health_loop:
             self._health_task = asyncio.create_task(self.health.run(), name="wattserve-health")

@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
+from wattserve.errors import EngineUnavailable, WattserveError
 from wattserve.types import Chunk, Request
 
 
@@ -121,9 +122,15 @@ class EngineReplica(Replica):
     async def start(self, session: aiohttp.ClientSession | None) -> None:
         start = getattr(self.engine, "start", None)
         if start is not None and not self._started:
-            res = start()
-            if hasattr(res, "__await__"):
-                await res
+            try:
+                res = start()
+                if hasattr(res, "__await__"):
+                    await res
+            except WattserveError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one clear line for the user
+                raise EngineUnavailable(f"replica {self.name}: the engine did not start: "
+                                        f"{type(exc).__name__}: {exc}") from exc
         self._started = True
 
     async def probe(self, timeout_s: float) -> bool:

@@ -1,0 +1,255 @@
+"""Gateway overhead: requests/s and added latency through the wattserve gateway versus direct,
+and the same through LiteLLM proxy, side by side in one run against one zero-delay mock
+OpenAI server on 127.0.0.1.
+
+    .venv/bin/python benchmarks/gateway_overhead.py            # all targets, a few minutes
+    .venv/bin/python benchmarks/gateway_overhead.py --skip-litellm --gateway-modes fast,fastapi
+
+Targets: ``direct`` (the mock itself), ``wattserve`` (the gateway's lean ASGI hot route),
+``wattserve-fastapi`` (the same gateway with ``fast_path: false``: FastAPI routes), ``litellm``
+(``litellm[proxy]``, installed on first use into benchmarks/.peers/.venv, never into the
+project's environment; skipped with a message when it cannot be installed or started).
+Each gateway runs in its own process, the load generator (aiohttp) in this one. The
+gateway runs its cache-miss path: every request carries a unique prompt at temperature 0,
+so each is looked up, missed, forwarded and stored. Goals (issue 6): gateway requests/s
+>= 10x LiteLLM's and >= half of direct; added p50 <= 1 ms at concurrency 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT / "benchmarks" / ".peers" / ".venv"
+MASTER_KEY = "sk-bench-master-key"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, headers=None) -> float:
+    t0 = time.monotonic()
+    async with aiohttp.ClientSession() as s:
+        while time.monotonic() - t0 < timeout_s:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"process exited with code {proc.returncode}")
+            try:
+                async with s.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status < 500:
+                        return time.monotonic() - t0
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+
+
+# ---------------------------------------------------------------------------- load generator
+_seq = 0
+
+
+def _body(model: str, stream: bool, output_len: int) -> bytes:
+    global _seq
+    _seq += 1  # a unique prompt: the gateway's cache-miss path
+    import json
+
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": f"question {_seq} {time.time_ns()}"}],
+                       "max_tokens": output_len, "temperature": 0, "stream": stream}).encode()
+
+
+async def _request(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict) -> float:
+    t0 = time.perf_counter()
+    async with session.post(url, data=body, headers=headers) as r:
+        data = await r.read()
+        if r.status != 200 or (b"[DONE]" not in data and b'"choices"' not in data):
+            raise RuntimeError(f"status {r.status}: {data[:200]!r}")
+    return time.perf_counter() - t0
+
+
+async def throughput(url: str, model: str, n: int, concurrency: int, stream: bool, output_len: int,
+                     headers: dict) -> dict:
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    errors = 0
+    async with aiohttp.ClientSession(connector=conn) as session:
+        for _ in range(min(concurrency, n)):  # warm the connections
+            await _request(session, url, _body(model, stream, output_len), headers)
+        queue = list(range(n))
+
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                queue.pop()
+                try:
+                    await _request(session, url, _body(model, stream, output_len), headers)
+                except Exception:  # noqa: BLE001 - counted
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        dt = time.perf_counter() - t0
+    return {"rps": (n - errors) / dt, "errors": errors}
+
+
+async def latency(url: str, model: str, n: int, stream: bool, output_len: int, headers: dict) -> dict:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        for _ in range(10):
+            await _request(session, url, _body(model, stream, output_len), headers)
+        xs = sorted([await _request(session, url, _body(model, stream, output_len), headers) for _ in range(n)])
+    return {"p50_ms": 1000 * statistics.median(xs), "p99_ms": 1000 * xs[min(len(xs) - 1, int(0.99 * len(xs)))]}
+
+
+# ---------------------------------------------------------------------------- targets
+def start_gateway(mock_url: str, fast_path: bool, tmp: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    cfg = tmp / f"gw-{port}.yaml"
+    cfg.write_text(f"""host: 127.0.0.1
+port: {port}
+models:
+  - name: mock
+    replicas: [{{kind: url, url: "{mock_url}"}}]
+cache: {{policy: gdsf, capacity_entries: 100000}}
+energy: {{meter: modeled}}
+auth: {{keys_env: null}}
+fast_path: {str(fast_path).lower()}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "wattserve", "serve", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def ensure_litellm() -> Path | None:
+    exe = PEERS / "bin" / "litellm"
+    if exe.exists():
+        return exe
+    print("installing litellm[proxy] into benchmarks/.peers/.venv (first run only) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+        subprocess.run([str(PEERS / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True, timeout=1200)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"litellm skipped: cannot install litellm[proxy] ({exc})")
+        return None
+    return exe if exe.exists() else None
+
+
+def start_litellm(mock_url: str, tmp: Path) -> tuple[subprocess.Popen, str] | None:
+    exe = ensure_litellm()
+    if exe is None:
+        return None
+    port = free_port()
+    cfg = tmp / "litellm.yaml"
+    cfg.write_text(f"""model_list:
+  - model_name: mock
+    litellm_params:
+      model: openai/mock
+      api_base: {mock_url}
+      api_key: sk-unused
+general_settings:
+  master_key: {MASTER_KEY}
+litellm_settings:
+  drop_params: true
+""")
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_MASTER_KEY=MASTER_KEY,
+               LITELLM_LOG="ERROR", NO_DOCS="True", DISABLE_ADMIN_UI="True")
+    proc = subprocess.Popen([str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port),
+                             "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description="gateway overhead vs direct vs LiteLLM proxy")
+    ap.add_argument("--num-requests", type=int, default=3000, help="requests per throughput point")
+    ap.add_argument("--max-concurrency", type=int, default=32)
+    ap.add_argument("--latency-requests", type=int, default=400, help="sequential requests per latency point")
+    ap.add_argument("--litellm-requests", type=int, default=400, help="requests per LiteLLM throughput point")
+    ap.add_argument("--output-len", type=int, default=16)
+    ap.add_argument("--gateway-modes", default="fast", help="fast,fastapi: which wattserve hot paths to run")
+    ap.add_argument("--skip-litellm", action="store_true")
+    a = ap.parse_args()
+
+    from wattserve.engines.mock_server import MockServer
+
+    tmp = Path(tempfile.mkdtemp(prefix="wattserve-bench-"))
+    mock = MockServer(process=True, output_len=a.output_len, model="mock")
+    mock.start()
+    procs: list[subprocess.Popen] = []
+    targets: dict[str, tuple[str, dict, int]] = {"direct": (mock.url, {}, a.num_requests)}
+    try:
+        for mode in [m.strip() for m in a.gateway_modes.split(",") if m.strip()]:
+            proc, url = start_gateway(mock.url, mode == "fast", tmp)
+            procs.append(proc)
+            await wait_http(url + "/ready", 120, proc)
+            targets["wattserve" if mode == "fast" else "wattserve-fastapi"] = (url + "/v1", {}, a.num_requests)
+        if not a.skip_litellm:
+            started = start_litellm(mock.url, tmp)
+            if started is not None:
+                proc, url = started
+                procs.append(proc)
+                try:
+                    t = await wait_http(url + "/health/liveliness", 120, proc)
+                    print(f"litellm proxy ready after {t:.1f} s")
+                    targets["litellm"] = (url + "/v1", {"Authorization": f"Bearer {MASTER_KEY}"}, a.litellm_requests)
+                except (RuntimeError, TimeoutError) as exc:
+                    print(f"litellm skipped: it did not start ({exc})")
+        rows: dict[str, dict] = {}
+        for name, (base, headers, n) in targets.items():
+            url = base + "/chat/completions"
+            r: dict = {}
+            for stream in (False, True):
+                tag = "stream" if stream else "json"
+                r[f"rps_{tag}"] = (await throughput(url, "mock", n, a.max_concurrency, stream, a.output_len, headers))["rps"]
+                lat = await latency(url, "mock", a.latency_requests if name != "litellm" else min(150, a.latency_requests),
+                                    stream, a.output_len, headers)
+                r[f"p50_{tag}"], r[f"p99_{tag}"] = lat["p50_ms"], lat["p99_ms"]
+            rows[name] = r
+            print(f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} | c=1 p50/p99 ms "
+                  f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}",
+                  flush=True)
+    finally:
+        for p in procs:
+            stop(p)
+        mock.stop()
+
+    d = rows["direct"]
+    print(f"\nconcurrency {a.max_concurrency}, {a.output_len} output tokens, aiohttp client, mock on 127.0.0.1")
+    print(f"{'target':18s} {'rps json':>9s} {'rps strm':>9s} {'x direct':>9s} {'+p50 json':>10s} {'+p50 strm':>10s} {'+p99 json':>10s}")
+    for name, r in rows.items():
+        ratio = min(r["rps_json"] / d["rps_json"], r["rps_stream"] / d["rps_stream"])
+        print(f"{name:18s} {r['rps_json']:9.1f} {r['rps_stream']:9.1f} {ratio:9.2f} "
+              f"{r['p50_json'] - d['p50_json']:+9.2f}ms {r['p50_stream'] - d['p50_stream']:+9.2f}ms "
+              f"{r['p99_json'] - d['p99_json']:+9.2f}ms")
+    if "wattserve" in rows and "litellm" in rows:
+        w, l = rows["wattserve"], rows["litellm"]
+        print(f"\nwattserve / litellm requests/s: json {w['rps_json'] / l['rps_json']:.1f}x, "
+              f"stream {w['rps_stream'] / l['rps_stream']:.1f}x (goal >= 10x)")
+    if "wattserve" in rows:
+        w = rows["wattserve"]
+        print(f"wattserve / direct requests/s: json {w['rps_json'] / d['rps_json']:.2f}, "
+              f"stream {w['rps_stream'] / d['rps_stream']:.2f} (goal >= 0.5); added p50 at c=1: "
+              f"json {w['p50_json'] - d['p50_json']:.2f} ms, stream {w['p50_stream'] - d['p50_stream']:.2f} ms (goal <= 1 ms)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
