@@ -159,6 +159,7 @@ class _Reference:
                 self.hist[k] = n.frequency
                 return False
             del self.d[victim.key]
+            self.hist[victim.key] = victim.frequency
             self.p.on_evict(victim.prio)
             n.prio = self.p.priority(n)
         self.d[k] = n

@@ -10,7 +10,7 @@ Admission: a new entry competes with the cached ones (the paper's rule, Zhu et a
 2306.02003): when the cache is full and the newcomer's priority is below every cached
 entry's, it is refused (``admission=True``, the default). ``admission=False`` always
 admits (classic cache behaviour). Frequencies of keys that missed are remembered
-(bounded) so a popular key arrives with its count.
+(bounded), and so are evicted keys' counts, so a popular key returns with its count.
 
 With a ``store`` (SQLite file, Redis, see ``wattserve.cache.stores``) every admitted entry
 is written through and every eviction deleted, and the cache reloads the store on start,
@@ -140,6 +140,7 @@ class ResponseCache:
                     return False
                 heapq.heappop(heap)
                 del nodes[k]
+                self._history[k] = victim.frequency  # a returning key keeps its count
                 self.bytes -= victim.size
                 self.evictions += 1
                 self._on_evict(prio)
@@ -252,6 +253,7 @@ class ResponseCache:
                 return False
             heapq.heappop(self._heap)
             del self._nodes[victim.key]
+            self._history[victim.key] = victim.frequency  # a returning key keeps its count
             self.bytes -= victim.size
             self.evictions += 1
             self._on_evict(victim.prio)

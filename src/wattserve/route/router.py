@@ -35,7 +35,7 @@ def _fit_cost(fit: Any) -> Callable[[Request], float]:
         from wattserve.fit import predict  # the fit engineer's module, imported lazily
 
         n_in = request.input_tokens if request.input_tokens is not None else max(1, len(request.text()) // 4)
-        return float(predict(fit, n_in, request.max_tokens))
+        return float(predict(fit, n_in, request.max_tokens, warn=False))
 
     return cost
 

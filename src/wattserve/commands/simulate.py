@@ -1,0 +1,127 @@
+"""``wattserve simulate``: replay a request trace through the cache and the multiplexer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from wattserve.errors import ConfigError
+
+PRESETS = ("zhu-synthetic",)
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.3g}"
+    return str(x)
+
+
+def _print_tables(rows: list[dict], summary: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    selectors = sorted({r["selector"] for r in rows}, key=lambda s: (not s.startswith("model"), s))
+    table = Table(title="total cost (mean over seeds) per cache policy x model selector")
+    for col in ("alpha", "ratio", "variant", "policy", *selectors):
+        table.add_column(col, justify="right")
+    idx = {(r["alpha"], r["ratio"], r["variant"], r["policy"], r["selector"]): r["mean_cost"] for r in rows}
+    keys = []
+    for r in rows:
+        k = (r["alpha"], r["ratio"], r["variant"], r["policy"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        table.add_row(*[_fmt(v) for v in k], *[_fmt(idx.get((*k, s))) for s in selectors])
+    console.print(table)
+    if summary:
+        t2 = Table(title="best combination vs the baseline (LFU, always model 1)")
+        for col in ("alpha", "ratio", "variant", "acc", "baseline", "best", "best combo", "improvement",
+                    "LEC+mux", "vs cache alone", "vs mux alone (LFU)"):
+            t2.add_column(col, justify="right")
+        for s in summary:
+            t2.add_row(_fmt(s["alpha"]), _fmt(s["ratio"]), s["variant"], _fmt(s["accuracy"]),
+                       _fmt(s["baseline_lfu_model1"]), _fmt(s["best"]), f"{s['best_policy']}+{s['best_selector']}",
+                       f"{s['improvement']:.2f}x", _fmt(s["lec_mux"]), f"{s['lec_mux_vs_cache_alone']:.2f}x",
+                       f"{s['lec_mux_vs_mux_alone']:.2f}x")
+        console.print(t2)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    def simulate(
+        preset: Optional[str] = typer.Option(None, help="built-in setting: zhu-synthetic (Zhu et al. 2306.02003)"),
+        trace: Optional[Path] = typer.Option(None, help="trace CSV/JSONL: a 'query' column and cost_<model> columns"),
+        policy: List[str] = typer.Option(["lfu", "lru", "gdsf", "lec"], help="cache policies (repeat)"),
+        alpha: List[float] = typer.Option([0.5, 0.8], help="power-law alpha of the synthetic trace (repeat)"),
+        ratio: List[float] = typer.Option([1.5, 100.0], help="cost ratio: a model costs 1 or 1+ratio (repeat)"),
+        accuracy: List[float] = typer.Option([0.8, 1.0], help="multiplexer (selector) accuracy (repeat)"),
+        variant: List[str] = typer.Option(["offline", "online"], help="offline (known frequencies/costs) or online"),
+        capacity: int = typer.Option(8, help="cache capacity in entries"),
+        num_prompts: int = typer.Option(10_000, "--num-prompts", help="requests per synthetic trace"),
+        num_queries: int = typer.Option(20, help="distinct queries in the synthetic trace"),
+        seeds: int = typer.Option(100, help="seeds to average over (synthetic)"),
+        seed: int = typer.Option(0, help="base random seed"),
+        fmt: str = typer.Option("table", "--format", help="table or json"),
+        output: Optional[Path] = typer.Option(None, help="write the result here (json with --format json)"),
+    ) -> None:
+        """Total cost of every {LFU, LRU, GDSF, LEC} x {model 1, model 2, multiplexer} combination."""
+        from rich.progress import Progress
+
+        from wattserve.sim.selectors import Selector
+        from wattserve.sim.zhu import POLICIES, ZhuConfig, run_zhu, summarise
+
+        if fmt not in ("table", "json"):
+            raise ConfigError("--format must be table or json")
+        if (preset is None) == (trace is None):
+            raise ConfigError("give exactly one of --preset zhu-synthetic or --trace FILE")
+        pols = [p.lower() for p in policy]
+        bad = [p for p in pols if p not in POLICIES]
+        if bad:
+            raise ConfigError(f"unknown policy {bad[0]!r}: choose from {', '.join(POLICIES)}")
+        bad_v = [v for v in variant if v not in ("offline", "online")]
+        if bad_v:
+            raise ConfigError(f"unknown variant {bad_v[0]!r}: offline or online")
+        if capacity < 1 or seeds < 1 or num_prompts < 1 or num_queries < 1:
+            raise ConfigError("capacity, seeds, --num-prompts and --num-queries must be positive")
+        if any(not 0 <= a <= 1 for a in accuracy):
+            raise ConfigError("--accuracy must be in [0, 1]")
+        with Progress(transient=True) as bar:
+            if preset is not None:
+                if preset != "zhu-synthetic":
+                    raise ConfigError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+                if any(a <= 0 for a in alpha):
+                    raise ConfigError("--alpha must be positive")
+                cfg = ZhuConfig(alphas=tuple(alpha), ratios=tuple(ratio), accuracies=tuple(accuracy),
+                                variants=tuple(variant), policies=tuple(pols), n_queries=num_queries,
+                                n_requests=num_prompts, capacity=capacity, seeds=seeds, base_seed=seed)
+                task = bar.add_task("simulating", total=1.0)
+                rows = run_zhu(cfg, progress=lambda n: bar.advance(task, n))
+                config = {"preset": preset, **{k: v for k, v in vars(cfg).items() if k != "extra"}}
+            else:
+                from wattserve.sim.replay import replay_table
+                from wattserve.sim.trace import load_trace
+
+                scen, models = load_trace(trace, seed=seed)
+                sels = [Selector("model", i) for i in range(len(models))]
+                sels += [Selector("mux", accuracy=a) for a in accuracy] if len(models) > 1 else []
+                task = bar.add_task("simulating", total=1.0)
+                rows = replay_table(scen, sels, pols, variant, capacity, progress=lambda n: bar.advance(task, n))
+                config = {"trace": str(trace), "models": models, "capacity": capacity, "policies": pols,
+                          "variants": list(variant), "accuracies": list(accuracy)}
+        summary = summarise(rows, accuracy) if "lfu" in pols else []
+        if fmt == "json":
+            text = json.dumps({"config": config, "rows": rows, "summary": summary}, indent=2, default=list)
+            if output is not None:
+                output.write_text(text)
+            else:
+                typer.echo(text)
+            return
+        _print_tables(rows, summary)
+        if output is not None:
+            output.write_text(json.dumps({"config": config, "rows": rows, "summary": summary}, indent=2, default=list))

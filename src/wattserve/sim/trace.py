@@ -1,0 +1,92 @@
+"""Request traces for the simulator: the synthetic power-law setting of Zhu et al.
+(arXiv 2306.02003) and trace files.
+
+A scenario is everything one simulated run needs, as arrays over requests ``t`` and
+models ``m``:
+
+- ``queries[t]``: the distinct-query index of request ``t``;
+- ``base_cost[q, m]``: the cost of answering query ``q`` with model ``m``;
+- ``noisy_cost[t, m]``: what request ``t`` costs on model ``m`` (base + noise, clipped);
+- ``selector_ok[t]``: whether an inaccurate selector picks the right model for request ``t``;
+- ``popularity[q]``: the true request probability (for offline variants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from wattserve.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Scenario:
+    queries: np.ndarray  # (T,) int64
+    base_cost: np.ndarray  # (Q, M)
+    noisy_cost: np.ndarray  # (T, M)
+    selector_u: np.ndarray  # (T,) uniform draws; the selector errs where u >= accuracy
+    popularity: np.ndarray  # (Q,)
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.base_cost.shape[0])
+
+
+def power_popularity(n_queries: int, alpha: float) -> np.ndarray:
+    """P(floor(Q * U) = q) for U ~ numpy power(alpha): ((q+1)/Q)^alpha - (q/Q)^alpha."""
+    edges = (np.arange(n_queries + 1) / n_queries) ** alpha
+    return np.diff(edges)
+
+
+def zhu_scenario(seed: int, alpha: float, ratio: float, n_queries: int = 20, n_requests: int = 10_000,
+                 noise_sd: float = 1.0, min_cost: float = 0.1) -> Scenario:
+    """The synthetic setting of Zhu et al.: power-law popularity, two models whose cost per
+    query is 1 or 1 + ratio with probability 1/2 each (independently), N(0, 1) noise per
+    request clipped below at ``min_cost``."""
+    if not 0 < alpha:
+        raise ConfigError("alpha must be positive")
+    rng = np.random.default_rng(seed)
+    queries = np.minimum(np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1).astype(np.int64)
+    base = np.where(rng.random((n_queries, 2)) < 0.5, 1.0, 1.0 + ratio)
+    noise = rng.normal(0.0, noise_sd, size=(n_requests, 2))
+    noisy = np.maximum(base[queries] + noise, min_cost)
+    sel_u = rng.random(n_requests)
+    return Scenario(queries, base, noisy, sel_u, power_popularity(n_queries, alpha))
+
+
+def power_trace(n_requests: int, n_queries: int, alpha: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.minimum(np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1).astype(np.int64)
+
+
+def load_trace(path: str | Path, seed: int = 0, noise_sd: float = 0.0, min_cost: float = 0.1) -> tuple[Scenario, list[str]]:
+    """A trace file (CSV or JSONL): one row per request with a ``query`` column and one
+    ``cost_<model>`` column per model (that request's cost on that model)."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"trace file not found: {p}")
+    try:
+        df = pd.read_json(p, lines=True) if p.suffix in (".jsonl", ".json") else pd.read_csv(p)
+    except ValueError as exc:
+        raise ConfigError(f"cannot read trace {p}: {exc}") from exc
+    cost_cols = [c for c in df.columns if str(c).startswith("cost_")]
+    if "query" not in df.columns or len(cost_cols) < 1:
+        raise ConfigError(f"{p}: needs a 'query' column and cost_<model> columns")
+    if df[cost_cols].isna().any().any() or (df[cost_cols] < 0).any().any():
+        raise ConfigError(f"{p}: costs must be present and non-negative")
+    codes, uniques = pd.factorize(df["query"].astype(str))
+    queries = codes.astype(np.int64)
+    per_req = df[cost_cols].to_numpy(dtype=float)
+    n_q = len(uniques)
+    base = np.zeros((n_q, len(cost_cols)))
+    np.add.at(base, queries, per_req)
+    counts = np.bincount(queries, minlength=n_q)
+    base /= counts[:, None]
+    rng = np.random.default_rng(seed)
+    noisy = np.maximum(per_req + rng.normal(0.0, noise_sd, size=per_req.shape), min_cost) if noise_sd else per_req
+    scen = Scenario(queries, base, noisy, rng.random(len(df)), counts / counts.sum())
+    return scen, [str(c)[5:] for c in cost_cols]

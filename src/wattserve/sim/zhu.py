@@ -1,0 +1,115 @@
+"""The synthetic experiment of Zhu et al. (arXiv 2306.02003, "On Optimal Caching and Model
+Multiplexing for Large Model Inference"), as a table of total costs for
+{LFU, LRU, GDSF, LEC} x {always model 1, always model 2, multiplexer}.
+
+Setting (``--preset zhu-synthetic``): 20 distinct queries; 10,000 requests whose query is
+floor(20 U), U ~ numpy power(alpha); a cache of 8; per query each model costs 1 or
+1 + ratio with probability 1/2; each request's cost adds N(0, 1) noise clipped below at
+0.1; the multiplexer picks the cheaper model with probability ``accuracy``; offline
+variants know frequencies and expected costs, online ones estimate them; 100 seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from wattserve.sim.batched import simulate_lanes
+from wattserve.sim.selectors import Selector, expected_costs, request_costs
+from wattserve.sim.trace import zhu_scenario
+
+POLICIES = ("lfu", "lru", "gdsf", "lec")
+
+
+@dataclass
+class ZhuConfig:
+    alphas: Sequence[float] = (0.5, 0.8)
+    ratios: Sequence[float] = (1.5, 100.0)
+    accuracies: Sequence[float] = (0.8, 1.0)
+    variants: Sequence[str] = ("offline", "online")
+    policies: Sequence[str] = POLICIES
+    n_queries: int = 20
+    n_requests: int = 10_000
+    capacity: int = 8
+    seeds: int = 100
+    base_seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _selectors(cfg: ZhuConfig) -> list[Selector]:
+    return [Selector("model", 0), Selector("model", 1)] + [Selector("mux", accuracy=a) for a in cfg.accuracies]
+
+
+def run_zhu(cfg: ZhuConfig, progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+    """Mean total cost over seeds for every (alpha, ratio, variant, policy, selector)."""
+    sels = _selectors(cfg)
+    settings = list(itertools.product(cfg.alphas, cfg.ratios))
+    # lanes: settings x selectors x seeds, one batch per (policy, variant)
+    qs, cs, kfs, kcs, tags = [], [], [], [], []
+    for alpha, ratio in settings:
+        for s in range(cfg.seeds):
+            seed = [cfg.base_seed, s, int(round(alpha * 1000)), int(round(ratio * 1000))]
+            scen = zhu_scenario(seed, alpha, ratio, cfg.n_queries, cfg.n_requests)
+            for sel in sels:
+                qs.append(scen.queries)
+                cs.append(request_costs(scen, sel))
+                kfs.append(scen.popularity)
+                kcs.append(expected_costs(scen, sel))
+                tags.append((alpha, ratio, sel))
+    n = len(tags)
+    combos = [(v, p) for v in cfg.variants for p in cfg.policies]
+    lane_policy = [p for _, p in combos for _ in range(n)]
+    lane_offline = np.array([v == "offline" for v, _ in combos for _ in range(n)])
+    source = np.tile(np.arange(n), len(combos))
+    out = simulate_lanes(lane_policy, np.stack(qs), np.stack(cs), cfg.capacity, cfg.n_queries,
+                         known_frequency=np.stack(kfs), known_cost=np.stack(kcs), offline=lane_offline,
+                         progress=progress, source=source)
+    totals: dict[tuple, list[float]] = {}
+    for i, total in enumerate(out.tolist()):
+        variant, policy = combos[i // n]
+        alpha, ratio, sel = tags[i % n]
+        totals.setdefault((alpha, ratio, variant, policy, sel.label), []).append(total)
+    rows = []
+    for (alpha, ratio, variant, policy, label), vals in totals.items():
+        v = np.asarray(vals)
+        rows.append({
+            "alpha": alpha, "ratio": ratio, "variant": variant, "policy": policy, "selector": label,
+            "mean_cost": float(v.mean()), "sem_cost": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0,
+            "seeds": len(v),
+        })
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], accuracies: Sequence[float]) -> list[dict[str, Any]]:
+    """Per (alpha, ratio, variant, accuracy): baseline LFU+model1, best cache alone, best
+    multiplexer alone (under LFU), best combination, and the improvement factors."""
+    idx = {(r["alpha"], r["ratio"], r["variant"], r["policy"], r["selector"]): r["mean_cost"] for r in rows}
+    out = []
+    keys = sorted({(r["alpha"], r["ratio"], r["variant"]) for r in rows})
+    for alpha, ratio, variant in keys:
+        for acc in accuracies:
+            mux = f"mux@{acc:g}"
+            base = idx.get((alpha, ratio, variant, "lfu", "model1"))
+            if base is None:
+                continue
+            cache_only = {(p, s): c for (a, r_, v, p, s), c in idx.items()
+                          if (a, r_, v) == (alpha, ratio, variant) and s in ("model1", "model2")}
+            combos = {(p, s): c for (a, r_, v, p, s), c in idx.items()
+                      if (a, r_, v) == (alpha, ratio, variant) and s in ("model1", "model2", mux)}
+            (bp, bs), best = min(combos.items(), key=lambda kv: kv[1])
+            (cp, cs_), cache_best = min(cache_only.items(), key=lambda kv: kv[1])
+            mux_lfu = idx.get((alpha, ratio, variant, "lfu", mux), float("nan"))
+            lec_mux = idx.get((alpha, ratio, variant, "lec", mux), float("nan"))
+            out.append({
+                "alpha": alpha, "ratio": ratio, "variant": variant, "accuracy": acc,
+                "baseline_lfu_model1": base, "best": best, "best_policy": bp, "best_selector": bs,
+                "improvement": base / best,
+                "cache_alone_best": cache_best, "cache_alone": f"{cp}+{cs_}",
+                "mux_alone_lfu": mux_lfu, "lec_mux": lec_mux,
+                "lec_mux_vs_cache_alone": cache_best / lec_mux,
+                "lec_mux_vs_mux_alone": mux_lfu / lec_mux,
+            })
+    return out
