@@ -147,3 +147,20 @@ def test_resume_skips_finished_reruns_failed_and_dedupes(tmp_path):
     assert all(r["error"] is None for r in best.values())
     assert rec.status == "complete" and rec.summary.completed == 10 and rec.summary.failed == 0
     assert json.loads((rdir / "run.json").read_text())["segments"][-1]
+
+
+@pytest.mark.slow
+def test_real_model_exact_lengths_and_modeled_energy(tmp_path, local_engine):
+    """The embedded model: prompts have the stated token count, outputs the stated length."""
+    from wattserve.energy.modeled import ModeledCpuMeter
+
+    cfg = BenchConfig(model="smollm2-135m", num_prompts=4, input_len=16, output_len=6,
+                      max_concurrencies=[2], result_dir=str(tmp_path))
+    rec = run_benchmark(cfg, engine=local_engine, meter=ModeledCpuMeter(scope="process"))
+    lines = store.read_requests(tmp_path / rec.run_id / "requests.jsonl")
+    assert len(lines) == 4 and all(r["error"] is None for r in lines)
+    assert {(r["input_tokens"], r["output_tokens"]) for r in lines} == {(16, 6)}
+    s = rec.summary
+    assert s.completed == 4 and s.output_tokens == 24
+    assert s.energy_source == "modeled" and s.energy_per_output_token_j > 0
+    assert s.latency["tpot_s"]["p50"] > 0 and s.latency["itl_s"]["p50"] > 0

@@ -121,6 +121,12 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
             tasks[label] = progress.add_task(f"point {label}", total=total)
         progress.update(tasks[label], completed=done, total=total)
 
+    import signal
+
+    def _terminate(signum: int, frame: Any) -> None:  # SIGTERM: stop like Ctrl-C (run marked interrupted)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     with progress:
         if resume is not None:
             record = bm.resume_benchmark(resume, on_progress=on_progress)
