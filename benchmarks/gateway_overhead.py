@@ -178,6 +178,20 @@ def stop(proc: subprocess.Popen | None) -> None:
             proc.kill()
 
 
+def cpu_s(pid: int | None) -> float:
+    """CPU seconds used so far by a process and its children (robust to a busy machine)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+        return sum(sum(q.cpu_times()[:2]) for q in procs)
+    except psutil.Error:
+        return 0.0
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description="gateway overhead vs direct vs LiteLLM proxy")
     ap.add_argument("--num-requests", type=int, default=3000, help="requests per throughput point")
@@ -196,12 +210,15 @@ async def main() -> None:
     mock.start()
     procs: list[subprocess.Popen] = []
     targets: dict[str, tuple[str, dict, int]] = {"direct": (mock.url, {}, a.num_requests)}
+    pids: dict[str, int | None] = {"direct": mock._proc.pid if mock._proc else None}
     try:
         for mode in [m.strip() for m in a.gateway_modes.split(",") if m.strip()]:
             proc, url = start_gateway(mock.url, mode == "fast", tmp)
             procs.append(proc)
             await wait_http(url + "/ready", 120, proc)
-            targets["wattserve" if mode == "fast" else "wattserve-fastapi"] = (url + "/v1", {}, a.num_requests)
+            name = "wattserve" if mode == "fast" else "wattserve-fastapi"
+            targets[name] = (url + "/v1", {}, a.num_requests)
+            pids[name] = proc.pid
         if not a.skip_litellm:
             started = start_litellm(mock.url, tmp)
             if started is not None:
@@ -211,6 +228,7 @@ async def main() -> None:
                     t = await wait_http(url + "/health/liveliness", 120, proc)
                     print(f"litellm proxy ready after {t:.1f} s")
                     targets["litellm"] = (url + "/v1", {"Authorization": f"Bearer {MASTER_KEY}"}, a.litellm_requests)
+                    pids["litellm"] = proc.pid
                 except (RuntimeError, TimeoutError) as exc:
                     print(f"litellm skipped: it did not start ({exc})")
         rows: dict[str, dict] = {}
@@ -219,14 +237,17 @@ async def main() -> None:
             r: dict = {}
             for stream in (False, True):
                 tag = "stream" if stream else "json"
+                c0 = cpu_s(pids.get(name))
                 r[f"rps_{tag}"] = (await throughput(url, "mock", n, a.max_concurrency, stream, a.output_len, headers))["rps"]
+                # CPU of the target's own process per request (warm-up requests included in n + concurrency)
+                r[f"cpu_{tag}"] = 1000 * (cpu_s(pids.get(name)) - c0) / (n + min(a.max_concurrency, n))
                 lat = await latency(url, "mock", a.latency_requests if name != "litellm" else min(150, a.latency_requests),
                                     stream, a.output_len, headers)
                 r[f"p50_{tag}"], r[f"p99_{tag}"] = lat["p50_ms"], lat["p99_ms"]
             rows[name] = r
             print(f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} | c=1 p50/p99 ms "
-                  f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}",
-                  flush=True)
+                  f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}"
+                  f" | CPU ms/request json {r['cpu_json']:.3f} stream {r['cpu_stream']:.3f}", flush=True)
     finally:
         for p in procs:
             stop(p)
@@ -234,12 +255,13 @@ async def main() -> None:
 
     d = rows["direct"]
     print(f"\nconcurrency {a.max_concurrency}, {a.output_len} output tokens, aiohttp client, mock on 127.0.0.1")
-    print(f"{'target':18s} {'rps json':>9s} {'rps strm':>9s} {'x direct':>9s} {'+p50 json':>10s} {'+p50 strm':>10s} {'+p99 json':>10s}")
+    print(f"{'target':18s} {'rps json':>9s} {'rps strm':>9s} {'x direct':>9s} {'+p50 json':>10s} {'+p50 strm':>10s}"
+          f" {'+p99 json':>10s} {'CPU ms/req':>11s}")
     for name, r in rows.items():
         ratio = min(r["rps_json"] / d["rps_json"], r["rps_stream"] / d["rps_stream"])
         print(f"{name:18s} {r['rps_json']:9.1f} {r['rps_stream']:9.1f} {ratio:9.2f} "
               f"{r['p50_json'] - d['p50_json']:+9.2f}ms {r['p50_stream'] - d['p50_stream']:+9.2f}ms "
-              f"{r['p99_json'] - d['p99_json']:+9.2f}ms")
+              f"{r['p99_json'] - d['p99_json']:+9.2f}ms {r['cpu_json']:6.3f}/{r['cpu_stream']:.3f}")
     if "wattserve" in rows and "litellm" in rows:
         w, l = rows["wattserve"], rows["litellm"]
         print(f"\nwattserve / litellm requests/s: json {w['rps_json'] / l['rps_json']:.1f}x, "
@@ -249,6 +271,11 @@ async def main() -> None:
         print(f"wattserve / direct requests/s: json {w['rps_json'] / d['rps_json']:.2f}, "
               f"stream {w['rps_stream'] / d['rps_stream']:.2f} (goal >= 0.5); added p50 at c=1: "
               f"json {w['p50_json'] - d['p50_json']:.2f} ms, stream {w['p50_stream'] - d['p50_stream']:.2f} ms (goal <= 1 ms)")
+        print(f"gateway CPU per request (its own process; on an idle machine this bounds the added latency): "
+              f"json {w['cpu_json']:.3f} ms, stream {w['cpu_stream']:.3f} ms")
+    if "wattserve" in rows and "litellm" in rows:
+        print(f"litellm CPU per request: json {rows['litellm']['cpu_json']:.2f} ms, "
+              f"stream {rows['litellm']['cpu_stream']:.2f} ms")
 
 
 if __name__ == "__main__":

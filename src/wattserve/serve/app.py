@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from wattserve.serve import wire
 from wattserve.serve.config import ServeConfig
 from wattserve.serve.wire import APIError
 
@@ -63,6 +64,9 @@ async def send_reply(send: Any, reply: Any) -> None:
     try:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         async for chunk in stream:
+            if chunk.endswith(wire.DONE):  # the last event: end the response with it (one write less)
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                return
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:

@@ -81,6 +81,7 @@ class GatewayMetrics:
                               ["group", "model"], registry=r)
         self.energy_source = energy_source
         self._live: _Live | None = None
+        self._children: dict[tuple, Any] = {}  # labelled children, looked up once
 
     def attach(self, pool: Any, cache: Any, accountant: Any) -> None:
         if self._live is None:
@@ -90,21 +91,29 @@ class GatewayMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def done(self, model: str, status: int, cache: str, ttft_s: float | None, e2e_s: float,
              input_tokens: int, output_tokens: int, energy_j: float | None, source: str) -> None:
-        self.requests.labels(model, str(status), cache).inc()
+        child = self._child
+        child(self.requests, model, str(status), cache).inc()
         if status < 400:
             if ttft_s is not None:
-                self.ttft.labels(model).observe(ttft_s)
-            self.e2e.labels(model).observe(e2e_s)
+                child(self.ttft, model).observe(ttft_s)
+            child(self.e2e, model).observe(e2e_s)
             if input_tokens:
-                self.tokens.labels(model, "prompt").inc(input_tokens)
+                child(self.tokens, model, "prompt").inc(input_tokens)
             if output_tokens:
-                self.tokens.labels(model, "completion").inc(output_tokens)
+                child(self.tokens, model, "completion").inc(output_tokens)
             if energy_j:
-                self.energy.labels(model, source).inc(energy_j)
+                child(self.energy, model, source).inc(energy_j)
 
     def hit(self, model: str, saved_j: float) -> None:
-        self.cache_hits.labels(model).inc()
+        self._child(self.cache_hits, model).inc()
         if saved_j > 0:
-            self.cache_saved.labels(model).inc(saved_j)
+            self._child(self.cache_saved, model).inc(saved_j)

@@ -282,19 +282,25 @@ class Gateway:
             headers = self._headers(ctx)
             headers.append(("x-wattserve-energy-j", "" if usage["energy_j"] is None else f"{usage['energy_j']:.6g}"))
             return Reply(200, headers, body=orjson.dumps(data))
-        content = resp.content
+        parser = SSEParser()
         try:
-            first = await _next_event(content)
+            events: list[bytes] = []
+            while not events:  # the first event: until it arrives, another replica may still answer
+                data = await resp.content.readany()
+                if not data:
+                    break
+                events = parser.feed(data)
         except _CLIENT_ERRORS as exc:
             resp.close()
             raise UpstreamError(f"{rep.name}: stream failed before its first event: {type(exc).__name__}") from None
-        if first is None:
+        if not events:
             resp.close()
             raise UpstreamError(f"{rep.name}: stream closed before its first event")
-        return Reply(200, self._headers(ctx), stream=self._relay(ctx, rep, resp, first))
+        return Reply(200, self._headers(ctx), stream=self._relay(ctx, rep, resp, parser, events))
 
-    async def _relay(self, ctx: _Ctx, rep: HttpReplica, resp: aiohttp.ClientResponse,
-                     ev: bytes | None) -> AsyncIterator[bytes]:
+    async def _relay(self, ctx: _Ctx, rep: HttpReplica, resp: aiohttp.ClientResponse, parser: "SSEParser",
+                     events: list[bytes]) -> AsyncIterator[bytes]:
+        """Pass upstream events through, batching those that arrived together into one write."""
         chat = ctx.req.endpoint == "chat"
         parts: list[str] = []
         finish = None
@@ -304,32 +310,41 @@ class Gateway:
         n = 0
         try:
             try:
-                while ev is not None:
-                    if ev == b"[DONE]":
-                        done = True
+                while True:
+                    out: list[bytes] = []
+                    for ev in events:
+                        if ev == b"[DONE]":
+                            done = True
+                            break
+                        d = orjson.loads(ev)
+                        if "error" in d:
+                            error = "upstream error event"
+                            out.append(b"data: " + ev + b"\n\n")
+                            break
+                        choices = d.get("choices")
+                        if choices:
+                            c = choices[0]
+                            t = (c.get("delta") or {}).get("content") if chat else c.get("text")
+                            if t:
+                                if ctx.ttft_s is None:
+                                    ctx.ttft_s = time.perf_counter() - ctx.t0
+                                parts.append(t)
+                            if c.get("finish_reason"):
+                                finish = c["finish_reason"]
+                        u = d.get("usage")
+                        if u:
+                            in_tok, out_tok = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+                        if choices or not u:  # the usage-only chunk is replaced by ours below
+                            n += 1
+                            out.append(b"data: " + ev + b"\n\n")
+                    if out:
+                        yield b"".join(out)
+                    if done or error is not None:
                         break
-                    d = orjson.loads(ev)
-                    if "error" in d:
-                        error = "upstream error event"
-                        yield b"data: " + ev + b"\n\n"
+                    data = await resp.content.readany()
+                    if not data:
                         break
-                    choices = d.get("choices")
-                    if choices:
-                        c = choices[0]
-                        t = (c.get("delta") or {}).get("content") if chat else c.get("text")
-                        if t:
-                            if ctx.ttft_s is None:
-                                ctx.ttft_s = time.perf_counter() - ctx.t0
-                            parts.append(t)
-                        if c.get("finish_reason"):
-                            finish = c["finish_reason"]
-                    u = d.get("usage")
-                    if u:
-                        in_tok, out_tok = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
-                    if choices or not u:  # the usage-only chunk is replaced by ours below
-                        n += 1
-                        yield b"data: " + ev + b"\n\n"
-                    ev = await _next_event(resp.content)
+                    events = parser.feed(data)
                 if not done and error is None and finish is None:
                     error = "upstream stream ended without finishing"
             except _CLIENT_ERRORS as exc:
@@ -349,9 +364,10 @@ class Gateway:
             if not out_tok:
                 out_tok = len(parts)
             usage = self._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
+        tail = wire.DONE
         if error is None and ctx.usage_wanted:
-            yield wire.usage_event(ctx.req.endpoint, ctx.req.id, ctx.model, usage)
-        yield wire.DONE
+            tail = wire.usage_event(ctx.req.endpoint, ctx.req.id, ctx.model, usage) + tail
+        yield tail
 
     # ------------------------------------------------------------------ in-process engines
     async def _engine(self, ctx: _Ctx, rep: EngineReplica) -> Reply:
@@ -431,14 +447,20 @@ class Gateway:
         return self.in_flight
 
 
-async def _next_event(content: aiohttp.StreamReader) -> bytes | None:
-    """The payload of the next SSE ``data:`` line, or None at the end of the stream."""
-    while True:
-        line = await content.readline()
-        if not line:
-            return None
-        if line.startswith(b"data:"):
-            return line[5:].strip()
+class SSEParser:
+    """Incremental SSE reader: ``feed(bytes)`` -> payloads of the complete ``data:`` lines."""
+
+    __slots__ = ("_rest",)
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._rest:
+            data = self._rest + data
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        return [line[5:].strip() for line in lines if line.startswith(b"data:")]
 
 
 async def _aclose(agen: Any) -> None:

@@ -34,7 +34,8 @@ class ReplicaPool:
         connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, ttl_dns_cache=300,
                                          enable_cleanup_closed=True)
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                             skip_auto_headers=("User-Agent",))
+                                             skip_auto_headers=("User-Agent",),
+                                             cookie_jar=aiohttp.DummyCookieJar())
         for r in self.replicas:  # one at a time: in-process engines load models (not thread-safe to import)
             await r.start(self.session)
         await self.health.check_all()

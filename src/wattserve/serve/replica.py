@@ -18,6 +18,9 @@ from wattserve.errors import EngineUnavailable, WattserveError
 from wattserve.types import Chunk, Request
 
 
+_JSON = {"Content-Type": "application/json"}
+
+
 class UpstreamError(Exception):
     """A replica failed. ``retryable``: nothing reached the client yet and another replica
     may answer; ``status``/``body``: an upstream HTTP answer to pass on as-is (4xx)."""
@@ -73,6 +76,7 @@ class HttpReplica(Replica):
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.engine_model = engine_model or model
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, Any] = {}  # path -> parsed yarl.URL (parsing a URL per request costs)
 
     async def start(self, session: aiohttp.ClientSession | None) -> None:
         self._session = session
@@ -90,9 +94,13 @@ class HttpReplica(Replica):
     async def open(self, path: str, body: bytes, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
         """POST ``body`` and return the response once its status line arrived (2xx only)."""
         assert self._session is not None
+        url = self._urls.get(path)
+        if url is None:
+            from yarl import URL
+
+            url = self._urls[path] = URL(self.base_url + path)
         try:
-            resp = await self._session.post(self.base_url + path, data=body, timeout=timeout,
-                                            headers={"Content-Type": "application/json"})
+            resp = await self._session.post(url, data=body, timeout=timeout, headers=_JSON)
         except TimeoutError:
             raise UpstreamError(f"{self.name}: no answer within the connect/first-token timeout") from None
         except (aiohttp.ClientError, OSError) as exc:
