@@ -1,11 +1,18 @@
 """Step-level continuous batching over a Hugging Face causal LM with a batched KV cache.
 
-The running batch keeps one KV cache tensor pair per layer, shape (rows, kv_heads, T, dim),
-left-padded so every row's newest token sits in the last column. A newcomer is prefilled
-alone; its cache is left-padded to the batch width (or the batch is widened to its length)
-and concatenated along the batch dimension, so it joins at the next decode step. Finished
-rows leave with ``index_select``; columns that became padding for every row are trimmed.
-Each row has its own position counter and attention-mask row.
+The running batch keeps, per layer, one preallocated key and one value buffer of shape
+(rows, kv_heads, capacity, dim). Rows are right-aligned: every row's newest token sits in
+column ``width - 1``, shorter rows are left-padded and masked. A decode step writes the new
+keys/values of all rows into column ``width`` in place (no per-step concatenation).
+
+A newcomer is prefilled alone; the buffers are then rebuilt with one more row (its cache
+left-padded to the batch width, or the batch left-padded to its length), so it joins at the
+next decode step. Finished rows leave at once (``index_select`` of the surviving rows), and
+columns that became padding for every row are dropped in the same rebuild. Each row keeps
+its own position counter; the attention mask is passed as a ready 4-D mask.
+
+Decode attention uses grouped-query matmuls directly on the cache views (no
+``repeat_kv`` copies); prefill uses PyTorch SDPA with a causal mask.
 """
 
 from __future__ import annotations
@@ -14,18 +21,57 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache
+from transformers import AttentionInterface, DynamicCache
+from transformers.cache_utils import DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from wattserve.engines.sequence import Sequence
 
+ATTN_IMPL = "wattserve_gqa"
+HEADROOM = 64  # extra columns allocated per rebuild; a full buffer grows by this much
 
-def _kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(layer.keys, layer.values) for layer in cache.layers]
+
+def gqa_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                  attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                  **kw: Any) -> tuple[torch.Tensor, None]:
+    """Single-token decode attention for grouped KV heads; anything else goes to SDPA."""
+    if query.shape[2] != 1 or attention_mask is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw)
+    b, hq, _, d = query.shape
+    hkv = key.shape[1]
+    q = query.reshape(b, hkv, hq // hkv, d)
+    scores = torch.matmul(q, key.transpose(-1, -2)) * (scaling if scaling is not None else d**-0.5)
+    scores = scores.masked_fill(~attention_mask[:, :, :, : key.shape[-2]], float("-inf"))
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    out = torch.matmul(probs, value)  # (b, hkv, group, d)
+    return out.reshape(b, 1, hq, d), None
 
 
-def _left_pad(x: torch.Tensor, n: int) -> torch.Tensor:
-    """Pad dimension -2 (sequence) of a (B, H, T, D) tensor with ``n`` zero columns on the left."""
-    return x if n == 0 else F.pad(x, (0, 0, n, 0))
+AttentionInterface.register(ATTN_IMPL, gqa_attention)
+AttentionMaskInterface.register(ATTN_IMPL, sdpa_mask)  # prefill masks (causal, sliding) as for SDPA
+
+
+class _BufferLayer(DynamicLayer):
+    """A cache layer over a preallocated buffer: ``update`` writes in place."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, length: int) -> None:
+        super().__init__()
+        self.bk, self.bv, self.n = k, v, length
+        self.dtype, self.device = k.dtype, k.device
+        self.is_initialized = True
+        self.keys, self.values = k[:, :, :length], v[:, :, :length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        n, t = self.n, key_states.shape[-2]
+        self.bk[:, :, n : n + t] = key_states
+        self.bv[:, :, n : n + t] = value_states
+        self.n = n + t
+        self.keys, self.values = self.bk[:, :, : self.n], self.bv[:, :, : self.n]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.n
 
 
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
@@ -44,13 +90,17 @@ def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
 
 
 class DecodeBatch:
-    """The rows currently decoding together, with their KV cache, mask and positions."""
+    """The rows currently decoding together, with their KV buffers, mask and positions."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+        types = getattr(cfg, "layer_types", None) or []
+        self.sliding_window = getattr(cfg, "sliding_window", None) if "sliding_attention" in types else None
         self.rows: list[Sequence] = []
-        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.mask = torch.zeros((0, 0), dtype=torch.long)  # (B, T): 1 where a real token is cached
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (B, H, capacity, D) buffers
+        self.width = 0  # columns in use
+        self.mask = torch.zeros((0, 0), dtype=torch.bool)  # (B, capacity): True where a real token is cached
         self.pos = torch.zeros((0,), dtype=torch.long)  # (B,): position of each row's next token
         self.last = torch.zeros((0, 1), dtype=torch.long)  # (B, 1): each row's newest token
 
@@ -58,57 +108,84 @@ class DecodeBatch:
         return len(self.rows)
 
     @property
-    def width(self) -> int:
+    def capacity(self) -> int:
         return int(self.mask.shape[1])
 
     def prefill(self, seq: Sequence) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Run a newcomer's prompt alone; return its last-position logits and its KV cache."""
         ids = torch.tensor([seq.prompt_ids], dtype=torch.long)
-        cache = DynamicCache()
         out = self.model(
             input_ids=ids,
             position_ids=torch.arange(ids.shape[1]).unsqueeze(0),
-            past_key_values=cache,
+            past_key_values=DynamicCache(),
             use_cache=True,
             logits_to_keep=1,
         )
-        return out.logits[0, -1], _kv(out.past_key_values)
+        cache = out.past_key_values
+        return out.logits[0, -1], [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _rebuild(self, parts: list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, int]]) -> None:
+        """New buffers from (kv, mask row(s), width) parts, right-aligned, with fresh headroom."""
+        starts = []
+        for _, mask, width in parts:  # drop leading columns that are padding in every row
+            live = mask[:, :width].any(dim=0).nonzero()
+            starts.append(int(live[0]) if live.numel() else width)
+        width = max(w - s for (_, _, w), s in zip(parts, starts))
+        rows = sum(m.shape[0] for _, m, _ in parts)
+        cap = width + HEADROOM
+        ref = parts[0][0][0][0]
+        new_kv = []
+        for layer in range(len(parts[0][0])):
+            shape = (rows, ref.shape[1], cap, ref.shape[-1])
+            k = torch.zeros(shape, dtype=ref.dtype)
+            v = torch.zeros(shape, dtype=ref.dtype)
+            r = 0
+            for (kv, mask, w), s in zip(parts, starts):
+                n, off = mask.shape[0], width - (w - s)
+                k[r : r + n, :, off:width] = kv[layer][0][:, :, s:w]
+                v[r : r + n, :, off:width] = kv[layer][1][:, :, s:w]
+                r += n
+            new_kv.append((k, v))
+        new_mask = torch.zeros((rows, cap), dtype=torch.bool)
+        r = 0
+        for (_, mask, w), s in zip(parts, starts):
+            n, off = mask.shape[0], width - (w - s)
+            new_mask[r : r + n, off:width] = mask[:, s:w]
+            r += n
+        self.kv, self.mask, self.width = new_kv, new_mask, width
 
     def join(self, seq: Sequence, kv: list[tuple[torch.Tensor, torch.Tensor]], token: int) -> None:
         """Add a prefilled sequence (whose first sampled token is ``token``) to the batch."""
         n = kv[0][0].shape[-2]
-        if not self.rows:
-            self.kv = kv
-            self.mask = torch.ones((1, n), dtype=torch.long)
-        else:
-            width = max(self.width, n)
-            pad_b, pad_n = width - self.width, width - n
-            self.kv = [
-                (
-                    torch.cat([_left_pad(bk, pad_b), _left_pad(nk, pad_n)], dim=0),
-                    torch.cat([_left_pad(bv, pad_b), _left_pad(nv, pad_n)], dim=0),
-                )
-                for (bk, bv), (nk, nv) in zip(self.kv, kv)
-            ]
-            row = torch.cat([torch.zeros(pad_n, dtype=torch.long), torch.ones(n, dtype=torch.long)])
-            self.mask = torch.cat([F.pad(self.mask, (pad_b, 0)), row.unsqueeze(0)], dim=0)
+        newcomer = (kv, torch.ones((1, n), dtype=torch.bool), n)
+        self._rebuild([(self.kv, self.mask, self.width), newcomer] if self.rows else [newcomer])
         self.rows.append(seq)
         self.pos = torch.cat([self.pos, torch.tensor([n])])
         self.last = torch.cat([self.last, torch.tensor([[token]])], dim=0)
 
+    def _masks(self) -> Any:
+        full = self.mask[:, None, None, : self.width + 1]
+        if self.sliding_window is None:
+            return full
+        cols = torch.arange(self.width + 1)
+        sliding = full & (cols > self.width - self.sliding_window)
+        return {"full_attention": full, "sliding_attention": sliding}
+
     def step(self) -> torch.Tensor:
         """One decode step for every row: feed each row's newest token, return (B, vocab) logits."""
-        mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=torch.long)], dim=1)
-        cache = DynamicCache(ddp_cache_data=self.kv)
+        if self.width >= self.capacity:  # buffers full: grow them (copy once per HEADROOM steps)
+            self._rebuild([(self.kv, self.mask, self.width)])
+        self.mask[:, self.width] = True
+        cache = DynamicCache()
+        cache.layers = [_BufferLayer(k, v, self.width) for k, v in self.kv]
         out = self.model(
             input_ids=self.last,
-            attention_mask=mask,
+            attention_mask=self._masks(),
             position_ids=self.pos.unsqueeze(1),
             past_key_values=cache,
             use_cache=True,
         )
-        self.kv = _kv(out.past_key_values)
-        self.mask = mask
+        self.width += 1
         self.pos = self.pos + 1
         return out.logits[:, -1, :]
 
@@ -124,13 +201,7 @@ class DecodeBatch:
             return
         idx = torch.tensor(keep, dtype=torch.long)
         self.rows = [self.rows[i] for i in keep]
-        mask = self.mask.index_select(0, idx)
-        live = mask.any(dim=0).nonzero()
-        start = int(live[0]) if live.numel() else mask.shape[1]
-        self.mask = mask[:, start:]
-        self.kv = [
-            (k.index_select(0, idx)[:, :, start:].contiguous(), v.index_select(0, idx)[:, :, start:].contiguous())
-            for k, v in self.kv
-        ]
+        kv = [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.kv]
+        self._rebuild([(kv, self.mask.index_select(0, idx), self.width)])
         self.pos = self.pos.index_select(0, idx)
         self.last = self.last.index_select(0, idx)
