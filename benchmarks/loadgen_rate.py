@@ -208,7 +208,7 @@ def guidellm_bench(base: str, tok: Path, n: int, concurrency: int, rate: float, 
         cmd = [str(exe), "run", "--backend", f"kind=openai_http,target={base}",
                "--profile", profile, "--constraint", constraint,
                "--data", f"kind=synthetic_text,prompt_tokens=16,output_tokens={OUT_TOKENS}",
-               "--tokenizer", f"kind=hf_auto,pretrained_model_name_or_path={tok}",
+               "--tokenizer", f"kind=hf_auto,model={tok}",
                "--output", f"kind=json,path={tmp / name}", "--disable-console"]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_peer_env(), cwd=tmp)
         f = tmp / name
@@ -218,9 +218,9 @@ def guidellm_bench(base: str, tok: Path, n: int, concurrency: int, rate: float, 
         return json.loads(f.read_text())
 
     try:
-        rep = run(f"kind=throughput,max_concurrency={concurrency}", f"kind=max_requests,max_num={n}", "guidellm-max.json")
+        rep = run(f"kind=throughput,max_concurrency={concurrency}", f"kind=max_requests,count={n}", "guidellm-max.json")
         out = {"rate": _guidellm_rate(rep), "errors": None}
-        rep = run(f"kind=constant,rate={rate}", f"kind=max_requests,max_num={rate_n}", "guidellm-rate.json")
+        rep = run(f"kind=constant,rate={rate}", f"kind=max_requests,count={rate_n}", "guidellm-rate.json")
         out["achieved_rate"] = _guidellm_rate(rep)
         err = _guidellm_send_err(rep)
         if err:
@@ -244,12 +244,8 @@ def _find(obj, key):
 
 def _guidellm_rate(report: dict) -> float:
     """Successful requests / benchmark duration from a GuideLLM JSON report."""
-    for rps in _find(report, "requests_per_second"):
-        if isinstance(rps, dict):
-            succ = rps.get("successful", rps)
-            if isinstance(succ, dict) and succ.get("mean") is not None:
-                return float(succ["mean"])
-    raise ValueError("no requests_per_second in the GuideLLM report")
+    b = report["benchmarks"][-1]
+    return float(b["metrics"]["request_totals"]["successful"]) / float(b["duration"])
 
 
 def _guidellm_send_err(report: dict) -> dict | None:
@@ -295,7 +291,9 @@ def main() -> None:
         base = srv.url.removesuffix("/v1")
         print(f"mock server (own process) at {srv.url}; {args.requests} requests at concurrency "
               f"{args.concurrency}; fixed rate {args.rate:g} req/s for {rate_n} requests")
-        results["wattserve"] = asyncio.run(ours(srv.url, args.requests, args.concurrency, args.rate, rate_n, tmp))
+        from wattserve.bench.runner import run_async
+
+        results["wattserve"] = run_async(ours(srv.url, args.requests, args.concurrency, args.rate, rate_n, tmp))
         print("wattserve:", _line(results["wattserve"]))
         results["bare aiohttp"] = asyncio.run(bare(srv.url, args.requests, args.concurrency, args.rate, rate_n))
         print("bare aiohttp:", _line(results["bare aiohttp"]))

@@ -25,7 +25,7 @@ from typing import Any, Callable
 from wattserve.bench import metrics, store
 from wattserve.bench.config import BenchConfig
 from wattserve.bench.loads import Concurrent, LoadPoint, make_points, ramp_count
-from wattserve.bench.runner import record_windows, run_schedule, send_error_stats_ms
+from wattserve.bench.runner import record_windows, run_async, run_schedule, send_error_stats_ms
 from wattserve.bench.workloads import Workload, build_workload
 from wattserve.errors import ConfigError, EngineUnavailable, WattserveError
 from wattserve.types import Measurement, Request, RunRecord, RunSummary
@@ -339,7 +339,7 @@ def run_benchmark(
     Per-point summaries are in ``<run_dir>/run.json`` (``points``) and ``summary.csv``;
     ``load_points(run_dir)`` reads them back.
     """
-    return asyncio.run(arun_benchmark(config, engine, meter, run_dir, on_progress))
+    return run_async(arun_benchmark(config, engine, meter, run_dir, on_progress))
 
 
 def resume_state(run_dir: str | Path) -> tuple[BenchConfig, dict[str, Any]]:
@@ -363,7 +363,7 @@ def resume_benchmark(
     """Finish an interrupted run: skip requests that finished successfully, run the rest,
     recompute each point's summary from the union (no duplicates)."""
     cfg, state = resume_state(run_dir)
-    return asyncio.run(arun_benchmark(cfg, engine, meter, None, on_progress, _resume=state))
+    return run_async(arun_benchmark(cfg, engine, meter, None, on_progress, _resume=state))
 
 
 def load_points(run_dir: str | Path) -> list[PointResult]:
