@@ -24,7 +24,11 @@ def test_help_of_engine_commands():
 
 
 def test_generate_against_mock_server(mock_server, capsys):
-    main(["generate", "hello", "--base-url", mock_server, "--model", "mock", "--max-tokens", "5"])
+    import pytest
+
+    with pytest.raises(SystemExit) as e:  # typer exits 0 on success
+        main(["generate", "hello", "--base-url", mock_server, "--model", "mock", "--max-tokens", "5"])
+    assert e.value.code in (0, None)
     out = capsys.readouterr()
     assert out.out.strip() == "tok tok tok tok tok"
     assert "5 output tokens (usage)" in out.err
