@@ -183,7 +183,7 @@ def vllm_bench(base: str, tok: Path, n: int, concurrency: int, rate: float, rate
             cmd += ["--burstiness", "1000"]  # near-constant arrivals
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_peer_env())
         f = tmp / name
-        if p.returncode != 0 or not f.exists():
+        if not f.exists():  # (vLLM on CPU may exit non-zero on nanobind leak warnings after saving)
             tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"exit {p.returncode}: {' | '.join(tail)}")
         return json.loads(f.read_text())

@@ -131,3 +131,10 @@ def test_malformed_dataset_names_its_line(tmp_path, slow_server, wattserve):
                   "--dataset-name", "custom", "--dataset-path", str(bad), "--meter", "null",
                   "--result-dir", str(tmp_path))
     assert r.returncode == 2 and f"{bad}:2: invalid JSON" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_model_is_one_clear_line(wattserve, tmp_path):
+    r = wattserve("bench", "--backend", "local", "--model", "no-such-model-xyz", "--meter", "null",
+                  "--result-dir", str(tmp_path))
+    assert r.returncode == 3 and "unknown model 'no-such-model-xyz'" in r.stderr
+    assert "Traceback" not in r.stderr and not list(tmp_path.glob("*/run.json"))
