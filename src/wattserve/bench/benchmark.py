@@ -65,6 +65,13 @@ def environment() -> dict[str, Any]:
         return {"python": sys.version.split()[0], "platform": platform.platform(), "note": "minimal"}
 
 
+def _footprint(model: str) -> dict[str, Any] | None:
+    """The measured model's memory footprint (wattserve.footprint); None when its config is unknown."""
+    from wattserve.footprint import footprint_for_model
+
+    return footprint_for_model(model)
+
+
 def open_meter(name: str) -> tuple[Any, dict[str, Any]]:
     """(meter or None, description for run.json)."""
     try:
@@ -140,6 +147,7 @@ class BenchSession:
             "run_id": run_dir.name,
             "config": cfg.model_dump(mode="json"),
             "environment": {},
+            "footprint": _footprint(cfg.model),
             "meter": meter_desc.get("type"),
             "meter_info": meter_desc,
             "wall_start": time.time(),
