@@ -208,50 +208,59 @@ async def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="wattserve-bench-"))
     mock = MockServer(process=True, output_len=a.output_len, model="mock")
     mock.start()
-    procs: list[subprocess.Popen] = []
-    targets: dict[str, tuple[str, dict, int]] = {"direct": (mock.url, {}, a.num_requests)}
-    pids: dict[str, int | None] = {"direct": mock._proc.pid if mock._proc else None}
+    modes = [m.strip() for m in a.gateway_modes.split(",") if m.strip()]
+    # one target at a time, each gateway process started for its turn only; direct first and last
+    order = ["direct"] + [("wattserve" if m == "fast" else "wattserve-fastapi") for m in modes]
+    order += ([] if a.skip_litellm else ["litellm"]) + ["direct"]
+    runs: dict[str, list[dict]] = {}
+
+    async def measure(name: str, base: str, headers: dict, pid: int | None, n: int) -> dict:
+        url = base + "/chat/completions"
+        r: dict = {}
+        for stream in (False, True):
+            tag = "stream" if stream else "json"
+            c0 = cpu_s(pid)
+            r[f"rps_{tag}"] = (await throughput(url, "mock", n, a.max_concurrency, stream, a.output_len, headers))["rps"]
+            # CPU of the target's own process per request (warm-up requests counted too)
+            r[f"cpu_{tag}"] = 1000 * (cpu_s(pid) - c0) / (n + min(a.max_concurrency, n))
+            lat = await latency(url, "mock", a.latency_requests if name != "litellm" else min(150, a.latency_requests),
+                                stream, a.output_len, headers)
+            r[f"p50_{tag}"], r[f"p99_{tag}"] = lat["p50_ms"], lat["p99_ms"]
+        print(f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} | c=1 p50/p99 ms "
+              f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}"
+              f" | CPU ms/request json {r['cpu_json']:.3f} stream {r['cpu_stream']:.3f}", flush=True)
+        return r
+
     try:
-        for mode in [m.strip() for m in a.gateway_modes.split(",") if m.strip()]:
-            proc, url = start_gateway(mock.url, mode == "fast", tmp)
-            procs.append(proc)
-            await wait_http(url + "/ready", 120, proc)
-            name = "wattserve" if mode == "fast" else "wattserve-fastapi"
-            targets[name] = (url + "/v1", {}, a.num_requests)
-            pids[name] = proc.pid
-        if not a.skip_litellm:
-            started = start_litellm(mock.url, tmp)
-            if started is not None:
-                proc, url = started
-                procs.append(proc)
-                try:
-                    t = await wait_http(url + "/health/liveliness", 120, proc)
+        for name in order:
+            proc = None
+            try:
+                if name == "direct":
+                    r = await measure(name, mock.url, {}, mock._proc.pid if mock._proc else None, a.num_requests)
+                elif name.startswith("wattserve"):
+                    proc, url = start_gateway(mock.url, name == "wattserve", tmp)
+                    await wait_http(url + "/ready", 120, proc)
+                    r = await measure(name, url + "/v1", {}, proc.pid, a.num_requests)
+                else:
+                    started = start_litellm(mock.url, tmp)
+                    if started is None:
+                        continue
+                    proc, url = started
+                    try:
+                        t = await wait_http(url + "/health/liveliness", 120, proc)
+                    except (RuntimeError, TimeoutError) as exc:
+                        print(f"litellm skipped: it did not start ({exc})")
+                        continue
                     print(f"litellm proxy ready after {t:.1f} s")
-                    targets["litellm"] = (url + "/v1", {"Authorization": f"Bearer {MASTER_KEY}"}, a.litellm_requests)
-                    pids["litellm"] = proc.pid
-                except (RuntimeError, TimeoutError) as exc:
-                    print(f"litellm skipped: it did not start ({exc})")
-        rows: dict[str, dict] = {}
-        for name, (base, headers, n) in targets.items():
-            url = base + "/chat/completions"
-            r: dict = {}
-            for stream in (False, True):
-                tag = "stream" if stream else "json"
-                c0 = cpu_s(pids.get(name))
-                r[f"rps_{tag}"] = (await throughput(url, "mock", n, a.max_concurrency, stream, a.output_len, headers))["rps"]
-                # CPU of the target's own process per request (warm-up requests included in n + concurrency)
-                r[f"cpu_{tag}"] = 1000 * (cpu_s(pids.get(name)) - c0) / (n + min(a.max_concurrency, n))
-                lat = await latency(url, "mock", a.latency_requests if name != "litellm" else min(150, a.latency_requests),
-                                    stream, a.output_len, headers)
-                r[f"p50_{tag}"], r[f"p99_{tag}"] = lat["p50_ms"], lat["p99_ms"]
-            rows[name] = r
-            print(f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} | c=1 p50/p99 ms "
-                  f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}"
-                  f" | CPU ms/request json {r['cpu_json']:.3f} stream {r['cpu_stream']:.3f}", flush=True)
+                    r = await measure(name, url + "/v1", {"Authorization": f"Bearer {MASTER_KEY}"}, proc.pid,
+                                      a.litellm_requests)
+                runs.setdefault(name, []).append(r)
+            finally:
+                stop(proc)
     finally:
-        for p in procs:
-            stop(p)
         mock.stop()
+    # direct ran first and last: its figures are the mean of both passes
+    rows = {name: {k: statistics.mean(x[k] for x in rs) for k in rs[0]} for name, rs in runs.items()}
 
     d = rows["direct"]
     print(f"\nconcurrency {a.max_concurrency}, {a.output_len} output tokens, aiohttp client, mock on 127.0.0.1")

@@ -317,6 +317,10 @@ async def serve(app: Any, server: Any) -> None:
     Start-up errors (``WattserveError``) propagate before any socket is opened."""
     service = app.service
     await service.start()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # start-up objects (modules, schemas, models) leave the collector's scans
     try:
         await server.serve()
     finally:
