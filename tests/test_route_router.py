@@ -130,3 +130,23 @@ def test_calibration_to_a_share_and_to_a_quality():
     assert np.mean([m == "strong" for m in picks]) == pytest.approx(np.mean(qw <= 0.5), abs=0.01)
     with pytest.raises(ConfigError):
         threshold_for_quality(r, texts, labels * 0.5, target_quality=0.9)
+
+
+def test_gain_objective_upgrades_only_when_the_quality_gain_is_worth_it():
+    table = {
+        "both-fail": [0.1, 0.15, 0.2],  # weak is bad but nobody is better: stay cheap
+        "big-gain": [0.3, 0.4, 0.95],
+        "mid-gain": [0.5, 0.9, 0.92],
+    }
+    costs = {"tiny": 1.0, "small": 5.0, "large": 41.0}  # normalised: 0, 0.1, 1
+    r = Router(MODELS, costs, TableScorer(MODELS, table), objective="gain", threshold=0.5)
+    assert r.route(req("both-fail")).model == "tiny"
+    assert r.route(req("big-gain")).model == "large"  # 0.95 - 0.5 > 0.4 - 0.05 > 0.3
+    d = r.route(req("mid-gain"))
+    assert d.model == "small" and "gain worth its cost" in d.reason  # 0.9 - 0.05 beats 0.92 - 0.5
+    assert r.with_threshold(0.0).route(req("mid-gain")).model == "large"
+    assert r.with_threshold(1.0).route(req("big-gain")).model == "tiny"  # 0.3 vs 0.4-0.1 (tie -> cheaper)
+    # calibration works on the gain knob too
+    texts = list(table)
+    t = threshold_for_share(r, texts, 1 / 3)
+    assert [m for m in r.with_threshold(t).route_many([req(x) for x in texts])].count("large") == 1

@@ -15,16 +15,32 @@ import numpy as np
 from wattserve.errors import ConfigError
 
 
-def _candidates(q: np.ndarray) -> np.ndarray:
+def _candidates(router, q: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Every threshold at which some decision flips (plus the ends)."""
+    if router.objective == "gain":
+        lo = costs.min(axis=1, keepdims=True)
+        span = costs.max(axis=1, keepdims=True) - lo
+        norm = (costs - lo) / np.where(span > 0, span, 1.0)
+        breaks = []
+        M = q.shape[1]
+        for i in range(M):
+            for j in range(M):
+                dn = norm[:, j] - norm[:, i]
+                ok = dn > 0
+                breaks.append((q[ok, j] - q[ok, i]) / dn[ok])
+        v = np.unique(np.round(np.clip(np.concatenate(breaks), -0.0, 1.0), 12))
+        return np.concatenate([[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]])
     v = np.unique(np.round(q.ravel(), 12))
     return np.concatenate([[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]])
 
 
 def sweep(router, q: np.ndarray, costs: np.ndarray, labels: np.ndarray | None = None):
     """For each candidate threshold: (threshold, share per model, mean cost, mean quality)."""
+    if router.objective == "lambda":
+        raise ConfigError("calibrate a 'threshold' or 'gain' router (lambda is set directly)")
     out = []
     rows = np.arange(q.shape[0])
-    for t in _candidates(q):
+    for t in _candidates(router, q, costs):
         pick = router.choose(q, costs, threshold=float(t))
         share = np.bincount(pick, minlength=q.shape[1]) / q.shape[0]
         cost = float(costs[rows, pick].mean())

@@ -6,7 +6,14 @@ at the request's input and output tokens), the router picks
 
 - ``objective="threshold"``: the cheapest model whose predicted quality is at least
   ``threshold``; when none reaches it, the model with the highest predicted quality;
-- ``objective="lambda"``: the model minimising ``cost - lam * quality``.
+- ``objective="gain"``: the model maximising ``quality - threshold * normalised cost``
+  (cost scaled to [0, 1] between the cheapest and the dearest model): a pricier model is
+  chosen when its predicted quality gain is worth it. This is ``cost - lambda * quality``
+  with ``lambda = cost span / threshold``, re-scaled so the knob lies in [0, 1]; with two
+  models it sends a prompt to the strong one when ``q_strong - q_weak >= threshold``.
+  On MMLU it beats the plain threshold rule (docs/cache_route_sim.md), so trained routers
+  use it by default;
+- ``objective="lambda"``: the model minimising ``cost - lam * quality`` (raw units).
 
 The decision carries the reason, the scores and the costs. Thresholds are calibrated
 separately (``wattserve.route.calibrate``), as in RouteLLM. The routing policy can
@@ -59,7 +66,7 @@ class Router:
         costs: Mapping[str, CostSpec] | Sequence[CostSpec],
         scorer: Any,
         threshold: float = 0.5,
-        objective: Literal["threshold", "lambda"] = "threshold",
+        objective: Literal["threshold", "gain", "lambda"] = "threshold",
         lam: float = 1.0,
         name: str = "router",
     ) -> None:
@@ -82,8 +89,8 @@ class Router:
                 raise ConfigError(f"the scorer was trained for {scorer_models}, not {self.models}")
         else:
             self._cols = list(range(len(self.models)))
-        if objective not in ("threshold", "lambda"):
-            raise ConfigError("objective must be 'threshold' or 'lambda'")
+        if objective not in ("threshold", "gain", "lambda"):
+            raise ConfigError("objective must be 'threshold', 'gain' or 'lambda'")
         self.objective = objective
         self.threshold = float(threshold)
         self.lam = float(lam)
@@ -112,6 +119,14 @@ class Router:
             lam = self.lam if lam is None else lam
             return np.argmin(costs - lam * q, axis=1)
         t = self.threshold if threshold is None else threshold
+        if self.objective == "gain":
+            lo = costs.min(axis=1, keepdims=True)
+            span = costs.max(axis=1, keepdims=True) - lo
+            norm = (costs - lo) / np.where(span > 0, span, 1.0)
+            value = q - t * norm
+            best = value.max(axis=1, keepdims=True)
+            # ties go to the cheaper model
+            return np.argmin(np.where(value >= best - 1e-12, costs, np.inf), axis=1)
         ok = q >= t
         masked = np.where(ok, costs, np.inf)
         pick = np.argmin(masked, axis=1)
@@ -129,6 +144,13 @@ class Router:
         costs = {m: float(c[0, i]) for i, m in enumerate(self.models)}
         if self.objective == "lambda":
             reason = f"min cost - {self.lam:g} x quality"
+        elif self.objective == "gain":
+            cheapest = int(np.argmin(c[0]))
+            if j == cheapest:
+                reason = f"no pricier model gains >= {self.threshold:.3f} quality per cost span"
+            else:
+                reason = (f"predicted quality {q[0, j]:.3f} vs {q[0, cheapest]:.3f} on {self.models[cheapest]}:"
+                          f" gain worth its cost at threshold {self.threshold:.3f}")
         elif q[0, j] >= self.threshold:
             cheaper = [m for i, m in enumerate(self.models) if c[0, i] < c[0, j]]
             reason = (f"cheapest model with predicted quality {q[0, j]:.3f} >= {self.threshold:.3f}"
@@ -148,9 +170,11 @@ class Router:
         return float(c[0, int(self.choose(q, c)[0])])
 
     def with_threshold(self, threshold: float) -> "Router":
+        """A copy with another threshold (the ``router-<name>-<threshold>`` knob)."""
         r = copy.copy(self)
         r.threshold = float(threshold)
-        r.objective = "threshold"
+        if r.objective == "lambda":
+            r.objective = "threshold"
         return r
 
     # ------------------------------------------------------------------ persistence

@@ -176,7 +176,12 @@ class EmbeddingScorer:
         return d
 
 
-SCORERS = {"prior": PriorScorer, "tfidf": TfidfScorer, "embed": EmbeddingScorer}
+def _tfidf_words(**kwargs: Any) -> TfidfScorer:
+    """TF-IDF vocabulary only (no shape features): the ablation that shows what transfers."""
+    return TfidfScorer(shape_features=False, **kwargs)
+
+
+SCORERS = {"prior": PriorScorer, "tfidf": TfidfScorer, "tfidf-words": _tfidf_words, "embed": EmbeddingScorer}
 
 
 def make_scorer(name: str, **kwargs: Any) -> Any:
