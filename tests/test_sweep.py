@@ -84,6 +84,9 @@ def test_mock_sweep_frontier_recommendation_and_resume(tmp_path):
     assigned = json.loads((Path(cfg.result_dir) / "points/mock-r2-c4/replicas.json").read_text())["assignments"]
     measured = [v for k, v in assigned.items() if k.startswith("req-")]  # the probe request is not measured
     assert measured.count("replica-0") == measured.count("replica-1") == 4
+    run_json = json.loads((Path(cfg.result_dir) / "points/mock-r1-c1/run.json").read_text())
+    assert run_json["footprint"]["params"] == 134_515_008  # every bench record carries the footprint
+    assert by["mock-r2-c1"]["omp_wait_policy"] == "passive"
     doc = json.loads((Path(cfg.result_dir) / "sweep.json").read_text())
     assert doc["recommendation"]["point"] in doc["frontier"] or doc["recommendation"]["index"] is not None
     assert doc["footprint"]["params"] == 134_515_008  # smollm2-135m, the default model

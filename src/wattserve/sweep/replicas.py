@@ -68,7 +68,9 @@ class ReplicaSet:
     """Starts the replica processes of a plan, waits until each answers, stops them all."""
 
     def __init__(self, model: str, plan: ReplicaPlan, backend: str = "auto", command: str | None = None,
-                 ready_timeout_s: float = 600.0, mock_token_s: float = 0.001, host: str = "127.0.0.1") -> None:
+                 ready_timeout_s: float = 600.0, mock_token_s: float = 0.001, host: str = "127.0.0.1",
+                 omp_wait_policy: str = "passive") -> None:
+        self.omp_wait_policy = omp_wait_policy
         self.model, self.plan, self.backend, self.command = model, plan, backend, command
         self.ready_timeout_s, self.mock_token_s, self.host = ready_timeout_s, mock_token_s, host
         self.processes: list[subprocess.Popen] = []
@@ -80,6 +82,8 @@ class ReplicaSet:
         env = dict(os.environ, OMP_NUM_THREADS=str(self.plan.threads_per_replica),
                    MKL_NUM_THREADS=str(self.plan.threads_per_replica), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false")
+        if self.omp_wait_policy != "default":
+            env["OMP_WAIT_POLICY"] = self.omp_wait_policy.upper()
         for i in range(self.plan.replicas):
             port = free_port(self.host)
             args = self.command_for(i, port)
@@ -209,6 +213,13 @@ class RoundRobinEngine:
         self.assignments[request.id] = self.names[i]
         async for chunk in self.engines[i].stream(request):
             yield chunk
+
+    async def start(self) -> None:
+        for e in self.engines:
+            if hasattr(e, "start"):
+                res = e.start()
+                if asyncio.iscoroutine(res):
+                    await res
 
     async def aclose(self) -> None:
         for e in self.engines:

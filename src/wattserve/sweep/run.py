@@ -117,6 +117,11 @@ def point_row(pid: str, backend: str, plan: Any, conc: int, rate: float, run_dir
     return row
 
 
+def _with_settings(row: dict[str, Any], cfg: SweepConfig) -> dict[str, Any]:
+    row.update(omp_wait_policy=cfg.omp_wait_policy, pinned=cfg.pin_cores and cfg.command is None)
+    return row
+
+
 def _summary(d: dict[str, Any]) -> Any:
     from wattserve.bench.metrics import summary_from_dict
 
@@ -174,7 +179,8 @@ async def _run_group(cfg: SweepConfig, backend: str, plan: Any, todo: list[tuple
     from wattserve.bench.benchmark import arun_benchmark
 
     server_backend = backend if backend != "auto" else "auto"
-    replicas = ReplicaSet(cfg.model, plan, server_backend, cfg.command, cfg.ready_timeout_s, cfg.mock_token_s)
+    replicas = ReplicaSet(cfg.model, plan, server_backend, cfg.command, cfg.ready_timeout_s, cfg.mock_token_s,
+                          omp_wait_policy=cfg.omp_wait_policy)
     t0 = time.perf_counter()
     urls = await replicas.start()
     if on_event:
@@ -194,7 +200,7 @@ async def _run_group(cfg: SweepConfig, backend: str, plan: Any, todo: list[tuple
                 await engine.aclose()
             (run_dir / "replicas.json").write_text(json.dumps(
                 {"plan": plan.describe(), "urls": urls, "pids": replicas.pids, "assignments": engine.assignments}))
-            row = point_row(pid, backend, plan, conc, rate, run_dir, result_dir, engine.assignments)
+            row = _with_settings(point_row(pid, backend, plan, conc, rate, run_dir, result_dir, engine.assignments), cfg)
             rows.append(row)
             write_rows(result_dir, rows)
             ran += 1
