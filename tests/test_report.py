@@ -17,7 +17,7 @@ import pytest
 from wattserve.bench import metrics, store
 from wattserve.fit import save_fits
 from wattserve.report.data import load
-from wattserve.report.html import render, write_report
+from wattserve.report.html import write_report
 from wattserve.sweep.replicas import plan_replicas
 from wattserve.sweep.run import finish_sweep, point_row
 from wattserve.sweep.config import SweepConfig
@@ -60,9 +60,9 @@ def _point(root: Path, replicas: int, conc: int, tpot: float) -> dict:
     return point_row(pid, "local", plan_replicas(replicas, 2, pin=False), conc, float("inf"), pdir, root, assignments)
 
 
-@pytest.fixture
-def sweep_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "sweep"
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "sweep"
     rows = [_point(root, *p) for p in POINTS]
     finish_sweep(SweepConfig(result_dir=str(root), replicas=[1, 2], max_concurrencies=[1, 4]), root, rows)
     fit = ModelFit("smollm2-135m", "cpu", "runtime_s", "linear-interaction", ("a0", "a1", "a2"), (0.0, 0.02, 0.0),
@@ -74,10 +74,15 @@ def sweep_dir(tmp_path: Path) -> Path:
     return root
 
 
-def test_report_content_is_self_contained(sweep_dir):
+@pytest.fixture(scope="module")
+def report_html(sweep_dir) -> Path:
+    return write_report(sweep_dir, sweep_dir / "report.html")
+
+
+def test_report_content_is_self_contained(sweep_dir, report_html):
     rd = load(sweep_dir)
     assert rd.kind == "sweep" and len(rd.rows) == 4
-    page = render(rd)
+    page = report_html.read_text()
     imgs = re.findall(r'<img class="plot" alt="([^"]+)" src="data:image/png;base64,', page)
     assert {"Pareto plot", "Latency distributions", "Throughput and power over time"} <= set(imgs)
     assert any(a.startswith("fit: smollm2-135m @ cpu runtime_s") for a in imgs)
@@ -201,9 +206,9 @@ async def devtools_open(browser: str, url: str, shot: Path, profile: Path) -> di
         proc.stderr.close()
 
 
-def test_report_opens_in_headless_chromium(sweep_dir, tmp_path):
+def test_report_opens_in_headless_chromium(report_html, tmp_path):
     browser = find_chromium()
-    html_path = write_report(sweep_dir, tmp_path / "report.html")
+    html_path = report_html
     shot = tmp_path / "report.png"
     got = asyncio.run(asyncio.wait_for(devtools_open(browser, html_path.as_uri(), shot, tmp_path / "profile"), 120))
     assert got["exceptions"] == [] and got["console_errors"] == [] and got["log_errors"] == [], got

@@ -205,8 +205,10 @@ async def _run_group(cfg: SweepConfig, backend: str, plan: Any, todo: list[tuple
             write_rows(result_dir, rows)
             ran += 1
             if on_event:
+                jpt = f"{row['j_per_token']:.4g} J/token" if row["j_per_token"] is not None else "no energy figure"
                 on_event("point", f"{pid}: {row['tok_s_per_device'] or 0:.1f} tok/s/device, "
-                                  f"{row['tok_s_per_user'] or 0:.1f} tok/s/user, J/token {row['j_per_token']}")
+                                  f"{row['tok_s_per_user'] or 0:.1f} tok/s/user, {jpt}, "
+                                  f"{int(row['completed'])} ok / {int(row['failed'])} failed")
     finally:
         replicas.stop()
     return ran
