@@ -102,3 +102,34 @@ def test_redis_store_is_shared_and_survives_a_restart(redis_url):
     assert len(restarted) == 1 and restarted.get("q") == {"text": "shared"}
     restarted.clear()
     assert ResponseCache("lru", capacity_entries=10, store=RedisStore(redis_url, prefix="t:")).get("q") is None
+
+
+def test_cache_stats_and_clear_commands(tmp_path, capsys):
+    import json
+
+    from wattserve.cli import main
+
+    path = tmp_path / "c.sqlite"
+    c = ResponseCache("lec", capacity_entries=10, store=SQLiteStore(path))
+    c.put("a" * 64, "x", cost=2.0, size=10)
+    c.put("b" * 64, "y", cost=5.0, size=20)
+    for _ in range(3):
+        c.get("b" * 64)
+    c.close()
+
+    def run(args):
+        code = 0
+        try:
+            main(args)
+        except SystemExit as exc:
+            code = exc.code or 0
+        return code, capsys.readouterr()
+
+    code, out = run(["cache", "stats", str(path), "--format", "json"])
+    s = json.loads(out.out)
+    assert code == 0 and s["entries"] == 2 and s["bytes"] == 30 and s["requests"] == 5
+    assert s["saved_cost_so_far"] == 15.0 and s["top"][0]["key"] == "b" * 16
+    assert run(["cache", "clear", f"sqlite:{path}"])[0] == 0
+    assert json.loads(run(["cache", "stats", str(path), "--format", "json"])[1].out)["entries"] == 0
+    code, out = run(["cache", "stats", str(tmp_path / "none.sqlite")])
+    assert code == 2 and "no cache store" in out.err
