@@ -94,6 +94,12 @@ def test_mock_sweep_rows_frontier_and_recommendation(tmp_path):
     best = max(rows, key=lambda r: float(r["tok_s_per_device"]))
     assert doc["recommendation"]["point"] == best["point"]
 
+    # nothing left to run: a rerun only re-analyses (new SLOs allowed), other settings are refused
+    again = run_sweep(_cfg(tmp_path, goodput={"tpot": 0.001}))
+    assert again.ran == 0 and again.skipped == 4 and again.recommendation.index is None
+    with pytest.raises(ConfigError, match="output_len"):
+        run_sweep(_cfg(tmp_path, output_len=7))
+
 
 
 def test_killed_sweep_resumes_and_leaves_no_replicas(tmp_path):

@@ -31,6 +31,10 @@ from wattserve.sweep.replicas import ReplicaSet, RoundRobinEngine, client_engine
 
 SUMMARY = "summary.csv"
 SWEEP_JSON = "sweep.json"
+# settings that change what a point measures: a resumed sweep must keep them (SLOs, objective,
+# the lists of points may change)
+MEASUREMENT_KEYS = ("model", "threads", "pin_cores", "omp_wait_policy", "command", "memory_utilization", "input_len",
+                    "output_len", "num_prompts", "num_warmups", "seed", "endpoint", "meter")
 # on_event(kind, message): "group" when replicas start, "point" after each point, "skip"
 EventFn = Callable[[str, str], None]
 
@@ -218,8 +222,13 @@ def run_sweep(cfg: SweepConfig, on_event: EventFn | None = None) -> SweepResult:
     result_dir = Path(cfg.result_dir)
     result_dir.mkdir(parents=True, exist_ok=True)
     prev = json.loads((result_dir / SWEEP_JSON).read_text()) if (result_dir / SWEEP_JSON).is_file() else None
-    if prev and prev.get("config", {}).get("model") != cfg.model:
-        raise ConfigError(f"{result_dir} holds a sweep of {prev['config'].get('model')!r}; use another --result-dir")
+    if prev:
+        before, now = prev.get("config", {}), cfg.model_dump(mode="json")
+        changed = [k for k in MEASUREMENT_KEYS if k in before and before[k] != now[k]]
+        if changed:
+            raise ConfigError(f"{result_dir} holds a sweep measured with other settings "
+                              f"({', '.join(f'{k}: {before[k]!r} -> {now[k]!r}' for k in changed)}); "
+                              "resume with the same settings or use another --result-dir")
     if prev is None:
         (result_dir / SWEEP_JSON).write_text(json.dumps(
             {"kind": "wattserve-sweep", "schema_version": 1, "status": "running", "config": cfg.model_dump(mode="json")},
@@ -247,12 +256,29 @@ def run_sweep(cfg: SweepConfig, on_event: EventFn | None = None) -> SweepResult:
     return finish_sweep(cfg, result_dir, rows, ran, skipped)
 
 
+def rescore_slo(result_dir: Path, rows: list[dict[str, Any]], slo_ms: dict[str, float]) -> None:
+    """Goodput and SLO attainment of every row under ``slo_ms``, from its raw requests (so a
+    rerun with other SLOs re-analyses without measuring again)."""
+    from wattserve.bench import metrics, store
+
+    for r in rows:
+        recs = store.read_requests(result_dir / str(r.get("run_dir") or f"points/{r['point']}") / store.REQUESTS)
+        comps = [store.completion_of(x) for x in store.latest_per_request(recs).values()]
+        dur = _f(r.get("duration_s")) or metrics.duration_s(comps)
+        if comps:
+            r["goodput_rps"], r["slo_attainment"] = metrics.goodput(comps, slo_ms, dur)
+    for r in rows:
+        r["slo"] = json.dumps(slo_ms)
+
+
 def finish_sweep(cfg: SweepConfig, result_dir: Path, rows: list[dict[str, Any]], ran: int = 0, skipped: int = 0) -> SweepResult:
     """Frontier, recommendation and replica comparison over ``rows``; writes sweep.json."""
     from wattserve.footprint import footprint_for_model
 
     if not rows:
         raise ConfigError(f"no sweep points in {result_dir}")
+    if cfg.goodput:
+        rescore_slo(result_dir, rows, cfg.goodput)
     write_rows(result_dir, rows)
     rec = pareto.recommend(rows, cfg.goodput or None, cfg.min_attainment, cfg.objective, cfg.throughput_floor)
     comparison = compare_replicas(rows)
