@@ -267,3 +267,16 @@ async def test_multiplexer_routes_auto_and_router_policy_names():
     assert (await served_by("router-prior-7"))[0] == 400  # threshold outside [0, 1]
     assert len(engines["small"].seen) == 2 and len(engines["big"].seen) == 1
     assert (await _gateway(FakeEngine()).handle("completions", b'{"model": "auto", "prompt": "x"}')).status == 404
+
+
+async def test_identical_concurrent_requests_run_once():
+    from wattserve.cache import ResponseCache
+
+    engine = FakeEngine()
+    gw = _gateway(engine, ResponseCache("lru", capacity_entries=10))
+    body = b'{"model": "m", "prompt": "same", "temperature": 0}'
+    replies = await asyncio.gather(*(gw.handle("completions", body) for _ in range(4)))
+    assert len(engine.seen) == 1  # the twins waited for the first answer instead of recomputing it
+    assert sorted(dict(r.headers)["x-wattserve-cache"] for r in replies) == ["hit", "hit", "hit", "miss"]
+    assert len({r.body.split(b'"usage"')[0].split(b'"choices"')[1] for r in replies}) == 1
+    assert not gw._flights

@@ -45,7 +45,7 @@ class Reply:
 class _Ctx:
     """Bookkeeping for one request on one replica."""
 
-    __slots__ = ("req", "body", "group", "model", "key", "t0", "rep", "token", "ttft_s", "usage_wanted")
+    __slots__ = ("req", "body", "group", "model", "key", "t0", "rep", "token", "ttft_s", "usage_wanted", "flight")
 
     def __init__(self, req: Request, body: dict, group: str, model: str, key: str | None, t0: float) -> None:
         self.req, self.body, self.group, self.model, self.key, self.t0 = req, body, group, model, key, t0
@@ -53,6 +53,7 @@ class _Ctx:
         self.token = 0.0
         self.ttft_s: float | None = None
         self.usage_wanted = wire.wants_usage(body)
+        self.flight: str | None = None  # the cache key this request computes for waiting twins
 
 
 class Gateway:
@@ -67,6 +68,7 @@ class Gateway:
         self.first_token_s, self.total_s = first_token_s, total_s
         self.timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s, sock_read=first_token_s)
         self._routers: dict[float, Any] = {}  # the router at each threshold named in a model field
+        self._flights: dict[str, asyncio.Future] = {}  # cache key -> done when its answer is stored
         self.log_content = log_content
         self.cost_estimate = cost_estimate  # (model, input_tokens, output_tokens) -> J, when unmetered
         self.in_flight = 0
@@ -98,10 +100,26 @@ class Gateway:
                 if is_cacheable(req):
                     key = make_key(tenant, group, req)
                     hit = self.cache.get(key)
+                    if hit is None and key in self._flights:  # the same answer is being computed
+                        try:
+                            await asyncio.wait_for(asyncio.shield(self._flights[key]), self.total_s)
+                        except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - then compute it ourselves
+                            pass
+                        hit = self.cache.get(key)
                     if hit is not None:
                         return self._from_cache(req, body, model, hit, t0)
             ctx = _Ctx(req, body, group, model, key, t0)
-            return await self._forward(ctx)
+            if key is not None and key not in self._flights:
+                self._flights[key] = asyncio.get_running_loop().create_future()
+                ctx.flight = key
+            try:
+                reply = await self._forward(ctx)
+            except BaseException:
+                self._land(ctx)
+                raise
+            if reply.stream is None:
+                self._land(ctx)
+            return reply
         except APIError as exc:
             if self.metrics is not None:
                 self.metrics.done(label, exc.status, "none", None, time.perf_counter() - t0, 0, 0, None, "")
@@ -225,6 +243,14 @@ class Gateway:
             return None
         return self.accountant.end(rep.device, ctx.token)
 
+    def _land(self, ctx: _Ctx) -> None:
+        """Wake the identical requests that waited for this one's answer (single flight)."""
+        if ctx.flight is not None:
+            fut = self._flights.pop(ctx.flight, None)
+            ctx.flight = None
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
     def _upstream_answer(self, ctx: _Ctx, exc: UpstreamError) -> Reply:
         body = exc.body or APIError(exc.status, str(exc), type="upstream_error").body()
         if self.metrics is not None:
@@ -251,6 +277,7 @@ class Gateway:
             self.cache.put(ctx.key, {"text": text, "finish": finish, "input_tokens": in_tok,
                                      "output_tokens": out_tok, "energy_j": energy, "model": ctx.model},
                            cost=float(cost or 1e-3 * max(1, out_tok)), size=len(text) + 64)
+        self._land(ctx)
         if self.log_content and error is None:
             log.info("answer %s replica=%s text=%r", ctx.req.id, ctx.rep.name if ctx.rep else "-", text)
         return wire.usage_dict(in_tok, out_tok, energy, False, source)
