@@ -155,3 +155,30 @@ def test_graceful_shutdown_finishes_in_flight_and_flushes_cache(tmp_path):
         with gateway(cfg) as srv2:
             r = httpx.post(srv2.url + "/v1/completions", json={"model": "tiny", "prompt": "slow", "temperature": 0})
             assert r.headers["x-wattserve-cache"] == "hit" and r.json()["choices"][0]["text"] == " tok" * 8
+
+
+def test_fastapi_routes_serve_the_same_answers(reps):
+    with gateway(config([r.url for r in reps], fast_path=False)) as gw:
+        r = httpx.post(gw.url + "/v1/chat/completions", json={**CHAT, "temperature": 0.5}, timeout=10)
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == " tok" * 8
+        assert r.headers["x-wattserve-replica"].startswith("tiny/url-")
+        s = httpx.post(gw.url + "/v1/completions", json={"model": "tiny", "prompt": "p", "stream": True}, timeout=10)
+        assert s.text.endswith("data: [DONE]\n\n") and s.text.count(" tok") == 8
+        bad = httpx.post(gw.url + "/v1/completions", content=b"{", timeout=10)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+
+
+def test_cli_help_and_one_line_errors(tmp_path, capsys):
+    from wattserve.cli import main
+
+    for cmd in (["serve", "--help"], ["demo-gateway", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(cmd)
+        assert e.value.code == 0 and "--config" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [{name: x, replicas: [{kind: url}]}]\n")
+    for path in (bad, tmp_path / "missing.yaml"):
+        with pytest.raises(SystemExit) as e:
+            main(["serve", "--config", str(path)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("error: ") and "Traceback" not in err
