@@ -151,3 +151,10 @@ def test_identical_queries_are_merged_exactly():
     # optimum by hand: 'small' only has room for 100; the rest on 'medium' (quality 0.6 keeps the mean >= 0.5)
     assert list(loads) == [100, 200, 0]
     assert s.optimality_gap is not None and s.optimality_gap < 1e-6
+
+
+def test_lagrange_handles_uncoupled_all_tied_problems():
+    i, o = workload(3000, seed=3)
+    p = build_problem(i, o, TARGETS).with_objective("weighted", 0.0, quality_target=None)
+    s = solve(p, "lagrange")  # every query ties on quality alone: no residual MILP needed
+    assert set(s.assignment.values()) == {"big"} and s.optimality_gap == pytest.approx(0.0, abs=1e-12)

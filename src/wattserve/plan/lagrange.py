@@ -140,10 +140,13 @@ def round_from_reduced(p: Problem, r: np.ndarray, *, residual: int, time_limit_s
     else:
         margin = np.full(p.n, np.inf)
     assign = np.argmin(r, axis=1)
+    if p.quality_target is None and not np.isfinite(p.capacity_s).any():
+        return assign  # nothing couples the queries: each one's cheapest target is optimal
     order = np.argsort(margin, kind="stable")
-    # include every query tied with the last one taken: identical queries go in together
+    # include queries tied with the last one taken (identical queries go in together), up to a cap
     cut = margin[order[min(residual, p.n) - 1]]
     k = int(np.searchsorted(margin[order], cut * (1 + 1e-9) + 1e-12, side="right"))
+    k = min(k, max(residual, 2000))
     return solve_residual(p, assign, order[:k], order=order, time_limit_s=time_limit_s)
 
 
@@ -175,7 +178,7 @@ def solve_residual(p: Problem, assign, residual_idx, *, order=None, time_limit_s
         else:
             try:
                 left = max(1.0, time_limit_s - (time.perf_counter() - t0))
-                sub, _ = solve_milp(p, rows_idx=residual, cap=cap, need_q=need_q, time_limit_s=min(left, 1.5), mip_rel_gap=1e-3)
+                sub, _ = solve_milp(p, rows_idx=residual, cap=cap, need_q=need_q, time_limit_s=min(left, max(1.5, residual.size / 500)), mip_rel_gap=1e-3)
                 if np.all(sub >= 0):
                     assign[residual] = sub
                     return assign
