@@ -97,3 +97,15 @@ def test_bad_inputs(files, capsys):
     code, err = fail(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "targets.yaml"),
                       "--solver", "simplex"], capsys)
     assert code == 2 and "unknown solver" in err
+
+
+def test_exported_requests_load_as_bench_trace(files):
+    bench = pytest.importorskip("wattserve.bench.workloads")
+    ok(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "targets.yaml"),
+        "--quality-target", "0.6", "-o", str(files / "s.json"), "--export-requests", str(files / "req")])
+    path = files / "req" / "b-a100.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    w = bench.trace_workload(path, None, 16)
+    assert len(w.requests) == len(rows) > 0
+    assert sorted(r.max_tokens for r in w.requests) == sorted(r["max_tokens"] for r in rows)
+    assert sorted(r.input_tokens for r in w.requests) == sorted(r["input_tokens"] for r in rows)

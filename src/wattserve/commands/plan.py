@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         time_limit_s: float = typer.Option(60.0, "--time-limit", min=1.0, help="Solver time limit in seconds."),
         seed: int = typer.Option(0, "--seed", help="Seed of the random baseline."),
         output: Path = typer.Option(Path("schedule.json"), "--output", "-o", help="Where to write the Schedule JSON."),
-        export_requests: Optional[Path] = typer.Option(None, "--export-requests", help="Also write one requests JSONL per target here, for the benchmark runner."),
+        export_requests: Optional[Path] = typer.Option(None, "--export-requests", help="Also write one trace JSONL per target here (replay each with `wattserve bench --dataset-name trace`)."),
     ) -> None:
         """Solve the plan, compare it with the baselines, write the Schedule JSON."""
         import warnings
@@ -96,10 +96,17 @@ def register(app: typer.Typer) -> None:
             export_requests.mkdir(parents=True, exist_ok=True)
             for t_idx, name in enumerate(p.target_names):
                 sel = np.flatnonzero(assign == t_idx)
-                lines = [json.dumps({"id": p.query_ids[i], "model": tgs[t_idx].model, "input_tokens": int(qs.input_tokens[i]),
-                                     "max_tokens": int(qs.output_tokens[i]), "target": name}) for i in sel]
+                # a `wattserve bench --dataset-name trace` file: all queued at t=0, the runner's
+                # --max-concurrency (= the target's slots) bounds how many run at once
+                lines = [json.dumps({"id": p.query_ids[i], "timestamp": 0.0, "model": tgs[t_idx].model,
+                                     "input_tokens": int(qs.input_tokens[i]), "max_tokens": int(qs.output_tokens[i]),
+                                     "target": name}) for i in sel]
                 safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-                (export_requests / f"{safe}.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
+                path = export_requests / f"{safe}.jsonl"
+                path.write_text("\n".join(lines) + ("\n" if lines else ""))
+                if lines:
+                    console.print(f"replay {name}: wattserve bench --model '{tgs[t_idx].model}' --base-url URL "
+                                  f"--dataset-name trace --dataset-path {path} --max-concurrency {tgs[t_idx].slots}")
             console.print(f"requests per target -> {export_requests}")
 
     @plan_app.command("queries")
