@@ -280,3 +280,29 @@ async def test_identical_concurrent_requests_run_once():
     assert sorted(dict(r.headers)["x-wattserve-cache"] for r in replies) == ["hit", "hit", "hit", "miss"]
     assert len({r.body.split(b'"usage"')[0].split(b'"choices"')[1] for r in replies}) == 1
     assert not gw._flights
+
+
+def test_energy_aware_balancer_from_a_fits_file(tmp_path):
+    import json
+
+    from wattserve.serve.balancers import fit_energy_fn
+    from wattserve.serve.service import load_fits
+    from wattserve.types import ModelFit
+
+    fit = ModelFit(model="small", device="cpu", quantity="energy_j", form="linear-interaction",
+                   params=("a0_in", "a1_out", "a2_in_out"), coefficients=(0.01, 0.1, 0.001))
+    path = tmp_path / "fits.json"
+    path.write_text(json.dumps({"fits": [fit.to_dict()]}))
+    cfg = config_from_dict({"models": [{"name": "small", "fit": str(path), "replicas": [{"kind": "mock"}]}],
+                            "balancer": "energy_aware"})
+    fits = load_fits(cfg)
+    energy = fit_energy_fn(fits, {"other": 0.5})
+    from wattserve.fit import predict
+
+    assert energy(R("a", model="small"), 100, 10) == pytest.approx(0.01 * 100 + 0.1 * 10 + 0.001 * 1000)
+    assert float(predict(fit, 100, 10, warn=False)) == pytest.approx(3.0)
+    assert energy(R("b", model="other"), 100, 10) == pytest.approx(55.0)
+    assert energy(R("c", model="unknown"), 1, 1) is None
+    bad = config_from_dict({"models": [{"name": "big", "fit": str(path), "replicas": [{"kind": "mock"}]},
+                                       {"name": "tiny", "fit": str(path), "replicas": [{"kind": "mock"}]}]})
+    assert set(load_fits(bad)) == {"big", "tiny"}  # a file with one energy fit serves any model

@@ -104,7 +104,7 @@ def fit_energy_fn(fits: Mapping[str, Any], per_token_j: Mapping[str, float]) -> 
         if fit is not None:
             from wattserve.fit import predict
 
-            return max(0.0, float(predict(fit, input_tokens, output_tokens)))
+            return max(0.0, float(predict(fit, input_tokens, output_tokens, warn=False)))
         j = per_token_j.get(replica.model)
         return None if j is None else j * (input_tokens + output_tokens)
 

@@ -43,16 +43,30 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
 
 
 def load_fits(config: ServeConfig) -> dict[str, Any]:
+    """Each model's energy fit: from ``models[].fit``, a fits file written by ``wattserve fit``
+    (the ``energy_j`` fit whose model matches the served name, else the only energy fit), or
+    one bare ModelFit JSON object."""
+    from wattserve.fit import load_fits as read_fits
     from wattserve.types import ModelFit
 
     fits = {}
     for m in config.models:
-        if m.fit:
-            p = Path(m.fit)
-            try:
-                fits[m.name] = ModelFit.from_dict(json.loads(p.read_text()))
-            except (OSError, ValueError, TypeError) as exc:
-                raise ConfigError(f"cannot read the fit for {m.name} from {p}: {exc}") from None
+        if not m.fit:
+            continue
+        p = Path(m.fit)
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the fit for {m.name} from {p}: {exc}") from None
+        if isinstance(doc, dict) and "coefficients" in doc:
+            found = [ModelFit.from_dict(doc)]
+        else:
+            found = [f for f in read_fits(p) if f.quantity == "energy_j"]
+        match = [f for f in found if f.model == m.name] or (found if len(found) == 1 else [])
+        if not match:
+            raise ConfigError(f"{p} has no energy_j fit for model {m.name!r} "
+                              f"(it has: {', '.join(sorted({f.model for f in found})) or 'none'})")
+        fits[m.name] = match[0]
     return fits
 
 
