@@ -67,7 +67,8 @@ def test_fit_reads_bench_run_directory(tmp_path):
                              "sent_s": 1.0, "end_s": 2.0, "error": "timeout", "energy_j": None}))
     (run_dir / "requests.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "f.json"
-    ok(["fit", str(run_dir), "-o", str(out), "--form", "physical", "--min-rows", "5"])
+    ok(["fit", str(run_dir), "-o", str(out), "--form", "physical", "--min-rows", "5", "--plot", str(tmp_path / "p.png")])
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fits = json.loads(out.read_text())["fits"]
     assert {(f["model"], f["device"]) for f in fits} == {("tiny", "cpu0")}
     assert all(f["n_rows"] == 30 for f in fits)  # the errored request is left out
