@@ -56,6 +56,10 @@ def test_plan_writes_schedule_and_baselines(files, capsys, monkeypatch):
         "--quality-target", "0.6", "-o", str(out), "--export-requests", str(files / "req")])
     doc = json.loads(out.read_text())
     assert len(doc["assignment"]) == 300 and doc["mean_quality"] >= 0.6 - 1e-9
+    per_query = doc["queries"]
+    assert [q["target"] for q in per_query] == [doc["assignment"][q["id"]] for q in per_query]
+    assert sum(q["energy_j"] for q in per_query) == pytest.approx(doc["energy_j"])
+    assert np.mean([q["quality"] for q in per_query]) == pytest.approx(doc["mean_quality"])
     assert doc["solver"] == "milp" and doc["optimality_gap"] < 1e-5
     names = [r["plan"] for r in doc["baselines"]]
     assert names[0].startswith("plan") and {"round-robin", "random", "fastest", "only b-a100"} <= set(names)

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         cls=DefaultGroup,
         no_args_is_help=True,
         help="Plan a query batch across (model, device) targets at least energy: `wattserve plan --queries Q "
-        "--targets T` (same as `plan solve`); `wattserve plan queries` makes a query set.",
+        "--targets T` (same as `plan run`); `wattserve plan queries` makes a query set.",
     )
     app.add_typer(plan_app, name="plan")
 
@@ -90,7 +90,10 @@ def register(app: typer.Typer) -> None:
         console.print(f"solver {sched.solver}: {sched.solve_time_s:.2f} s, gap {gap}; "
                       f"load s: " + ", ".join(f"{k} {v:.4g}" for k, v in sched.target_load_s.items()))
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({**sched.to_dict(), "baselines": rows}, indent=2) + "\n")
+        k = np.arange(p.n)
+        per_query = [{"id": q, "target": p.target_names[t], "energy_j": float(e), "runtime_s": float(r), "quality": float(ql)}
+                     for q, t, e, r, ql in zip(p.query_ids, assign, p.energy_j[k, assign], p.runtime_s[k, assign], p.quality[k, assign])]
+        output.write_text(json.dumps({**sched.to_dict(), "baselines": rows, "queries": per_query}, indent=1) + "\n")
         console.print(f"schedule -> {output}")
         if export_requests is not None:
             export_requests.mkdir(parents=True, exist_ok=True)
