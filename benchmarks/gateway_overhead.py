@@ -6,7 +6,8 @@ OpenAI server on 127.0.0.1.
     .venv/bin/python benchmarks/gateway_overhead.py --skip-litellm --gateway-modes fast,fastapi
 
 Targets: ``direct`` (the mock itself), ``wattserve`` (the gateway's lean ASGI hot route),
-``wattserve-fastapi`` (the same gateway with ``fast_path: false``: FastAPI routes), ``litellm``
+``wattserve-fastapi`` (the same gateway with ``fast_path: false``: FastAPI routes), ``floor``
+(``--with-floor``: a bare uvicorn + aiohttp forwarder with no gateway logic), ``litellm``
 (``litellm[proxy]``, installed on first use into benchmarks/.peers/.venv, never into the
 project's environment; skipped with a message when it cannot be installed or started).
 Each gateway runs in its own process, the load generator (aiohttp) in this one. The
@@ -131,6 +132,44 @@ fast_path: {str(fast_path).lower()}
     return proc, f"http://127.0.0.1:{port}"
 
 
+# The floor: a bare forwarder (uvicorn + httptools + uvloop + one aiohttp session), no gateway logic.
+FLOOR = r"""
+import sys, aiohttp, uvicorn
+from yarl import URL
+UP, session = URL(sys.argv[1] + "/chat/completions"), None
+async def app(scope, receive, send):
+    global session
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            if m["type"] == "lifespan.startup":
+                session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"}); return
+    if scope["method"] == "GET":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"}); return
+    body = b""
+    while True:
+        m = await receive(); body += m.get("body", b"")
+        if not m.get("more_body"): break
+    async with session.post(UP, data=body, headers={"Content-Type": "application/json"}) as r:
+        data = await r.read()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", r.headers["Content-Type"].encode())]})
+    await send({"type": "http.response.body", "body": data})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools", log_level="warning",
+            access_log=False, proxy_headers=False, server_header=False)
+"""
+
+
+def start_floor(mock_url: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR, mock_url, str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}"
+
+
 def ensure_litellm() -> Path | None:
     exe = PEERS / "bin" / "litellm"
     if exe.exists():
@@ -201,6 +240,8 @@ async def main() -> None:
     ap.add_argument("--output-len", type=int, default=16)
     ap.add_argument("--gateway-modes", default="fast", help="fast,fastapi: which wattserve hot paths to run")
     ap.add_argument("--skip-litellm", action="store_true")
+    ap.add_argument("--with-floor", action="store_true",
+                    help="also measure a bare uvicorn+aiohttp forwarder with no gateway logic (the floor)")
     a = ap.parse_args()
 
     from wattserve.engines.mock_server import MockServer
@@ -210,7 +251,8 @@ async def main() -> None:
     mock.start()
     modes = [m.strip() for m in a.gateway_modes.split(",") if m.strip()]
     # one target at a time, each gateway process started for its turn only; direct first and last
-    order = ["direct"] + [("wattserve" if m == "fast" else "wattserve-fastapi") for m in modes]
+    order = ["direct"] + (["floor"] if a.with_floor else [])
+    order += [("wattserve" if m == "fast" else "wattserve-fastapi") for m in modes]
     order += ([] if a.skip_litellm else ["litellm"]) + ["direct"]
     runs: dict[str, list[dict]] = {}
 
@@ -237,6 +279,10 @@ async def main() -> None:
             try:
                 if name == "direct":
                     r = await measure(name, mock.url, {}, mock._proc.pid if mock._proc else None, a.num_requests)
+                elif name == "floor":
+                    proc, url = start_floor(mock.url)
+                    await wait_http(url + "/", 60, proc)
+                    r = await measure(name, url + "/v1", {}, proc.pid, a.num_requests)
                 elif name.startswith("wattserve"):
                     proc, url = start_gateway(mock.url, name == "wattserve", tmp)
                     await wait_http(url + "/ready", 120, proc)

@@ -348,4 +348,4 @@ def uvicorn_config(app: Any, host: str, port: int, grace_s: float, log_level: st
         http = "h11"
     return uvicorn.Config(app, host=host, port=port, http=http, log_level=log_level,
                           access_log=False, lifespan="off", timeout_graceful_shutdown=grace_s,
-                          timeout_keep_alive=30)
+                          timeout_keep_alive=30, proxy_headers=False, server_header=False)
