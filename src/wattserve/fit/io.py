@@ -159,7 +159,8 @@ def load_groups(
         values = _numeric(df, col)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            raise ConfigError(f"column {col!r} ({role}) has missing or non-numeric values in rows {_rows(df.index[bad])}")
+            hint = "; fit runtime alone with --quantity runtime_s" if role == "energy_j" else ""
+            raise ConfigError(f"column {col!r} ({role}) has missing or non-numeric values in rows {_rows(df.index[bad])}{hint}")
         nonpos = np.flatnonzero(values <= 0)
         if len(nonpos):
             raise ConfigError(
