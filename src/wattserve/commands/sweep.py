@@ -97,24 +97,27 @@ def print_result(console: object, result: object) -> None:
     rec = result.recommendation  # type: ignore[attr-defined]
     rows = result.rows  # type: ignore[attr-defined]
     t = Table(title=f"sweep points ({result.ran} run, {result.skipped} resumed from summary.csv)")  # type: ignore[attr-defined]
-    for col in ("point", "replicas x threads", "conc", "tok/s/device", "tok/s/user", "J/token", "TTFT p50 s", "frontier"):
-        t.add_column(col, justify="left" if col == "point" else "right")
+    t.add_column("point", no_wrap=True)
+    for col in ("repl x thr", "conc", "tok/s dev", "tok/s user", "J/token", "TTFT p50", "frontier"):
+        t.add_column(col, justify="right")
     for i, r in enumerate(rows):
-        mark = ("*" if int(float(r.get("pareto") or 0)) else "") + (" <- recommended" if i == rec.index else "")
+        mark = ("*" if int(float(r.get("pareto") or 0)) else "") + (" best" if i == rec.index else "")
         t.add_row(r["point"], f"{r['replicas']} x {r['threads_per_replica']}", str(r["max_concurrency"]),
                   fmt(r.get("tok_s_per_device")), fmt(r.get("tok_s_per_user")), fmt(r.get("j_per_token"), ".4f"),
                   fmt(r.get("ttft_p50_s"), ".3f"), mark)
     console.print(t)  # type: ignore[attr-defined]
     if result.comparison:  # type: ignore[attr-defined]
         c = Table(title="replicas vs one replica with all threads (same concurrency)")
-        for col in ("backend", "conc", "1 replica", "tok/s", "N replicas", "tok/s", "ratio", "J/token ratio"):
-            c.add_column(col, justify="right")
+        for col in ("backend", "conc", "1 replica", "tok/s", "N replicas", "tok/s", "ratio", "J/tok ratio"):
+            c.add_column(col, justify="right", no_wrap=col in ("backend", "1 replica", "N replicas"))
         for r in result.comparison:  # type: ignore[attr-defined]
-            c.add_row(r["backend"], str(r["max_concurrency"]), r["base"], fmt(r["base_tok_s"]), r["alt"],
+            c.add_row(r["backend"], str(r["max_concurrency"]), r["base"].replace(" threads", " thr"), fmt(r["base_tok_s"]),
+                      r["alt"].replace(" threads", " thr"),
                       fmt(r["alt_tok_s"]), fmt(r["throughput_ratio"], ".2f") + "x", fmt(r["energy_ratio"], ".2f"))
         console.print(c)  # type: ignore[attr-defined]
     what = rows[rec.index]["point"] if rec.index is not None else "none"
-    console.print(f"[bold]recommended:[/bold] {what} - {rec.reason}")  # type: ignore[attr-defined]
+    console.print(f"[bold]recommended:[/bold] {what} - {rec.reason}"
+                  + ("" if rec.index is None else " (marked 'best'; * = on the Pareto frontier)"))  # type: ignore[attr-defined]
     console.print(f"frontier: {', '.join(rows[i]['point'] for i in rec.frontier)} "  # type: ignore[attr-defined]
                   f"(over {', '.join(rec.objectives_used)})")
     console.print(f"results: {result.result_dir}/summary.csv, sweep.json")  # type: ignore[attr-defined]
