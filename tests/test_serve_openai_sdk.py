@@ -76,3 +76,28 @@ def test_models_and_errors_through_sdk(client):
     assert e.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], temperature=7)
+
+
+def test_demo_workload_through_the_sdk(gw):
+    from wattserve.serve.demo import run_workload, workload
+
+    items = workload(16, seed=0)
+    distinct = {(i["prompt"], i["chat"]) for i in items}
+    r = run_workload(gw.url + "/v1", "tiny", n=16, concurrency=1, max_tokens=8, seed=0)
+    assert r.ok == 16 and not r.errors
+    assert r.hits >= 16 - len(distinct) > 0  # every repeat of an earlier request is a cache hit
+    assert r.per_model == {"tiny": 16}
+    assert r.per_replica["cache"] == r.hits
+    assert r.stats["cache"]["hits"] >= r.hits and r.energy_source == "modeled"
+
+
+def test_example_configs_are_valid():
+    from pathlib import Path
+
+    from wattserve.serve.config import load_config
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("serve*.yaml"))
+    assert len(examples) >= 3
+    for path in examples:
+        cfg = load_config(path)
+        assert cfg.models and all(m.replicas for m in cfg.models)
