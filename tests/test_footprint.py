@@ -127,7 +127,7 @@ def test_config_file_dir_and_bundled_names(tmp_path):
     assert footprint(tmp_path).params == footprint(tmp_path / "config.json").params == 494_032_768
     assert {"smollm2-135m", "qwen2-0.5b", "gemma-3-270m", "deepseek-v2-lite", "gpt2", "santacoder"} <= set(bundled_configs())
     assert footprint("HuggingFaceTB/SmolLM2-135M-Instruct").params == 134_515_008
-    assert footprint("gemma-3-270m").params == 268_098_176
+    assert footprint("gemma-3-270m").params == footprint("gemma3-270m").params == 268_098_176
 
 
 def test_config_object_with_to_dict():

@@ -51,6 +51,7 @@ ALIASES: dict[str, str] = {
     "qwen/qwen2-0.5b": "qwen2-0.5b",
     "qwen/qwen2-0.5b-instruct": "qwen2-0.5b",
     "google/gemma-3-270m": "gemma-3-270m",
+    "gemma3-270m": "gemma-3-270m",
     "google/gemma-3-270m-it": "gemma-3-270m",
     "deepseek-ai/deepseek-v2-lite": "deepseek-v2-lite",
     "deepseek-ai/deepseek-v2-lite-chat": "deepseek-v2-lite",
@@ -388,7 +389,14 @@ def footprint_for_model(name_or_path: Any, dtype: str | None = None) -> dict[str
     Never raises: a record without a footprint beats a failed benchmark.
     """
     try:
-        cfg, _, source = load_config(name_or_path)
+        try:
+            cfg, _, source = load_config(name_or_path)
+        except ConfigError:  # a model registered with the engines: use its file on disk
+            from wattserve.engines.models import resolve_model
+
+            found = resolve_model(str(name_or_path))
+            name_or_path = found.gguf_path or found.hf_dir
+            cfg, _, source = load_config(name_or_path)
         if dtype is None:
             dtype = str(cfg.get("torch_dtype") or "bf16")
             dtype = dtype if dtype.lower() in WEIGHT_BITS else "bf16"
