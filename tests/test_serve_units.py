@@ -61,6 +61,18 @@ def test_energy_split_by_active_time_adds_up_to_the_meter():
     assert s["idle_j"] == pytest.approx(10.0)
 
 
+def test_a_lone_short_request_pays_average_power_times_its_duration():
+    clock = FakeClock()
+    acc = EnergyAccountant(FakeMeter(clock, 10.0), clock=clock, min_read_s=0.0)
+    acc.end("cpu", acc.begin("cpu"))
+    clock.t = 0.5
+    t = acc.begin("cpu")
+    clock.t = 0.51  # 10 ms in flight, inside a 0.51 s meter interval
+    assert acc.end("cpu", t) == pytest.approx(10.0 * 0.01)
+    s = acc.summary()["cpu"]
+    assert s["idle_j"] == pytest.approx(5.0) and s["charged_j"] == pytest.approx(0.1)
+
+
 def test_open_interval_is_estimated_at_the_last_rate():
     clock = FakeClock()
     acc = EnergyAccountant(FakeMeter(clock, 6.0), clock=clock, min_read_s=10.0)  # no read at the end

@@ -1,13 +1,15 @@
 """Per-request energy for live traffic: the device meter is read beside the traffic and each
 request is charged its share of its device's joules over its lifetime.
 
-Method (``active_time``): the meter is read every ``interval_s``. In each interval ``k`` the
-device's joules ``dE_k`` are divided by the active request-seconds ``A_k`` on that device
-(the integral of the number of requests in flight), giving a rate ``r_k`` in joules per
-request-second; a request is charged ``sum_k r_k * (its seconds in flight during k)``. So
-concurrent requests split the device's energy equally per second they are in flight, and the
-charges of an interval add up to the interval's joules. Energy in intervals with no request
-in flight is idle energy (counted, charged to nobody). A request that ends closes the open
+Method (``active_time``): the meter is read every ``interval_s``. Within an interval ``k``
+the device's power is taken as constant, so the joules of the time when at least one request
+was in flight on the device are ``dE_k * busy_k / dt_k``; they are divided by the active
+request-seconds ``A_k`` (the integral of the number of requests in flight), giving a rate
+``r_k`` in joules per request-second, and a request is charged ``sum_k r_k * (its seconds in
+flight during k)``. So concurrent requests split the device's energy equally per second
+they are in flight, a lone request is charged the device's average power times its
+duration, and the charges of an interval add up to its busy joules. The rest (time with no
+request in flight) is idle energy (counted, charged to nobody). A request that ends closes the open
 interval with a fresh meter read when the last read is at least ``min_read_s`` old, so its
 charge is metered to its end; one ending sooner is charged that short part at the previous
 interval's rate (an estimate, at most ``min_read_s`` of its share). Replicas on one device share that device's joules;
@@ -23,17 +25,19 @@ import time
 from collections import deque
 from typing import Any, Callable
 
-METHOD = ("active_time: each device's metered joules per interval split over the requests in "
-          "flight on it, in proportion to their seconds in flight")
+METHOD = ("active_time: the device's metered joules while requests are in flight on it (power taken "
+          "as constant within each meter interval), split over those requests in proportion to their "
+          "seconds in flight; time with nothing in flight is idle energy, charged to nobody")
 
 
 class _Device:
-    __slots__ = ("n", "last_t", "area", "bounds", "cum", "rates", "rate", "idle_j", "total_j", "charged_j")
+    __slots__ = ("n", "last_t", "area", "busy", "bounds", "cum", "rates", "rate", "idle_j", "total_j", "charged_j")
 
     def __init__(self, t0: float, history: int) -> None:
         self.n = 0  # requests in flight
         self.last_t = t0
         self.area = 0.0  # request-seconds in the open interval
+        self.busy = 0.0  # seconds of the open interval with at least one request in flight
         self.bounds: deque[float] = deque([t0], maxlen=history)  # interval starts
         self.cum: deque[float] = deque([0.0], maxlen=history)  # R at each bound (J per request, cumulative)
         self.rates: deque[float] = deque([0.0], maxlen=history)  # rate of the interval starting there
@@ -43,7 +47,9 @@ class _Device:
         self.charged_j = 0.0
 
     def _advance(self, now: float) -> None:
-        self.area += self.n * (now - self.last_t)
+        if self.n:
+            self.area += self.n * (now - self.last_t)
+            self.busy += now - self.last_t
         self.last_t = now
 
     def r_at(self, t: float) -> float:
@@ -132,17 +138,17 @@ class EnergyAccountant:
             de = 0.0 if prev is None else max(0.0, self._joules(reading, name) - prev)
             d.total_j += de
             start = d.bounds[-1]
-            if d.area > 0:
-                rate = de / d.area
-            else:
-                rate = 0.0
-                d.idle_j += de
+            dt = now - start
+            busy_j = de * min(1.0, d.busy / dt) if dt > 0 and d.area > 0 else 0.0
+            rate = busy_j / d.area if d.area > 0 else 0.0
+            d.idle_j += de - busy_j
             d.rates[-1] = rate
             d.bounds.append(now)
             d.cum.append(d.cum[-1] + rate * (now - start))
             d.rates.append(rate)
             d.rate = rate
             d.area = 0.0
+            d.busy = 0.0
         self._last_reading = reading
 
     async def run(self) -> None:
