@@ -55,6 +55,8 @@ def test_config_errors_are_one_line():
         SweepConfig.build(replicas=[0])
     with pytest.raises(ConfigError, match="objective"):
         SweepConfig.build(objective="fast")
+    with pytest.raises(ConfigError, match="unknown backend"):
+        SweepConfig.build(backends=["vllm"])
 
 
 def _cfg(tmp_path: Path, **kw) -> SweepConfig:

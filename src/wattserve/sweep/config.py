@@ -50,6 +50,17 @@ class SweepConfig(BaseModel):
     ready_timeout_s: float = Field(600.0, gt=0)
     mock_token_s: float = Field(0.001, ge=0)  # backend "mock" only
 
+    @field_validator("backends")
+    @classmethod
+    def _backends(cls, v: list[str]) -> list[str]:
+        known = ("auto", "local", "llama-cpp", "simulated", "mock", "all")
+        bad = [b for b in v if b not in known]
+        if bad or not v:
+            raise ValueError(f"unknown backend(s) {', '.join(bad) or '(none)'}; choose from {', '.join(known)}")
+        if "all" in v and len(v) > 1:
+            raise ValueError("'all' already means every installed CPU engine")
+        return list(dict.fromkeys(v))
+
     @field_validator("replicas", "max_concurrencies")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
