@@ -105,6 +105,8 @@ class SweepConfig(BaseModel):
             parts = []
             for e in exc.errors():
                 loc = ".".join(str(x) for x in e["loc"]).replace("_", "-")
+                loc = {"backends": "backend", "max-concurrencies": "max-concurrency", "request-rates": "request-rate",
+                       "command": "replica-command", "memory-utilization": "gpu-memory-utilization"}.get(loc, loc)
                 parts.append(f"--{loc}: {e['msg'].removeprefix('Value error, ')}")
             raise ConfigError("invalid sweep options: " + "; ".join(parts)) from None
 
