@@ -137,6 +137,8 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
     from rich.console import Console
 
     out = Console()
+    if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
+        out = Console(width=160)  # a file or pipe: do not squeeze the table into 80 columns
     points = bm.load_points(run_dir)
     out.print(summary_table(points, f"{record.config.get('model')} — run {record.run_id}"))
     for p in points:

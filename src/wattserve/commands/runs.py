@@ -10,6 +10,15 @@ import typer
 runs_app = typer.Typer(help="List and show benchmark runs.", no_args_is_help=True)
 
 
+def _console():
+    import os
+
+    from rich.console import Console
+
+    con = Console()
+    return Console(width=160) if not con.is_terminal and "COLUMNS" not in os.environ else con
+
+
 def _fmt(v: object, spec: str = ".3g") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
@@ -26,7 +35,7 @@ def list_runs(
     from wattserve.bench import store
 
     rows = store.catalog_list(result_dir)
-    con = Console()
+    con = _console()
     if not rows:
         con.print(f"no runs in {store.catalog_path(result_dir)}")
         return
@@ -54,7 +63,7 @@ def show_run(
 
     path = store.find_run(run, result_dir)
     data = store.load_run_json(path)
-    con = Console()
+    con = _console()
     info = Table(title=f"run {data.get('run_id')}", show_header=False)
     info.add_column("key")
     info.add_column("value")
