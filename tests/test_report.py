@@ -70,7 +70,14 @@ def sweep_dir(tmp_path_factory) -> Path:
     save_fits([fit], root / "fits.json")
     sched = Schedule({"q1": "smollm2@cpu", "q2": "smollm2@cpu", "q3": "qwen@cpu"}, 12.5, 3.0, 0.8,
                      {"smollm2@cpu": 2.0, "qwen@cpu": 1.0}, "highs-milp", "energy", 0.0, 0.02)
-    (root / "schedule.json").write_text(json.dumps(sched.to_dict()))
+    baselines = [  # as `wattserve plan` writes them beside the Schedule
+        {"plan": "plan (highs-milp)", "energy_j": 12.5, "energy_vs_plan": 1.0, "mean_quality": 0.8, "makespan_s": 3.0,
+         "meets_quality": True, "meets_capacity": True, "meets_deadlines": True},
+        {"plan": "all on largest", "energy_j": 30.0, "energy_vs_plan": 2.4, "mean_quality": 0.9, "makespan_s": 5.0,
+         "meets_quality": True, "meets_capacity": True, "meets_deadlines": False},
+    ]
+    queries = [{"id": f"q{i}", "target": "smollm2@cpu", "energy_j": 0.1} for i in range(100)]
+    (root / "schedule.json").write_text(json.dumps(sched.to_dict() | {"baselines": baselines, "queries": queries}))
     return root
 
 
@@ -93,7 +100,9 @@ def test_report_content_is_self_contained(sweep_dir, report_html):
     assert rec == max(rd.rows, key=lambda r: r["tok_s_per_device"] if r["slo_attainment"] >= 0.9 else -1)["point"]
     assert f"<b>Recommended:</b> {rec}" in page
     assert "Replicas against one replica with all threads" in page and "2 x 1 threads" in page
-    assert "highs-milp" in page and "queries per target" in page  # the plan table
+    assert "highs-milp" in page and "queries per target" in page  # the plan
+    assert "planner comparison: the plan against baselines" in page and "all on largest" in page
+    assert "100 rows; the first 30 shown" in page
     assert "134515008" in page  # footprint of the model
     for metric in ("TTFT p50 s", "TPOT p50 s", "E2E p50 s", "J/token"):
         assert metric in page

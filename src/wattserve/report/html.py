@@ -44,6 +44,7 @@ SCRIPT = """
 })();
 """
 
+MAX_PLAN_ROWS = 30
 SUMMARY_COLUMNS = (
     ("point", "point", None), ("replicas", "replicas", "g"), ("threads_per_replica", "threads", "g"),
     ("max_concurrency", "concurrency", "g"), ("request_rate", "rate", "g"), ("completed", "ok", "g"),
@@ -152,11 +153,19 @@ def _plan_section(rd: ReportData) -> str:
             for target in content["assignment"].values():
                 counts[str(target)] = counts.get(str(target), 0) + 1
             parts.append("<h3>queries per target</h3>" + table(["target", "queries"], [[esc(t), str(n)] for t, n in sorted(counts.items())]))
+    titles = {"baselines": "planner comparison: the plan against baselines", "queries": "per query",
+              "sweep": "objective sweep"}
+    tables.sort(key=lambda t: t[0] != "baselines")  # the comparison first
     for name, items in tables:
         keys: list[str] = []
         for it in items:
             keys += [k for k in it if k not in keys and not isinstance(it[k], (dict, list))]
-        parts.append(f"<h3>{esc(name)}</h3>" + table(keys, [[fmt(it.get(k), ".4g" if isinstance(it.get(k), float) else None) for k in keys] for it in items]))
+        shown = items[:MAX_PLAN_ROWS]
+        more = (f'<p class="note">{len(items)} rows; the first {MAX_PLAN_ROWS} shown.</p>'
+                if len(items) > MAX_PLAN_ROWS else "")
+        parts.append(f"<h3>{esc(titles.get(name, name))}</h3>"
+                     + table(keys, [[fmt(it.get(k), ".4g" if isinstance(it.get(k), float) else None) for k in keys]
+                                    for it in shown]) + more)
     return "".join(parts)
 
 
