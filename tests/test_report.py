@@ -119,7 +119,15 @@ def test_report_of_a_run_directory_and_cli(sweep_dir, tmp_path):
     assert res.exit_code == 0, res.output
     page = out.read_text()
     assert "wattserve report: run local-r2-c4" in page and page.count('<img class="plot"') >= 3
+    assert "Fits (predicted vs measured)" not in page  # fits.json lives in the sweep dir, not the run dir
+    res = CliRunner().invoke(build_app(), ["report", str(run_dir), "-o", str(out), "--fits", str(sweep_dir / "fits.json"),
+                                           "--plan", str(sweep_dir / "schedule.json")])
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert "Fits (predicted vs measured)" in page and "planner comparison" in page
     bad = CliRunner().invoke(build_app(), ["report", str(tmp_path)])
+    assert bad.exit_code != 0
+    bad = CliRunner().invoke(build_app(), ["report", str(run_dir), "--fits", str(tmp_path / "none.json")])
     assert bad.exit_code != 0
 
 

@@ -12,6 +12,8 @@ def register(app: typer.Typer) -> None:
     def report_cmd(
         path: str = typer.Argument(..., help="A run directory (run.json) or a sweep directory (sweep.json, summary.csv)."),
         output: Optional[str] = typer.Option(None, "--output", "-o", help="HTML file to write (default: PATH/report.html)."),
+        fits: Optional[str] = typer.Option(None, "--fits", help="ModelFit JSON from `wattserve fit` (default: PATH/fits.json if present)."),
+        plan: Optional[str] = typer.Option(None, "--plan", help="Schedule JSON from `wattserve plan` (default: PATH/schedule.json if present)."),
     ) -> None:
         """Write an HTML report: configuration, summary tables, latency, throughput and energy over
         time, the Pareto plot with the recommended point, fits and plans when present. The file is
@@ -23,5 +25,5 @@ def register(app: typer.Typer) -> None:
 
         console = Console(stderr=True)
         with Status("rendering report", console=console):
-            dest = write_report(path, output)
+            dest = write_report(path, output, fits, plan)
         console.print(f"report: {dest} ({dest.stat().st_size / 1024:.0f} KiB)")

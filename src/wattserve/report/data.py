@@ -137,8 +137,11 @@ def load_sweep(sweep_dir: Path) -> ReportData:
     )
 
 
-def _load_extras(rd: ReportData) -> None:
-    fits_path = rd.source / "fits.json"
+def _load_extras(rd: ReportData, fits_path: Path | None = None, plan_path: Path | None = None) -> None:
+    for given in (fits_path, plan_path):
+        if given is not None and not given.is_file():
+            raise ConfigError(f"{given}: no such file")
+    fits_path = fits_path or rd.source / "fits.json"
     if fits_path.is_file():
         try:
             from wattserve.fit import load_fits
@@ -146,8 +149,8 @@ def _load_extras(rd: ReportData) -> None:
             rd.fits = load_fits(fits_path)
         except Exception as exc:  # noqa: BLE001 - a bad optional file is reported, not fatal
             rd.notes.append(f"fits.json not shown: {exc}")
-    for name in PLAN_FILES:
-        p = rd.source / name
+    for p in ([plan_path] if plan_path else [rd.source / name for name in PLAN_FILES]):
+        name = p.name
         if p.is_file():
             try:
                 rd.plan = {"file": name, "content": json.loads(p.read_text())}
@@ -156,7 +159,7 @@ def _load_extras(rd: ReportData) -> None:
             break
 
 
-def load(path: str | Path) -> ReportData:
+def load(path: str | Path, fits: str | Path | None = None, plan: str | Path | None = None) -> ReportData:
     """A run or sweep directory (or a run id in the default catalog) as ``ReportData``."""
     p = Path(path)
     if (p / "sweep.json").is_file() or ((p / "summary.csv").is_file() and (p / "points").is_dir()):
@@ -170,5 +173,5 @@ def load(path: str | Path) -> ReportData:
 
         rec = recommend(rd.rows, rd.config.get("goodput") or None)
         rd.recommendation = rec.to_dict() | {"point": rd.rows[rec.index].get("point") if rec.index is not None else None}
-    _load_extras(rd)
+    _load_extras(rd, Path(fits) if fits else None, Path(plan) if plan else None)
     return rd

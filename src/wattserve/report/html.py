@@ -207,9 +207,12 @@ def render(rd: ReportData) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def write_report(path: str | Path, out: str | Path | None = None) -> Path:
-    """Render the report of a run or sweep directory; default output ``<dir>/report.html``."""
-    rd = load(path)
+def write_report(path: str | Path, out: str | Path | None = None, fits: str | Path | None = None,
+                 plan: str | Path | None = None) -> Path:
+    """Render the report of a run or sweep directory; default output ``<dir>/report.html``.
+
+    ``fits`` / ``plan`` default to ``fits.json`` / ``schedule.json`` inside the directory."""
+    rd = load(path, fits, plan)
     dest = Path(out) if out else Path(path) / "report.html"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(render(rd), encoding="utf-8")
