@@ -134,3 +134,19 @@ def test_killed_sweep_resumes_and_leaves_no_replicas(tmp_path):
     assert sorted(r["point"] for r in rows) == ["mock-r2-c1", "mock-r2-c2"]
     assert f"{2 - done_before} run, {done_before} resumed" in res.stdout
     assert "recommended:" in res.stdout
+
+
+@pytest.mark.slow
+def test_real_embedded_model_through_replica_processes(tmp_path):
+    """Two llama.cpp replicas (1 thread each) serving the embedded SmolLM2-135M."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python not installed (wheel in ../shared/wheels)")
+    cfg = _cfg(tmp_path, backends=["llama-cpp"], replicas=[2], max_concurrencies=[2], num_prompts=4, output_len=4,
+               mock_token_s=0.0, timeout_s=120, ready_timeout_s=120)
+    res = run_sweep(cfg)
+    (row,) = res.rows
+    assert int(row["completed"]) == 4 and int(row["failed"]) == 0
+    assert json.loads(row["replica_tokens"]) == {"replica-0": 8, "replica-1": 8}
+    assert row["tok_s_per_device"] > 0 and row["j_per_token"] is not None
