@@ -38,6 +38,17 @@ def test_gpu_command_template_gets_port_and_memory_fraction():
     assert cpu[cpu.index("--threads") + 1] == "1" and cpu[cpu.index("--cpus") + 1] == "1"
 
 
+def test_gpu_replicas_must_fit_the_device_share():
+    from wattserve.sweep.run import check_fit
+
+    cfg = SweepConfig(model="deepseek-v2-lite", command="vllm serve {model} --port {port}", memory_utilization=0.9)
+    gib = 1024**3
+    check_fit(cfg, 2, 80 * gib)  # 2 x 36 GiB shares hold 29.3 GiB of weights + a little KV cache
+    with pytest.raises(ConfigError, match="do not fit"):
+        check_fit(cfg, 3, 80 * gib)  # 24 GiB shares cannot
+    check_fit(cfg, 3, None)  # no GPU to ask: nothing checked
+
+
 def test_point_ids_and_comparison_by_hand():
     assert point_id("local", 2, 8, float("inf")) == "local-r2-c8"
     assert point_id("local", 1, 4, 2.5) == "local-r1-c4-rate2.5"

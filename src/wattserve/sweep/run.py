@@ -218,6 +218,40 @@ async def _run_group(cfg: SweepConfig, backend: str, plan: Any, todo: list[tuple
     return ran
 
 
+def gpu_memory_bytes() -> float | None:
+    """Total memory of GPU 0 from NVML, or None when there is no NVIDIA GPU."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return float(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no NVML, no GPU: nothing to check
+        return None
+
+
+def check_fit(cfg: SweepConfig, replicas: int, device_bytes: float | None) -> None:
+    """Refuse a replica count whose memory share cannot hold the model's weights plus the KV cache
+    of ``max(concurrency)`` sequences of ``input_len + output_len`` tokens (bf16, footprint)."""
+    from wattserve.footprint import GIB, footprint
+    from wattserve.errors import WattserveError
+
+    if device_bytes is None:
+        return
+    try:
+        fp = footprint(cfg.model)
+    except WattserveError:
+        return  # unknown config: the server will tell
+    share = device_bytes * cfg.memory_utilization / replicas
+    need = fp.replica_bytes(cfg.input_len + cfg.output_len, max(cfg.max_concurrencies))
+    if need > share:
+        raise ConfigError(f"{replicas} replicas of {cfg.model} do not fit: each needs {need / GIB:.2f} GiB "
+                          f"(weights + KV cache) but gets {share / GIB:.2f} GiB of the device; "
+                          f"fewer --replicas or a higher --gpu-memory-utilization")
+
+
 def run_sweep(cfg: SweepConfig, on_event: EventFn | None = None) -> SweepResult:
     result_dir = Path(cfg.result_dir)
     result_dir.mkdir(parents=True, exist_ok=True)
@@ -241,6 +275,8 @@ def run_sweep(cfg: SweepConfig, on_event: EventFn | None = None) -> SweepResult:
         for n in cfg.replicas:
             plan = plan_replicas(n, cfg.threads, cfg.pin_cores and cfg.command is None,
                                  cfg.memory_utilization if cfg.command else None)
+            if cfg.command:
+                check_fit(cfg, n, gpu_memory_bytes())
             todo = []
             for conc in cfg.max_concurrencies:
                 for rate in cfg.rates():
