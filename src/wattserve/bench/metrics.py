@@ -150,10 +150,12 @@ def energy_figures(
     if win is None:
         win, label = whole, f"whole ({per_token_window} window too short or absent)"
     toks = tokens_in_window(ok, win.start_s, win.end_s)
+    # requests run inside the whole window (a resumed point's earlier segments lie outside it)
+    n_whole = sum(1 for c in ok if c.sent_s >= whole.start_s - 1e-6 and c.end_s <= whole.end_s + 1e-6)
     return {
         "energy_j": whole.total_j,
         "energy_per_output_token_j": win.total_j / toks if toks > 0 else None,
-        "energy_per_request_j": whole.total_j / len(ok) if ok else None,
+        "energy_per_request_j": whole.total_j / n_whole if n_whole else None,
         "avg_power_w": whole.avg_power_w,
         "energy_source": source_label(whole),
         "energy_window": label,
