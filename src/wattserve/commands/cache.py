@@ -67,6 +67,39 @@ def register(app: typer.Typer) -> None:
                 t2.add_row(e["key"], str(e["frequency"]), f"{e['cost']:.4g}", str(e["size"]))
             Console().print(t2)
 
+    @cache_app.command("semantic-eval")
+    def semantic_eval(
+        data: str = typer.Option("../shared/data/routing/mmlu", help="CSV or folder of CSVs with a prompt column"),
+        embedder: str = typer.Option("minilm", help="minilm (offline package) or hashing"),
+        n_stored: int = typer.Option(800, help="distinct prompts stored in the index"),
+        n_edited: int = typer.Option(400, help="stored prompts re-asked with surface edits"),
+        threshold: list[float] = typer.Option([0.8, 0.85, 0.9, 0.95], help="similarity thresholds (repeat)"),
+        seed: int = typer.Option(0),
+    ) -> None:
+        """False-hit rate of semantic lookup on distinct real prompts, true-hit rate on edited ones."""
+        from pathlib import Path
+
+        from rich.console import Console
+        from rich.table import Table
+
+        from wattserve.cache.semantic import HashingEmbedder, MiniLMEmbedder, false_hit_report
+        from wattserve.route.data import load_labelled_csvs
+
+        if embedder not in ("minilm", "hashing"):
+            raise ConfigError("--embedder must be minilm or hashing")
+        if not Path(data).exists():
+            raise ConfigError(f"prompt data not found: {data}")
+        texts = load_labelled_csvs(data).texts
+        emb = MiniLMEmbedder() if embedder == "minilm" else HashingEmbedder()
+        rows = false_hit_report(texts, emb, threshold, n_stored, n_edited, seed)
+        t = Table(title=f"semantic lookup with {emb.name}: {rows[0]['n_stored']} stored, "
+                        f"{rows[0]['n_negative']} distinct negatives, {rows[0]['n_positive']} edited positives")
+        for col in ("threshold", "false-hit rate", "true-hit rate"):
+            t.add_column(col, justify="right")
+        for r in rows:
+            t.add_row(f"{r['threshold']:.2f}", f"{r['false_hit_rate']:.4f}", f"{r['true_hit_rate']:.4f}")
+        Console().print(t)
+
     @cache_app.command("clear")
     def clear(store: str = typer.Argument(..., help="sqlite:PATH, PATH.sqlite or redis://HOST:PORT/DB")) -> None:
         """Delete every entry of a store."""
