@@ -318,3 +318,47 @@ def test_energy_aware_balancer_from_a_fits_file(tmp_path):
     bad = config_from_dict({"models": [{"name": "big", "fit": str(path), "replicas": [{"kind": "mock"}]},
                                        {"name": "tiny", "fit": str(path), "replicas": [{"kind": "mock"}]}]})
     assert set(load_fits(bad)) == {"big", "tiny"}  # a file with one energy fit serves any model
+
+
+async def test_a_stream_the_client_abandons_is_not_cached():
+    from wattserve.cache import ResponseCache
+
+    engine = FakeEngine()
+    cache = ResponseCache("lru", capacity_entries=10)
+    gw = _gateway(engine, cache)
+    body = b'{"model": "m", "prompt": "cut", "stream": true, "temperature": 0}'
+    reply = await gw.handle("completions", body)
+    agen = reply.stream
+    await agen.__anext__()  # the client reads one event and goes away
+    await agen.aclose()
+    assert len(cache) == 0 and gw.in_flight == 0 and not gw._flights
+    again = await gw.handle("completions", body)
+    assert dict(again.headers)["x-wattserve-cache"] == "miss"
+    await _drain(again)
+    assert len(cache) == 1
+
+
+async def test_an_abandoned_http_stream_is_not_cached_and_closes_upstream():
+    from wattserve.cache import ResponseCache
+    from wattserve.engines.mock_server import MockServer
+    from wattserve.serve.pipeline import Gateway
+    from wattserve.serve.pool import ReplicaPool
+    from wattserve.serve.replica import HttpReplica
+
+    with MockServer(output_len=64, token_delay_ms=5) as mock:
+        pool = ReplicaPool([HttpReplica("m/url-0", "m", mock.url)], LeastOutstanding())
+        await pool.start(health_loop=False)
+        try:
+            cache = ResponseCache("lru", capacity_entries=10)
+            gw = Gateway(pool, cache=cache)
+            body = b'{"model": "m", "prompt": "cut", "stream": true, "temperature": 0}'
+            reply = await gw.handle("completions", body)
+            first = await reply.stream.__anext__()
+            assert b" tok" in first
+            await reply.stream.aclose()
+            assert len(cache) == 0 and gw.in_flight == 0 and pool.replicas[0].outstanding == 0
+            full = await gw.handle("completions", body)
+            out = await _drain(full)
+            assert out.count(b" tok") == 64 and len(cache) == 1
+        finally:
+            await pool.aclose()

@@ -390,6 +390,8 @@ class Gateway:
                 resp.close()
             if not out_tok:
                 out_tok = len(parts)
+            if error is None and not done and finish is None:
+                error = "the client went away mid-stream"  # never cache a cut answer
             usage = self._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
         tail = wire.DONE
         if error is None and ctx.usage_wanted:
@@ -405,12 +407,13 @@ class Gateway:
             async with asyncio.timeout(self.first_token_s):
                 first = await agen.__anext__()
         except StopAsyncIteration:
-            raise UpstreamError(f"{rep.name}: engine produced no output") from None
+            raise UpstreamError(f"{rep.name}: engine produced no output", down=False) from None
         except TimeoutError:
             await _aclose(agen)
-            raise UpstreamError(f"{rep.name}: no first token within {self.first_token_s:g} s") from None
+            raise UpstreamError(f"{rep.name}: no first token within {self.first_token_s:g} s", down=False) from None
         except Exception as exc:  # noqa: BLE001 - an engine failure before any byte: retry elsewhere
-            raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}") from None
+            # an in-process engine does not die like a server process: it stays in the pool
+            raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}", down=False) from None
         ctx.ttft_s = time.perf_counter() - ctx.t0
         if not ctx.req.stream:
             parts, finish, usage, error = [first.text], first.finish_reason, first.usage, None
@@ -438,6 +441,7 @@ class Gateway:
         parts: list[str] = []
         finish = usage = error = None
         first = True
+        ended = False
         try:
             try:
                 while ch is not None:
@@ -452,6 +456,7 @@ class Gateway:
                             ch = await agen.__anext__()
                     except StopAsyncIteration:
                         ch = None
+                ended = True
             except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
                 error = f"{type(exc).__name__}: {exc}"
                 yield APIError(502, f"replica {rep.name} failed mid-stream: {error}", type="upstream_error",
@@ -459,6 +464,8 @@ class Gateway:
         finally:
             await _aclose(agen)
             in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
+            if error is None and not ended:
+                error = "the client went away mid-stream"  # never cache a cut answer
             u = self._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
         if error is None and ctx.usage_wanted:
             yield wire.usage_event(ep, rid, model, u)
