@@ -6,6 +6,7 @@ engine streams -> completion stored in the cache with its metered cost -> answer
 
 ``Gateway.handle(endpoint, raw_body, authorization)`` returns a ``Reply``: status, headers
 and either a whole body or an async iterator of SSE bytes. Errors are OpenAI-style JSON.
+How an answer travels from a replica to the client is in ``wattserve.serve.relay``.
 """
 
 from __future__ import annotations
@@ -14,46 +15,17 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator
 
 import aiohttp
-import orjson
 
 from wattserve.serve import wire
-from wattserve.serve.replica import EngineReplica, HttpReplica, Replica, UpstreamError
+from wattserve.serve.relay import Ctx, Reply, engine_answer, http_answer
+from wattserve.serve.replica import HttpReplica, Replica, UpstreamError
 from wattserve.serve.wire import APIError
 from wattserve.types import Request
 
 log = logging.getLogger("wattserve.serve")
-_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
-_CLIENT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes | None = None
-    stream: AsyncIterator[bytes] | None = None
-
-    @property
-    def media_type(self) -> str:
-        return "text/event-stream" if self.stream is not None else "application/json"
-
-
-class _Ctx:
-    """Bookkeeping for one request on one replica."""
-
-    __slots__ = ("req", "body", "group", "model", "key", "t0", "rep", "token", "ttft_s", "usage_wanted", "flight")
-
-    def __init__(self, req: Request, body: dict, group: str, model: str, key: str | None, t0: float) -> None:
-        self.req, self.body, self.group, self.model, self.key, self.t0 = req, body, group, model, key, t0
-        self.rep: Replica | None = None
-        self.token = 0.0
-        self.ttft_s: float | None = None
-        self.usage_wanted = wire.wants_usage(body)
-        self.flight: str | None = None  # the cache key this request computes for waiting twins
 
 
 class Gateway:
@@ -108,7 +80,7 @@ class Gateway:
                         hit = self.cache.get(key)
                     if hit is not None:
                         return self._from_cache(req, body, model, hit, t0)
-            ctx = _Ctx(req, body, group, model, key, t0)
+            ctx = Ctx(req, body, group, model, key, t0)
             if key is not None and key not in self._flights:
                 self._flights[key] = asyncio.get_running_loop().create_future()
                 ctx.flight = key
@@ -193,7 +165,7 @@ class Gateway:
         return Reply(200, headers, stream=one())
 
     # ------------------------------------------------------------------ upstream
-    async def _forward(self, ctx: _Ctx) -> Reply:
+    async def _forward(self, ctx: Ctx) -> Reply:
         """Pick a replica and get its first bytes; on failure before them, try one other replica."""
         tried: list[Replica] = []
         last: Exception | None = None
@@ -207,8 +179,8 @@ class Gateway:
             self._begin(ctx, rep)
             try:
                 if isinstance(rep, HttpReplica):
-                    return await self._http(ctx, rep)
-                return await self._engine(ctx, rep)
+                    return await http_answer(self, ctx, rep)
+                return await engine_answer(self, ctx, rep)
             except UpstreamError as exc:
                 self._end(ctx, ok=False)
                 if not exc.retryable:
@@ -225,14 +197,14 @@ class Gateway:
                            code="no_healthy_replica")
         raise APIError(502, f"upstream failed: {last}", type="upstream_error", code="upstream_failed")
 
-    def _begin(self, ctx: _Ctx, rep: Replica) -> None:
+    def _begin(self, ctx: Ctx, rep: Replica) -> None:
         ctx.rep = rep
         rep.outstanding += 1
         self.in_flight += 1
         if self.accountant is not None:
             ctx.token = self.accountant.begin(rep.device)
 
-    def _end(self, ctx: _Ctx, ok: bool) -> float | None:
+    def _end(self, ctx: Ctx, ok: bool) -> float | None:
         rep = ctx.rep
         assert rep is not None
         rep.outstanding -= 1
@@ -243,7 +215,7 @@ class Gateway:
             return None
         return self.accountant.end(rep.device, ctx.token)
 
-    def _land(self, ctx: _Ctx) -> None:
+    def _land(self, ctx: Ctx) -> None:
         """Wake the identical requests that waited for this one's answer (single flight)."""
         if ctx.flight is not None:
             fut = self._flights.pop(ctx.flight, None)
@@ -251,17 +223,17 @@ class Gateway:
             if fut is not None and not fut.done():
                 fut.set_result(None)
 
-    def _upstream_answer(self, ctx: _Ctx, exc: UpstreamError) -> Reply:
+    def _upstream_answer(self, ctx: Ctx, exc: UpstreamError) -> Reply:
         body = exc.body or APIError(exc.status, str(exc), type="upstream_error").body()
         if self.metrics is not None:
             self.metrics.done(ctx.model, exc.status, "miss", None, time.perf_counter() - ctx.t0, 0, 0, None, "")
         return Reply(exc.status, [("x-wattserve-model", ctx.model)], body=body)
 
-    def _headers(self, ctx: _Ctx) -> list[tuple[str, str]]:
+    def _headers(self, ctx: Ctx) -> list[tuple[str, str]]:
         return [("x-wattserve-model", ctx.model), ("x-wattserve-replica", ctx.rep.name if ctx.rep else "-"),
                 ("x-wattserve-cache", "miss" if ctx.key else "bypass")]
 
-    def _finish(self, ctx: _Ctx, text: str, finish: str | None, in_tok: int, out_tok: int,
+    def _finish(self, ctx: Ctx, text: str, finish: str | None, in_tok: int, out_tok: int,
                 error: str | None) -> dict[str, Any]:
         """Close the books on an upstream answer: energy, metrics, cache. Returns the usage dict."""
         energy = self._end(ctx, ok=error is None)
@@ -282,196 +254,6 @@ class Gateway:
             log.info("answer %s replica=%s text=%r", ctx.req.id, ctx.rep.name if ctx.rep else "-", text)
         return wire.usage_dict(in_tok, out_tok, energy, False, source)
 
-    # ------------------------------------------------------------------ HTTP replicas (pass-through)
-    async def _http(self, ctx: _Ctx, rep: HttpReplica) -> Reply:
-        fwd = dict(ctx.body)
-        fwd["model"] = rep.engine_model
-        if ctx.req.stream:
-            fwd["stream_options"] = {"include_usage": True}
-        resp = await rep.open(_PATHS[ctx.req.endpoint], orjson.dumps(fwd), self.timeout)
-        if not ctx.req.stream:
-            try:
-                data = orjson.loads(await resp.read())
-                resp.release()
-            except _CLIENT_ERRORS as exc:
-                resp.close()
-                raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}") from None
-            except orjson.JSONDecodeError:
-                raise UpstreamError(f"{rep.name}: upstream answer is not JSON") from None
-            ctx.ttft_s = time.perf_counter() - ctx.t0
-            c = (data.get("choices") or [{}])[0]
-            text = (c.get("message") or {}).get("content") or "" if ctx.req.endpoint == "chat" else c.get("text") or ""
-            u = data.get("usage") or {}
-            usage = self._finish(ctx, text, c.get("finish_reason"), int(u.get("prompt_tokens") or 0),
-                                 int(u.get("completion_tokens") or 0), None)
-            data["usage"] = usage
-            data["model"] = ctx.model
-            headers = self._headers(ctx)
-            headers.append(("x-wattserve-energy-j", "" if usage["energy_j"] is None else f"{usage['energy_j']:.6g}"))
-            return Reply(200, headers, body=orjson.dumps(data))
-        parser = SSEParser()
-        try:
-            events: list[bytes] = []
-            while not events:  # the first event: until it arrives, another replica may still answer
-                data = await resp.content.readany()
-                if not data:
-                    break
-                events = parser.feed(data)
-        except _CLIENT_ERRORS as exc:
-            resp.close()
-            raise UpstreamError(f"{rep.name}: stream failed before its first event: {type(exc).__name__}") from None
-        if not events:
-            resp.close()
-            raise UpstreamError(f"{rep.name}: stream closed before its first event")
-        return Reply(200, self._headers(ctx), stream=self._relay(ctx, rep, resp, parser, events))
-
-    async def _relay(self, ctx: _Ctx, rep: HttpReplica, resp: aiohttp.ClientResponse, parser: "SSEParser",
-                     events: list[bytes]) -> AsyncIterator[bytes]:
-        """Pass upstream events through, batching those that arrived together into one write."""
-        chat = ctx.req.endpoint == "chat"
-        parts: list[str] = []
-        finish = None
-        in_tok = out_tok = 0
-        done = False
-        error: str | None = None
-        n = 0
-        try:
-            try:
-                while True:
-                    out: list[bytes] = []
-                    for ev in events:
-                        if ev == b"[DONE]":
-                            done = True
-                            break
-                        d = orjson.loads(ev)
-                        if "error" in d:
-                            error = "upstream error event"
-                            out.append(b"data: " + ev + b"\n\n")
-                            break
-                        choices = d.get("choices")
-                        if choices:
-                            c = choices[0]
-                            t = (c.get("delta") or {}).get("content") if chat else c.get("text")
-                            if t:
-                                if ctx.ttft_s is None:
-                                    ctx.ttft_s = time.perf_counter() - ctx.t0
-                                parts.append(t)
-                            if c.get("finish_reason"):
-                                finish = c["finish_reason"]
-                        u = d.get("usage")
-                        if u:
-                            in_tok, out_tok = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
-                        if choices or not u:  # the usage-only chunk is replaced by ours below
-                            n += 1
-                            out.append(b"data: " + ev + b"\n\n")
-                    if out:
-                        yield b"".join(out)
-                    if done or error is not None:
-                        break
-                    data = await resp.content.readany()
-                    if not data:
-                        break
-                    events = parser.feed(data)
-                if not done and error is None and finish is None:
-                    error = "upstream stream ended without finishing"
-            except _CLIENT_ERRORS as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            except orjson.JSONDecodeError:
-                error = "upstream sent an event that is not JSON"
-            if error is not None and "error event" not in error:
-                self.pool.failed(rep, error)
-                log.warning("replica %s broke mid-stream after %d events: %s", rep.name, n, error)
-                yield APIError(502, f"replica {rep.name} failed mid-stream after {n} chunks: {error}",
-                               type="upstream_error", code="stream_broken").sse()
-        finally:
-            if done:
-                resp.release()
-            else:
-                resp.close()
-            if not out_tok:
-                out_tok = len(parts)
-            if error is None and not done and finish is None:
-                error = "the client went away mid-stream"  # never cache a cut answer
-            usage = self._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
-        tail = wire.DONE
-        if error is None and ctx.usage_wanted:
-            tail = wire.usage_event(ctx.req.endpoint, ctx.req.id, ctx.model, usage) + tail
-        yield tail
-
-    # ------------------------------------------------------------------ in-process engines
-    async def _engine(self, ctx: _Ctx, rep: EngineReplica) -> Reply:
-        req = replace(ctx.req, model=rep.engine_model)
-        agen = rep.stream(req).__aiter__()
-        deadline = asyncio.get_running_loop().time() + self.total_s
-        try:
-            async with asyncio.timeout(self.first_token_s):
-                first = await agen.__anext__()
-        except StopAsyncIteration:
-            raise UpstreamError(f"{rep.name}: engine produced no output", down=False) from None
-        except TimeoutError:
-            await _aclose(agen)
-            raise UpstreamError(f"{rep.name}: no first token within {self.first_token_s:g} s", down=False) from None
-        except Exception as exc:  # noqa: BLE001 - an engine failure before any byte: retry elsewhere
-            # an in-process engine does not die like a server process: it stays in the pool
-            raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}", down=False) from None
-        ctx.ttft_s = time.perf_counter() - ctx.t0
-        if not ctx.req.stream:
-            parts, finish, usage, error = [first.text], first.finish_reason, first.usage, None
-            try:
-                async with asyncio.timeout_at(deadline):
-                    async for ch in agen:
-                        parts.append(ch.text)
-                        finish = ch.finish_reason or finish
-                        usage = ch.usage or usage
-            except Exception as exc:  # noqa: BLE001
-                error = f"{type(exc).__name__}: {exc}"
-            text = "".join(parts)
-            in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
-            u = self._finish(ctx, text, finish, in_tok, out_tok, error)
-            if error is not None:
-                raise APIError(502, f"replica {rep.name} failed: {error}", type="upstream_error")
-            headers = self._headers(ctx)
-            headers.append(("x-wattserve-energy-j", "" if u["energy_j"] is None else f"{u['energy_j']:.6g}"))
-            return Reply(200, headers, body=wire.full_body(ctx.req.endpoint, ctx.req.id, ctx.model, text, finish, u))
-        return Reply(200, self._headers(ctx), stream=self._engine_relay(ctx, rep, agen, first, deadline))
-
-    async def _engine_relay(self, ctx: _Ctx, rep: EngineReplica, agen: Any, ch: Any,
-                            deadline: float) -> AsyncIterator[bytes]:
-        ep, rid, model = ctx.req.endpoint, ctx.req.id, ctx.model
-        parts: list[str] = []
-        finish = usage = error = None
-        first = True
-        ended = False
-        try:
-            try:
-                while ch is not None:
-                    if ch.text or ch.finish_reason:
-                        parts.append(ch.text)
-                        finish = ch.finish_reason or finish
-                        yield wire.chunk_event(ep, rid, model, ch.text, ch.finish_reason, first=first)
-                        first = False
-                    usage = ch.usage or usage
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            ch = await agen.__anext__()
-                    except StopAsyncIteration:
-                        ch = None
-                ended = True
-            except Exception as exc:  # noqa: BLE001 - reported to the client as an error event
-                error = f"{type(exc).__name__}: {exc}"
-                yield APIError(502, f"replica {rep.name} failed mid-stream: {error}", type="upstream_error",
-                               code="stream_broken").sse()
-        finally:
-            await _aclose(agen)
-            in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
-            if error is None and not ended:
-                error = "the client went away mid-stream"  # never cache a cut answer
-            u = self._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
-        if error is None and ctx.usage_wanted:
-            yield wire.usage_event(ep, rid, model, u)
-        yield wire.DONE
-
-    # ------------------------------------------------------------------ lifecycle
     async def drain(self, grace_s: float) -> int:
         """Refuse new requests and wait up to ``grace_s`` for in-flight ones; returns those left."""
         self.draining = True
@@ -479,28 +261,3 @@ class Gateway:
         while self.in_flight and time.monotonic() < end:
             await asyncio.sleep(0.02)
         return self.in_flight
-
-
-class SSEParser:
-    """Incremental SSE reader: ``feed(bytes)`` -> payloads of the complete ``data:`` lines."""
-
-    __slots__ = ("_rest",)
-
-    def __init__(self) -> None:
-        self._rest = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self._rest:
-            data = self._rest + data
-        lines = data.split(b"\n")
-        self._rest = lines.pop()
-        return [line[5:].strip() for line in lines if line.startswith(b"data:")]
-
-
-async def _aclose(agen: Any) -> None:
-    close = getattr(agen, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:  # noqa: BLE001
-            pass
