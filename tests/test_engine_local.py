@@ -41,11 +41,14 @@ async def test_ignore_eos_gives_exact_lengths_and_one_token_per_chunk(local_engi
 
 
 async def test_stop_string_cuts_the_output(local_engine):
-    base = await complete(local_engine, _chat("Count from one to ten in words.", max_tokens=16, ignore_eos=True))
+    def req(**kw) -> Request:
+        return Request(id="s", prompt="Monday, Tuesday, Wednesday,", max_tokens=10, endpoint="completions", **kw)
+
+    base = await complete(local_engine, req(ignore_eos=True))
     words = base.text.split()
     assert len(words) >= 3
     stop = words[2]
-    cut = await complete(local_engine, _chat("Count from one to ten in words.", max_tokens=16, stop=(stop,)))
+    cut = await complete(local_engine, req(stop=(stop,)))
     assert cut.finish_reason == "stop"
     assert cut.text == base.text[: base.text.index(stop)] and stop not in cut.text
 
@@ -63,8 +66,8 @@ async def test_seeded_sampling_is_reproducible(local_engine):
 async def test_continuous_batching_joins_and_leaves_mid_flight(local_engine):
     """A short request sent while a long one runs joins its batch and finishes first;
     a greedy answer is the same alone and batched."""
-    long_req = Request(id="long", prompt="The history of", max_tokens=24, ignore_eos=True, endpoint="completions")
-    short_req = _chat("Say hi.", "short", max_tokens=6, ignore_eos=True)
+    long_req = Request(id="long", prompt="The history of", max_tokens=16, ignore_eos=True, endpoint="completions")
+    short_req = Request(id="short", prompt="Hi", max_tokens=5, ignore_eos=True, endpoint="completions")
     alone = await complete(local_engine, short_req)
     steps0 = local_engine.steps
 
@@ -74,19 +77,19 @@ async def test_continuous_batching_joins_and_leaves_mid_flight(local_engine):
     def on_chunk(_chunk) -> None:
         nonlocal seen
         seen += 1
-        if seen == 4:
+        if seen == 3:
             started.set()
 
     long_task = asyncio.create_task(complete(local_engine, long_req, on_chunk=on_chunk))
     await asyncio.wait_for(started.wait(), 60)
     short = await complete(local_engine, short_req)
     long = await long_task
-    assert long.ok and short.ok and long.output_tokens == 24
+    assert long.ok and short.ok and long.output_tokens == 16
     assert short.end_s < long.end_s  # it left the batch while the long one kept going
     assert short.first_token_s > long.first_token_s
     assert short.text == alone.text
-    # 24 + 6 tokens took fewer decode steps than serving them one after another
-    assert local_engine.steps - steps0 < 24 + 6 - 2
+    # 16 + 5 tokens took fewer decode steps than serving them one after another
+    assert local_engine.steps - steps0 < 16 + 5 - 2
     assert local_engine.max_rows_seen >= 2
 
 

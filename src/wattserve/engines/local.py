@@ -155,7 +155,7 @@ class LocalEngine:
         if cached is None:
             cached = sorted(
                 i for t, i in self.tokenizer.get_vocab().items()
-                if t.startswith("Ġ") and t[1:].isascii() and t[1:].isalpha() and 3 <= len(t) <= 9
+                if t[:1] in ("Ġ", "▁") and t[1:].isascii() and t[1:].isalpha() and 3 <= len(t) <= 9
             )
             self._words = cached
         return cached
@@ -164,15 +164,17 @@ class LocalEngine:
         """Token ids of the request's prompt (chat template applied for chat requests)."""
         self._need_loaded()
         tok = self.tokenizer
+        special = True  # raw text: the tokenizer adds BOS where the model expects it
         if request.messages:
             msgs = [{"role": m.role, "content": m.content} for m in request.messages]
-            if tok.chat_template:
+            if tok.chat_template:  # the rendered template carries its own special tokens
                 text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+                special = False
             else:  # base model: plain concatenation
                 text = "\n".join(m["content"] for m in msgs) + "\n"
         else:
             text = request.prompt or ""
-        ids = tok.encode(text, add_special_tokens=False)
+        ids = tok.encode(text, add_special_tokens=special)
         if not ids:
             ids = [tok.bos_token_id if tok.bos_token_id is not None else next(iter(self.eos_ids))]
         return ids

@@ -232,12 +232,36 @@ def build_bpe_tokenizer(path: Path) -> Any:
 
 
 def _load_gguf_tokenizer(path: Path) -> Any:
-    meta_model = _gguf_metadata(path).get("tokenizer.ggml.model")
-    if meta_model == "gpt2":
+    """The tokenizer stored in a GGUF file (BOS added to raw prompts when the file asks for it)."""
+    meta = _gguf_metadata(path)
+    if meta.get("tokenizer.ggml.model") == "gpt2":
         return build_bpe_tokenizer(path)
-    from transformers import AutoTokenizer
+    # other vocabularies (SentencePiece: Gemma, Llama...): transformers' GGUF converters
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.integrations.ggml import GGUF_TO_FAST_CONVERTERS
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
+    parsed = load_gguf_checkpoint(str(path), return_tensors=False)
+    arch = parsed["config"].get("model_type")
+    if arch not in GGUF_TO_FAST_CONVERTERS:
+        raise EngineUnavailable(f"no tokenizer converter for GGUF architecture {arch!r} in {path}")
+    tk = GGUF_TO_FAST_CONVERTERS[arch](parsed["tokenizer"]).converted()
+    tokens: list[str] = meta["tokenizer.ggml.tokens"]
+    name = lambda key: tokens[meta[key]] if key in meta else None  # noqa: E731
+    bos = name("tokenizer.ggml.bos_token_id")
+    if meta.get("tokenizer.ggml.add_bos_token") and bos is not None:
+        tk.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, meta["tokenizer.ggml.bos_token_id"])]
+        )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=tk, bos_token=bos, eos_token=name("tokenizer.ggml.eos_token_id"),
+        unk_token=name("tokenizer.ggml.unknown_token_id"), pad_token=name("tokenizer.ggml.padding_token_id"),
+        clean_up_tokenization_spaces=False,
+    )
+    if meta.get("tokenizer.chat_template"):
+        tok.chat_template = meta["tokenizer.chat_template"]
+    return tok
 
 
 def _load_gguf_model(path: Path) -> Any:
