@@ -150,3 +150,26 @@ def test_gain_objective_upgrades_only_when_the_quality_gain_is_worth_it():
     texts = list(table)
     t = threshold_for_share(r, texts, 1 / 3)
     assert [m for m in r.with_threshold(t).route_many([req(x) for x in texts])].count("large") == 1
+
+
+def test_embedding_and_tfidf_scorers_learn_which_prompts_the_weak_model_fails():
+    from wattserve.cache.semantic import HashingEmbedder
+    from wattserve.route import EmbeddingScorer, TfidfScorer
+
+    rng = np.random.default_rng(1)
+    words = ["integral", "derivative", "matrix", "eigenvalue", "limit"]
+    easy = ["capital", "river", "author", "painting", "festival"]
+    texts, labels = [], []
+    for i in range(120):
+        hard = i % 2 == 0
+        w = rng.choice(words if hard else easy, size=3)
+        texts.append(" ".join(w) + f" question {i} = {i * 7}" if hard else " ".join(w) + f" question {i}")
+        labels.append([0.0 if hard else 1.0, 1.0])
+    labels = np.array(labels)
+    for scorer in (EmbeddingScorer(embedder=HashingEmbedder()), TfidfScorer()):
+        scorer.fit(texts[:100], labels[:100], ("weak", "strong"))
+        q = scorer.predict_quality(texts[100:])
+        hard = np.arange(100, 120) % 2 == 0
+        assert q.shape == (20, 2)
+        assert q[~hard, 0].min() > q[hard, 0].max()  # weak predicted worse on every hard prompt
+        assert np.allclose(q[:, 1], 1.0)  # one class only: a constant prediction
