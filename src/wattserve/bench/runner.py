@@ -20,7 +20,7 @@ from wattserve.types import Completion, Measurement, Request
 
 ProgressFn = Callable[[int, int], None]
 
-SPIN_S = 0.0015  # the last stretch before a send time is spent yielding, not sleeping
+SPIN_S = 0.0005  # the last stretch before a send time is spent yielding, not sleeping
 MIN_STEADY_S = 0.5
 
 
