@@ -20,7 +20,7 @@ from wattserve.types import Completion, Measurement, Request
 
 ProgressFn = Callable[[int, int], None]
 
-SPIN_S = 0.0005  # the last stretch before a send time is spent yielding, not sleeping
+SPIN_S = 0.0002  # at least this last stretch before a send time is spent yielding, not sleeping
 MIN_STEADY_S = 0.5
 
 
@@ -37,13 +37,19 @@ def run_async(coro: Any) -> Any:
 
 
 async def sleep_until(t: float, clock: Callable[[], float] = time.perf_counter) -> None:
-    """Return at ``t`` (perf_counter) with sub-ms error: coarse sleep, then yield until due."""
+    """Return at ``t`` (perf_counter) with sub-ms error.
+
+    Event loops wait in whole milliseconds (epoll rounds a timeout up, libuv keeps ms
+    timers), so sleep a whole number of ms that ends at least ``SPIN_S`` before ``t``, then
+    yield to the loop (other tasks keep running) until ``t`` is reached.
+    """
     while True:
         rem = t - clock()
         if rem <= 0:
             return
-        if rem > SPIN_S + 0.0005:
-            await asyncio.sleep(rem - SPIN_S)
+        coarse_ms = math.floor((rem - SPIN_S) * 1000.0)
+        if coarse_ms >= 1:
+            await asyncio.sleep(coarse_ms / 1000.0)
         else:
             await asyncio.sleep(0)
 
