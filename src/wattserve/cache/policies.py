@@ -61,8 +61,10 @@ class Policy:
     """Base class: subclasses define ``priority``. ``on_evict`` is told each evicted priority."""
 
     name = "base"
-    #: True when a hit can change the priority (the cache then recomputes it on each hit)
-    dynamic = True
+    #: True when the priority depends only on the entry's own fields (frequency, last
+    #: access, cost, size, key): the cache then skips it on hits and evaluates it when the
+    #: entry reaches the top of the heap, which gives the same order
+    lazy = False
 
     def priority(self, entry: Any) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -76,6 +78,7 @@ class Policy:
 
 class LRU(Policy):
     name = "lru"
+    lazy = True
 
     def priority(self, entry: Any) -> float:
         return float(entry.last_access)
@@ -83,6 +86,7 @@ class LRU(Policy):
 
 class LFU(Policy):
     name = "lfu"
+    lazy = True
 
     def __init__(self, frequency: FrequencyArg = None) -> None:
         self._freq = _freq_getter(frequency)
@@ -108,6 +112,11 @@ class GDSF(Policy):
         self._cost = recompute_cost
         self.offline = self._freq is not None
         self.inflation = 0.0
+        if self._freq is None and self._cost is None:
+            self.priority = self._online_priority  # type: ignore[method-assign]  # hot path
+
+    def _online_priority(self, entry: Any) -> float:
+        return self.inflation + entry.frequency * entry.cost / (entry.size or 1)
 
     def priority(self, entry: Any) -> float:
         f = float(self._freq(entry.key)) if self._freq is not None else entry.frequency
@@ -136,6 +145,15 @@ class LEC(Policy):
         self._freq = _freq_getter(frequency)
         self._cost = recompute_cost
         self.offline = self._freq is not None
+        # without a recompute_cost callback the priority depends only on the entry's own
+        # fields, so the cache may evaluate it lazily (at eviction time) and skip it on hits
+        self.lazy = recompute_cost is None
+        if self._freq is None and self._cost is None:
+            self.priority = self._online_priority  # type: ignore[method-assign]  # hot path
+
+    @staticmethod
+    def _online_priority(entry: Any) -> float:
+        return entry.frequency * entry.cost
 
     def priority(self, entry: Any) -> float:
         f = float(self._freq(entry.key)) if self._freq is not None else entry.frequency

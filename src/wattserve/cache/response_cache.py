@@ -59,6 +59,7 @@ class ResponseCache:
         # admission is moot there; its priority is recomputed after L rises.
         self._inflates = bool(getattr(self.policy, "inflates", False))
         self._admission = admission and not self._inflates
+        self._lazy = bool(getattr(self.policy, "lazy", False))
         self._entries_only = capacity_entries is not None and capacity_bytes is None
         self._nodes: dict[Any, Node] = {}
         self._heap: list[tuple[float, int, int, Any]] = []
@@ -93,6 +94,9 @@ class ResponseCache:
         self.hits += 1
         node.frequency += 1
         node.last_access = clock
+        self.saved_cost += node.cost
+        if self._lazy:  # priority evaluated when the entry reaches the heap top
+            return node.value
         p = self._prio(node)
         if p < node.prio:  # rare: a falling priority needs a fresh heap key
             self._ver += 1
@@ -101,7 +105,6 @@ class ResponseCache:
             if len(self._heap) > 2 * len(self._nodes) + 1024:
                 self._compact()
         node.prio = p
-        self.saved_cost += node.cost
         return node.value
 
     def put(self, key: Any, value: Any, cost: float = 1.0, size: int = 1) -> bool:
@@ -124,12 +127,16 @@ class ResponseCache:
         if self._entries_only:  # fast path: one eviction at most, inlined
             if len(nodes) >= self.capacity_entries:
                 heap = self._heap
+                lazy, prio_fn = self._lazy, self._prio
                 while True:
                     prio, last, ver, k = heap[0]
                     victim = nodes.get(k)
                     if victim is None or victim.ver != ver:
                         heapq.heappop(heap)
-                    elif victim.prio != prio or victim.last_access != last:
+                        continue
+                    if lazy:
+                        victim.prio = prio_fn(victim)
+                    if victim.prio != prio or victim.last_access != last:
                         self._ver += 1
                         victim.ver = self._ver
                         heapq.heapreplace(heap, (victim.prio, victim.last_access, self._ver, k))
@@ -138,7 +145,6 @@ class ResponseCache:
                 if self._admission and (p, node.last_access) < (prio, last):
                     self._refuse(node)
                     return False
-                heapq.heappop(heap)
                 del nodes[k]
                 self._history[k] = victim.frequency  # a returning key keeps its count
                 self.bytes -= victim.size
@@ -148,11 +154,18 @@ class ResponseCache:
                     self.store.delete(k)
                 if self._inflates:  # GDSF: the newcomer's H uses the raised L
                     node.prio = p = self._prio(node)
-            self._ver += 1
-            node.ver = self._ver
-            nodes[key] = node
-            self.bytes += size
-            heapq.heappush(self._heap, (p, node.last_access, self._ver, key))
+                self._ver += 1
+                node.ver = self._ver
+                nodes[key] = node
+                self.bytes += size
+                # the victim is the heap top: replace it in one sift instead of pop + push
+                heapq.heapreplace(heap, (p, node.last_access, self._ver, key))
+            else:
+                self._ver += 1
+                node.ver = self._ver
+                nodes[key] = node
+                self.bytes += size
+                heapq.heappush(self._heap, (p, node.last_access, self._ver, key))
             if self.store is not None:
                 self._write(node)
             return True
@@ -209,6 +222,9 @@ class ResponseCache:
 
     def entries(self) -> Iterator[CacheEntry]:
         """Snapshots of the cached entries (frozen ``CacheEntry``), lowest priority first."""
+        if self._lazy:
+            for node in self._nodes.values():
+                node.prio = self._prio(node)
         for node in sorted(self._nodes.values(), key=lambda n: (n.prio, n.last_access)):
             yield CacheEntry(node.key, node.value, node.cost, node.size, node.frequency,
                              float(node.last_access), float(node.inserted))
@@ -270,7 +286,10 @@ class ResponseCache:
             node = nodes.get(key)
             if node is None or node.ver != ver:
                 heapq.heappop(heap)
-            elif node.prio != prio or node.last_access != last:
+                continue
+            if self._lazy:
+                node.prio = self._prio(node)
+            if node.prio != prio or node.last_access != last:
                 self._ver += 1
                 node.ver = self._ver
                 heapq.heapreplace(heap, (node.prio, node.last_access, self._ver, key))
