@@ -51,6 +51,10 @@ def test_sqlite_store_deletes_evicted_entries_and_rejects_unserialisable_values(
 
 def test_open_store_parses_specs(tmp_path):
     assert open_store(None) is None and open_store("memory") is None
+    c = ResponseCache("lru", capacity_entries=2, store=f"sqlite:{tmp_path / 'spec.sqlite'}")
+    c.put("k", "v")
+    c.close()
+    assert ResponseCache("lru", capacity_entries=2, store=str(tmp_path / "spec.sqlite")).get("k") == "v"
     assert isinstance(open_store(f"sqlite:{tmp_path / 'x.sqlite'}"), SQLiteStore)
     with pytest.raises(ConfigError):
         open_store("ftp://nowhere")

@@ -32,6 +32,7 @@ class ResponseCache:
 
     ``policy``: ``"lru" | "lfu" | "gdsf" | "lec"`` or a ``Policy`` object.
     ``capacity_entries`` / ``capacity_bytes``: limits (either, both, or neither = unbounded).
+    ``store``: a store object or a spec string (``sqlite:PATH``, ``redis://HOST:PORT/DB``).
     """
 
     def __init__(
@@ -51,6 +52,10 @@ class ResponseCache:
         self.capacity_entries = capacity_entries
         self.capacity_bytes = capacity_bytes
         self.admission = admission
+        if isinstance(store, str):  # a spec: "sqlite:PATH", "PATH.sqlite", "redis://..."
+            from wattserve.cache.stores import open_store
+
+            store = open_store(store)
         self.store = store
         self._prio = self.policy.priority
         self._on_evict = self.policy.on_evict
