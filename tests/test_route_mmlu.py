@@ -87,3 +87,19 @@ def test_train_decide_and_eval_commands(mmlu, tmp_path, capsys):
     except SystemExit as exc:
         code = exc.code
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_eval_over_several_seeds_reports_the_mean(tmp_path, capsys):
+    from tests.conftest import SHARED_DATA
+
+    f = SHARED_DATA / "routing" / "mmlu" / "mmlu_anatomy.csv"
+    if not f.is_file():
+        pytest.skip("reference data not found")
+    try:
+        main(["route", "eval", "--data", str(f), "--scorer", "prior", "--seeds", "3", "--format", "json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    res = json.loads(capsys.readouterr().out)
+    assert res["seeds"] == [0, 1, 2] and len(res["per_seed"]) == 3
+    assert res["apgr"] == pytest.approx(np.mean([r["apgr"] for r in res["per_seed"]]))
+    assert res["above_random_fraction_min"] == 0.0

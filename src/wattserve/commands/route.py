@@ -87,7 +87,8 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(DEFAULT_DATA, help="CSV or folder of CSVs: prompt + one label column per model"),
         split: str = typer.Option("random", help="random, or subject (whole subjects held out)"),
         test_fraction: float = typer.Option(0.3, help="share of prompts (or subjects' prompts) held out"),
-        seed: int = typer.Option(0, help="split seed"),
+        seed: int = typer.Option(0, help="split seed (the first one with --seeds)"),
+        seeds: int = typer.Option(1, help="repeat over this many split seeds and report the mean"),
         scorer: str = typer.Option("tfidf", help="tfidf, tfidf-words (no shape features), embed or prior"),
         cost: List[str] = typer.Option([], help="MODEL=COST (repeat)"),
         c: float = typer.Option(1.0, "--C", help="inverse regularisation"),
@@ -103,17 +104,23 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--split must be random or subject")
         if not 0 < test_fraction < 1:
             raise ConfigError("--test-fraction must be between 0 and 1")
-        d = _load(data)
-        train_set, test_set = (random_split if split == "random" else group_split)(d, test_fraction, seed)
-        if len(train_set) < 10 or len(test_set) < 10:
-            raise ConfigError("too few prompts on one side of the split")
-        sc = _scorer(scorer, c).fit(train_set.texts, train_set.labels, d.models)
         if objective not in ("gain", "threshold"):
             raise ConfigError("--objective must be gain or threshold")
-        router = Router(d.models, _costs(cost, d.models), sc, objective=objective)
-        res = evaluate_router(router, list(test_set.texts), test_set.labels)
-        res.update(split=split, seed=seed, scorer=scorer, objective=objective, n_train=len(train_set),
-                   test_groups=sorted(set(test_set.groups)) if split == "subject" else None)
+        if seeds < 1:
+            raise ConfigError("--seeds must be at least 1")
+        d = _load(data)
+        runs = []
+        for s in range(seed, seed + seeds):
+            train_set, test_set = (random_split if split == "random" else group_split)(d, test_fraction, s)
+            if len(train_set) < 10 or len(test_set) < 10:
+                raise ConfigError("too few prompts on one side of the split")
+            sc = _scorer(scorer, c).fit(train_set.texts, train_set.labels, d.models)
+            router = Router(d.models, _costs(cost, d.models), sc, objective=objective)
+            r = evaluate_router(router, list(test_set.texts), test_set.labels)
+            r.update(split=split, seed=s, scorer=scorer, objective=objective, n_train=len(train_set),
+                     test_groups=sorted(set(test_set.groups)) if split == "subject" else None)
+            runs.append(r)
+        res = runs[0] if seeds == 1 else _mean(runs)
         if output is not None:
             output.write_text(json.dumps(res, indent=2))
         if plot is not None:
@@ -141,11 +148,31 @@ def register(app: typer.Typer) -> None:
                                "costs": dict(d.costs)}, indent=2))
 
 
+def _mean(runs: list[dict]) -> dict:
+    """Mean of the numeric metrics over seeds (curves averaged point-wise), plus the worst
+    seed's share of the curve above random."""
+    import numpy as np
+
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, float) and all(isinstance(r.get(k), float) for r in runs):
+            out[k] = float(np.mean([r[k] for r in runs]))
+        elif isinstance(v, float) or v is None:
+            vals = [r.get(k) for r in runs]
+            out[k] = None if any(x is None for x in vals) else float(np.mean(vals))
+    out["curve"] = {c: np.mean([r["curve"][c] for r in runs], axis=0).tolist() for c in runs[0]["curve"]}
+    out["above_random_fraction_min"] = float(min(r["above_random_fraction"] for r in runs))
+    out["seeds"] = [r["seed"] for r in runs]
+    out["per_seed"] = [{k: v for k, v in r.items() if k != "curve"} for r in runs]
+    return out
+
+
 def _print(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"router evaluation ({res['split']} split, {res['n']} held-out prompts, "
+    seeds = f"mean of seeds {res['seeds']}, " if "seeds" in res else ""
+    t = Table(title=f"router evaluation ({res['split']} split, {seeds}{res['n']} held-out prompts, "
                     f"weak {res['weak']} {res['weak_quality']:.3f}, strong {res['strong']} {res['strong_quality']:.3f})")
     for col in ("metric", "router", "random", "oracle"):
         t.add_column(col, justify="right")
@@ -160,6 +187,8 @@ def _print(res: dict) -> None:
     t.add_row("cost to reach 95% of strong quality", f(res["cost_to_95pct_strong"]),
               f(res["cost_to_95pct_strong_random"]), "-")
     t.add_row("share of curve above random", f(res["above_random_fraction"]), "-", "-")
+    if "above_random_fraction_min" in res:
+        t.add_row("  worst seed", f(res["above_random_fraction_min"]), "-", "-")
     t.add_row("oracle: cost / quality", "-", "-", f"{res['oracle_cost']:.3f} / {res['oracle_quality']:.3f}")
     Console().print(t)
     Console().print("cost is normalised: 0 = always the cheapest model, 1 = always the most expensive")
