@@ -35,6 +35,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(WS) env
 	$(WS) bench --model smollm2-135m --max-concurrency 1,8 --num-prompts 16 --input-len 64 --output-len 32 --threads 2 --result-dir $(DEMO_DIR) --label demo
+	$(WS) demo-gateway --config examples/serve-demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
