@@ -51,7 +51,7 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--dtype", default="float32")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     p.add_argument("--num-prompts", type=int, default=16)
     p.add_argument("--input-len", type=int, default=64)
     p.add_argument("--output-len", type=int, default=32)
@@ -68,7 +68,7 @@ async def main() -> None:
     engine = LocalEngine(a.model, threads=a.threads, max_batch=max(levels), dtype=a.dtype)
     t0 = time.perf_counter()
     await engine.start()
-    print(f"loaded {a.model} ({a.dtype}, {a.threads} thread(s)) in {time.perf_counter() - t0:.1f} s")
+    print(f"loaded {a.model} ({engine.resolved_dtype}, {a.threads} thread(s)) in {time.perf_counter() - t0:.1f} s")
     reqs = [
         Request(id=f"r{i}", prompt=engine.make_prompt(a.input_len, seed=a.seed + i), max_tokens=a.output_len,
                 ignore_eos=True, endpoint="completions")

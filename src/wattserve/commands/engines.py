@@ -12,7 +12,7 @@ from wattserve.errors import ConfigError
 
 def _generate(
     prompt: str, model: str, base_url: Optional[str], backend: str, endpoint: str, max_tokens: int,
-    temperature: float, seed: Optional[int], stop: list[str], ignore_eos: bool, threads: int,
+    temperature: float, seed: Optional[int], stop: list[str], ignore_eos: bool, threads: int, dtype: str,
 ) -> None:
     import asyncio
     import time
@@ -24,7 +24,8 @@ def _generate(
     from wattserve.types import Message, Request
 
     err = Console(stderr=True)
-    engine = create_engine(model, base_url=base_url, backend=backend, threads=threads)
+    kw = {"dtype": dtype} if dtype != "auto" and not base_url and backend in ("auto", "local") else {}
+    engine = create_engine(model, base_url=base_url, backend=backend, threads=threads, **kw)
     request = Request(
         id="generate", model=model, max_tokens=max_tokens, temperature=temperature, seed=seed,
         stop=tuple(stop), ignore_eos=ignore_eos, endpoint=endpoint,  # type: ignore[arg-type]
@@ -77,11 +78,14 @@ def register(app: typer.Typer) -> None:
         stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable)."),
         ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Generate exactly --max-tokens tokens."),
         threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for in-process engines."),
+        dtype: str = typer.Option("auto", "--dtype", help="Local engine weights: auto (bfloat16 where the CPU has AMX, else float32), float32, bfloat16."),
     ) -> None:
         """Send one prompt to a model and stream the answer (checks a setup end to end)."""
         if endpoint not in ("chat", "completions"):
             raise ConfigError(f"--endpoint must be chat or completions, got {endpoint!r}")
-        _generate(prompt, model, base_url, backend, endpoint, max_tokens, temperature, seed, stop, ignore_eos, threads)
+        if dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"--dtype must be auto, float32 or bfloat16, got {dtype!r}")
+        _generate(prompt, model, base_url, backend, endpoint, max_tokens, temperature, seed, stop, ignore_eos, threads, dtype)
 
     @app.command("mock-server")
     def mock_server(
