@@ -173,6 +173,19 @@ def test_lazy_heap_matches_brute_force(policy):
     fast, ref = ResponseCache(policy, capacity_entries=12), _Reference(policy, 12)
     for _ in range(4000):
         k = int(60 * rng.random() ** 2.5)
+        u = rng.random()
+        if u < 0.02 and k in ref.d:  # delete (leaves a stale heap entry behind)
+            assert fast.delete(k)
+            del ref.d[k]
+            continue
+        if u < 0.04 and k in ref.d:  # refresh in place with a new cost (priority may fall)
+            c = rng.choice([0.5, 3.0, 80.0])
+            fast.put(k, k, c)
+            ref.clock += 1
+            n = ref.d[k]
+            n.cost, n.last_access = c, ref.clock
+            n.prio = ref.p.priority(n)
+            continue
         a, b = fast.get(k), ref.get(k)
         assert a == b
         if a is None:

@@ -34,7 +34,7 @@ CostFn = Callable[[Any], float] | None
 class Node:
     """The cache's mutable per-entry record (hot path); fields match ``CacheEntry``."""
 
-    __slots__ = ("key", "value", "cost", "size", "frequency", "last_access", "inserted", "prio", "ver")
+    __slots__ = ("key", "value", "cost", "size", "frequency", "last_access", "inserted", "prio")
 
     def __init__(self, key: Any, value: Any, cost: float, size: int, frequency: int, now: int) -> None:
         self.key = key
@@ -45,7 +45,6 @@ class Node:
         self.last_access = now
         self.inserted = now
         self.prio = 0.0
-        self.ver = 0
 
 
 def _freq_getter(frequency: FrequencyArg) -> Callable[[Any], float] | None:

@@ -67,11 +67,13 @@ class ResponseCache:
         self._lazy = bool(getattr(self.policy, "lazy", False))
         self._entries_only = capacity_entries is not None and capacity_bytes is None
         self._nodes: dict[Any, Node] = {}
-        self._heap: list[tuple[float, int, int, Any]] = []
+        # heap entries (priority, last access, key): (priority, last access) is unique per
+        # entry (every operation ticks the clock), so keys are compared only between
+        # duplicates of one entry
+        self._heap: list[tuple[float, int, Any]] = []
         self._history: dict[Any, int] = {}
         self._history_limit = history_limit or max(1024, 2 * (capacity_entries or 65536))
         self._clock = 0
-        self._ver = 0
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -104,9 +106,7 @@ class ResponseCache:
             return node.value
         p = self._prio(node)
         if p < node.prio:  # rare: a falling priority needs a fresh heap key
-            self._ver += 1
-            node.ver = self._ver
-            heapq.heappush(self._heap, (p, clock, self._ver, key))
+            heapq.heappush(self._heap, (p, clock, key))
             if len(self._heap) > 2 * len(self._nodes) + 1024:
                 self._compact()
         node.prio = p
@@ -134,17 +134,15 @@ class ResponseCache:
                 heap = self._heap
                 lazy, prio_fn = self._lazy, self._prio
                 while True:
-                    prio, last, ver, k = heap[0]
+                    prio, last, k = heap[0]
                     victim = nodes.get(k)
-                    if victim is None or victim.ver != ver:
+                    if victim is None:
                         heapq.heappop(heap)
                         continue
                     if lazy:
                         victim.prio = prio_fn(victim)
                     if victim.prio != prio or victim.last_access != last:
-                        self._ver += 1
-                        victim.ver = self._ver
-                        heapq.heapreplace(heap, (victim.prio, victim.last_access, self._ver, k))
+                        heapq.heapreplace(heap, (victim.prio, victim.last_access, k))
                     else:
                         break
                 if self._admission and (p, node.last_access) < (prio, last):
@@ -154,23 +152,19 @@ class ResponseCache:
                 self._history[k] = victim.frequency  # a returning key keeps its count
                 self.bytes -= victim.size
                 self.evictions += 1
-                self._on_evict(prio)
                 if self.store is not None:
                     self.store.delete(k)
-                if self._inflates:  # GDSF: the newcomer's H uses the raised L
+                if self._inflates:  # GDSF: L rises; the newcomer's H uses the raised L
+                    self._on_evict(prio)
                     node.prio = p = self._prio(node)
-                self._ver += 1
-                node.ver = self._ver
                 nodes[key] = node
                 self.bytes += size
                 # the victim is the heap top: replace it in one sift instead of pop + push
-                heapq.heapreplace(heap, (p, node.last_access, self._ver, key))
+                heapq.heapreplace(heap, (p, node.last_access, key))
             else:
-                self._ver += 1
-                node.ver = self._ver
                 nodes[key] = node
                 self.bytes += size
-                heapq.heappush(self._heap, (p, node.last_access, self._ver, key))
+                heapq.heappush(self._heap, (p, node.last_access, key))
             if self.store is not None:
                 self._write(node)
             return True
@@ -180,11 +174,9 @@ class ResponseCache:
         if not self._shrink(node):
             self._refuse(node)
             return False
-        self._ver += 1
-        node.ver = self._ver
         nodes[key] = node
         self.bytes += size
-        heapq.heappush(self._heap, (node.prio, node.last_access, self._ver, key))
+        heapq.heappush(self._heap, (node.prio, node.last_access, key))
         if len(self._heap) > 2 * len(nodes) + 1024:
             self._compact()
         self._write(node)
@@ -287,17 +279,15 @@ class ResponseCache:
     def _peek_min(self) -> Node | None:
         heap, nodes = self._heap, self._nodes
         while heap:
-            prio, last, ver, key = heap[0]
+            prio, last, key = heap[0]
             node = nodes.get(key)
-            if node is None or node.ver != ver:
+            if node is None:
                 heapq.heappop(heap)
                 continue
             if self._lazy:
                 node.prio = self._prio(node)
             if node.prio != prio or node.last_access != last:
-                self._ver += 1
-                node.ver = self._ver
-                heapq.heapreplace(heap, (node.prio, node.last_access, self._ver, key))
+                heapq.heapreplace(heap, (node.prio, node.last_access, key))
             else:
                 return node
         return None
@@ -305,9 +295,7 @@ class ResponseCache:
     def _reprioritise(self, node: Node) -> None:
         p = self._prio(node)
         if p < node.prio:
-            self._ver += 1
-            node.ver = self._ver
-            heapq.heappush(self._heap, (p, node.last_access, self._ver, node.key))
+            heapq.heappush(self._heap, (p, node.last_access, node.key))
         node.prio = p
 
     def _refuse(self, node: Node) -> None:
@@ -316,7 +304,7 @@ class ResponseCache:
         self._history[node.key] = node.frequency
 
     def _compact(self) -> None:
-        self._heap = [(n.prio, n.last_access, n.ver, k) for k, n in self._nodes.items()]
+        self._heap = [(n.prio, n.last_access, k) for k, n in self._nodes.items()]
         heapq.heapify(self._heap)
 
     def _write(self, node: Node) -> None:
@@ -332,11 +320,9 @@ class ResponseCache:
         node.prio = self._prio(node)
         if not self._shrink(node):
             return None
-        self._ver += 1
-        node.ver = self._ver
         self._nodes[key] = node
         self.bytes += size
-        heapq.heappush(self._heap, (node.prio, node.last_access, self._ver, key))
+        heapq.heappush(self._heap, (node.prio, node.last_access, key))
         return node
 
     def _load_store(self) -> None:
@@ -347,8 +333,6 @@ class ResponseCache:
             if not self._shrink(node):
                 self.store.delete(key)
                 continue
-            self._ver += 1
-            node.ver = self._ver
             self._nodes[key] = node
             self.bytes += size
-            heapq.heappush(self._heap, (node.prio, node.last_access, self._ver, key))
+            heapq.heappush(self._heap, (node.prio, node.last_access, key))
