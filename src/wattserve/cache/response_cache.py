@@ -65,6 +65,9 @@ class ResponseCache:
         self._inflates = bool(getattr(self.policy, "inflates", False))
         self._admission = admission and not self._inflates
         self._lazy = bool(getattr(self.policy, "lazy", False))
+        # the online GDSF priority is inlined in ``get`` (its hot path)
+        self._gdsf = self.policy if getattr(self.policy, "priority", None) == getattr(
+            self.policy, "_online_priority", 0) and self._inflates else None
         self._entries_only = capacity_entries is not None and capacity_bytes is None
         self._nodes: dict[Any, Node] = {}
         # heap entries (priority, last access, key): (priority, last access) is unique per
@@ -104,7 +107,11 @@ class ResponseCache:
         self.saved_cost += node.cost
         if self._lazy:  # priority evaluated when the entry reaches the heap top
             return node.value
-        p = self._prio(node)
+        gdsf = self._gdsf
+        if gdsf is not None:  # inlined GDSF: H = L + f * c / s
+            p = gdsf.inflation + node.frequency * node.cost / (node.size or 1)
+        else:
+            p = self._prio(node)
         if p < node.prio:  # rare: a falling priority needs a fresh heap key
             heapq.heappush(self._heap, (p, clock, key))
             if len(self._heap) > 2 * len(self._nodes) + 1024:
