@@ -38,7 +38,7 @@ demo: $(STAMP)
 	$(WS) demo-gateway --config examples/serve-demo.yaml
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
