@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattserve.bench.pareto import _num
 from wattserve.errors import ConfigError
 
 PLAN_FILES = ("schedule.json", "plan.json", "plan_comparison.json", "comparison.json")
@@ -37,14 +37,6 @@ class ReportData:
     fits: list[Any] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
-
-
-def _num(v: Any) -> float | None:
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
