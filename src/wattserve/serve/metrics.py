@@ -82,6 +82,7 @@ class GatewayMetrics:
         self.energy_source = energy_source
         self._live: _Live | None = None
         self._children: dict[tuple, Any] = {}  # labelled children, looked up once
+        self._bundles: dict[tuple, _Bundle] = {}  # (model, status, cache, source) -> its children
 
     def attach(self, pool: Any, cache: Any, accountant: Any) -> None:
         if self._live is None:
@@ -100,20 +101,44 @@ class GatewayMetrics:
 
     def done(self, model: str, status: int, cache: str, ttft_s: float | None, e2e_s: float,
              input_tokens: int, output_tokens: int, energy_j: float | None, source: str) -> None:
-        child = self._child
-        child(self.requests, model, str(status), cache).inc()
+        key = (model, status, cache, source)
+        b = self._bundles.get(key)
+        if b is None:  # the labelled children of this outcome, looked up once (one dict lookup per request)
+            b = self._bundles[key] = _Bundle(self, model, str(status), cache, source)
+        b.requests.inc()
         if status < 400:
             if ttft_s is not None:
-                child(self.ttft, model).observe(ttft_s)
-            child(self.e2e, model).observe(e2e_s)
+                (b.ttft or b.get("ttft")).observe(ttft_s)
+            (b.e2e or b.get("e2e")).observe(e2e_s)
             if input_tokens:
-                child(self.tokens, model, "prompt").inc(input_tokens)
+                (b.prompt or b.get("prompt")).inc(input_tokens)
             if output_tokens:
-                child(self.tokens, model, "completion").inc(output_tokens)
+                (b.completion or b.get("completion")).inc(output_tokens)
             if energy_j:
-                child(self.energy, model, source).inc(energy_j)
+                (b.energy or b.get("energy")).inc(energy_j)
 
     def hit(self, model: str, saved_j: float) -> None:
         self._child(self.cache_hits, model).inc()
         if saved_j > 0:
             self._child(self.cache_saved, model).inc(saved_j)
+
+
+class _Bundle:
+    """The labelled children one request outcome touches; each made on first use (a child
+    shows in the exposition once made, so none is made before its first observation)."""
+
+    __slots__ = ("m", "labels", "requests", "ttft", "e2e", "prompt", "completion", "energy")
+
+    def __init__(self, m: GatewayMetrics, model: str, status: str, cache: str, source: str) -> None:
+        self.m, self.labels = m, (model, source)
+        self.requests = m._child(m.requests, model, status, cache)
+        self.ttft = self.e2e = self.prompt = self.completion = self.energy = None
+
+    def get(self, name: str) -> Any:
+        m, (model, source) = self.m, self.labels
+        child = {"ttft": lambda: m._child(m.ttft, model), "e2e": lambda: m._child(m.e2e, model),
+                 "prompt": lambda: m._child(m.tokens, model, "prompt"),
+                 "completion": lambda: m._child(m.tokens, model, "completion"),
+                 "energy": lambda: m._child(m.energy, model, source)}[name]()
+        setattr(self, name, child)
+        return child

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 
+from wattserve.cache.keys import is_cacheable, make_key
 from wattserve.serve import wire
 from wattserve.serve.relay import Ctx, Reply, engine_answer, http_answer
 from wattserve.serve.replica import HttpReplica, Replica, UpstreamError
@@ -67,8 +68,6 @@ class Gateway:
                 log.info("request %s tenant=%s model=%s text=%r", rid, tenant, model, req.text())
             key = None
             if self.cache is not None:
-                from wattserve.cache import is_cacheable, make_key
-
                 if is_cacheable(req):
                     key = make_key(tenant, group, req)
                     hit = self.cache.get(key)

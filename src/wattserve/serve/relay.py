@@ -103,6 +103,7 @@ async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: aiohttp.ClientRe
     done = False
     error: str | None = None
     n = 0
+    held: list[bytes] = []
     try:
         try:
             while True:
@@ -132,10 +133,11 @@ async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: aiohttp.ClientRe
                     if choices or not u:  # the usage-only chunk is replaced by ours below
                         n += 1
                         out.append(b"data: " + ev + b"\n\n")
+                if done or error is not None:
+                    held = out  # sent with the tail below: one write less per stream
+                    break
                 if out:
                     yield b"".join(out)
-                if done or error is not None:
-                    break
                 data = await resp.content.readany()
                 if not data:
                     break
@@ -164,6 +166,9 @@ async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: aiohttp.ClientRe
     tail = wire.DONE
     if error is None and ctx.usage_wanted:
         tail = wire.usage_event(ctx.req.endpoint, ctx.req.id, ctx.model, usage) + tail
+    if held:
+        held.append(tail)
+        tail = b"".join(held)
     yield tail
 
 # ---------------------------------------------------------------------- in-process engines
