@@ -321,6 +321,9 @@ async def serve(app: Any, server: Any) -> None:
 
     gc.collect()
     gc.freeze()  # start-up objects (modules, schemas, models) leave the collector's scans
+    # a request allocates a few hundred containers (almost all freed by refcounting): with the
+    # default 700 the young generation was scanned every couple of requests
+    gc.set_threshold(20000, 20, 20)
     try:
         await server.serve()
     finally:
