@@ -66,3 +66,21 @@ def test_only_deterministic_requests_are_cacheable_by_default():
     assert not is_cacheable(hot)
     assert not is_cacheable(hot, cache_sampled=True)  # sampled without a seed: never
     assert is_cacheable(dataclasses.replace(hot, seed=3), cache_sampled=True)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", "ünïcödé 漢字 🎉", "ctl \x00\x01\x1f\x7f \b\t\n\f\r \" \\ / \u2028\u2029", "\ud800 lone surrogate"],
+)
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"n": [1, 2.0, None, True], "logit_bias": {"50256": -100, "a": 1.5}}, {"big": 2**70}],
+)
+def test_fast_serialiser_writes_the_stdlib_bytes(text, extra):
+    from wattserve.cache import keys
+    from wattserve.types import Message, Request
+
+    request = Request(id="1", messages=(Message("user", text),), top_p=0.9, stop=("b", "a"), extra=extra)
+    obj = ["tenant", "group", keys.canonical_request(request)]
+    assert keys._dumps(obj) == keys._dumps_stdlib(obj)
+    assert len(keys.make_key("tenant", "group", request)) == 64

@@ -57,13 +57,31 @@ def canonical_request(request: Request) -> dict[str, Any]:
     return body
 
 
+def _dumps_stdlib(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _dumps(obj: Any) -> bytes:
+    """Compact, key-sorted UTF-8 JSON; orjson writes the same bytes as ``_dumps_stdlib`` for the
+    canonical form (floats are already ints or reprs) about 5x faster: the key is the largest
+    item of the gateway's own per-request CPU. Falls back to the standard library for what
+    orjson refuses (integers beyond 64 bits, lone surrogates)."""
+    try:
+        return _orjson.dumps(obj, option=_orjson.OPT_SORT_KEYS)
+    except (TypeError, _orjson.JSONEncodeError):
+        return _dumps_stdlib(obj)
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; keep keys computable without it
+    _dumps = _dumps_stdlib  # noqa: F811
+
+
 def make_key(tenant: str, model_group: str, request: Request) -> str:
     """A stable key: ``<sha256 hex>`` of tenant, model group and the canonical request."""
-    payload = json.dumps(
-        [str(tenant), str(model_group), canonical_request(request)],
-        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    payload = _dumps([str(tenant), str(model_group), canonical_request(request)])
+    return hashlib.sha256(payload).hexdigest()
 
 
 def namespace(tenant: str, model_group: str) -> str:
