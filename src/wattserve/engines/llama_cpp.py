@@ -18,11 +18,11 @@ import threading
 import time
 from typing import Any, AsyncIterator
 
+from wattserve.engines.channel import ThreadChannel
 from wattserve.engines.models import DEFAULT_MODEL, resolve_model
 from wattserve.errors import ConfigError, EngineUnavailable
 from wattserve.types import Chunk, Request, Usage
 
-_END = object()
 
 
 def available() -> bool:
@@ -126,32 +126,20 @@ class LlamaCppEngine:
 
     async def stream(self, request: Request) -> AsyncIterator[Chunk]:
         await self.start()
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue[Any] = asyncio.Queue()
+        channel = ThreadChannel("llama.cpp")
         stop_flag = threading.Event()
-
-        def deliver(item: Any) -> None:
-            loop.call_soon_threadsafe(q.put_nowait, item)
 
         def work() -> None:
             try:
-                self._generate(request, deliver, stop_flag)
+                self._generate(request, channel.deliver, stop_flag)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                deliver(exc)
+                channel.deliver(exc)
             finally:
-                try:
-                    deliver(_END)
-                except RuntimeError:
-                    pass
+                channel.close()
 
         threading.Thread(target=work, name=f"wattserve-{self.name}", daemon=True).start()
         try:
-            while True:
-                item = await q.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise EngineUnavailable(f"llama.cpp failed: {item}") from item
+            async for item in channel.items():
                 yield item
         finally:
             stop_flag.set()

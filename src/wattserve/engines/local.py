@@ -15,12 +15,12 @@ import threading
 import time
 from typing import Any, AsyncIterator
 
+from wattserve.engines.channel import END, ThreadChannel
 from wattserve.engines.models import DEFAULT_MODEL, ResolvedModel, ensure_hf_dir, resolve_model, set_offline_env
 from wattserve.engines.sequence import Emission, Sequence, Status
 from wattserve.errors import ConfigError, EngineUnavailable
 from wattserve.types import Chunk, Request, Usage
 
-_END = object()  # sentinel delivered after the final chunk
 DTYPES = ("float32", "bfloat16", "auto")
 _EOS_NAMES = ("<|im_end|>", "<|endoftext|>", "<eos>", "<end_of_turn>", "</s>")
 
@@ -196,12 +196,7 @@ class LocalEngine:
         ids = self.prompt_ids(request)
         if len(ids) >= self.max_context:
             raise ConfigError(f"prompt of {len(ids)} tokens exceeds the context of {self.max_context}")
-        loop = asyncio.get_running_loop()
-        q: asyncio.Queue[Any] = asyncio.Queue()
-
-        def deliver(item: Any) -> None:
-            loop.call_soon_threadsafe(q.put_nowait, item)
-
+        channel = ThreadChannel("local engine")
         seq = Sequence(
             request_id=request.id,
             prompt_ids=ids,
@@ -212,16 +207,11 @@ class LocalEngine:
             stop=tuple(s for s in request.stop if s),
             ignore_eos=request.ignore_eos,
             eos_ids=self.eos_ids,
-            deliver=deliver,
+            deliver=channel.deliver,
         )
         self._pending.put(seq)
         try:
-            while True:
-                item = await q.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise EngineUnavailable(f"local engine failed: {item}") from item
+            async for item in channel.items():
                 emission: Emission = item
                 usage = None
                 if emission.finish_reason is not None:
@@ -308,7 +298,7 @@ class LocalEngine:
                 seq.deliver(emission)
             if emission.finish_reason is not None:
                 seq.status = Status.FINISHED
-                seq.deliver(_END)
+                seq.deliver(END)
                 return True
         except RuntimeError:  # the consumer's event loop is closed
             seq.cancelled.set()
