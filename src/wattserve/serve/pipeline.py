@@ -17,12 +17,11 @@ import os
 import time
 from typing import Any, AsyncIterator
 
-import aiohttp
-
 from wattserve.cache.keys import is_cacheable, make_key
 from wattserve.serve import wire
 from wattserve.serve.relay import Ctx, Reply, engine_answer, http_answer
 from wattserve.serve.replica import HttpReplica, Replica, UpstreamError
+from wattserve.serve.upstream import Timeouts
 from wattserve.serve.wire import APIError
 from wattserve.types import Request
 
@@ -39,7 +38,7 @@ class Gateway:
         self.metrics, self.keys = metrics, keys
         self.default_max_tokens, self.max_tokens_limit = default_max_tokens, max_tokens_limit
         self.first_token_s, self.total_s = first_token_s, total_s
-        self.timeout = aiohttp.ClientTimeout(total=total_s, sock_connect=connect_s, sock_read=first_token_s)
+        self.timeout = Timeouts(connect_s=connect_s, read_s=first_token_s, total_s=total_s)
         self._routers: dict[float, Any] = {}  # the router at each threshold named in a model field
         self._flights: dict[str, asyncio.Future] = {}  # cache key -> done when its answer is stored
         self.log_content = log_content

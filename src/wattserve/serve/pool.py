@@ -1,12 +1,9 @@
-"""The replica pool: replicas per served model, a balancer, health checks, one shared
-aiohttp session for every HTTP replica."""
+"""The replica pool: replicas per served model, a balancer, health checks."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, Iterable, Sequence
-
-import aiohttp
 
 from wattserve.serve.health import HealthChecker
 from wattserve.serve.replica import Replica, mark_down
@@ -23,7 +20,6 @@ class ReplicaPool:
             self.by_model.setdefault(r.model, []).append(r)
         self.health = health or HealthChecker(self.replicas)
         self.connect_s = connect_s
-        self.session: aiohttp.ClientSession | None = None
         self._health_task: asyncio.Task | None = None
 
     @property
@@ -31,13 +27,8 @@ class ReplicaPool:
         return list(self.by_model)
 
     async def start(self, health_loop: bool = True) -> None:
-        connector = aiohttp.TCPConnector(limit=1024, limit_per_host=0, ttl_dns_cache=300,
-                                         enable_cleanup_closed=True)
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                             skip_auto_headers=("User-Agent",),
-                                             cookie_jar=aiohttp.DummyCookieJar())
         for r in self.replicas:  # one at a time: in-process engines load models (not thread-safe to import)
-            await r.start(self.session)
+            await r.start()
         await self.health.check_all()
         if health_loop:
             self._health_task = asyncio.create_task(self.health.run(), name="wattserve-health")
@@ -70,6 +61,3 @@ class ReplicaPool:
                 pass
             self._health_task = None
         await asyncio.gather(*(r.aclose() for r in self.replicas), return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
-            self.session = None

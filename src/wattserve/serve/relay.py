@@ -10,17 +10,16 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator
 
-import aiohttp
 import orjson
 
 from wattserve.serve import wire
 from wattserve.serve.replica import EngineReplica, HttpReplica, Replica, UpstreamError
+from wattserve.serve.upstream import ERRORS as _CLIENT_ERRORS, Response
 from wattserve.serve.wire import APIError
 from wattserve.types import Request
 
 log = logging.getLogger("wattserve.serve")
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
-_CLIENT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 @dataclass
@@ -59,11 +58,16 @@ async def http_answer(gw: Any, ctx: Ctx, rep: HttpReplica) -> Reply:
     resp = await rep.open(_PATHS[ctx.req.endpoint], orjson.dumps(fwd), gw.timeout)
     if not ctx.req.stream:
         try:
-            data = orjson.loads(await resp.read())
-            resp.release()
+            raw = await resp.read()
         except _CLIENT_ERRORS as exc:
             resp.close()
             raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}") from None
+        except BaseException:  # cancelled (the client went away): the connection is not reusable
+            resp.close()
+            raise
+        resp.release()
+        try:
+            data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError(f"{rep.name}: upstream answer is not JSON") from None
         ctx.ttft_s = time.perf_counter() - ctx.t0
@@ -81,19 +85,22 @@ async def http_answer(gw: Any, ctx: Ctx, rep: HttpReplica) -> Reply:
     try:
         events: list[bytes] = []
         while not events:  # the first event: until it arrives, another replica may still answer
-            data = await resp.content.readany()
+            data = await resp.readany()
             if not data:
                 break
             events = parser.feed(data)
     except _CLIENT_ERRORS as exc:
         resp.close()
         raise UpstreamError(f"{rep.name}: stream failed before its first event: {type(exc).__name__}") from None
+    except BaseException:
+        resp.close()
+        raise
     if not events:
         resp.close()
         raise UpstreamError(f"{rep.name}: stream closed before its first event")
     return Reply(200, gw._headers(ctx), stream=http_relay(gw, ctx, rep, resp, parser, events))
 
-async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: aiohttp.ClientResponse, parser: "SSEParser",
+async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: Response, parser: "SSEParser",
                      events: list[bytes]) -> AsyncIterator[bytes]:
     """Pass upstream events through, batching those that arrived together into one write."""
     chat = ctx.req.endpoint == "chat"
@@ -138,7 +145,7 @@ async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: aiohttp.ClientRe
                     break
                 if out:
                     yield b"".join(out)
-                data = await resp.content.readany()
+                data = await resp.readany()
                 if not data:
                     break
                 events = parser.feed(data)

@@ -2,7 +2,8 @@
 
 ``HttpReplica`` is any OpenAI-compatible server (vLLM, llama-server, the mock server, a
 replica the launcher started). The gateway forwards the client's body (model name
-rewritten) over one shared aiohttp session and passes the upstream SSE bytes through,
+rewritten) over the replica's keep-alive connections (``wattserve.serve.upstream``) and
+passes the upstream SSE bytes through,
 parsing each event only to learn the text and usage it needs for the cache and metrics.
 ``EngineReplica`` wraps an in-process ``Engine`` (``stream(request) -> Chunk``s).
 """
@@ -12,13 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator
 
-import aiohttp
-
 from wattserve.errors import EngineUnavailable, WattserveError
+from wattserve.serve.upstream import ERRORS, Origin, Response, Timeouts, UpstreamTimeout
 from wattserve.types import Chunk, Request
-
-
-_JSON = {"Content-Type": "application/json"}
 
 
 class UpstreamError(Exception):
@@ -51,7 +48,7 @@ class Replica:
         self.last_error: str | None = None
         self.down_since: float | None = None
 
-    async def start(self, session: aiohttp.ClientSession | None) -> None:  # pragma: no cover - trivial
+    async def start(self) -> None:  # pragma: no cover - trivial
         return None
 
     async def probe(self, timeout_s: float) -> bool:  # pragma: no cover - overridden
@@ -75,44 +72,41 @@ class HttpReplica(Replica):
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
         self.engine_model = engine_model or model
-        self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, Any] = {}  # path -> parsed yarl.URL (parsing a URL per request costs)
-
-    async def start(self, session: aiohttp.ClientSession | None) -> None:
-        self._session = session
+        self.origin = Origin(self.base_url)
 
     async def probe(self, timeout_s: float) -> bool:
-        assert self._session is not None
+        t = Timeouts(timeout_s, timeout_s, timeout_s)
         try:
-            async with self._session.get(self.base_url + "/models",
-                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
-                await r.read()
-                return r.status < 500
-        except (aiohttp.ClientError, TimeoutError, OSError):
+            resp = await self.origin.request("GET", "/models", b"", t)
+            await resp.read()
+            resp.release()
+            return resp.status < 500
+        except ERRORS:
             return False
 
-    async def open(self, path: str, body: bytes, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+    async def open(self, path: str, body: bytes, timeouts: Timeouts) -> Response:
         """POST ``body`` and return the response once its status line arrived (2xx only)."""
-        assert self._session is not None
-        url = self._urls.get(path)
-        if url is None:
-            from yarl import URL
-
-            url = self._urls[path] = URL(self.base_url + path)
         try:
-            resp = await self._session.post(url, data=body, timeout=timeout, headers=_JSON)
-        except TimeoutError:
-            raise UpstreamError(f"{self.name}: no answer within the connect/first-token timeout") from None
-        except (aiohttp.ClientError, OSError) as exc:
+            resp = await self.origin.request("POST", path, body, timeouts)
+        except UpstreamTimeout as exc:
+            raise UpstreamError(f"{self.name}: {exc}") from None
+        except ERRORS as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}") from None
         if resp.status >= 400:
-            data = await resp.read()
-            resp.release()
+            try:
+                data = await resp.read()
+                resp.release()
+            except ERRORS:
+                resp.close()
+                data = b""
             if resp.status >= 500 or resp.status == 429:
                 raise UpstreamError(f"{self.name}: upstream status {resp.status}", down=False)
             raise UpstreamError(f"{self.name}: upstream status {resp.status}", retryable=False,
                                 status=resp.status, body=data, down=False)
         return resp
+
+    async def aclose(self) -> None:
+        self.origin.close()
 
 
 class EngineReplica(Replica):
@@ -127,7 +121,7 @@ class EngineReplica(Replica):
         self.engine_model = engine_model or model
         self._started = False
 
-    async def start(self, session: aiohttp.ClientSession | None) -> None:
+    async def start(self) -> None:
         start = getattr(self.engine, "start", None)
         if start is not None and not self._started:
             try:
