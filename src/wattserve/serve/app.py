@@ -340,14 +340,15 @@ def run_loop(coro: Any) -> Any:
 
 
 def uvicorn_config(app: Any, host: str, port: int, grace_s: float, log_level: str = "warning") -> Any:
-    """uvicorn settings: httptools parser when installed, no access log, lifespan handled by ``serve``."""
+    """uvicorn settings: httptools parser (coalesced writes) when installed, no access log, lifespan handled by ``serve``."""
     import uvicorn
 
+    http: Any
     try:
-        import httptools  # noqa: F401
+        from wattserve.serve.transport import CoalescingHttpToolsProtocol
 
-        http = "httptools"
-    except ImportError:  # pragma: no cover
+        http = CoalescingHttpToolsProtocol  # httptools, head and first body bytes in one write
+    except ImportError:  # pragma: no cover - no httptools
         http = "h11"
     return uvicorn.Config(app, host=host, port=port, http=http, log_level=log_level,
                           access_log=False, lifespan="off", timeout_graceful_shutdown=grace_s,

@@ -14,6 +14,7 @@ import orjson
 
 from wattserve.serve import wire
 from wattserve.serve.replica import EngineReplica, HttpReplica, Replica, UpstreamError
+from wattserve.serve.sse import ERROR_EVENT, SSEReader, StreamBooks
 from wattserve.serve.upstream import ERRORS as _CLIENT_ERRORS, Response
 from wattserve.serve.wire import APIError
 from wattserve.types import Request
@@ -81,14 +82,14 @@ async def http_answer(gw: Any, ctx: Ctx, rep: HttpReplica) -> Reply:
         headers = gw._headers(ctx)
         headers.append(("x-wattserve-energy-j", "" if usage["energy_j"] is None else f"{usage['energy_j']:.6g}"))
         return Reply(200, headers, body=orjson.dumps(data))
-    parser = SSEParser()
+    reader = SSEReader()
     try:
         events: list[bytes] = []
         while not events:  # the first event: until it arrives, another replica may still answer
             data = await resp.readany()
             if not data:
                 break
-            events = parser.feed(data)
+            events = reader.feed(data)
     except _CLIENT_ERRORS as exc:
         resp.close()
         raise UpstreamError(f"{rep.name}: stream failed before its first event: {type(exc).__name__}") from None
@@ -98,85 +99,53 @@ async def http_answer(gw: Any, ctx: Ctx, rep: HttpReplica) -> Reply:
     if not events:
         resp.close()
         raise UpstreamError(f"{rep.name}: stream closed before its first event")
-    return Reply(200, gw._headers(ctx), stream=http_relay(gw, ctx, rep, resp, parser, events))
+    return Reply(200, gw._headers(ctx), stream=http_relay(gw, ctx, rep, resp, reader, events))
 
-async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: Response, parser: "SSEParser",
+
+async def http_relay(gw: Any, ctx: Ctx, rep: HttpReplica, resp: Response, reader: SSEReader,
                      events: list[bytes]) -> AsyncIterator[bytes]:
-    """Pass upstream events through, batching those that arrived together into one write."""
-    chat = ctx.req.endpoint == "chat"
-    parts: list[str] = []
-    finish = None
-    in_tok = out_tok = 0
+    """Pass upstream events through, those that arrived together in one write."""
+    books = StreamBooks(ctx.req.endpoint == "chat", ctx.t0)
     done = False
     error: str | None = None
-    n = 0
-    held: list[bytes] = []
+    held = b""
     try:
         try:
             while True:
-                out: list[bytes] = []
-                for ev in events:
-                    if ev == b"[DONE]":
-                        done = True
-                        break
-                    d = orjson.loads(ev)
-                    if "error" in d:
-                        error = "upstream error event"
-                        out.append(b"data: " + ev + b"\n\n")
-                        break
-                    choices = d.get("choices")
-                    if choices:
-                        c = choices[0]
-                        t = (c.get("delta") or {}).get("content") if chat else c.get("text")
-                        if t:
-                            if ctx.ttft_s is None:
-                                ctx.ttft_s = time.perf_counter() - ctx.t0
-                            parts.append(t)
-                        if c.get("finish_reason"):
-                            finish = c["finish_reason"]
-                    u = d.get("usage")
-                    if u:
-                        in_tok, out_tok = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
-                    if choices or not u:  # the usage-only chunk is replaced by ours below
-                        n += 1
-                        out.append(b"data: " + ev + b"\n\n")
+                out, done, error = books.take(events)
+                if books.ttft_s is not None and ctx.ttft_s is None:
+                    ctx.ttft_s = books.ttft_s
                 if done or error is not None:
                     held = out  # sent with the tail below: one write less per stream
                     break
                 if out:
-                    yield b"".join(out)
+                    yield out
                 data = await resp.readany()
                 if not data:
                     break
-                events = parser.feed(data)
-            if not done and error is None and finish is None:
+                events = reader.feed(data)
+            if not done and error is None and books.finish is None:
                 error = "upstream stream ended without finishing"
         except _CLIENT_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        except orjson.JSONDecodeError:
-            error = "upstream sent an event that is not JSON"
-        if error is not None and "error event" not in error:
+        if error is not None and error != ERROR_EVENT:
             gw.pool.failed(rep, error)
-            log.warning("replica %s broke mid-stream after %d events: %s", rep.name, n, error)
-            yield APIError(502, f"replica {rep.name} failed mid-stream after {n} chunks: {error}",
+            log.warning("replica %s broke mid-stream after %d events: %s", rep.name, books.n, error)
+            yield APIError(502, f"replica {rep.name} failed mid-stream after {books.n} chunks: {error}",
                            type="upstream_error", code="stream_broken").sse()
     finally:
         if done:
             resp.release()
         else:
             resp.close()
-        if not out_tok:
-            out_tok = len(parts)
-        if error is None and not done and finish is None:
+        out_tok = books.out_tok or len(books.parts)
+        if error is None and not done and books.finish is None:
             error = "the client went away mid-stream"  # never cache a cut answer
-        usage = gw._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
+        usage = gw._finish(ctx, "".join(books.parts), books.finish, books.in_tok, out_tok, error)
     tail = wire.DONE
     if error is None and ctx.usage_wanted:
         tail = wire.usage_event(ctx.req.endpoint, ctx.req.id, ctx.model, usage) + tail
-    if held:
-        held.append(tail)
-        tail = b"".join(held)
-    yield tail
+    yield held + tail
 
 # ---------------------------------------------------------------------- in-process engines
 async def engine_answer(gw: Any, ctx: Ctx, rep: EngineReplica) -> Reply:
@@ -251,22 +220,6 @@ async def engine_relay(gw: Any, ctx: Ctx, rep: EngineReplica, agen: Any, ch: Any
     if error is None and ctx.usage_wanted:
         yield wire.usage_event(ep, rid, model, u)
     yield wire.DONE
-
-
-class SSEParser:
-    """Incremental SSE reader: ``feed(bytes)`` -> payloads of the complete ``data:`` lines."""
-
-    __slots__ = ("_rest",)
-
-    def __init__(self) -> None:
-        self._rest = b""
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self._rest:
-            data = self._rest + data
-        lines = data.split(b"\n")
-        self._rest = lines.pop()
-        return [line[5:].strip() for line in lines if line.startswith(b"data:")]
 
 
 async def _aclose(agen: Any) -> None:

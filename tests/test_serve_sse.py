@@ -1,0 +1,73 @@
+"""The gateway's batch SSE reader and stream books (serve/sse.py)."""
+
+from __future__ import annotations
+
+import orjson
+
+from wattserve.serve.sse import ERROR_EVENT, SSEReader, StreamBooks
+
+
+def _ev(obj: dict) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def _chat(text: str | None, finish: str | None = None) -> dict:
+    delta = {} if text is None else {"content": text}
+    return {"id": "x", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta,
+                                                                       "finish_reason": finish}]}
+
+
+USAGE = {"id": "x", "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+
+
+def test_reader_joins_events_split_across_reads_and_crlf():
+    stream = _ev(_chat("Hel")) + _ev(_chat("lo")).replace(b"\n", b"\r\n") + b": keep-alive comment\n\n" \
+        + b"data:[DONE]\n\n"
+    r = SSEReader()
+    got: list[bytes] = []
+    for i in range(0, len(stream), 7):  # every 7 bytes, so lines and CRLF pairs are cut
+        got += r.feed(stream[i:i + 7])
+    assert [orjson.loads(p)["choices"][0]["delta"]["content"] for p in got[:2]] == ["Hel", "lo"]
+    assert got[2:] == [b"[DONE]"]
+
+
+def test_reader_trims_payloads_and_skips_empty_data_lines():
+    assert SSEReader().feed(b"data:   [DONE]  \ndata:\n\ndata: {}\n") == [b"[DONE]", b"{}"]
+    r = SSEReader()
+    assert r.feed(b"data: {\"a\"") == []  # no complete line yet
+    assert r.feed(b": 1}\n\n") == [b'{"a": 1}']
+
+
+def test_books_collect_text_finish_usage_and_drop_the_usage_only_event():
+    b = StreamBooks(chat=True, t0=0.0)
+    payloads = SSEReader().feed(_ev(_chat("a")) + _ev(_chat("b")) + _ev(_chat(None, "stop")) + _ev(USAGE)
+                                + b"data: [DONE]\n\n")
+    out, done, error = b.take(payloads)
+    assert done and error is None
+    assert b.parts == ["a", "b"] and b.finish == "stop" and (b.in_tok, b.out_tok) == (7, 3)
+    assert b.n == 3 and b.ttft_s is not None
+    events = SSEReader().feed(out)
+    assert len(events) == 3 and all(b'"usage"' not in e for e in events)  # ours replaces it
+    assert out.startswith(b"data: ") and out.endswith(b"\n\n")
+
+
+def test_books_on_completions_text():
+    b = StreamBooks(chat=False, t0=0.0)
+    ev = {"object": "text_completion", "choices": [{"index": 0, "text": "xy", "finish_reason": "length"}]}
+    out, done, error = b.take(SSEReader().feed(_ev(ev)))
+    assert (done, error, b.parts, b.finish) == (False, None, ["xy"], "length")
+    assert SSEReader().feed(out) == [orjson.dumps(ev)]
+
+
+def test_books_pass_an_upstream_error_event_on_and_stop_there():
+    b = StreamBooks(chat=True, t0=0.0)
+    err = {"error": {"message": "overloaded", "type": "server_error"}}
+    out, done, error = b.take(SSEReader().feed(_ev(_chat("a")) + _ev(err) + _ev(_chat("never"))))
+    assert error == ERROR_EVENT and not done
+    assert b.parts == ["a"] and b"overloaded" in out and b"never" not in out
+
+
+def test_books_report_malformed_events_as_errors():
+    for bad in (b"data: {not json}\n\n", b"data: [1, 2]\n\n", b'data: {"choices": [3]}\n\n'):
+        out, done, error = StreamBooks(chat=True, t0=0.0).take(SSEReader().feed(bad))
+        assert out == b"" and error is not None and error != ERROR_EVENT, bad
