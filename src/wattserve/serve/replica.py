@@ -85,7 +85,7 @@ class HttpReplica(Replica):
             return False
 
     async def open(self, path: str, body: bytes, timeouts: Timeouts) -> Response:
-        """POST ``body`` and return the response once its status line arrived (2xx only)."""
+        """POST ``body`` and return the response once its head and first body bytes arrived (2xx only)."""
         try:
             resp = await self.origin.request("POST", path, body, timeouts)
         except UpstreamTimeout as exc:

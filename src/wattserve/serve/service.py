@@ -159,15 +159,12 @@ class Service:
 
     def stats(self) -> dict[str, Any]:
         per_model: dict[str, dict[str, float]] = {}
-        for metric in self.metrics.requests.collect():
-            for s in metric.samples:
-                if s.name.endswith("_total"):
-                    d = per_model.setdefault(s.labels["model"], {"requests": 0, "hits": 0})
-                    d["requests"] += s.value
-                    if s.labels["cache"] == "hit":
-                        d["hits"] += s.value
-        saved = sum(s.value for m in self.metrics.cache_saved.collect() for s in m.samples if s.name.endswith("_total"))
-        charged = sum(s.value for m in self.metrics.energy.collect() for s in m.samples if s.name.endswith("_total"))
+        for (model, _status, cache), n in self.metrics.requests_by_outcome().items():
+            d = per_model.setdefault(model, {"requests": 0, "hits": 0})
+            d["requests"] += n
+            if cache == "hit":
+                d["hits"] += n
+        saved, charged = self.metrics.saved_j(), self.metrics.charged_j()
         return {
             "models": per_model,
             "cache": self.cache.stats() if self.cache is not None else None,

@@ -165,7 +165,9 @@ class Response(asyncio.Protocol):
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
-        while not self._headers_done:
+        # the head and the first body bytes: servers that flush the head on its own (SSE) would
+        # otherwise cost one more wake-up of the caller, which reads the body next anyway
+        while not self._headers_done or not (self._buf or self._done):
             await self._wait()
 
     async def readany(self) -> bytes:
@@ -249,7 +251,7 @@ class Origin:
         return conn
 
     async def request(self, method: str, path: str, body: bytes, timeouts: Timeouts) -> Response:
-        """Send a request and return its response once the status line and headers arrived."""
+        """Send a request and return its response once its head and first body bytes arrived."""
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         head = self._head(method, path) + b"%d\r\n\r\n" % len(body)
