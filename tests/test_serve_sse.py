@@ -71,3 +71,15 @@ def test_books_report_malformed_events_as_errors():
     for bad in (b"data: {not json}\n\n", b"data: [1, 2]\n\n", b'data: {"choices": [3]}\n\n'):
         out, done, error = StreamBooks(chat=True, t0=0.0).take(SSEReader().feed(bad))
         assert out == b"" and error is not None and error != ERROR_EVENT, bad
+
+
+def test_chunks_outside_the_typed_fast_path_are_still_read():
+    # tokens as floats and an extra nested field: msgspec's structs refuse the floats, the
+    # orjson path reads them; both paths must give the same books
+    odd = {"choices": [{"index": 0, "delta": {"content": "z", "role": "assistant"}, "finish_reason": "stop",
+                        "logprobs": {"content": [{"token": "z", "logprob": -0.1}]}}]}
+    usage = {"choices": [], "usage": {"prompt_tokens": 5.0, "completion_tokens": 1.0}}
+    b = StreamBooks(chat=True, t0=0.0)
+    out, done, error = b.take(SSEReader().feed(_ev(odd) + _ev(usage) + b"data: [DONE]\n\n"))
+    assert (done, error, b.parts, b.finish, b.in_tok, b.out_tok) == (True, None, ["z"], "stop", 5, 1)
+    assert SSEReader().feed(out) == [orjson.dumps(odd)]
