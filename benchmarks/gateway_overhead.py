@@ -3,10 +3,11 @@ and the same through LiteLLM proxy, side by side in one run against one zero-del
 OpenAI server on 127.0.0.1.
 
     .venv/bin/python benchmarks/gateway_overhead.py            # all targets, a few minutes
-    .venv/bin/python benchmarks/gateway_overhead.py --skip-litellm --gateway-modes fast,fastapi
+    .venv/bin/python benchmarks/gateway_overhead.py --skip-litellm --gateway-modes fast,uvicorn,fastapi
 
-Targets: ``direct`` (the mock itself), ``wattserve`` (the gateway's lean ASGI hot route),
-``wattserve-fastapi`` (the same gateway with ``fast_path: false``: FastAPI routes), ``floor``
+Targets: ``direct`` (the mock itself), ``wattserve`` (the gateway on its own HTTP server),
+``wattserve-uvicorn`` (the same app on uvicorn, hot routes outside FastAPI's routing),
+``wattserve-fastapi`` (uvicorn and ``fast_path: false``: every route through FastAPI), ``floor``
 (``--with-floor``: a bare uvicorn + aiohttp forwarder with no gateway logic), ``litellm``
 (``litellm[proxy]``, installed on first use into benchmarks/.peers/.venv, never into the
 project's environment; skipped with a message when it cannot be installed or started).
@@ -118,7 +119,14 @@ async def latency(url: str, model: str, n: int, stream: bool, output_len: int, h
 
 
 # ---------------------------------------------------------------------------- targets
-def start_gateway(mock_url: str, fast_path: bool, tmp: Path) -> tuple[subprocess.Popen, str]:
+MODES = {  # --gateway-modes: target name, HTTP server, hot routes outside FastAPI's routing
+    "fast": ("wattserve", "wattserve", True),
+    "uvicorn": ("wattserve-uvicorn", "uvicorn", True),
+    "fastapi": ("wattserve-fastapi", "uvicorn", False),
+}
+
+
+def start_gateway(mock_url: str, server: str, fast_path: bool, tmp: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cfg = tmp / f"gw-{port}.yaml"
     cfg.write_text(f"""host: 127.0.0.1
@@ -130,6 +138,7 @@ cache: {{policy: gdsf, capacity_entries: 100000}}
 energy: {{meter: modeled}}
 auth: {{keys_env: null}}
 fast_path: {str(fast_path).lower()}
+server: {server}
 """)
     proc = subprocess.Popen([sys.executable, "-m", "wattserve", "serve", "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -268,7 +277,9 @@ async def main() -> None:
     ap.add_argument("--latency-requests", type=int, default=300, help="sequential requests per latency point")
     ap.add_argument("--litellm-requests", type=int, default=400, help="requests per LiteLLM throughput point")
     ap.add_argument("--output-len", type=int, default=16)
-    ap.add_argument("--gateway-modes", default="fast", help="fast,fastapi: which wattserve hot paths to run")
+    ap.add_argument("--gateway-modes", default="fast",
+                    help="comma-separated: fast (the gateway's own HTTP server, the default), uvicorn (the same "
+                         "app on uvicorn), fastapi (uvicorn, hot routes through FastAPI's routing)")
     ap.add_argument("--skip-litellm", action="store_true")
     ap.add_argument("--with-floor", action="store_true",
                     help="also measure a bare uvicorn+aiohttp forwarder with no gateway logic (the floor)")
@@ -280,6 +291,8 @@ async def main() -> None:
     mock = MockServer(process=True, output_len=a.output_len, model="mock")
     mock.start()
     modes = [m.strip() for m in a.gateway_modes.split(",") if m.strip()]
+    if any(m not in MODES for m in modes):
+        raise SystemExit(f"--gateway-modes: choose from {', '.join(MODES)}")
     procs: dict[str, subprocess.Popen] = {}
     targets: dict[str, tuple[str, int | None]] = {"direct": (mock.url, mock._proc.pid if mock._proc else None)}
     runs: dict[str, list[dict]] = {}
@@ -291,8 +304,8 @@ async def main() -> None:
             await wait_http(url + "/", 60, procs["floor"])
             targets["floor"] = (url + "/v1", procs["floor"].pid)
         for m in modes:
-            name = "wattserve" if m == "fast" else "wattserve-fastapi"
-            procs[name], url = start_gateway(mock.url, m == "fast", tmp)
+            name, server, fast_path = MODES[m]
+            procs[name], url = start_gateway(mock.url, server, fast_path, tmp)
             await wait_http(url + "/ready", 120, procs[name])
             targets[name] = (url + "/v1", procs[name].pid)
         names = list(targets)

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(..., "--config", "-c", help="gateway config file (.yaml/.yml/.toml)"),
         host: Optional[str] = typer.Option(None, "--host", help="override the config's host"),
         port: Optional[int] = typer.Option(None, "--port", help="override the config's port"),
-        log_level: str = typer.Option("warning", "--log-level", help="uvicorn/gateway log level"),
+        log_level: str = typer.Option("warning", "--log-level", help="gateway log level"),
     ) -> None:
         import logging
 
@@ -36,12 +36,10 @@ def register(app: typer.Typer) -> None:
         if port is not None:
             cfg.port = port
         logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        import uvicorn
-
-        from wattserve.serve.app import create_app, run_loop, serve as serve_app, uvicorn_config
+        from wattserve.serve.app import create_app, make_server, run_loop, serve as serve_app
 
         app_ = create_app(cfg)
-        server = uvicorn.Server(uvicorn_config(app_, cfg.host, cfg.port, cfg.grace_s, log_level))
+        server = make_server(app_, cfg.host, cfg.port, cfg.grace_s, log_level)
         typer.echo(f"starting wattserve gateway on http://{cfg.host}:{cfg.port}/v1 "
                    f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it gracefully")
         run_loop(serve_app(app_, server))

@@ -55,6 +55,8 @@ async def send_reply(send: Any, reply: Any) -> None:
     headers = [(b"content-type", reply.media_type.encode())]
     headers += [(k.encode(), v.encode()) for k, v in reply.headers]
     if reply.stream is None:
+        if reply.sse:
+            headers.append((b"cache-control", b"no-cache"))
         headers.append((b"content-length", str(len(reply.body)).encode()))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
@@ -186,7 +188,7 @@ def build_api(service: Any) -> Any:
             return StreamingResponse(reply.stream, status_code=reply.status, headers=dict(reply.headers),
                                      media_type="text/event-stream")
         return Response(reply.body, status_code=reply.status, headers=dict(reply.headers),
-                        media_type="application/json")
+                        media_type=reply.media_type)
 
     def _body_spec(name: str) -> dict:
         return {"requestBody": {"required": True, "content": {"application/json": {
@@ -273,10 +275,7 @@ class BackgroundServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 120.0) -> "BackgroundServer":
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn_config(self.app, self.host, self.port, self.grace_s))
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server = make_server(self.app, self.host, self.port, self.grace_s, signals=False)
 
         def run() -> None:
             try:
@@ -313,7 +312,7 @@ class BackgroundServer:
 
 async def serve(app: Any, server: Any) -> None:
     """Start the gateway's parts, serve until told to stop (SIGINT/SIGTERM or ``should_exit``),
-    let in-flight requests finish (uvicorn's graceful shutdown), then drain and stop the parts.
+    let in-flight requests finish (the server's graceful shutdown), then drain and stop the parts.
     Start-up errors (``WattserveError``) propagate before any socket is opened."""
     service = app.service
     await service.start()
@@ -337,6 +336,24 @@ def run_loop(coro: Any) -> Any:
     except ImportError:  # pragma: no cover
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def make_server(app: Any, host: str, port: int, grace_s: float, log_level: str = "warning",
+                signals: bool = True) -> Any:
+    """The HTTP server the config names (``server:``): the gateway's own (serve/http_server.py,
+    the default) or uvicorn. Both expose ``serve()``, ``started`` and ``should_exit``."""
+    if app.service.config.server == "uvicorn":
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn_config(app, host, port, grace_s, log_level))
+        if not signals:
+            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        return server
+    from wattserve.serve.http_server import GatewayServer
+
+    server = GatewayServer(app, host, port, grace_s)
+    server.install_signal_handlers = signals
+    return server
 
 
 def uvicorn_config(app: Any, host: str, port: int, grace_s: float, log_level: str = "warning") -> Any:

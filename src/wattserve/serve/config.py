@@ -123,7 +123,8 @@ class ServeConfig(_Strict):
     max_tokens_limit: int = Field(8192, ge=1)
     log_content: bool = False  # prompts and completions are never logged unless this is set
     grace_s: float = Field(10.0, ge=0)
-    fast_path: bool = True  # serve the two hot POST routes from a lean ASGI handler
+    fast_path: bool = True  # serve the two hot POST routes without FastAPI's routing
+    server: Literal["wattserve", "uvicorn"] = "wattserve"  # the HTTP server (serve/http_server.py or uvicorn)
 
     @model_validator(mode="after")
     def _check(self) -> "ServeConfig":

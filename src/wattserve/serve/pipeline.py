@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, AsyncIterator
+from typing import Any
 
 from wattserve.cache.keys import is_cacheable, make_key
 from wattserve.serve import wire
@@ -157,10 +157,7 @@ class Gateway:
         if wire.wants_usage(body):
             data += wire.usage_event(ep, rid, model, usage)
 
-        async def one() -> AsyncIterator[bytes]:
-            yield data + wire.DONE
-
-        return Reply(200, headers, stream=one())
+        return Reply(200, headers, body=data + wire.DONE, sse=True)
 
     # ------------------------------------------------------------------ upstream
     async def _forward(self, ctx: Ctx) -> Reply:

@@ -154,8 +154,9 @@ class StreamBooks:
 
     def _out(self, events: list[bytes], drop: list[int] | None, done: bool,
              error: str | None) -> tuple[bytes, bool, str | None]:
-        if drop is not None:
-            events = [e for j, e in enumerate(events) if j not in drop]
+        if drop is not None:  # usually one usage event, the last
+            events = events[:drop[0]] + events[drop[0] + 1:] if len(drop) == 1 else \
+                [e for j, e in enumerate(events) if j not in drop]
         if not events:
             return b"", done, error
         self.n += len(events)
