@@ -146,3 +146,17 @@ def test_the_same_app_on_uvicorn():
         with httpx.stream("POST", srv.url + "/v1/completions", content=_body(5, stream=True), timeout=20) as r:
             text = r.read()
         assert r.headers["content-type"].startswith("text/event-stream") and text.endswith(b"data: [DONE]\n\n")
+
+
+def test_an_http10_client_gets_its_stream_without_chunked_framing():
+    with mock_replicas(1, process=False, token_delay_ms=5) as reps, gateway(config([reps[0].url])) as srv:
+        with _sock(srv) as s:
+            body = _body(6, stream=True)
+            s.sendall(b"POST /v1/completions HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            s.settimeout(10)
+            data = b""
+            while chunk := s.recv(65536):  # the server closes when the stream ends
+                data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert b"transfer-encoding" not in head.lower() and b"connection: close" in head.lower()
+        assert rest.startswith(b"data: ") and rest.endswith(b"data: [DONE]\n\n")

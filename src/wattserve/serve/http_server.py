@@ -54,10 +54,7 @@ class _Req:
         self.keep_alive, self.error, self.version = keep_alive, error, version
 
     def header(self, name: bytes) -> bytes | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
+        return next((v for k, v in self.headers if k == name), None)
 
 
 class Connection(asyncio.Protocol):
@@ -107,7 +104,7 @@ class Connection(asyncio.Protocol):
             if f is not None and not f.done():
                 f.set_result(None)
 
-    def pause_writing(self) -> None:
+    def pause_writing(self) -> None:  # the transport's buffer is full: streams wait in drain()
         self._paused_writing = True
 
     def resume_writing(self) -> None:
@@ -192,7 +189,7 @@ class Connection(asyncio.Protocol):
                 finally:
                     self.busy = False
                     self.last_active = self.loop.time()
-                if not keep or server.shutting_down:
+                if not keep or server.shutting_down or self.transport.is_closing():
                     break
         except Exception:  # noqa: BLE001 - never a traceback to the client; the connection ends
             log.exception("connection handler failed")
@@ -201,7 +198,7 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
 
     def write(self, data: bytes) -> None:
-        if not self.closed:
+        if not self.closed and not self.transport.is_closing():
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -293,7 +290,7 @@ class GatewayServer:
         except Exception:  # noqa: BLE001 - logged here, never sent to the client
             log.exception("internal error on %s", path.decode("latin-1"))
             reply = _error(APIError(500, "internal error in the gateway", type="server_error"))
-        return await self.send_reply(conn, reply, keep)
+        return await self.send_reply(conn, reply, keep, chunked=req.version != "1.0")
 
     def _head(self, status: int, media_type: bytes, headers: list[tuple[str, str]], keep: bool) -> list[bytes]:
         out = [_status_line(status), self.date, b"content-type: ", media_type, b"\r\n"]
@@ -303,8 +300,9 @@ class GatewayServer:
             out.append(b"connection: close\r\n")
         return out
 
-    async def send_reply(self, conn: Connection, reply: Any, keep: bool) -> bool:
-        """Write a pipeline ``Reply``; a stream is driven to its end (or closed when the client goes)."""
+    async def send_reply(self, conn: Connection, reply: Any, keep: bool, chunked: bool = True) -> bool:
+        """Write a pipeline ``Reply``; a stream is driven to its end (or closed when the client
+        goes). ``chunked=False`` (HTTP/1.0 clients): the stream's end is the connection's end."""
         if reply.stream is None:
             if reply.sse:  # a whole SSE stream at once
                 head = self._head(reply.status, b"text/event-stream", reply.headers, keep)
@@ -314,8 +312,9 @@ class GatewayServer:
             head += (b"content-length: %d\r\n\r\n" % len(reply.body), reply.body)
             conn.write(b"".join(head))
             return keep
+        keep = keep and chunked
         head = self._head(reply.status, b"text/event-stream", reply.headers, keep)
-        head.append(b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+        head.append(b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" if chunked else b"\r\n")
         pending = b"".join(head)  # the head leaves with the first events: one write
         stream, ended = reply.stream, False
         try:
@@ -323,13 +322,15 @@ class GatewayServer:
                 if conn.closed:
                     break
                 ended = chunk.endswith(wire.DONE)  # the last event: the stream's terminator goes with it
-                conn.write(pending + b"%x\r\n%s\r\n%s" % (len(chunk), chunk, b"0\r\n\r\n" if ended else b""))
+                if chunked:
+                    chunk = b"%x\r\n%s\r\n%s" % (len(chunk), chunk, b"0\r\n\r\n" if ended else b"")
+                conn.write(pending + chunk)
                 pending = b""
                 if ended:
                     break
                 await conn.drain()
             if not ended:
-                conn.write(pending + b"0\r\n\r\n")
+                conn.write(pending + (b"0\r\n\r\n" if chunked else b""))
         finally:
             await stream.aclose()
         return keep and not conn.closed
@@ -345,7 +346,7 @@ class GatewayServer:
                  "server": (self.host, self.port), "client": conn.transport.get_extra_info("peername"),
                  "state": {}}
         head_only = req.method == b"HEAD"
-        st = {"body_sent": False, "started": False, "chunked": False, "done": False, "head": b""}
+        st = {"body_sent": False, "started": False, "chunked": False, "done": False, "head": b"", "close": False}
 
         async def receive() -> dict:
             if not st["body_sent"]:
@@ -357,11 +358,14 @@ class GatewayServer:
         async def send(msg: dict) -> None:
             if msg["type"] == "http.response.start":
                 headers = list(msg.get("headers", []))
-                st["chunked"] = not any(k.lower() == b"content-length" for k, _ in headers)
+                sized = any(k.lower() == b"content-length" for k, _ in headers)
+                st["chunked"] = not sized and req.version != "1.0"
+                if not sized and not st["chunked"]:
+                    st["close"] = True  # an HTTP/1.0 client: the body ends with the connection
                 out = [_status_line(msg["status"]), self.date]
                 for k, v in headers:
                     out += (k, b": ", v, b"\r\n")
-                if not keep:
+                if not keep or st["close"]:
                     out.append(b"connection: close\r\n")
                 if st["chunked"] and not head_only:
                     out.append(b"transfer-encoding: chunked\r\n")
@@ -385,7 +389,7 @@ class GatewayServer:
                 await self.send_reply(conn, _error(APIError(500, "internal error in the gateway",
                                                             type="server_error")), False)
             return False
-        return keep and st["done"] and not conn.closed
+        return keep and st["done"] and not st["close"] and not conn.closed
 
 
 def _error(exc: APIError) -> Any:
