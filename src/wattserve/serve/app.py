@@ -1,11 +1,14 @@
-"""The HTTP face of the gateway: FastAPI for the schema and the small routes, plus a lean
-ASGI handler for the two hot POST routes.
+"""The HTTP face of the gateway: FastAPI for the schema and the small routes, a lean ASGI
+handler for the two hot POST routes, and the runners (``make_server``, ``serve``,
+``BackgroundServer``).
 
-Why the lean handler: FastAPI/Starlette build a ``Request``, run the dependency machinery
-and wrap a ``StreamingResponse`` per call; on the 2-core test machine that cost more than
-the gateway's own work (figures in docs/serve.md, reproduced by
-``benchmarks/gateway_overhead.py --gateway-modes fast,fastapi``). Both paths call the same
-``Gateway.handle``; ``fast_path: false`` in the config serves everything through FastAPI.
+The default server (``serve/http_server.py``) answers the hot routes itself and hands the
+rest to this ASGI app; under ``server: uvicorn`` the whole app runs on uvicorn, where the lean
+handler (``FastRoutes``) keeps the hot routes out of FastAPI: FastAPI/Starlette build a
+``Request``, run the dependency machinery and wrap a ``StreamingResponse`` per call, which
+cost about twice the CPU per request (docs/serve.md, ``benchmarks/gateway_overhead.py
+--gateway-modes fast,uvicorn,fastapi``). All paths call the same ``Gateway.handle``;
+``fast_path: false`` serves everything through FastAPI.
 """
 
 from __future__ import annotations
