@@ -85,19 +85,19 @@ async def http_answer(gw: Any, ctx: Ctx, rep: HttpReplica) -> Reply:
         return Reply(200, headers, body=orjson.dumps(data))
     reader = SSEReader()
     try:
-        events: list[bytes] = []
-        while not events:  # the first event: until it arrives, another replica may still answer
+        events = b""
+        while b"data:" not in events:  # the first event: until it arrives, another replica may answer
             data = await resp.readany()
             if not data:
                 break
-            events = reader.feed(data)
+            events += reader.feed(data)
     except _CLIENT_ERRORS as exc:
         resp.close()
         raise UpstreamError(f"{rep.name}: stream failed before its first event: {type(exc).__name__}") from None
     except BaseException:
         resp.close()
         raise
-    if not events:
+    if b"data:" not in events:
         resp.close()
         raise UpstreamError(f"{rep.name}: stream closed before its first event")
     books = StreamBooks(ctx.req.endpoint == "chat", ctx.t0)

@@ -20,6 +20,7 @@ import msgspec
 import orjson
 
 DONE = b"[DONE]"
+_DONE_EVENT = b"data: [DONE]\n\n"
 ERROR_EVENT = "upstream error event"  # the replica answered with an error event: passed on, not a failure
 _DATA = re.compile(rb"^data:[ \t]*([^\n]*[^\s])", re.M)  # the payload, trimmed; empty data lines skipped
 
@@ -56,14 +57,23 @@ class SSEReader:
     def __init__(self) -> None:
         self._rest = b""
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> bytes:
+        """The complete events that arrived (up to the last blank line); the rest waits."""
         if self._rest:
             data = self._rest + data
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        end = data.rfind(b"\n") + 1
+        end = data.rfind(b"\n\n") + 2
+        if end < 2:
+            self._rest = data
+            return b""
         self._rest = data[end:]
-        return _DATA.findall(data, 0, end) if end else []
+        return data[:end]
+
+
+def payloads(region: bytes) -> list[bytes]:
+    """The ``data:`` payloads of a region of complete events."""
+    return _DATA.findall(region)
 
 
 class StreamBooks:
@@ -79,12 +89,39 @@ class StreamBooks:
         self.n = 0  # events passed on
         self.ttft_s: float | None = None
 
-    def take(self, events: list[bytes]) -> tuple[bytes, bool, str | None]:
-        """Book one batch of payloads. Returns the bytes to pass on (the upstream's usage-only
-        event is left out: the gateway sends its own, with joules), whether ``[DONE]`` came, and
-        an error (``ERROR_EVENT`` for an upstream error event, which is passed on and ends the
-        stream; anything else means the replica misbehaved)."""
+    def take(self, region: bytes) -> tuple[bytes, bool, str | None]:
+        """Book one batch of complete events (``SSEReader.feed``). Returns the bytes to pass on
+        (the upstream's usage-only event is left out: the gateway sends its own, with joules),
+        whether ``[DONE]`` came, and an error (``ERROR_EVENT`` for an upstream error event,
+        which is passed on and ends the stream; anything else means the replica misbehaved).
+
+        Fast path: plain ``data: <json>\\n\\n`` events are decoded by turning the region itself
+        into a JSON array and pass through as they came; anything else (comments, ``event:``
+        lines, ``[DONE]`` inside, odd spacing) is split into payloads first."""
         done = False
+        if region.endswith(_DONE_EVENT):
+            region = region[:-len(_DONE_EVENT)]
+            done = True
+        if not region:
+            return b"", done, None
+        chunks = None
+        if region.startswith(b"data: ") and DONE not in region:
+            try:  # JSON text holds no raw newline, so the framing cannot occur inside an event
+                chunks = _DECODE(b"[" + region[6:-2].replace(b"\n\ndata: ", b",") + b"]")
+            except msgspec.MsgspecError:
+                chunks = None
+        if chunks is None:
+            return self._take_payloads(payloads(region), done)
+        cut, drop, error = self._book(chunks)
+        if cut is None and drop is None:
+            self.n += len(chunks)
+            return region, done, None
+        if cut is None and drop == [len(chunks) - 1]:  # the usage-only event is the last: cut it off
+            self.n += len(chunks) - 1
+            return region[:region.rfind(b"\n\ndata: ") + 2], done, None
+        return self._out(payloads(region), cut, drop, done, error)
+
+    def _take_payloads(self, events: list[bytes], done: bool) -> tuple[bytes, bool, str | None]:
         if DONE in events:
             events = events[:events.index(DONE)]
             done = True
@@ -96,13 +133,16 @@ class StreamBooks:
             return self._take_any(events, done)
         except msgspec.DecodeError:
             return b"", done, "upstream sent an event that is not JSON"
-        error = drop = None
+        cut, drop, error = self._book(chunks)
+        return self._out(events, cut, drop, done, error)
+
+    def _book(self, chunks: list[_Chunk]) -> tuple[int | None, list[int] | None, str | None]:
+        """Book decoded chunks: (index of an error event or None, usage-only events to drop, error)."""
+        drop = None
         parts = self.parts
         for i, ch in enumerate(chunks):
             if ch.error is not None:
-                error = ERROR_EVENT
-                events = events[:i + 1]
-                break
+                return i, drop, ERROR_EVENT
             choices = ch.choices
             if choices:
                 c = choices[0]
@@ -118,7 +158,7 @@ class StreamBooks:
                 self.in_tok, self.out_tok = u.prompt_tokens or 0, u.completion_tokens or 0
                 if not choices:
                     drop = [i] if drop is None else drop + [i]
-        return self._out(events, drop, done, error)
+        return None, drop, None
 
     def _take_any(self, events: list[bytes], done: bool) -> tuple[bytes, bool, str | None]:
         """``take`` for chunks outside the structs: any JSON objects, read as dicts."""
@@ -126,12 +166,11 @@ class StreamBooks:
             ds = orjson.loads(b"[" + b",".join(events) + b"]")
         except orjson.JSONDecodeError:
             return b"", done, "upstream sent an event that is not JSON"
-        error = drop = None
+        error = drop = cut = None
         try:
             for i, d in enumerate(ds):
                 if "error" in d:
-                    error = ERROR_EVENT
-                    events = events[:i + 1]
+                    error, cut = ERROR_EVENT, i
                     break
                 choices = d.get("choices")
                 if choices:
@@ -150,10 +189,12 @@ class StreamBooks:
                         drop = [i] if drop is None else drop + [i]
         except (AttributeError, TypeError, KeyError, IndexError, ValueError):
             return b"", done, "upstream sent an event that is not an OpenAI chunk"
-        return self._out(events, drop, done, error)
+        return self._out(events, cut, drop, done, error)
 
-    def _out(self, events: list[bytes], drop: list[int] | None, done: bool,
+    def _out(self, events: list[bytes], cut: int | None, drop: list[int] | None, done: bool,
              error: str | None) -> tuple[bytes, bool, str | None]:
+        if cut is not None:  # an error event ends the stream: nothing after it is passed on
+            events = events[:cut + 1]
         if drop is not None:  # usually one usage event, the last
             events = events[:drop[0]] + events[drop[0] + 1:] if len(drop) == 1 else \
                 [e for j, e in enumerate(events) if j not in drop]
