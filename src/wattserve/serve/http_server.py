@@ -135,7 +135,8 @@ class Connection(asyncio.Protocol):
                 if not self.busy and not self.queue:  # nothing else in flight here: refuse before the body
                     self._reject(413, f"request body larger than {self.server.max_body} bytes")
                 self._error = self._error or 413
-            elif k == b"expect" and v.lower() == b"100-continue" and not self._error:
+            elif k == b"expect" and v.lower() == b"100-continue" and not self._error \
+                    and not self.busy and not self.queue:  # never inside another answer's bytes
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:

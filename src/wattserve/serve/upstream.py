@@ -82,6 +82,8 @@ class Response(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._release_pending is not None:
+            self._release_pending.cancel()
         if self._headers_done and not self._done and not self._framed:
             self.on_message_complete()  # a close-delimited body ends here
         elif not self._done:
