@@ -27,22 +27,24 @@ ERROR_EVENT = "upstream error event"  # the replica answered with an error event
 _DATA = re.compile(rb"^data:[ \t]*([^\n]*[^\s])", re.M)  # the payload, trimmed; empty data lines skipped
 
 
-class _Delta(msgspec.Struct):
+# gc=False: decoded chunks hold only strings, numbers and each other (no cycles), so the
+# collector need not track them (about 1.5 us less per 18-event batch)
+class _Delta(msgspec.Struct, gc=False):
     content: str | None = None
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     delta: _Delta | None = None
     text: str | None = None
     finish_reason: str | None = None
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
 
-class _Chunk(msgspec.Struct):
+class _Chunk(msgspec.Struct, gc=False):
     choices: list[_Choice] | None = None
     usage: _Usage | None = None
     error: msgspec.Raw | None = None
