@@ -254,7 +254,10 @@ async def measure(url: str, headers: dict, pid: int | None, n: int, lat_n: int, 
     for stream in (False, True):
         tag = "stream" if stream else "json"
         c0 = cpu_s(pid)
-        r[f"rps_{tag}"] = (await throughput(url, "mock", n, a.max_concurrency, stream, a.output_len, headers))["rps"]
+        t = await throughput(url, "mock", n, a.max_concurrency, stream, a.output_len, headers)
+        r[f"rps_{tag}"] = t["rps"]
+        if t["errors"]:
+            print(f"  warning: {t['errors']} of {n} {tag} requests failed on {url}", flush=True)
         # CPU of the target's own process per request (warm-up requests counted too)
         r[f"cpu_{tag}"] = 1000 * (cpu_s(pid) - c0) / (n + min(a.max_concurrency, n))
         lat = await latency(url, "mock", lat_n, stream, a.output_len, headers)
@@ -271,7 +274,7 @@ def _line(name: str, r: dict) -> str:
 async def main() -> None:
     ap = argparse.ArgumentParser(description="gateway overhead vs direct vs LiteLLM proxy")
     ap.add_argument("--num-requests", type=int, default=3000, help="requests per throughput point")
-    ap.add_argument("--rounds", type=int, default=5,
+    ap.add_argument("--rounds", type=int, default=7,
                     help="rounds of direct vs each gateway, interleaved; figures are medians over rounds")
     ap.add_argument("--max-concurrency", type=int, default=32)
     ap.add_argument("--latency-requests", type=int, default=300, help="sequential requests per latency point")
