@@ -105,8 +105,7 @@ class Response(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self._keep_alive = self.parser.should_keep_alive()  # read here: llhttp resets it after the body
-        self._headers_done = True
-        self._wake()
+        self._headers_done = True  # no wake-up: _send waits for the first body bytes (or the end) too
 
     def on_body(self, body: bytes) -> None:
         self._buf.append(body)
