@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wattserve.serve import wire
 from wattserve.serve.config import ServeConfig
+from wattserve.serve.relay import error_reply
 from wattserve.serve.wire import APIError
 
 log = logging.getLogger("wattserve.serve")
@@ -96,19 +97,13 @@ class FastRoutes:
             auth = headers.get(b"authorization")
             reply = await self.service.gateway.handle(HOT[scope["path"]], raw, auth.decode("latin-1") if auth else None)
         except APIError as exc:
-            reply = _error_reply(exc)
+            reply = error_reply(exc)
         except ConnectionError:
             return
         except Exception:  # noqa: BLE001 - logged here, never sent to the client
             log.exception("internal error on %s", scope["path"])
-            reply = _error_reply(APIError(500, "internal error in the gateway", type="server_error"))
+            reply = error_reply(APIError.internal())
         await send_reply(send, reply)
-
-
-def _error_reply(exc: APIError) -> Any:
-    from wattserve.serve.pipeline import Reply
-
-    return Reply(exc.status, body=exc.body())
 
 
 def _openapi_bodies() -> dict[str, dict]:
@@ -177,7 +172,7 @@ def build_api(service: Any) -> Any:
     @api.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s", request.url.path)
-        return JSONResponse(APIError(500, "internal error in the gateway", type="server_error").payload(),
+        return JSONResponse(APIError.internal().payload(),
                             status_code=500)
 
     async def _hot(endpoint: str, request: Request) -> Response:

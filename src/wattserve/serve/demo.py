@@ -42,7 +42,7 @@ def workload(n: int, seed: int = 0) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     weights = [1.0 / (i + 1) for i in range(len(PROMPTS))]  # a skewed, Zipf-like popularity
     out = []
-    for i in range(n):
+    for _ in range(n):
         prompt = rng.choices(PROMPTS, weights)[0]
         out.append({"prompt": prompt, "chat": rng.random() < 0.75, "stream": rng.random() < 0.5})
     return out

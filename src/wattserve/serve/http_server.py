@@ -15,8 +15,7 @@ answered in order, ``Expect: 100-continue``, request size limits (413/431), chun
 bodies (httptools decodes them), chunked streaming answers with write back-pressure, an idle
 keep-alive timeout, and a graceful shutdown: stop accepting, close idle connections, let
 in-flight answers finish within the grace period, then close the rest. No TLS, no HTTP/2, no
-upgrades (WebSocket): put a TLS proxy in front when the gateway leaves 127.0.0.1.
-"""
+upgrades (WebSocket): put a TLS proxy in front when the gateway leaves 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -32,6 +31,7 @@ from typing import Any
 import httptools
 
 from wattserve.serve import wire
+from wattserve.serve.relay import error_reply
 from wattserve.serve.wire import APIError
 
 log = logging.getLogger("wattserve.serve")
@@ -133,7 +133,7 @@ class Connection(asyncio.Protocol):
         for k, v in self._headers:
             if k == b"content-length" and v.strip().isdigit() and int(v) > self.server.max_body:
                 if not self.busy and not self.queue:  # nothing else in flight here: refuse before the body
-                    self._reject(413, f"request body larger than {self.server.max_body} bytes")
+                    self._reject(413, self.server.too_large())
                 self._error = self._error or 413
             elif k == b"expect" and v.lower() == b"100-continue" and not self._error \
                     and not self.busy and not self.queue:  # never inside another answer's bytes
@@ -163,10 +163,10 @@ class Connection(asyncio.Protocol):
 
     # ---------------------------------------------------------------- answering
     def _reject(self, status: int, message: str) -> None:
+        """Answer with an error right away (from the parser) and close the connection."""
         if not self.closed and not self.transport.is_closing():
-            body = APIError(status, message, code="body_too_large" if status == 413 else None).body()
-            self.transport.write(_status_line(status) + b"content-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            exc = APIError(status, message, code="body_too_large" if status == 413 else None)
+            self.transport.write(self.server.whole(error_reply(exc), False))
             self.transport.close()
 
     async def _run(self) -> None:
@@ -275,9 +275,9 @@ class GatewayServer:
         """Answer ``req`` on ``conn``; returns whether the connection stays open."""
         keep = req.keep_alive and not self.shutting_down
         if req.error:
-            msg = "request body too large" if req.error == 413 else "request line or headers too large"
-            await self.send_reply(conn, _error(APIError(req.error, msg, code="body_too_large"
-                                                        if req.error == 413 else None)), False)
+            msg = self.too_large() if req.error == 413 else "request line or headers too large"
+            conn.write(self.whole(error_reply(APIError(req.error, msg, code="body_too_large"
+                                                       if req.error == 413 else None)), False))
             return False
         path, _, query = req.url.partition(b"?")
         endpoint = HOT.get(path) if req.method == b"POST" else None
@@ -287,10 +287,10 @@ class GatewayServer:
             auth = req.header(b"authorization")
             reply = await self.service.gateway.handle(endpoint, req.body, auth.decode("latin-1") if auth else None)
         except APIError as exc:
-            reply = _error(exc)
+            reply = error_reply(exc)
         except Exception:  # noqa: BLE001 - logged here, never sent to the client
             log.exception("internal error on %s", path.decode("latin-1"))
-            reply = _error(APIError(500, "internal error in the gateway", type="server_error"))
+            reply = error_reply(APIError.internal())
         return await self.send_reply(conn, reply, keep, chunked=req.version != "1.0")
 
     def _head(self, status: int, media_type: bytes, headers: list[tuple[str, str]], keep: bool) -> list[bytes]:
@@ -301,17 +301,24 @@ class GatewayServer:
             out.append(b"connection: close\r\n")
         return out
 
+    def too_large(self) -> str:  # the 413 message, as the ASGI path words it
+        return f"request body larger than {self.max_body} bytes"
+
+    def whole(self, reply: Any, keep: bool) -> bytes:
+        """The bytes of a ``Reply`` with a whole body (JSON, or a whole SSE stream)."""
+        if reply.sse:
+            head = self._head(reply.status, b"text/event-stream", reply.headers, keep)
+            head.append(b"cache-control: no-cache\r\n")
+        else:
+            head = self._head(reply.status, b"application/json", reply.headers, keep)
+        head += (b"content-length: %d\r\n\r\n" % len(reply.body), reply.body)
+        return b"".join(head)
+
     async def send_reply(self, conn: Connection, reply: Any, keep: bool, chunked: bool = True) -> bool:
         """Write a pipeline ``Reply``; a stream is driven to its end (or closed when the client
         goes). ``chunked=False`` (HTTP/1.0 clients): the stream's end is the connection's end."""
         if reply.stream is None:
-            if reply.sse:  # a whole SSE stream at once
-                head = self._head(reply.status, b"text/event-stream", reply.headers, keep)
-                head.append(b"cache-control: no-cache\r\n")
-            else:
-                head = self._head(reply.status, b"application/json", reply.headers, keep)
-            head += (b"content-length: %d\r\n\r\n" % len(reply.body), reply.body)
-            conn.write(b"".join(head))
+            conn.write(self.whole(reply, keep))
             return keep
         keep = keep and chunked
         head = self._head(reply.status, b"text/event-stream", reply.headers, keep)
@@ -387,13 +394,7 @@ class GatewayServer:
         except Exception:  # noqa: BLE001
             log.exception("internal error on %s", raw)
             if not st["started"]:
-                await self.send_reply(conn, _error(APIError(500, "internal error in the gateway",
-                                                            type="server_error")), False)
+                conn.write(self.whole(error_reply(APIError.internal()), False))
             return False
         return keep and st["done"] and not st["close"] and not conn.closed
 
-
-def _error(exc: APIError) -> Any:
-    from wattserve.serve.pipeline import Reply
-
-    return Reply(exc.status, body=exc.body())

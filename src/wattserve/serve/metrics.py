@@ -11,7 +11,7 @@ on the same loop. Rare series (retries, router decisions) stay prometheus-client
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -78,7 +78,7 @@ class _Hist:
 
     def exposition(self) -> tuple[list[tuple[str, float]], float]:
         out, acc = [], 0
-        for bound, n in zip((*(str(float(b)) for b in _LAT_BUCKETS), "+Inf"), self.counts):
+        for bound, n in zip((*(str(float(b)) for b in _LAT_BUCKETS), "+Inf"), self.counts, strict=True):
             acc += n
             out.append((bound, acc))
         return out, self.sum
@@ -143,14 +143,13 @@ class _Hot:
 
 
 class GatewayMetrics:
-    def __init__(self, energy_source: Callable[[], str] = lambda: "null") -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.retries = Counter("wattserve_retries", "requests retried on another replica before their first byte",
                                ["model"], registry=r)
         self.routed = Counter("wattserve_routed", "multiplexer decisions, by requested group and chosen model",
                               ["group", "model"], registry=r)
-        self.energy_source = energy_source
         self._outcomes: dict[tuple, _Outcome] = {}
         self._ttft: dict[str, _Hist] = {}
         self._e2e: dict[str, _Hist] = {}

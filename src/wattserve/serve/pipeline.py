@@ -19,7 +19,7 @@ from typing import Any
 
 from wattserve.cache.keys import is_cacheable, make_key
 from wattserve.serve import wire
-from wattserve.serve.relay import Ctx, Reply, engine_answer, http_answer
+from wattserve.serve.relay import Ctx, Reply, engine_answer, error_reply, http_answer
 from wattserve.serve.replica import HttpReplica, Replica, UpstreamError
 from wattserve.serve.upstream import Timeouts
 from wattserve.serve.wire import APIError
@@ -93,7 +93,7 @@ class Gateway:
         except APIError as exc:
             if self.metrics is not None:
                 self.metrics.done(label, exc.status, "none", None, time.perf_counter() - t0, 0, 0, None, "")
-            return Reply(exc.status, body=exc.body())
+            return error_reply(exc)
 
     def _resolve(self, req: Request) -> str:
         name = req.model

@@ -11,15 +11,13 @@ from wattserve.types import Request
 
 
 class ReplicaPool:
-    def __init__(self, replicas: Iterable[Replica], balancer: Any, health: HealthChecker | None = None,
-                 connect_s: float = 2.0) -> None:
+    def __init__(self, replicas: Iterable[Replica], balancer: Any, health: HealthChecker | None = None) -> None:
         self.replicas: list[Replica] = list(replicas)
         self.balancer = balancer
         self.by_model: dict[str, list[Replica]] = {}
         for r in self.replicas:
             self.by_model.setdefault(r.model, []).append(r)
         self.health = health or HealthChecker(self.replicas)
-        self.connect_s = connect_s
         self._health_task: asyncio.Task | None = None
 
     @property

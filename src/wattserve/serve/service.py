@@ -122,14 +122,13 @@ class Service:
         try:
             replicas = self._given if self._given is not None else await self._replicas()
             health = HealthChecker(replicas, cfg.health.interval_s, cfg.health.timeout_s, cfg.health.retry_after_s)
-            self.pool = ReplicaPool(replicas, make_balancer(cfg.balancer, energy_fn), health, cfg.timeouts.connect_s)
+            self.pool = ReplicaPool(replicas, make_balancer(cfg.balancer, energy_fn), health)
             await self.pool.start()
         except BaseException:
             await self.stop()
             raise
         self.accountant.start()
         self.metrics.attach(self.pool, self.cache, self.accountant)
-        self.metrics.energy_source = lambda: self.accountant.source
         self.gateway = Gateway(
             self.pool, cache=self.cache, router=router, accountant=self.accountant, metrics=self.metrics,
             keys=keys, default_max_tokens=cfg.default_max_tokens, max_tokens_limit=cfg.max_tokens_limit,

@@ -90,12 +90,6 @@ class Response(asyncio.Protocol):
             self._fail(ConnectionResetError("the replica closed the connection"
                                             + (f" ({exc})" if exc else "")))
 
-    def pause_writing(self) -> None:  # pragma: no cover - request bodies are small
-        pass
-
-    def resume_writing(self) -> None:  # pragma: no cover
-        pass
-
     # ---------------------------------------------------------------- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         n = name.lower()

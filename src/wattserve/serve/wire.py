@@ -33,6 +33,11 @@ class APIError(Exception):
         self.param = param
         self.code = code
 
+    @classmethod
+    def internal(cls) -> "APIError":
+        """The answer to an unexpected failure in the gateway (logged, never sent as a traceback)."""
+        return cls(500, "internal error in the gateway", type="server_error")
+
     def payload(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param,
                           "code": self.code}}
