@@ -35,6 +35,12 @@ def _usage(raw: Any) -> Usage | None:
     return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), source="usage")
 
 
+def api_base(base_url: str) -> str:
+    """An OpenAI-compatible server's API root: ``base_url`` without a trailing slash, ending in ``/v1``."""
+    url = base_url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
 class OpenAIHTTPEngine:
     """Client of ``{base_url}/chat/completions`` and ``{base_url}/completions``.
 
@@ -56,9 +62,7 @@ class OpenAIHTTPEngine:
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base URL must start with http:// or https://, got {base_url!r}")
-        url = base_url.rstrip("/")
-        if not url.endswith("/v1"):
-            url += "/v1"
+        url = api_base(base_url)
         if endpoint is not None and endpoint not in _PATHS:
             raise ConfigError(f"endpoint must be one of {', '.join(_PATHS)}, got {endpoint!r}")
         self.base_url = url

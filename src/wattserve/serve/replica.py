@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator
 
+from wattserve.engines.openai_http import api_base
 from wattserve.errors import EngineUnavailable, WattserveError
 from wattserve.serve.upstream import ERRORS, Origin, Response, Timeouts, UpstreamTimeout
 from wattserve.types import Chunk, Request
@@ -69,8 +70,7 @@ class HttpReplica(Replica):
     def __init__(self, name: str, model: str, base_url: str, engine_model: str | None = None,
                  device: str = "cpu", slots: int = 8) -> None:
         super().__init__(name, model, device, slots)
-        base = base_url.rstrip("/")
-        self.base_url = base if base.endswith("/v1") else base + "/v1"
+        self.base_url = api_base(base_url)
         self.engine_model = engine_model or model
         self.origin = Origin(self.base_url)
 
