@@ -53,7 +53,9 @@ def run_wattserve(cache, keys: list[str], costs: dict[str, float]) -> tuple[int,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--ops", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=3)
@@ -82,7 +84,13 @@ def main() -> None:
             c.put(k, k, costs[k], 1)
         return c
 
-    names = ["cachetools.LRUCache", "wattserve gdsf", "wattserve lec", "wattserve lru", "wattserve lfu"]
+    names = [
+        "cachetools.LRUCache",
+        "wattserve gdsf",
+        "wattserve lec",
+        "wattserve lru",
+        "wattserve lfu",
+    ]
     best: dict[str, float] = {}
     best_wall: dict[str, float] = {}
     hit: dict[str, float] = {}
@@ -101,12 +109,18 @@ def main() -> None:
                 hit[name] = h
             del c
     base, base_wall = best["cachetools.LRUCache"], best_wall["cachetools.LRUCache"]
-    print(f"entries={args.entries:,} ops/round={args.ops:,} rounds={args.rounds} (best round; CPU-time rates)")
+    print(
+        f"entries={args.entries:,} ops/round={args.ops:,} rounds={args.rounds} (best round; CPU-time rates)"
+    )
     print(f"{'cache':24s} {'ops/s':>12s} {'ratio':>7s} {'wall ratio':>11s} {'hit rate':>9s}")
     for name in names:
         hr = f"{hit[name]:.3f}" if name in hit else "-"
-        print(f"{name:24s} {best[name]:12,.0f} {best[name] / base:7.2f} {best_wall[name] / base_wall:11.2f} {hr:>9s}")
-    print("goal: gdsf and lec at least 0.5 x cachetools.LRUCache (GDSF/LEC here always admit, like cachetools)")
+        print(
+            f"{name:24s} {best[name]:12,.0f} {best[name] / base:7.2f} {best_wall[name] / base_wall:11.2f} {hr:>9s}"
+        )
+    print(
+        "goal: gdsf and lec at least 0.5 x cachetools.LRUCache (GDSF/LEC here always admit, like cachetools)"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def sampler_overhead(rounds: int) -> dict[str, float]:
             if label == "none":
                 times[label].append(job())
                 continue
-            sampler = EnergySampler(ModeledCpuMeter(scope="process"), interval_s=float(label.split()[0])).start()
+            sampler = EnergySampler(
+                ModeledCpuMeter(scope="process"), interval_s=float(label.split()[0])
+            ).start()
             try:
                 times[label].append(job())
             finally:
@@ -75,10 +77,15 @@ def attribution_speed() -> tuple[float, int]:
     n, hour = 10_000, 3600.0
     sent = rng.uniform(0, hour - 30, n)
     dur = rng.uniform(0.5, 30, n)
-    comps = [Completion(str(i), "m", "", 100, 100, float(s), float(s), float(s + d)) for i, (s, d) in enumerate(zip(sent, dur))]
+    comps = [
+        Completion(str(i), "m", "", 100, 100, float(s), float(s), float(s + d))
+        for i, (s, d) in enumerate(zip(sent, dur))
+    ]
     t = np.arange(0, hour + 0.2, 0.2)
     joules = np.cumsum(rng.uniform(50, 300, len(t)) * 0.2)
-    series = [EnergyReading(float(a), {"gpu0": float(b)}, {"gpu0": "replay"}) for a, b in zip(t, joules)]
+    series = [
+        EnergyReading(float(a), {"gpu0": float(b)}, {"gpu0": "replay"}) for a, b in zip(t, joules)
+    ]
     t0 = time.perf_counter()
     att = attribute_requests(comps, series, window=(0.0, hour))
     elapsed = time.perf_counter() - t0
@@ -104,13 +111,17 @@ def main() -> None:
         for name, meter in meters.items():
             print(f"   {name:32s} {read_latency_us(meter):8.1f} us")
 
-    print(f"2. sampler overhead on a CPU-bound numpy job (median of {args.rounds} interleaved rounds)")
+    print(
+        f"2. sampler overhead on a CPU-bound numpy job (median of {args.rounds} interleaved rounds)"
+    )
     med = sampler_overhead(args.rounds)
     for label, t in med.items():
         print(f"   sampler {label:7s} {t * 1000:8.1f} ms   ratio to none {t / med['none']:.3f}")
 
     elapsed, n_readings = attribution_speed()
-    print(f"3. attribute_requests: 10,000 requests over {n_readings} readings (1 h at 0.2 s): {elapsed * 1000:.0f} ms")
+    print(
+        f"3. attribute_requests: 10,000 requests over {n_readings} readings (1 h at 0.2 s): {elapsed * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ def main() -> None:
     read = counter_reader(t, energy, phase=rng.uniform(0, UPDATE_S))
     truth = lambda a, b: float(np.interp(b, t, energy) - np.interp(a, t, energy))  # noqa: E731
 
-    sample_t = np.arange(1.0, DURATION - 1.0, 0.2) + rng.uniform(-0.02, 0.02, len(np.arange(1.0, DURATION - 1.0, 0.2)))
+    sample_t = np.arange(1.0, DURATION - 1.0, 0.2) + rng.uniform(
+        -0.02, 0.02, len(np.arange(1.0, DURATION - 1.0, 0.2))
+    )
     periodic = [EnergyReading(float(s), {"gpu0": read(s)}, {"gpu0": "nvml"}) for s in sample_t]
 
     def around(a: float, b: float) -> list[EnergyReading]:
@@ -63,7 +65,9 @@ def main() -> None:
         i, j = np.searchsorted(sample_t, [a - 1.0, b + 1.0])
         return periodic[i:j]
 
-    print(f"{'window_s':>9} {'interp p50':>11} {'interp p95':>11} {'marked p50':>11} {'marked p95':>11}")
+    print(
+        f"{'window_s':>9} {'interp p50':>11} {'interp p95':>11} {'marked p50':>11} {'marked p95':>11}"
+    )
     for length in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0):
         errs_i, errs_m = [], []
         for _ in range(400):
@@ -71,10 +75,15 @@ def main() -> None:
             b = a + length
             true = truth(a, b)
             near = around(a, b)
-            errs_i.append(abs(EnergySampler.from_readings(near).window("w", a, b).total_j - true) / true)
+            errs_i.append(
+                abs(EnergySampler.from_readings(near).window("w", a, b).total_j - true) / true
+            )
             marked = EnergySampler.from_readings(
-                near + [EnergyReading(a, {"gpu0": read(a)}, {"gpu0": "nvml"}),
-                        EnergyReading(b, {"gpu0": read(b)}, {"gpu0": "nvml"})]
+                near
+                + [
+                    EnergyReading(a, {"gpu0": read(a)}, {"gpu0": "nvml"}),
+                    EnergyReading(b, {"gpu0": read(b)}, {"gpu0": "nvml"}),
+                ]
             )
             errs_m.append(abs(marked.window("w", a, b).total_j - true) / true)
         pi, pm = np.percentile(errs_i, [50, 95]), np.percentile(errs_m, [50, 95])

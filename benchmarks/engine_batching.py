@@ -39,9 +39,14 @@ async def run_level(engine, requests, concurrency: int) -> dict:
     ttft = sorted(c.ttft_s for c in done)
     tpot = sorted(c.tpot_s for c in done if c.tpot_s is not None)
     res = {
-        "concurrency": concurrency, "wall_s": wall, "out_tok_s": out_tok / wall, "out_tokens": out_tok,
-        "ttft_p50_s": ttft[len(ttft) // 2], "tpot_p50_s": tpot[len(tpot) // 2] if tpot else float("nan"),
-        "max_rows": engine.max_rows_seen, "steps": engine.steps - steps0,
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "out_tok_s": out_tok / wall,
+        "out_tokens": out_tok,
+        "ttft_p50_s": ttft[len(ttft) // 2],
+        "tpot_p50_s": tpot[len(tpot) // 2] if tpot else float("nan"),
+        "max_rows": engine.max_rows_seen,
+        "steps": engine.steps - steps0,
     }
     engine.max_rows_seen = max(rows0, engine.max_rows_seen)
     return res
@@ -57,7 +62,11 @@ async def main() -> None:
     p.add_argument("--output-len", type=int, default=32)
     p.add_argument("--concurrency", default="1,8")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeat-first", action="store_true", help="run the first level again at the end (drift check)")
+    p.add_argument(
+        "--repeat-first",
+        action="store_true",
+        help="run the first level again at the end (drift check)",
+    )
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -68,10 +77,17 @@ async def main() -> None:
     engine = LocalEngine(a.model, threads=a.threads, max_batch=max(levels), dtype=a.dtype)
     t0 = time.perf_counter()
     await engine.start()
-    print(f"loaded {a.model} ({engine.resolved_dtype}, {a.threads} thread(s)) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"loaded {a.model} ({engine.resolved_dtype}, {a.threads} thread(s)) in {time.perf_counter() - t0:.1f} s"
+    )
     reqs = [
-        Request(id=f"r{i}", prompt=engine.make_prompt(a.input_len, seed=a.seed + i), max_tokens=a.output_len,
-                ignore_eos=True, endpoint="completions")
+        Request(
+            id=f"r{i}",
+            prompt=engine.make_prompt(a.input_len, seed=a.seed + i),
+            max_tokens=a.output_len,
+            ignore_eos=True,
+            endpoint="completions",
+        )
         for i in range(a.num_prompts)
     ]
     await run_level(engine, reqs[:2], max(levels))  # warm-up
@@ -79,9 +95,12 @@ async def main() -> None:
     for c in levels + (levels[:1] if a.repeat_first else []):
         r = await run_level(engine, reqs, c)
         results.append(r)
-        print(f"concurrency {c:3d}: {r['out_tok_s']:6.2f} output tok/s  wall {r['wall_s']:6.1f} s  "
-              f"TTFT p50 {r['ttft_p50_s']:.2f} s  TPOT p50 {r['tpot_p50_s'] * 1000:.0f} ms  "
-              f"max rows {r['max_rows']}  decode steps {r['steps']}", flush=True)
+        print(
+            f"concurrency {c:3d}: {r['out_tok_s']:6.2f} output tok/s  wall {r['wall_s']:6.1f} s  "
+            f"TTFT p50 {r['ttft_p50_s']:.2f} s  TPOT p50 {r['tpot_p50_s'] * 1000:.0f} ms  "
+            f"max rows {r['max_rows']}  decode steps {r['steps']}",
+            flush=True,
+        )
     firsts = [r["out_tok_s"] for r in results if r["concurrency"] == levels[0]]
     base = sum(firsts) / len(firsts)
     for r in results[1 : len(levels)]:

@@ -48,7 +48,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, headers=None) -> float:
+async def wait_http(
+    url: str, timeout_s: float, proc: subprocess.Popen | None = None, headers=None
+) -> float:
     t0 = time.monotonic()
     async with aiohttp.ClientSession() as s:
         while time.monotonic() - t0 < timeout_s:
@@ -58,7 +60,7 @@ async def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = 
                 async with s.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status < 500:
                         return time.monotonic() - t0
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
             await asyncio.sleep(0.2)
     raise TimeoutError(f"{url} not ready after {timeout_s} s")
@@ -73,8 +75,15 @@ def _body(model: str, stream: bool, output_len: int) -> bytes:
     _seq += 1  # a unique prompt: the gateway's cache-miss path
     import json
 
-    return json.dumps({"model": model, "messages": [{"role": "user", "content": f"question {_seq} {time.time_ns()}"}],
-                       "max_tokens": output_len, "temperature": 0, "stream": stream}).encode()
+    return json.dumps(
+        {
+            "model": model,
+            "messages": [{"role": "user", "content": f"question {_seq} {time.time_ns()}"}],
+            "max_tokens": output_len,
+            "temperature": 0,
+            "stream": stream,
+        }
+    ).encode()
 
 
 async def _request(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict) -> float:
@@ -86,8 +95,9 @@ async def _request(session: aiohttp.ClientSession, url: str, body: bytes, header
     return time.perf_counter() - t0
 
 
-async def throughput(url: str, model: str, n: int, concurrency: int, stream: bool, output_len: int,
-                     headers: dict) -> dict:
+async def throughput(
+    url: str, model: str, n: int, concurrency: int, stream: bool, output_len: int, headers: dict
+) -> dict:
     conn = aiohttp.TCPConnector(limit=concurrency)
     errors = 0
     async with aiohttp.ClientSession(connector=conn) as session:
@@ -110,12 +120,22 @@ async def throughput(url: str, model: str, n: int, concurrency: int, stream: boo
     return {"rps": (n - errors) / dt, "errors": errors}
 
 
-async def latency(url: str, model: str, n: int, stream: bool, output_len: int, headers: dict) -> dict:
+async def latency(
+    url: str, model: str, n: int, stream: bool, output_len: int, headers: dict
+) -> dict:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
         for _ in range(10):
             await _request(session, url, _body(model, stream, output_len), headers)
-        xs = sorted([await _request(session, url, _body(model, stream, output_len), headers) for _ in range(n)])
-    return {"p50_ms": 1000 * statistics.median(xs), "p99_ms": 1000 * xs[min(len(xs) - 1, int(0.99 * len(xs)))]}
+        xs = sorted(
+            [
+                await _request(session, url, _body(model, stream, output_len), headers)
+                for _ in range(n)
+            ]
+        )
+    return {
+        "p50_ms": 1000 * statistics.median(xs),
+        "p99_ms": 1000 * xs[min(len(xs) - 1, int(0.99 * len(xs)))],
+    }
 
 
 # ---------------------------------------------------------------------------- targets
@@ -126,7 +146,9 @@ MODES = {  # --gateway-modes: target name, HTTP server, hot routes outside FastA
 }
 
 
-def start_gateway(mock_url: str, server: str, fast_path: bool, tmp: Path) -> tuple[subprocess.Popen, str]:
+def start_gateway(
+    mock_url: str, server: str, fast_path: bool, tmp: Path
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cfg = tmp / f"gw-{port}.yaml"
     cfg.write_text(f"""host: 127.0.0.1
@@ -140,8 +162,12 @@ auth: {{keys_env: null}}
 fast_path: {str(fast_path).lower()}
 server: {server}
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "wattserve", "serve", "--config", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wattserve", "serve", "--config", str(cfg)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -178,8 +204,11 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="h
 
 def start_floor(mock_url: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", FLOOR, mock_url, str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOR, mock_url, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -190,7 +219,11 @@ def ensure_litellm() -> Path | None:
     print("installing litellm[proxy] into benchmarks/.peers/.venv (first run only) ...", flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
-        subprocess.run([str(PEERS / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True, timeout=1200)
+        subprocess.run(
+            [str(PEERS / "bin" / "pip"), "install", "-q", "litellm[proxy]"],
+            check=True,
+            timeout=1200,
+        )
     except (subprocess.SubprocessError, OSError) as exc:
         print(f"litellm skipped: cannot install litellm[proxy] ({exc})")
         return None
@@ -214,10 +247,30 @@ general_settings:
 litellm_settings:
   drop_params: true
 """)
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_MASTER_KEY=MASTER_KEY,
-               LITELLM_LOG="ERROR", NO_DOCS="True", DISABLE_ADMIN_UI="True")
-    proc = subprocess.Popen([str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port),
-                             "--num_workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    env = dict(
+        os.environ,
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LITELLM_MASTER_KEY=MASTER_KEY,
+        LITELLM_LOG="ERROR",
+        NO_DOCS="True",
+        DISABLE_ADMIN_UI="True",
+    )
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "--config",
+            str(cfg),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -248,7 +301,9 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-async def measure(url: str, headers: dict, pid: int | None, n: int, lat_n: int, a: argparse.Namespace) -> dict:
+async def measure(
+    url: str, headers: dict, pid: int | None, n: int, lat_n: int, a: argparse.Namespace
+) -> dict:
     """Throughput at ``--max-concurrency`` and latency at concurrency 1, JSON then streaming."""
     r: dict = {}
     for stream in (False, True):
@@ -266,26 +321,42 @@ async def measure(url: str, headers: dict, pid: int | None, n: int, lat_n: int, 
 
 
 def _line(name: str, r: dict) -> str:
-    return (f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} | c=1 p50/p99 ms "
-            f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}"
-            f" | CPU ms/request json {r['cpu_json']:.3f} stream {r['cpu_stream']:.3f}")
+    return (
+        f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} | c=1 p50/p99 ms "
+        f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}"
+        f" | CPU ms/request json {r['cpu_json']:.3f} stream {r['cpu_stream']:.3f}"
+    )
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description="gateway overhead vs direct vs LiteLLM proxy")
     ap.add_argument("--num-requests", type=int, default=3000, help="requests per throughput point")
-    ap.add_argument("--rounds", type=int, default=7,
-                    help="rounds of direct vs each gateway, interleaved; figures are medians over rounds")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="rounds of direct vs each gateway, interleaved; figures are medians over rounds",
+    )
     ap.add_argument("--max-concurrency", type=int, default=32)
-    ap.add_argument("--latency-requests", type=int, default=300, help="sequential requests per latency point")
-    ap.add_argument("--litellm-requests", type=int, default=400, help="requests per LiteLLM throughput point")
+    ap.add_argument(
+        "--latency-requests", type=int, default=300, help="sequential requests per latency point"
+    )
+    ap.add_argument(
+        "--litellm-requests", type=int, default=400, help="requests per LiteLLM throughput point"
+    )
     ap.add_argument("--output-len", type=int, default=16)
-    ap.add_argument("--gateway-modes", default="fast",
-                    help="comma-separated: fast (the gateway's own HTTP server, the default), uvicorn (the same "
-                         "app on uvicorn), fastapi (uvicorn, hot routes through FastAPI's routing)")
+    ap.add_argument(
+        "--gateway-modes",
+        default="fast",
+        help="comma-separated: fast (the gateway's own HTTP server, the default), uvicorn (the same "
+        "app on uvicorn), fastapi (uvicorn, hot routes through FastAPI's routing)",
+    )
     ap.add_argument("--skip-litellm", action="store_true")
-    ap.add_argument("--with-floor", action="store_true",
-                    help="also measure a bare uvicorn+aiohttp forwarder with no gateway logic (the floor)")
+    ap.add_argument(
+        "--with-floor",
+        action="store_true",
+        help="also measure a bare uvicorn+aiohttp forwarder with no gateway logic (the floor)",
+    )
     a = ap.parse_args()
 
     from wattserve.engines.mock_server import MockServer
@@ -297,7 +368,9 @@ async def main() -> None:
     if any(m not in MODES for m in modes):
         raise SystemExit(f"--gateway-modes: choose from {', '.join(MODES)}")
     procs: dict[str, subprocess.Popen] = {}
-    targets: dict[str, tuple[str, int | None]] = {"direct": (mock.url, mock._proc.pid if mock._proc else None)}
+    targets: dict[str, tuple[str, int | None]] = {
+        "direct": (mock.url, mock._proc.pid if mock._proc else None)
+    }
     runs: dict[str, list[dict]] = {}
     try:
         # every gateway is started once and stays up; the rounds interleave the targets, so slow
@@ -313,11 +386,15 @@ async def main() -> None:
             targets[name] = (url + "/v1", procs[name].pid)
         names = list(targets)
         for k in range(a.rounds):
-            order = names[k % len(names):] + names[:k % len(names)]  # a different target goes first each round
+            order = (
+                names[k % len(names) :] + names[: k % len(names)]
+            )  # a different target goes first each round
             print(f"round {k + 1}/{a.rounds}", flush=True)
             for name in order:
                 url, pid = targets[name]
-                r = await measure(url + "/chat/completions", {}, pid, a.num_requests, a.latency_requests, a)
+                r = await measure(
+                    url + "/chat/completions", {}, pid, a.num_requests, a.latency_requests, a
+                )
                 runs.setdefault(name, []).append(r)
                 print("  " + _line(name, r), flush=True)
         if not a.skip_litellm:
@@ -327,8 +404,14 @@ async def main() -> None:
                 try:
                     t = await wait_http(url + "/health/liveliness", 120, procs["litellm"])
                     print(f"litellm proxy ready after {t:.1f} s")
-                    r = await measure(url + "/v1/chat/completions", {"Authorization": f"Bearer {MASTER_KEY}"},
-                                      procs["litellm"].pid, a.litellm_requests, min(150, a.latency_requests), a)
+                    r = await measure(
+                        url + "/v1/chat/completions",
+                        {"Authorization": f"Bearer {MASTER_KEY}"},
+                        procs["litellm"].pid,
+                        a.litellm_requests,
+                        min(150, a.latency_requests),
+                        a,
+                    )
                     runs["litellm"] = [r]
                     print("  " + _line("litellm", r), flush=True)
                 except (RuntimeError, TimeoutError) as exc:
@@ -354,37 +437,63 @@ def report(runs: dict[str, list[dict]], a: argparse.Namespace) -> None:
                 q.setdefault(f"ratio_{tag}", []).append(x[f"rps_{tag}"] / dx[f"rps_{tag}"])
                 q.setdefault(f"add50_{tag}", []).append(x[f"p50_{tag}"] - dx[f"p50_{tag}"])
                 q.setdefault(f"add99_{tag}", []).append(x[f"p99_{tag}"] - dx[f"p99_{tag}"])
-    print(f"\nconcurrency {a.max_concurrency}, {a.output_len} output tokens, aiohttp client, mock on 127.0.0.1; "
-          f"medians over {len(runs['direct'])} interleaved rounds of {a.num_requests} requests")
-    print(f"{'target':18s} {'rps json':>9s} {'rps strm':>9s} {'x dir json':>10s} {'x dir strm':>10s} {'+p50 json':>10s}"
-          f" {'+p50 strm':>10s} {'+p99 json':>10s} {'CPU ms/req':>11s}")
+    print(
+        f"\nconcurrency {a.max_concurrency}, {a.output_len} output tokens, aiohttp client, mock on 127.0.0.1; "
+        f"medians over {len(runs['direct'])} interleaved rounds of {a.num_requests} requests"
+    )
+    print(
+        f"{'target':18s} {'rps json':>9s} {'rps strm':>9s} {'x dir json':>10s} {'x dir strm':>10s} {'+p50 json':>10s}"
+        f" {'+p50 strm':>10s} {'+p99 json':>10s} {'CPU ms/req':>11s}"
+    )
     for name, r in rows.items():
         q = {k: _median(v) for k, v in per.get(name, {}).items()}
         if name == "direct":
-            q = {"ratio_json": 1.0, "ratio_stream": 1.0, "add50_json": 0.0, "add50_stream": 0.0, "add99_json": 0.0}
+            q = {
+                "ratio_json": 1.0,
+                "ratio_stream": 1.0,
+                "add50_json": 0.0,
+                "add50_stream": 0.0,
+                "add99_json": 0.0,
+            }
         elif name == "litellm":
-            q = {"ratio_json": r["rps_json"] / d["rps_json"], "ratio_stream": r["rps_stream"] / d["rps_stream"],
-                 "add50_json": r["p50_json"] - d["p50_json"], "add50_stream": r["p50_stream"] - d["p50_stream"],
-                 "add99_json": r["p99_json"] - d["p99_json"]}
-        print(f"{name:18s} {r['rps_json']:9.1f} {r['rps_stream']:9.1f} {q['ratio_json']:10.2f} {q['ratio_stream']:10.2f} "
-              f"{q['add50_json']:+9.2f}ms {q['add50_stream']:+9.2f}ms {q['add99_json']:+9.2f}ms "
-              f"{r['cpu_json']:6.3f}/{r['cpu_stream']:.3f}")
+            q = {
+                "ratio_json": r["rps_json"] / d["rps_json"],
+                "ratio_stream": r["rps_stream"] / d["rps_stream"],
+                "add50_json": r["p50_json"] - d["p50_json"],
+                "add50_stream": r["p50_stream"] - d["p50_stream"],
+                "add99_json": r["p99_json"] - d["p99_json"],
+            }
+        print(
+            f"{name:18s} {r['rps_json']:9.1f} {r['rps_stream']:9.1f} {q['ratio_json']:10.2f} {q['ratio_stream']:10.2f} "
+            f"{q['add50_json']:+9.2f}ms {q['add50_stream']:+9.2f}ms {q['add99_json']:+9.2f}ms "
+            f"{r['cpu_json']:6.3f}/{r['cpu_stream']:.3f}"
+        )
     if "wattserve" in rows and "litellm" in rows:
         w, l = rows["wattserve"], rows["litellm"]
-        print(f"\nwattserve / litellm requests/s: json {w['rps_json'] / l['rps_json']:.1f}x, "
-              f"stream {w['rps_stream'] / l['rps_stream']:.1f}x (goal >= 10x)")
-        print(f"litellm CPU per request: json {l['cpu_json']:.2f} ms, stream {l['cpu_stream']:.2f} ms")
+        print(
+            f"\nwattserve / litellm requests/s: json {w['rps_json'] / l['rps_json']:.1f}x, "
+            f"stream {w['rps_stream'] / l['rps_stream']:.1f}x (goal >= 10x)"
+        )
+        print(
+            f"litellm CPU per request: json {l['cpu_json']:.2f} ms, stream {l['cpu_stream']:.2f} ms"
+        )
     if "wattserve" in per:
         q = per["wattserve"]
         rng = {k: (min(v), max(v)) for k, v in q.items()}
-        print(f"wattserve / direct requests/s (median of rounds): json {_median(q['ratio_json']):.2f} "
-              f"[{rng['ratio_json'][0]:.2f}-{rng['ratio_json'][1]:.2f}], stream {_median(q['ratio_stream']):.2f} "
-              f"[{rng['ratio_stream'][0]:.2f}-{rng['ratio_stream'][1]:.2f}] (goal >= 0.5)")
-        print(f"added p50 at c=1 (median of rounds): json {_median(q['add50_json']):.2f} ms, "
-              f"stream {_median(q['add50_stream']):.2f} ms (goal <= 1 ms)")
+        print(
+            f"wattserve / direct requests/s (median of rounds): json {_median(q['ratio_json']):.2f} "
+            f"[{rng['ratio_json'][0]:.2f}-{rng['ratio_json'][1]:.2f}], stream {_median(q['ratio_stream']):.2f} "
+            f"[{rng['ratio_stream'][0]:.2f}-{rng['ratio_stream'][1]:.2f}] (goal >= 0.5)"
+        )
+        print(
+            f"added p50 at c=1 (median of rounds): json {_median(q['add50_json']):.2f} ms, "
+            f"stream {_median(q['add50_stream']):.2f} ms (goal <= 1 ms)"
+        )
         w = rows["wattserve"]
-        print(f"gateway CPU per request (its own process; on an idle machine this bounds the added latency): "
-              f"json {w['cpu_json']:.3f} ms, stream {w['cpu_stream']:.3f} ms")
+        print(
+            f"gateway CPU per request (its own process; on an idle machine this bounds the added latency): "
+            f"json {w['cpu_json']:.3f} ms, stream {w['cpu_stream']:.3f} ms"
+        )
 
 
 if __name__ == "__main__":

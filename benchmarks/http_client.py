@@ -33,7 +33,9 @@ async def ours(url: str, n: int, conc: int) -> float:
         t0 = time.perf_counter()
         done = await asyncio.gather(*(one(i) for i in range(n)))
         rate = n / (time.perf_counter() - t0)
-        assert all(c.ok and c.output_tokens == 8 for c in done), [c.error for c in done if not c.ok][:2]
+        assert all(c.ok and c.output_tokens == 8 for c in done), [
+            c.error for c in done if not c.ok
+        ][:2]
         return rate
     finally:
         await eng.aclose()
@@ -42,11 +44,19 @@ async def ours(url: str, n: int, conc: int) -> float:
 async def bare(url: str, n: int, conc: int) -> float:
     import aiohttp
 
-    body = json.dumps({"model": "mock", "messages": [{"role": "user", "content": "benchmark the client " * 4}],
-                       "max_tokens": 8, "stream": True})
+    body = json.dumps(
+        {
+            "model": "mock",
+            "messages": [{"role": "user", "content": "benchmark the client " * 4}],
+            "max_tokens": 8,
+            "stream": True,
+        }
+    )
     sem = asyncio.Semaphore(conc)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     headers={"Content-Type": "application/json"}) as s:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), headers={"Content-Type": "application/json"}
+    ) as s:
+
         async def one() -> None:
             async with sem:
                 async with s.post(f"{url}/chat/completions", data=body) as r:
@@ -73,8 +83,12 @@ async def main() -> None:
             r_ours.append(await ours(srv.url, a.requests, a.concurrency))
             r_bare.append(await bare(srv.url, a.requests, a.concurrency))
     mo, mb = sum(r_ours) / len(r_ours), sum(r_bare) / len(r_bare)
-    print(f"OpenAIHTTPEngine + complete(): {mo:7.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in r_ours)})")
-    print(f"bare aiohttp loop:             {mb:7.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in r_bare)})")
+    print(
+        f"OpenAIHTTPEngine + complete(): {mo:7.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in r_ours)})"
+    )
+    print(
+        f"bare aiohttp loop:             {mb:7.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in r_bare)})"
+    )
     print(f"ours / bare: {mo / mb:.2f}")
 
 

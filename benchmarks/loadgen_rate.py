@@ -23,8 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,11 +48,38 @@ def install_peers() -> None:
     env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"}
     subprocess.run(pip + ["--no-deps", "vllm==0.33.0"], check=False, env=env)
     # vllm's pure-Python requirements that `vllm bench serve` imports (no CUDA wheels)
-    subprocess.run(pip + ["torch==2.13.0", "transformers>=5.16.1,<5.21", "cbor2", "blake3", "msgspec", "pyzmq",
-                          "cachetools", "py-cpuinfo", "openai", "orjson", "pybase64", "ijson", "setproctitle",
-                          "partial-json-parser", "prometheus-fastapi-instrumentator", "tiktoken", "lark==1.2.2",
-                          "mistral_common>=1.11.6", "cloudpickle", "watchfiles", "python-json-logger", "einops",
-                          "fastapi[standard]<0.137", "sentencepiece", "depyf==0.20.0"], check=False, env=env)
+    subprocess.run(
+        pip
+        + [
+            "torch==2.13.0",
+            "transformers>=5.16.1,<5.21",
+            "cbor2",
+            "blake3",
+            "msgspec",
+            "pyzmq",
+            "cachetools",
+            "py-cpuinfo",
+            "openai",
+            "orjson",
+            "pybase64",
+            "ijson",
+            "setproctitle",
+            "partial-json-parser",
+            "prometheus-fastapi-instrumentator",
+            "tiktoken",
+            "lark==1.2.2",
+            "mistral_common>=1.11.6",
+            "cloudpickle",
+            "watchfiles",
+            "python-json-logger",
+            "einops",
+            "fastapi[standard]<0.137",
+            "sentencepiece",
+            "depyf==0.20.0",
+        ],
+        check=False,
+        env=env,
+    )
     for extra in ("torchvision", "torchaudio"):
         subprocess.run([str(PEER_BIN / "pip"), "uninstall", "-y", "-q", extra], check=False)
 
@@ -77,8 +102,14 @@ def tokenizer_dir(tmp: Path) -> Path:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([PROMPT * 3] * 50, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        [PROMPT * 3] * 50,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<eos>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     out = tmp / "tok"
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(out)
     return out
@@ -88,8 +119,16 @@ def tokenizer_dir(tmp: Path) -> Path:
 def _requests(n: int, prefix: str = "r"):
     from wattserve.types import Request
 
-    return [Request(id=f"{prefix}{i}", model="mock", prompt=PROMPT, max_tokens=OUT_TOKENS,
-                    endpoint="completions") for i in range(n)]
+    return [
+        Request(
+            id=f"{prefix}{i}",
+            model="mock",
+            prompt=PROMPT,
+            max_tokens=OUT_TOKENS,
+            endpoint="completions",
+        )
+        for i in range(n)
+    ]
 
 
 async def ours(url: str, n: int, concurrency: int, rate: float, rate_n: int, tmp: Path) -> dict:
@@ -112,7 +151,9 @@ async def ours(url: str, n: int, concurrency: int, rate: float, rate_n: int, tmp
         with RequestLog(tmp / "ours-rate.jsonl") as log:
             run = await run_schedule(eng, _requests(rate_n), offsets, None, on_record=log.write)
         out["send_err_ms"] = send_error_stats_ms(run.send_error_s)
-        out["achieved_rate"] = rate_n / (max(c.sent_s for c in run.completions) - min(c.sent_s for c in run.completions))
+        out["achieved_rate"] = rate_n / (
+            max(c.sent_s for c in run.completions) - min(c.sent_s for c in run.completions)
+        )
         return out
     finally:
         await eng.aclose()
@@ -125,7 +166,10 @@ async def bare(url: str, n: int, concurrency: int, rate: float, rate_n: int) -> 
 
     body = json.dumps({"model": "mock", "prompt": PROMPT, "max_tokens": OUT_TOKENS, "stream": True})
     conn = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=conn, headers={"Content-Type": "application/json"}) as s:
+    async with aiohttp.ClientSession(
+        connector=conn, headers={"Content-Type": "application/json"}
+    ) as s:
+
         async def one() -> None:
             async with s.post(f"{url}/completions", data=body) as r:
                 async for _ in r.content:
@@ -140,8 +184,11 @@ async def bare(url: str, n: int, concurrency: int, rate: float, rate_n: int) -> 
         await asyncio.gather(*(bounded() for _ in range(200)))
         t0, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(bounded() for _ in range(n)))
-        out = {"rate": n / (time.perf_counter() - t0), "errors": 0,
-               "cpu_us_per_req": 1e6 * (time.process_time() - cpu0) / n}
+        out = {
+            "rate": n / (time.perf_counter() - t0),
+            "errors": 0,
+            "cpu_us_per_req": 1e6 * (time.process_time() - cpu0) / n,
+        }
         # naive schedule: sleep until each due time, then start the request
         errs = []
 
@@ -159,29 +206,78 @@ async def bare(url: str, n: int, concurrency: int, rate: float, rate_n: int) -> 
             tasks.append(asyncio.create_task(timed(due)))
         await asyncio.gather(*tasks)
         a = np.asarray(errs) * 1000
-        out["send_err_ms"] = {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
-                              "max": float(a.max())}
+        out["send_err_ms"] = {
+            "p50": float(np.percentile(a, 50)),
+            "p99": float(np.percentile(a, 99)),
+            "max": float(a.max()),
+        }
         return out
 
 
 # ----------------------------------------------------------------------------- peers
 def _peer_env() -> dict:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_TARGET_DEVICE": "cpu",
-            "PYTHONWARNINGS": "ignore", "VIRTUAL_ENV": str(PEERS), "PATH": f"{PEER_BIN}:{os.environ['PATH']}"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_TARGET_DEVICE": "cpu",
+        "PYTHONWARNINGS": "ignore",
+        "VIRTUAL_ENV": str(PEERS),
+        "PATH": f"{PEER_BIN}:{os.environ['PATH']}",
+    }
 
 
-def vllm_bench(base: str, tok: Path, n: int, concurrency: int, rate: float, rate_n: int, tmp: Path,
-               timeout: float) -> dict:
+def vllm_bench(
+    base: str,
+    tok: Path,
+    n: int,
+    concurrency: int,
+    rate: float,
+    rate_n: int,
+    tmp: Path,
+    timeout: float,
+) -> dict:
     exe = PEER_BIN / "vllm"
     if not exe.exists():
         return {"skip": "not installed (run with --install-peers)"}
 
     def run(num: int, req_rate: str, name: str) -> dict:
-        cmd = [str(exe), "bench", "serve", "--backend", "openai", "--base-url", base, "--endpoint", "/v1/completions",
-               "--model", "mock", "--tokenizer", str(tok), "--dataset-name", "random", "--random-input-len", "16",
-               "--random-output-len", str(OUT_TOKENS), "--ignore-eos", "--num-prompts", str(num),
-               "--request-rate", req_rate, "--max-concurrency", str(concurrency), "--disable-tqdm",
-               "--num-warmups", "0", "--save-result", "--result-dir", str(tmp), "--result-filename", name]
+        cmd = [
+            str(exe),
+            "bench",
+            "serve",
+            "--backend",
+            "openai",
+            "--base-url",
+            base,
+            "--endpoint",
+            "/v1/completions",
+            "--model",
+            "mock",
+            "--tokenizer",
+            str(tok),
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            "16",
+            "--random-output-len",
+            str(OUT_TOKENS),
+            "--ignore-eos",
+            "--num-prompts",
+            str(num),
+            "--request-rate",
+            req_rate,
+            "--max-concurrency",
+            str(concurrency),
+            "--disable-tqdm",
+            "--num-warmups",
+            "0",
+            "--save-result",
+            "--result-dir",
+            str(tmp),
+            "--result-filename",
+            name,
+        ]
         if req_rate != "inf":
             cmd += ["--burstiness", "1000"]  # near-constant arrivals
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_peer_env())
@@ -201,19 +297,41 @@ def vllm_bench(base: str, tok: Path, n: int, concurrency: int, rate: float, rate
         return {"skip": f"failed: {str(exc)[:300]}"}
 
 
-def guidellm_bench(base: str, tok: Path, n: int, concurrency: int, rate: float, rate_n: int, tmp: Path,
-                   timeout: float) -> dict:
+def guidellm_bench(
+    base: str,
+    tok: Path,
+    n: int,
+    concurrency: int,
+    rate: float,
+    rate_n: int,
+    tmp: Path,
+    timeout: float,
+) -> dict:
     exe = PEER_BIN / "guidellm"
     if not exe.exists():
         return {"skip": "not installed (run with --install-peers)"}
 
     def run(profile: str, constraint: str, name: str) -> dict:
-        cmd = [str(exe), "run", "--backend", f"kind=openai_http,target={base}",
-               "--profile", profile, "--constraint", constraint,
-               "--data", f"kind=synthetic_text,prompt_tokens=16,output_tokens={OUT_TOKENS}",
-               "--tokenizer", f"kind=hf_auto,model={tok}",
-               "--output", f"kind=json,path={tmp / name}", "--disable-console"]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_peer_env(), cwd=tmp)
+        cmd = [
+            str(exe),
+            "run",
+            "--backend",
+            f"kind=openai_http,target={base}",
+            "--profile",
+            profile,
+            "--constraint",
+            constraint,
+            "--data",
+            f"kind=synthetic_text,prompt_tokens=16,output_tokens={OUT_TOKENS}",
+            "--tokenizer",
+            f"kind=hf_auto,model={tok}",
+            "--output",
+            f"kind=json,path={tmp / name}",
+            "--disable-console",
+        ]
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=_peer_env(), cwd=tmp
+        )
         f = tmp / name
         if p.returncode != 0 or not f.exists():
             tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
@@ -221,9 +339,15 @@ def guidellm_bench(base: str, tok: Path, n: int, concurrency: int, rate: float, 
         return json.loads(f.read_text())
 
     try:
-        rep = run(f"kind=throughput,max_concurrency={concurrency}", f"kind=max_requests,count={n}", "guidellm-max.json")
+        rep = run(
+            f"kind=throughput,max_concurrency={concurrency}",
+            f"kind=max_requests,count={n}",
+            "guidellm-max.json",
+        )
         out = {"rate": _guidellm_rate(rep), "errors": None}
-        rep = run(f"kind=constant,rate={rate}", f"kind=max_requests,count={rate_n}", "guidellm-rate.json")
+        rep = run(
+            f"kind=constant,rate={rate}", f"kind=max_requests,count={rate_n}", "guidellm-rate.json"
+        )
         out["achieved_rate"] = _guidellm_rate(rep)
         err = _guidellm_send_err(rep)
         if err:
@@ -267,18 +391,28 @@ def _guidellm_send_err(report: dict) -> dict | None:
     if not errs:
         return None
     a = np.asarray(errs)
-    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
 
 
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000, help="requests per max-rate run")
-    ap.add_argument("--concurrency", type=int, default=128, help="in-flight bound for max-rate runs")
+    ap.add_argument(
+        "--concurrency", type=int, default=128, help="in-flight bound for max-rate runs"
+    )
     ap.add_argument("--rate", type=float, default=500.0, help="fixed rate for the send-time error")
     ap.add_argument("--rate-seconds", type=float, default=4.0, help="length of the fixed-rate run")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and bare (best kept)")
-    ap.add_argument("--install-peers", action="store_true", help="create/refresh benchmarks/.peers-venv")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds of ours and bare (best kept)"
+    )
+    ap.add_argument(
+        "--install-peers", action="store_true", help="create/refresh benchmarks/.peers-venv"
+    )
     ap.add_argument("--skip-peers", action="store_true", help="ours and bare aiohttp only")
     ap.add_argument("--peer-timeout", type=float, default=300.0, help="seconds per peer command")
     args = ap.parse_args()
@@ -290,24 +424,43 @@ def main() -> None:
 
     rate_n = int(args.rate * args.rate_seconds)
     results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as td, MockServer(process=True, output_len=OUT_TOKENS) as srv:
+    with (
+        tempfile.TemporaryDirectory() as td,
+        MockServer(process=True, output_len=OUT_TOKENS) as srv,
+    ):
         tmp = Path(td)
         base = srv.url.removesuffix("/v1")
-        print(f"mock server (own process) at {srv.url}; {args.requests} requests at concurrency "
-              f"{args.concurrency}; fixed rate {args.rate:g} req/s for {rate_n} requests")
+        print(
+            f"mock server (own process) at {srv.url}; {args.requests} requests at concurrency "
+            f"{args.concurrency}; fixed rate {args.rate:g} req/s for {rate_n} requests"
+        )
         from wattserve.bench.runner import run_async
 
         # the machine is shared and noisy: alternate ours and bare for a few rounds, keep each one's best
         for k in range(args.rounds):
-            for name, fn in (("wattserve", lambda: run_async(ours(srv.url, args.requests, args.concurrency,
-                                                                   args.rate, rate_n, tmp))),
-                             ("bare aiohttp", lambda: asyncio.run(bare(srv.url, args.requests, args.concurrency,
-                                                                       args.rate, rate_n)))):
+            for name, fn in (
+                (
+                    "wattserve",
+                    lambda: run_async(
+                        ours(srv.url, args.requests, args.concurrency, args.rate, rate_n, tmp)
+                    ),
+                ),
+                (
+                    "bare aiohttp",
+                    lambda: asyncio.run(
+                        bare(srv.url, args.requests, args.concurrency, args.rate, rate_n)
+                    ),
+                ),
+            ):
                 r = fn()
                 print(f"round {k + 1} {name}:", _line(r))
                 best = results.get(name)
                 worst = min(best["worst_rate"], r["rate"]) if best else r["rate"]
-                cpu = min(best["cpu_us_per_req"], r["cpu_us_per_req"]) if best else r["cpu_us_per_req"]
+                cpu = (
+                    min(best["cpu_us_per_req"], r["cpu_us_per_req"])
+                    if best
+                    else r["cpu_us_per_req"]
+                )
                 if best is None or r["rate"] > best["rate"]:
                     best = {**r, "send_err_ms": (best or r)["send_err_ms"]}
                 best.update(worst_rate=worst, cpu_us_per_req=cpu)
@@ -317,11 +470,27 @@ def main() -> None:
                 results[name] = best
         if not args.skip_peers:
             tok = tokenizer_dir(tmp)
-            results["vllm bench serve"] = vllm_bench(base, tok, args.requests, args.concurrency, args.rate, rate_n,
-                                                     tmp, args.peer_timeout)
+            results["vllm bench serve"] = vllm_bench(
+                base,
+                tok,
+                args.requests,
+                args.concurrency,
+                args.rate,
+                rate_n,
+                tmp,
+                args.peer_timeout,
+            )
             print("vllm bench serve:", _line(results["vllm bench serve"]))
-            results["guidellm"] = guidellm_bench(base, tok, args.requests, args.concurrency, args.rate, rate_n,
-                                                 tmp, args.peer_timeout)
+            results["guidellm"] = guidellm_bench(
+                base,
+                tok,
+                args.requests,
+                args.concurrency,
+                args.rate,
+                rate_n,
+                tmp,
+                args.peer_timeout,
+            )
             print("guidellm:", _line(results["guidellm"]))
     report(results, args.rate)
 
@@ -343,8 +512,10 @@ def _line(r: dict) -> str:
 def report(results: dict[str, dict], rate: float) -> None:
     ours_r = results["wattserve"]
     print("\n(ours and bare aiohttp: best of the alternating rounds; peers: one run each)")
-    print("| load generator | max req/s | ours / it (ours' worst round / it) | send err p50 ms | p99 ms (at %g req/s) |"
-          % rate)
+    print(
+        "| load generator | max req/s | ours / it (ours' worst round / it) | send err p50 ms | p99 ms (at %g req/s) |"
+        % rate
+    )
     print("|---|---|---|---|---|")
     for name, r in results.items():
         if "skip" in r:
@@ -361,13 +532,19 @@ def report(results: dict[str, dict], rate: float) -> None:
         r = results.get(name, {})
         if "rate" in r:
             got = ours_r["rate"] / r["rate"]
-            print(f"goal ours >= {target}x {name}: {got:.2f}x -> {'met' if got >= target else 'NOT met'}")
+            print(
+                f"goal ours >= {target}x {name}: {got:.2f}x -> {'met' if got >= target else 'NOT met'}"
+            )
     if "cpu_us_per_req" in results.get("bare aiohttp", {}):
         a, b = ours_r["cpu_us_per_req"], results["bare aiohttp"]["cpu_us_per_req"]
-        print(f"client CPU per request (robust to a busy machine): ours {a:.0f} us, bare aiohttp {b:.0f} us "
-              f"-> ours costs {a / b:.2f}x; CPU-bound ceilings {1e6 / a:.0f} and {1e6 / b:.0f} req/s")
+        print(
+            f"client CPU per request (robust to a busy machine): ours {a:.0f} us, bare aiohttp {b:.0f} us "
+            f"-> ours costs {a / b:.2f}x; CPU-bound ceilings {1e6 / a:.0f} and {1e6 / b:.0f} req/s"
+        )
     p99 = ours_r["send_err_ms"]["p99"]
-    print(f"goal p99 send error <= 2 ms at {rate:g} req/s: {p99:.3f} ms -> {'met' if p99 <= 2 else 'NOT met'}")
+    print(
+        f"goal p99 send error <= 2 ms at {rate:g} req/s: {p99:.3f} ms -> {'met' if p99 <= 2 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,12 @@ def targets():
     if CSV.is_file():
         groups, _ = load_groups([CSV], min_rows=20)
         wanted = {(m, d) for m, d, _, _ in SPEC}
-        fits = fit_groups([g for g in groups if (g.model, g.device) in wanted], forms=["context"],
-                          quantities=["energy_j", "runtime_s"], loss="relative")
+        fits = fit_groups(
+            [g for g in groups if (g.model, g.device) in wanted],
+            forms=["context"],
+            quantities=["energy_j", "runtime_s"],
+            loss="relative",
+        )
         by = {(f.model, f.device, f.quantity): f for f in fits}
         source = f"context fits of {CSV.name}"
     else:
@@ -56,19 +60,41 @@ def targets():
         by = {}
         for m, d, _, _ in SPEC:
             s = rng.uniform(0.5, 8)
-            for q, base in (("energy_j", (20, 0.5, 1e-5, 15, 3e-3)), ("runtime_s", (0.1, 1e-3, 1e-8, 0.03, 2e-5))):
-                by[(m, d, q)] = ModelFit(m, d, q, "context", FORMS["context"].params, tuple(s * b for b in base),
-                                         n_rows=100, input_range=(8, 2048), output_range=(8, 4096))
+            for q, base in (
+                ("energy_j", (20, 0.5, 1e-5, 15, 3e-3)),
+                ("runtime_s", (0.1, 1e-3, 1e-8, 0.03, 2e-5)),
+            ):
+                by[(m, d, q)] = ModelFit(
+                    m,
+                    d,
+                    q,
+                    "context",
+                    FORMS["context"].params,
+                    tuple(s * b for b in base),
+                    n_rows=100,
+                    input_range=(8, 2048),
+                    output_range=(8, 4096),
+                )
         source = "synthetic context fits (shared data absent)"
-    return [Target(f"{m}@{d}", m, d, by[(m, d, "energy_j")], by[(m, d, "runtime_s")], q, slots=s) for m, d, q, s in SPEC], source
+    return [
+        Target(f"{m}@{d}", m, d, by[(m, d, "energy_j")], by[(m, d, "runtime_s")], q, slots=s)
+        for m, d, q, s in SPEC
+    ], source
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--queries", type=int, default=100_000)
     ap.add_argument("--quality-target", type=float, default=0.62)
     ap.add_argument("--makespan-factor", type=float, default=3.0)
-    ap.add_argument("--check-lp", type=int, default=0, help="also solve the full LP with HiGHS on this many queries")
+    ap.add_argument(
+        "--check-lp",
+        type=int,
+        default=0,
+        help="also solve the full LP with HiGHS on this many queries",
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -87,7 +113,9 @@ def main() -> None:
     t0 = time.perf_counter()
     p = build_problem(i, o, tg, quality_target=args.quality_target, makespan_s=makespan)
     t_build = time.perf_counter() - t0
-    print(f"{n} queries x {len(tg)} targets ({source}); quality >= {args.quality_target}, makespan {makespan:.4g} s")
+    print(
+        f"{n} queries x {len(tg)} targets ({source}); quality >= {args.quality_target}, makespan {makespan:.4g} s"
+    )
     print(f"build (predict all costs): {t_build:.2f} s")
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -98,27 +126,41 @@ def main() -> None:
     g = solve_greedy(p)
     t_gr, c_gr = time.perf_counter() - t0, time.process_time() - c0
     evg = p.evaluate(g)
-    print(f"{'solver':<10} {'wall s':>8} {'cpu s':>8} {'energy J':>14} {'gap vs LP bound':>16} {'quality':>8} feasible")
-    print(f"{'lagrange':<10} {t_lag:8.2f} {c_lag:8.2f} {ev['energy_j']:14.6g} {gap:16.2e} {ev['mean_quality']:8.4f} {ev['feasible']}")
+    print(
+        f"{'solver':<10} {'wall s':>8} {'cpu s':>8} {'energy J':>14} {'gap vs LP bound':>16} {'quality':>8} feasible"
+    )
+    print(
+        f"{'lagrange':<10} {t_lag:8.2f} {c_lag:8.2f} {ev['energy_j']:14.6g} {gap:16.2e} {ev['mean_quality']:8.4f} {ev['feasible']}"
+    )
     gg = (evg["energy_j"] - bound) / abs(bound)
-    print(f"{'greedy':<10} {t_gr:8.2f} {c_gr:8.2f} {evg['energy_j']:14.6g} {gg:16.2e} {evg['mean_quality']:8.4f} {evg['feasible']}")
-    print(f"LP (dual) bound {bound:.8g} J; greedy / lagrange energy = {evg['energy_j'] / ev['energy_j']:.4f}")
-    print(f"goal: < 10 s and gap < 1e-3 -> wall {'met' if t_lag < 10 else 'NOT met'}, cpu {'met' if c_lag < 10 else 'NOT met'}, "
-          f"gap {'met' if gap < 1e-3 else 'NOT met'} (load average {__import__('os').getloadavg()[0]:.1f} on "
-          f"{__import__('os').cpu_count()} cores: wall time on a shared machine is inflated)")
+    print(
+        f"{'greedy':<10} {t_gr:8.2f} {c_gr:8.2f} {evg['energy_j']:14.6g} {gg:16.2e} {evg['mean_quality']:8.4f} {evg['feasible']}"
+    )
+    print(
+        f"LP (dual) bound {bound:.8g} J; greedy / lagrange energy = {evg['energy_j'] / ev['energy_j']:.4f}"
+    )
+    print(
+        f"goal: < 10 s and gap < 1e-3 -> wall {'met' if t_lag < 10 else 'NOT met'}, cpu {'met' if c_lag < 10 else 'NOT met'}, "
+        f"gap {'met' if gap < 1e-3 else 'NOT met'} (load average {__import__('os').getloadavg()[0]:.1f} on "
+        f"{__import__('os').cpu_count()} cores: wall time on a shared machine is inflated)"
+    )
     if args.check_lp:
         from wattserve.plan.milp import solve_lp
 
         m = min(args.check_lp, n)
-        sub = build_problem(i[:m], o[:m], tg, quality_target=args.quality_target, makespan_s=makespan * m / n)
+        sub = build_problem(
+            i[:m], o[:m], tg, quality_target=args.quality_target, makespan_s=makespan * m / n
+        )
         t0 = time.perf_counter()
         _, lp = solve_lp(sub)
         t_lp = time.perf_counter() - t0
         t0 = time.perf_counter()
         _, gap_s, bound_s = solve_lagrange(sub)
         t_ls = time.perf_counter() - t0
-        print(f"check on {m} queries: HiGHS LP {lp:.10g} J in {t_lp:.1f} s; dual bound {bound_s:.10g} J "
-              f"(rel diff {(lp - bound_s) / lp:.1e}) in {t_ls:.1f} s incl. rounding; speed-up {t_lp / t_ls:.1f}x")
+        print(
+            f"check on {m} queries: HiGHS LP {lp:.10g} J in {t_lp:.1f} s; dual bound {bound_s:.10g} J "
+            f"(rel diff {(lp - bound_s) / lp:.1e}) in {t_ls:.1f} s incl. rounding; speed-up {t_lp / t_ls:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,14 @@ from wattserve.cli import main
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    defaults = {"--backend": "all", "--replicas": "1,2", "--max-concurrency": "1,4,8", "--output-len": "32",
-                "--input-len": "32", "--num-prompts": "8"}
+    defaults = {
+        "--backend": "all",
+        "--replicas": "1,2",
+        "--max-concurrency": "1,4,8",
+        "--output-len": "32",
+        "--input-len": "32",
+        "--num-prompts": "8",
+    }
     for flag, value in defaults.items():
         if flag not in args:
             args += [flag, value]

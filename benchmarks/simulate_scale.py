@@ -19,9 +19,13 @@ import numpy as np
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--requests", type=int, default=10_000_000)
-    ap.add_argument("--skip-replay", action="store_true", help="skip the (slower) ResponseCache replay")
+    ap.add_argument(
+        "--skip-replay", action="store_true", help="skip the (slower) ResponseCache replay"
+    )
     args = ap.parse_args()
     n = args.requests
 
@@ -47,8 +51,10 @@ def main() -> None:
     c0 = time.process_time()
     total = simulate_lanes("lec", scen.queries[None, :], costs[None, :], 8, 20, engine=engine)[0]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"[1] kernel, 1 lane x {n:,} requests (online LEC + mux@0.8): {wall:.2f} s wall, {cpu:.2f} s CPU "
-          f"({n / wall / 1e6:.1f} M requests/s); total cost {total:,.0f} vs {costs.sum():,.0f} uncached")
+    print(
+        f"[1] kernel, 1 lane x {n:,} requests (online LEC + mux@0.8): {wall:.2f} s wall, {cpu:.2f} s CPU "
+        f"({n / wall / 1e6:.1f} M requests/s); total cost {total:,.0f} vs {costs.sum():,.0f} uncached"
+    )
 
     m = n // 8
     pols = ["lru", "lfu", "gdsf", "lec"] * 2
@@ -57,11 +63,23 @@ def main() -> None:
     kc = expected_costs(scen, sel)[None, :]
     t0 = time.perf_counter()
     c0 = time.process_time()
-    tot = simulate_lanes(pols, scen.queries[None, :m], costs[None, :m], 8, 20, kf, kc, offline=off,
-                         source=np.zeros(8, dtype=np.int64), engine=engine)
+    tot = simulate_lanes(
+        pols,
+        scen.queries[None, :m],
+        costs[None, :m],
+        8,
+        20,
+        kf,
+        kc,
+        offline=off,
+        source=np.zeros(8, dtype=np.int64),
+        engine=engine,
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"[2] kernel, 8 lanes x {m:,} requests (all policies, offline+online): {wall:.2f} s wall, "
-          f"{cpu:.2f} s CPU; totals {', '.join(f'{p}:{x:,.0f}' for p, x in zip(pols, tot))}")
+    print(
+        f"[2] kernel, 8 lanes x {m:,} requests (all policies, offline+online): {wall:.2f} s wall, "
+        f"{cpu:.2f} s CPU; totals {', '.join(f'{p}:{x:,.0f}' for p, x in zip(pols, tot))}"
+    )
 
     if not args.skip_replay:
         q = power_trace(n, 10_000, 0.5, seed=1)
@@ -72,9 +90,11 @@ def main() -> None:
         c0 = time.process_time()
         total, missed = simulate_sequential("lec", q, c, 1000)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"[3] ResponseCache replay, {n:,} requests, 10,000 queries, cache 1,000 (online LEC): "
-              f"{wall:.2f} s wall, {cpu:.2f} s CPU ({n / wall / 1e6:.2f} M requests/s); hit rate "
-              f"{1 - missed.mean():.3f}")
+        print(
+            f"[3] ResponseCache replay, {n:,} requests, 10,000 queries, cache 1,000 (online LEC): "
+            f"{wall:.2f} s wall, {cpu:.2f} s CPU ({n / wall / 1e6:.2f} M requests/s); hit rate "
+            f"{1 - missed.mean():.3f}"
+        )
     print("goal: 10 million requests in under 60 s on one core")
 
 

@@ -27,7 +27,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     console = Console()
-    r = run_workload(a.base_url, a.model, a.num_prompts, a.max_concurrency, a.output_len, a.seed, a.api_key, console)
+    r = run_workload(
+        a.base_url,
+        a.model,
+        a.num_prompts,
+        a.max_concurrency,
+        a.output_len,
+        a.seed,
+        a.api_key,
+        console,
+    )
     print_report(r, a.base_url.removesuffix("/v1"), console)
 
 

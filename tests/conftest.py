@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import shutil
+import socket
 from pathlib import Path
 
 import pytest

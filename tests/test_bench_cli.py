@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -52,9 +51,32 @@ def slow_server():
 
 def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, slow_server, wattserve):
     n = 40
-    cmd = [sys.executable, "-m", "wattserve", "bench", "--backend", "openai", "--base-url", slow_server.url,
-           "--model", "mock", "--num-prompts", str(n), "--input-len", "8", "--output-len", "40",
-           "--max-concurrency", "4", "--meter", "null", "--result-dir", str(tmp_path), "--label", "kill"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wattserve",
+        "bench",
+        "--backend",
+        "openai",
+        "--base-url",
+        slow_server.url,
+        "--model",
+        "mock",
+        "--num-prompts",
+        str(n),
+        "--input-len",
+        "8",
+        "--output-len",
+        "40",
+        "--max-concurrency",
+        "4",
+        "--meter",
+        "null",
+        "--result-dir",
+        str(tmp_path),
+        "--label",
+        "kill",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     try:
         deadline = time.monotonic() + 90
@@ -84,7 +106,10 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, slow_server,
     assert set(ids) == {f"req-{i}" for i in range(n)}
     assert {r["request_id"] for r in before} <= set(ids)
     kept = {json.loads(l)["request_id"]: l for l in lines}
-    assert all(kept[r["request_id"]] == json.dumps(r) or json.loads(kept[r["request_id"]]) == r for r in before)
+    assert all(
+        kept[r["request_id"]] == json.dumps(r) or json.loads(kept[r["request_id"]]) == r
+        for r in before
+    )
     data = json.loads((jsonl.parent / "run.json").read_text())
     assert data["status"] == "complete" and len(data["segments"]) == 2
     assert data["points"][0]["summary"]["completed"] == n
@@ -92,9 +117,29 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, slow_server,
 
 
 def test_runs_list_and_show(tmp_path, slow_server, wattserve):
-    r = wattserve("bench", "--backend", "openai", "--base-url", slow_server.url, "--model", "mock",
-                  "--num-prompts", "6", "--output-len", "3", "--request-rate", "50,100", "--arrival", "constant",
-                  "--meter", "null", "--result-dir", str(tmp_path), "--goodput", "ttft:1000 e2el:5000")
+    r = wattserve(
+        "bench",
+        "--backend",
+        "openai",
+        "--base-url",
+        slow_server.url,
+        "--model",
+        "mock",
+        "--num-prompts",
+        "6",
+        "--output-len",
+        "3",
+        "--request-rate",
+        "50,100",
+        "--arrival",
+        "constant",
+        "--meter",
+        "null",
+        "--result-dir",
+        str(tmp_path),
+        "--goodput",
+        "ttft:1000 e2el:5000",
+    )
     assert r.returncode == 0, r.stderr
     assert "r50" in r.stdout and "r100" in r.stdout and "SLO attainment 100.0%" in r.stdout
     [run] = list(tmp_path.glob("mock-*"))
@@ -115,7 +160,17 @@ def test_runs_list_and_show(tmp_path, slow_server, wattserve):
     ],
 )
 def test_bad_input_one_line_no_traceback(args, message, wattserve):
-    base = ["bench", "--backend", "openai", "--model", "mock", "--meter", "null", "--num-prompts", "2"]
+    base = [
+        "bench",
+        "--backend",
+        "openai",
+        "--model",
+        "mock",
+        "--meter",
+        "null",
+        "--num-prompts",
+        "2",
+    ]
     if "--base-url" not in args:
         base += ["--base-url", "http://127.0.0.1:9/v1"]
     r = wattserve(*base, *args)
@@ -127,14 +182,39 @@ def test_bad_input_one_line_no_traceback(args, message, wattserve):
 def test_malformed_dataset_names_its_line(tmp_path, slow_server, wattserve):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"prompt": "a"}\n{"prompt": \n')
-    r = wattserve("bench", "--backend", "openai", "--base-url", slow_server.url, "--model", "mock",
-                  "--dataset-name", "custom", "--dataset-path", str(bad), "--meter", "null",
-                  "--result-dir", str(tmp_path))
-    assert r.returncode == 2 and f"{bad}:2: invalid JSON" in r.stderr and "Traceback" not in r.stderr
+    r = wattserve(
+        "bench",
+        "--backend",
+        "openai",
+        "--base-url",
+        slow_server.url,
+        "--model",
+        "mock",
+        "--dataset-name",
+        "custom",
+        "--dataset-path",
+        str(bad),
+        "--meter",
+        "null",
+        "--result-dir",
+        str(tmp_path),
+    )
+    assert (
+        r.returncode == 2 and f"{bad}:2: invalid JSON" in r.stderr and "Traceback" not in r.stderr
+    )
 
 
 def test_unknown_model_is_one_clear_line(wattserve, tmp_path):
-    r = wattserve("bench", "--backend", "local", "--model", "no-such-model-xyz", "--meter", "null",
-                  "--result-dir", str(tmp_path))
+    r = wattserve(
+        "bench",
+        "--backend",
+        "local",
+        "--model",
+        "no-such-model-xyz",
+        "--meter",
+        "null",
+        "--result-dir",
+        str(tmp_path),
+    )
     assert r.returncode == 3 and "unknown model 'no-such-model-xyz'" in r.stderr
     assert "Traceback" not in r.stderr and not list(tmp_path.glob("*/run.json"))

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from wattserve.bench.config import BenchConfig, parse_goodput, parse_list
-from wattserve.bench.loads import Concurrent, ConstantRate, GammaRate, Trace, make_points, ramp_count
+from wattserve.bench.loads import (
+    Concurrent,
+    ConstantRate,
+    GammaRate,
+    Trace,
+    make_points,
+    ramp_count,
+)
 from wattserve.errors import ConfigError
 
 
@@ -39,7 +46,9 @@ def test_trace_offsets_relative_to_first_and_cycled():
 
 def test_sweep_points_one_per_value():
     pts = make_points(None, [1, 8])
-    assert [p.label for p in pts] == ["c1", "c8"] and all(isinstance(p.pattern, Concurrent) for p in pts)
+    assert [p.label for p in pts] == ["c1", "c8"] and all(
+        isinstance(p.pattern, Concurrent) for p in pts
+    )
     pts = make_points([1, 2, 4], None)
     assert [p.label for p in pts] == ["r1", "r2", "r4"] and pts[0].pattern == GammaRate(1, 1.0)
     pts = make_points([2], [4], arrival="constant")
@@ -69,7 +78,11 @@ def test_parsers():
     assert parse_list("1, 2.5,inf", float, "--request-rate") == [1.0, 2.5, math.inf]
     with pytest.raises(ConfigError, match="not a valid int"):
         parse_list("1,x", int, "--max-concurrency")
-    assert parse_goodput(["ttft:200 tpot:50", "e2el:2000"]) == {"ttft": 200, "tpot": 50, "e2el": 2000}
+    assert parse_goodput(["ttft:200 tpot:50", "e2el:2000"]) == {
+        "ttft": 200,
+        "tpot": 50,
+        "e2el": 2000,
+    }
     with pytest.raises(ConfigError, match="NAME:MS"):
         parse_goodput(["ttft=200"])
     assert BenchConfig(model="m", endpoint="/v1/chat/completions").endpoint == "chat"

@@ -13,9 +13,16 @@ from wattserve.types import Completion, Measurement
 
 def comp(rid, sent, chunks, out_tokens, error=None, in_tokens=10):
     return Completion(
-        request_id=rid, model="m", text="x" * len(chunks), input_tokens=in_tokens,
-        output_tokens=out_tokens, sent_s=sent, first_token_s=chunks[0] if chunks else None,
-        end_s=chunks[-1] if chunks else sent + 0.1, chunk_t=tuple(chunks), error=error,
+        request_id=rid,
+        model="m",
+        text="x" * len(chunks),
+        input_tokens=in_tokens,
+        output_tokens=out_tokens,
+        sent_s=sent,
+        first_token_s=chunks[0] if chunks else None,
+        end_s=chunks[-1] if chunks else sent + 0.1,
+        chunk_t=tuple(chunks),
+        error=error,
     )
 
 
@@ -83,7 +90,9 @@ def test_goodput_and_slo_attainment():
 
 
 def test_energy_per_token_from_steady_window_tokens_by_chunk_time():
-    whole = Measurement("whole", 0.0, 2.5, {"cpu": 20.0, "dram": 5.0}, {"cpu": "modeled", "dram": "modeled"})
+    whole = Measurement(
+        "whole", 0.0, 2.5, {"cpu": 20.0, "dram": 5.0}, {"cpu": "modeled", "dram": "modeled"}
+    )
     steady = Measurement("steady", 1.0, 2.0, {"cpu": 8.0}, {"cpu": "rapl"})
     # in [1.0, 2.0]: A's chunks at 1.0 and 1.5 (2 of 3 tokens) + both of B's (4 tokens) = 6
     assert metrics.tokens_in_window([A, B, C], 1.0, 2.0) == pytest.approx(6.0)

@@ -37,8 +37,12 @@ class FakeEngine:
             for _ in range(req.max_tokens):
                 await asyncio.sleep(self.delay_s)
                 yield Chunk("x", time.perf_counter(), tokens=1)
-            yield Chunk("", time.perf_counter(), finish_reason="length",
-                        usage=Usage(req.input_tokens or 0, req.max_tokens))
+            yield Chunk(
+                "",
+                time.perf_counter(),
+                finish_reason="length",
+                usage=Usage(req.input_tokens or 0, req.max_tokens),
+            )
         finally:
             self.in_flight -= 1
 
@@ -74,7 +78,9 @@ async def test_sleep_until_sub_ms():
 async def test_concurrency_bound_and_records_written_as_they_finish():
     eng = FakeEngine(delay_s=0.003)
     lines = []
-    run = await run_schedule(eng, reqs(12), [0.0] * 12, max_concurrency=3, label="c3", on_record=lines.append)
+    run = await run_schedule(
+        eng, reqs(12), [0.0] * 12, max_concurrency=3, label="c3", on_record=lines.append
+    )
     assert eng.peak == 3
     assert len(lines) == 12 and {r["request_id"] for r in lines} == {f"r{i}" for i in range(12)}
     assert all(r["point"] == "c3" and r["error"] is None and r["output_tokens"] == 4 for r in lines)
@@ -94,13 +100,24 @@ async def test_rate_schedule_is_followed():
 
 
 def test_run_benchmark_writes_run_dir_and_catalog(tmp_path):
-    cfg = BenchConfig(model="fake", num_prompts=24, input_len=4, output_len=4, max_concurrencies=[1, 4],
-                      num_warmups=2, result_dir=str(tmp_path), label="unit", goodput={"e2el": 5000})
+    cfg = BenchConfig(
+        model="fake",
+        num_prompts=24,
+        input_len=4,
+        output_len=4,
+        max_concurrencies=[1, 4],
+        num_warmups=2,
+        result_dir=str(tmp_path),
+        label="unit",
+        goodput={"e2el": 5000},
+    )
     eng = FakeEngine(fail={"req-5"})
     rec = run_benchmark(cfg, engine=eng, meter=FakeMeter())
     rdir = tmp_path / rec.run_id
     assert rec.status == "complete" and rec.run_id.startswith("unit-")
-    assert {"run.json", "requests.jsonl", "energy.csv", "summary.csv"} <= {p.name for p in rdir.iterdir()}
+    assert {"run.json", "requests.jsonl", "energy.csv", "summary.csv"} <= {
+        p.name for p in rdir.iterdir()
+    }
     lines = store.read_requests(rdir / "requests.jsonl")
     assert len(lines) == 48 and not any(r["request_id"].startswith("warmup") for r in lines)
     assert "warmup-0" in eng.seen
@@ -109,7 +126,9 @@ def test_run_benchmark_writes_run_dir_and_catalog(tmp_path):
     for p in pts:
         assert (p.summary.completed, p.summary.failed) == (23, 1)
         assert p.summary.slo_attainment == pytest.approx(23 / 24)
-        assert p.summary.energy_source == "modeled" and p.summary.avg_power_w == pytest.approx(10.0, rel=0.01)
+        assert p.summary.energy_source == "modeled" and p.summary.avg_power_w == pytest.approx(
+            10.0, rel=0.01
+        )
         assert p.summary.energy_per_output_token_j > 0
     csv_rows = (rdir / "summary.csv").read_text().splitlines()
     assert len(csv_rows) == 3 and csv_rows[0].startswith("point,")
@@ -118,12 +137,21 @@ def test_run_benchmark_writes_run_dir_and_catalog(tmp_path):
     assert data["environment"] and data["status"] == "complete"
     [row] = store.catalog_list(tmp_path)
     assert row["run_id"] == rec.run_id and row["completed"] == 46 and row["status"] == "complete"
-    assert store.find_run("unit", tmp_path) == rdir.resolve() or store.find_run("unit", tmp_path) == rdir
+    assert (
+        store.find_run("unit", tmp_path) == rdir.resolve()
+        or store.find_run("unit", tmp_path) == rdir
+    )
 
 
 def test_resume_skips_finished_reruns_failed_and_dedupes(tmp_path):
-    cfg = BenchConfig(model="fake", num_prompts=10, input_len=4, output_len=3, max_concurrencies=[2],
-                      result_dir=str(tmp_path))
+    cfg = BenchConfig(
+        model="fake",
+        num_prompts=10,
+        input_len=4,
+        output_len=3,
+        max_concurrencies=[2],
+        result_dir=str(tmp_path),
+    )
     rdir = tmp_path / "r"
     rdir.mkdir()
     # a killed run: 4 lines written (one of them an error), then a torn half line
@@ -139,9 +167,12 @@ def test_resume_skips_finished_reruns_failed_and_dedupes(tmp_path):
     eng = FakeEngine()
     rec = resume_benchmark(rdir, engine=eng, meter=None)
     assert sorted(r for r in eng.seen if r.startswith("req-")) == sorted(
-        ["req-3"] + [f"req-{i}" for i in range(4, 10)])
+        ["req-3"] + [f"req-{i}" for i in range(4, 10)]
+    )
     recs = store.read_requests(rdir / "requests.jsonl")
-    assert len((rdir / "requests.jsonl").read_text().splitlines()) == len(recs) == 11  # 10 + old error line
+    assert (
+        len((rdir / "requests.jsonl").read_text().splitlines()) == len(recs) == 11
+    )  # 10 + old error line
     best = store.latest_per_request(recs)
     assert {k[1] for k in best} == {f"req-{i}" for i in range(10)}
     assert all(r["error"] is None for r in best.values())
@@ -154,8 +185,14 @@ def test_real_model_exact_lengths_and_modeled_energy(tmp_path, local_engine):
     """The embedded model: prompts have the stated token count, outputs the stated length."""
     from wattserve.energy.modeled import ModeledCpuMeter
 
-    cfg = BenchConfig(model="smollm2-135m", num_prompts=4, input_len=16, output_len=6,
-                      max_concurrencies=[2], result_dir=str(tmp_path))
+    cfg = BenchConfig(
+        model="smollm2-135m",
+        num_prompts=4,
+        input_len=16,
+        output_len=6,
+        max_concurrencies=[2],
+        result_dir=str(tmp_path),
+    )
     rec = run_benchmark(cfg, engine=local_engine, meter=ModeledCpuMeter(scope="process"))
     lines = store.read_requests(tmp_path / rec.run_id / "requests.jsonl")
     assert len(lines) == 4 and all(r["error"] is None for r in lines)

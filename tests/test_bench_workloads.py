@@ -33,9 +33,18 @@ def tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    corpus = ["the quick brown fox jumps over the lazy dog %d times, energy per token" % i for i in range(200)]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=["<eos>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    corpus = [
+        "the quick brown fox jumps over the lazy dog %d times, energy per token" % i
+        for i in range(200)
+    ]
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<eos>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     return _Tok(tok)
 
 
@@ -67,7 +76,7 @@ def test_custom_jsonl_and_csv(tmp_path):
     wl = custom_workload(p, None, output_len=16)
     assert [(r.prompt, r.max_tokens) for r in wl.requests] == [("hello", 7), ("world", 16)]
     c = tmp_path / "d.csv"
-    c.write_text("prompt,max_tokens\n\"a, b\",3\nc,\n")
+    c.write_text('prompt,max_tokens\n"a, b",3\nc,\n')
     wl = custom_workload(c, 5, output_len=9)
     assert [r.max_tokens for r in wl.requests] == [3, 9, 3, 9, 3]
     assert [r.id for r in wl.requests] == [f"req-{i}" for i in range(5)]
@@ -90,9 +99,11 @@ def test_malformed_dataset_names_the_line(tmp_path):
 
 def test_trace_arrivals_from_timestamps(tmp_path, tokenizer):
     p = tmp_path / "trace.jsonl"
-    rows = [{"timestamp": 100.5, "input_len": 8, "output_len": 4},
-            {"timestamp": 100.0, "input_len": 16, "output_len": 2},
-            {"timestamp": 103.0, "prompt": "given prompt"}]
+    rows = [
+        {"timestamp": 100.5, "input_len": 8, "output_len": 4},
+        {"timestamp": 100.0, "input_len": 16, "output_len": 2},
+        {"timestamp": 103.0, "prompt": "given prompt"},
+    ]
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     wl = trace_workload(p, None, output_len=5, tokenizer=tokenizer)
     assert wl.arrivals_s == pytest.approx([0.0, 0.5, 3.0])

@@ -22,8 +22,16 @@ BASE = Request(
 
 def test_equal_requests_share_a_key_whatever_their_bookkeeping():
     twin = dataclasses.replace(
-        BASE, id="other", arrival_s=5.0, stream=False, deadline_s=1.0, input_tokens=12,
-        model="small-replica-2", stop=("END", "\n"), temperature=0, extra={"logit_bias": {"5": 1}, "presence_penalty": 0},
+        BASE,
+        id="other",
+        arrival_s=5.0,
+        stream=False,
+        deadline_s=1.0,
+        input_tokens=12,
+        model="small-replica-2",
+        stop=("END", "\n"),
+        temperature=0,
+        extra={"logit_bias": {"5": 1}, "presence_penalty": 0},
     )
     assert make_key("t", "g", BASE) == make_key("t", "g", twin)
 
@@ -70,7 +78,12 @@ def test_only_deterministic_requests_are_cacheable_by_default():
 
 @pytest.mark.parametrize(
     "text",
-    ["plain", "ünïcödé 漢字 🎉", "ctl \x00\x01\x1f\x7f \b\t\n\f\r \" \\ / \u2028\u2029", "\ud800 lone surrogate"],
+    [
+        "plain",
+        "ünïcödé 漢字 🎉",
+        'ctl \x00\x01\x1f\x7f \b\t\n\f\r " \\ / \u2028\u2029',
+        "\ud800 lone surrogate",
+    ],
 )
 @pytest.mark.parametrize(
     "extra",
@@ -80,7 +93,9 @@ def test_fast_serialiser_writes_the_stdlib_bytes(text, extra):
     from wattserve.cache import keys
     from wattserve.types import Message, Request
 
-    request = Request(id="1", messages=(Message("user", text),), top_p=0.9, stop=("b", "a"), extra=extra)
+    request = Request(
+        id="1", messages=(Message("user", text),), top_p=0.9, stop=("b", "a"), extra=extra
+    )
     obj = ["tenant", "group", keys.canonical_request(request)]
     assert keys._dumps(obj) == keys._dumps_stdlib(obj)
     assert len(keys.make_key("tenant", "group", request)) == 64

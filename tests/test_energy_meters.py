@@ -156,7 +156,10 @@ def test_replay_rejects_bad_files(tmp_path: Path) -> None:
 def test_composite_merges_devices() -> None:
     clock = Clock(5.0)
     a = ModeledCpuMeter(idle_w=1.0, active_w=1.0, cores=1, clock=clock, cpu_seconds=lambda: 0.0)
-    b = ReplayMeter([{"t_s": 0, "device": "gpu0", "joules": 0}, {"t_s": 10, "device": "gpu0", "joules": 100}], clock=clock)
+    b = ReplayMeter(
+        [{"t_s": 0, "device": "gpu0", "joules": 0}, {"t_s": 10, "device": "gpu0", "joules": 100}],
+        clock=clock,
+    )
     meter = CompositeMeter([a, b])
     clock.t = 7.0
     r = meter.read()
@@ -174,7 +177,9 @@ def test_auto_meter_falls_back_to_modeled_and_says_why(no_gpu: None, tmp_path: P
     assert meter_info(meter, reason)["type"] == "ModeledCpuMeter"
 
 
-def test_auto_meter_named_choices(no_gpu: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_meter_named_choices(
+    no_gpu: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     meter, reason = auto_meter("null")
     assert isinstance(meter, NullMeter) and "null" in reason
     meter, _ = auto_meter("modeled:process")

@@ -22,12 +22,16 @@ class FakeNvml(types.ModuleType):
             super().__init__(f"NVML error {value}")
             self.value = value
 
-    def __init__(self, n_gpus: int = 2, counter: tuple[bool, ...] = (True, False), fail_init: bool = False) -> None:
+    def __init__(
+        self, n_gpus: int = 2, counter: tuple[bool, ...] = (True, False), fail_init: bool = False
+    ) -> None:
         super().__init__("pynvml")
         self.n_gpus = n_gpus
         self.counter = counter
         self.fail_init = fail_init
-        self.energy_mj = [5_000_000 + 1000 * i for i in range(n_gpus)]  # arbitrary driver-load origin
+        self.energy_mj = [
+            5_000_000 + 1000 * i for i in range(n_gpus)
+        ]  # arbitrary driver-load origin
         self.power_mw = [150_000.0] * n_gpus
         self.inits = 0
         self.shutdowns = 0
@@ -134,7 +138,9 @@ def test_polling_thread_integrates_constant_power(fake_nvml: FakeNvml) -> None:
         b = meter.read()
         assert set(b.joules) == {"gpu0", "gpu1"}
         # constant power: the integral between two reads is exactly 200 W x elapsed
-        assert b.joules["gpu1"] - a.joules["gpu1"] == pytest.approx(200.0 * (b.t_s - a.t_s), rel=1e-6)
+        assert b.joules["gpu1"] - a.joules["gpu1"] == pytest.approx(
+            200.0 * (b.t_s - a.t_s), rel=1e-6
+        )
         assert b.joules["gpu1"] > a.joules["gpu1"] > 0
     finally:
         meter.close()
@@ -162,7 +168,12 @@ def test_errors_are_meter_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", two)
     with pytest.raises(MeterError, match="out of range"):
         NvmlMeter(devices=[5])
-    assert (none.inits, none.shutdowns, two.inits, two.shutdowns) == (1, 1, 1, 1)  # NVML not left open
+    assert (none.inits, none.shutdowns, two.inits, two.shutdowns) == (
+        1,
+        1,
+        1,
+        1,
+    )  # NVML not left open
     blind = FakeNvml()
 
     def no_power(h: int) -> float:
@@ -177,7 +188,12 @@ def test_errors_are_meter_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("visible", "expected"),
-    [("1", ["gpu1"]), ("GPU-bbbb,GPU-aaaa", ["gpu1", "gpu0"]), ("0,7,1", ["gpu0"]), ("MIG-xyz", ["gpu0", "gpu1"])],
+    [
+        ("1", ["gpu1"]),
+        ("GPU-bbbb,GPU-aaaa", ["gpu1", "gpu0"]),
+        ("0,7,1", ["gpu0"]),
+        ("MIG-xyz", ["gpu0", "gpu1"]),
+    ],
 )
 def test_cuda_visible_devices_limits_what_is_metered(
     fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch, visible: str, expected: list[str]
@@ -191,7 +207,9 @@ def test_cuda_visible_devices_limits_what_is_metered(
         meter.close()
 
 
-def test_cuda_visible_devices_hiding_all_gpus(fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_visible_devices_hiding_all_gpus(
+    fake_nvml: FakeNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(MeterError, match="hides every GPU"):
         NvmlMeter()
@@ -228,6 +246,8 @@ def test_real_nvml_counter_increases() -> None:  # pragma: no cover - needs a GP
         time.sleep(0.5)
         b = meter.read()
         assert all(b.joules[d] >= a.joules[d] for d in a.joules)
-        assert sum(b.joules.values()) > sum(a.joules.values())  # an idle GPU still draws tens of watts
+        assert sum(b.joules.values()) > sum(
+            a.joules.values()
+        )  # an idle GPU still draws tens of watts
     finally:
         meter.close()

@@ -103,7 +103,9 @@ def test_amd_named_zones_are_accepted(tmp_path: Path) -> None:
     assert meter.devices == ["cpu-package-0"]
 
 
-def test_auto_meter_prefers_readable_rapl_over_model(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_meter_prefers_readable_rapl_over_model(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
     import types
 

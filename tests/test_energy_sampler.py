@@ -17,7 +17,7 @@ from wattserve.types import EnergyReading
 
 
 def reading(t: float, **joules: float) -> EnergyReading:
-    return EnergyReading(t, dict(joules), {d: "nvml" for d in joules})
+    return EnergyReading(t, dict(joules), dict.fromkeys(joules, "nvml"))
 
 
 class LinearMeter:
@@ -75,7 +75,11 @@ def test_window_outside_series_or_reversed_is_an_error() -> None:
 
 
 def test_device_missing_from_part_of_the_series_is_left_out() -> None:
-    readings = [reading(0.0, cpu=0.0), reading(1.0, cpu=1.0, gpu0=5.0), reading(2.0, cpu=2.0, gpu0=9.0)]
+    readings = [
+        reading(0.0, cpu=0.0),
+        reading(1.0, cpu=1.0, gpu0=5.0),
+        reading(2.0, cpu=2.0, gpu0=9.0),
+    ]
     m = windows.measure(readings, "w", 0.0, 2.0)
     assert m.energy_j == {"cpu": 2.0}
     assert windows.measure(readings, "w", 1.0, 2.0).energy_j == {"cpu": 1.0, "gpu0": 4.0}
@@ -121,7 +125,9 @@ def test_background_sampling_track_and_clean_stop(tmp_path: Path) -> None:
     # the file holds exactly the in-memory series, and replays it
     assert EnergySampler.read_csv(record).series() == series
     replay = EnergySampler.from_readings(ReplayMeter(record).at(r.t_s) for r in series)
-    assert replay.window("w", w.start_s, w.end_s).energy_j["gpu0"] == pytest.approx(w.energy_j["gpu0"])
+    assert replay.window("w", w.start_s, w.end_s).energy_j["gpu0"] == pytest.approx(
+        w.energy_j["gpu0"]
+    )
     assert sampler.stop() is None  # idempotent
 
 
@@ -187,12 +193,18 @@ def test_write_csv_then_replay(tmp_path: Path) -> None:
 def test_resumed_series_with_a_counter_restart_is_stitched(tmp_path: Path) -> None:
     path = tmp_path / "energy.csv"
     windows.write_csv(path, SERIES)  # first session: 0..380 J over [0, 4]
-    later = [reading(10.0, gpu0=0.0, cpu=0.0), reading(12.0, gpu0=50.0, cpu=4.0)]  # new meter after resume
+    later = [
+        reading(10.0, gpu0=0.0, cpu=0.0),
+        reading(12.0, gpu0=50.0, cpu=4.0),
+    ]  # new meter after resume
     windows.write_csv(path, later, append=True)
     s = EnergySampler.read_csv(path)
     assert s.resets == 2  # one per device
     assert s.window("second", 10.0, 12.0).energy_j == {"gpu0": 50.0, "cpu": 4.0}
-    assert s.window("both", 0.0, 12.0).energy_j == {"gpu0": 430.0, "cpu": 64.0}  # the gap counts 0 J
+    assert s.window("both", 0.0, 12.0).energy_j == {
+        "gpu0": 430.0,
+        "cpu": 64.0,
+    }  # the gap counts 0 J
     assert s.window("first", 0.0, 4.0).energy_j == {"gpu0": 380.0, "cpu": 60.0}
     raw = EnergySampler.read_csv(path, stitch=False)
     assert raw.resets == 0 and raw.window("second", 10.0, 12.0).energy_j["gpu0"] == 50.0

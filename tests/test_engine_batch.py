@@ -18,16 +18,31 @@ from wattserve.engines.sequence import Sequence  # noqa: E402
 
 
 def _llama():
-    cfg = transformers.LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    cfg = transformers.LlamaConfig(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     return cfg, transformers.LlamaForCausalLM
 
 
 def _gemma3():
-    cfg = transformers.Gemma3TextConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                        num_attention_heads=4, num_key_value_heads=1, head_dim=8,
-                                        max_position_embeddings=256, sliding_window=5,
-                                        layer_types=["sliding_attention", "sliding_attention", "full_attention"])
+    cfg = transformers.Gemma3TextConfig(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        max_position_embeddings=256,
+        sliding_window=5,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    )
     return cfg, transformers.Gemma3ForCausalLM
 
 
@@ -43,12 +58,22 @@ def _reference(model, prompt: list[int], n: int) -> list[int]:
     for _ in range(n):
         logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1]
         ids.append(int(logits.argmax()))
-    return ids[len(prompt):]
+    return ids[len(prompt) :]
 
 
 def _seq(i: int, prompt: list[int], n: int) -> Sequence:
-    return Sequence(str(i), prompt, max_tokens=n, temperature=0.0, top_p=1.0, seed=None, stop=(),
-                    ignore_eos=True, eos_ids=frozenset(), deliver=lambda item: None)
+    return Sequence(
+        str(i),
+        prompt,
+        max_tokens=n,
+        temperature=0.0,
+        top_p=1.0,
+        seed=None,
+        stop=(),
+        ignore_eos=True,
+        eos_ids=frozenset(),
+        deliver=lambda item: None,
+    )
 
 
 @pytest.mark.parametrize("make", [_llama, _gemma3], ids=["llama-gqa", "gemma3-sliding"])
@@ -56,7 +81,13 @@ def test_continuous_batching_matches_sequential(make, monkeypatch):
     monkeypatch.setattr(batch_mod, "HEADROOM", 3)  # force buffer growth during the run
     model = _model(make)
     # (join at step, prompt, output tokens): short and long prompts, early and late joiners
-    plan = [(0, [5, 6, 7], 9), (0, list(range(10, 22)), 4), (2, [3], 12), (5, list(range(30, 50)), 6), (9, [8, 9], 3)]
+    plan = [
+        (0, [5, 6, 7], 9),
+        (0, list(range(10, 22)), 4),
+        (2, [3], 12),
+        (5, list(range(30, 50)), 6),
+        (9, [8, 9], 3),
+    ]
     reference = _model(make, "sdpa")  # same weights, stock attention
     want = [_reference(reference, p, n) for _, p, n in plan]
     got: dict[int, list[int]] = {i: [] for i in range(len(plan))}

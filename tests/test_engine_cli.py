@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-import json
 
 from typer.testing import CliRunner
 
@@ -27,7 +27,9 @@ def test_generate_against_mock_server(mock_server, capsys):
     import pytest
 
     with pytest.raises(SystemExit) as e:  # typer exits 0 on success
-        main(["generate", "hello", "--base-url", mock_server, "--model", "mock", "--max-tokens", "5"])
+        main(
+            ["generate", "hello", "--base-url", mock_server, "--model", "mock", "--max-tokens", "5"]
+        )
     assert e.value.code in (0, None)
     out = capsys.readouterr()
     assert out.out.strip() == "tok tok tok tok tok"
@@ -49,8 +51,21 @@ def test_generate_errors_are_one_line(free_port, capsys):
 
 def test_mock_server_command_serves(free_port):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "wattserve", "mock-server", "--port", str(free_port),
-                             "--output-len", "3"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wattserve",
+            "mock-server",
+            "--port",
+            str(free_port),
+            "--output-len",
+            "3",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -61,8 +76,10 @@ def test_mock_server_command_serves(free_port):
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.2)
-        req = urllib.request.Request(f"http://127.0.0.1:{free_port}/v1/completions",
-                                     data=json.dumps({"prompt": "a b", "max_tokens": 10}).encode())
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{free_port}/v1/completions",
+            data=json.dumps({"prompt": "a b", "max_tokens": 10}).encode(),
+        )
         with urllib.request.urlopen(req, timeout=5) as r:
             body = json.load(r)
         assert body["choices"][0]["text"] == " tok" * 3 and body["usage"]["completion_tokens"] == 3

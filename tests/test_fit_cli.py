@@ -21,8 +21,16 @@ def table(n=40, seed=0):
     rng = np.random.default_rng(seed)
     i = rng.integers(8, 1024, n)
     o = rng.integers(8, 512, n)
-    return pd.DataFrame({"model": "tiny", "system": "cpu", "input_tokens": i, "output_tokens": o,
-                         "runtime_s": 0.1 + 0.001 * i + 0.02 * o, "total_energy_j": 3 + 0.02 * i + 0.5 * o})
+    return pd.DataFrame(
+        {
+            "model": "tiny",
+            "system": "cpu",
+            "input_tokens": i,
+            "output_tokens": o,
+            "runtime_s": 0.1 + 0.001 * i + 0.02 * o,
+            "total_energy_j": 3 + 0.02 * i + 0.5 * o,
+        }
+    )
 
 
 def ok(argv):
@@ -56,18 +64,57 @@ def test_fit_writes_fits_and_show_prints_them(tmp_path, capsys, monkeypatch):
 def test_fit_reads_bench_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"config": {"model": "tiny", "device": "cpu0"}, "environment": {}}))
+    (run_dir / "run.json").write_text(
+        json.dumps({"config": {"model": "tiny", "device": "cpu0"}, "environment": {}})
+    )
     rng = np.random.default_rng(1)
     lines = []
     for k in range(30):
         i, o = int(rng.integers(8, 500)), int(rng.integers(8, 300))
-        lines.append(json.dumps({"request_id": str(k), "model": "tiny", "input_tokens": i, "output_tokens": o,
-                                 "sent_s": 10.0, "end_s": 10.0 + 0.01 * o, "error": None, "energy_j": 0.5 * o}))
-    lines.append(json.dumps({"request_id": "x", "model": "tiny", "input_tokens": 5, "output_tokens": 0,
-                             "sent_s": 1.0, "end_s": 2.0, "error": "timeout", "energy_j": None}))
+        lines.append(
+            json.dumps(
+                {
+                    "request_id": str(k),
+                    "model": "tiny",
+                    "input_tokens": i,
+                    "output_tokens": o,
+                    "sent_s": 10.0,
+                    "end_s": 10.0 + 0.01 * o,
+                    "error": None,
+                    "energy_j": 0.5 * o,
+                }
+            )
+        )
+    lines.append(
+        json.dumps(
+            {
+                "request_id": "x",
+                "model": "tiny",
+                "input_tokens": 5,
+                "output_tokens": 0,
+                "sent_s": 1.0,
+                "end_s": 2.0,
+                "error": "timeout",
+                "energy_j": None,
+            }
+        )
+    )
     (run_dir / "requests.jsonl").write_text("\n".join(lines) + "\n")
     out = tmp_path / "f.json"
-    ok(["fit", str(run_dir), "-o", str(out), "--form", "physical", "--min-rows", "5", "--plot", str(tmp_path / "p.png")])
+    ok(
+        [
+            "fit",
+            str(run_dir),
+            "-o",
+            str(out),
+            "--form",
+            "physical",
+            "--min-rows",
+            "5",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ]
+    )
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fits = json.loads(out.read_text())["fits"]
     assert {(f["model"], f["device"]) for f in fits} == {("tiny", "cpu0")}
@@ -83,8 +130,22 @@ def test_missing_column_is_named(tmp_path, capsys):
 def test_column_mapping_flags(tmp_path):
     df = table().rename(columns={"input_tokens": "prompt_len", "total_energy_j": "joules"})
     out = tmp_path / "f.json"
-    ok(["fit", str(write(tmp_path, df)), "-o", str(out), "--input-col", "prompt_len", "--energy-col", "joules",
-          "--min-rows", "5", "--form", "physical"])
+    ok(
+        [
+            "fit",
+            str(write(tmp_path, df)),
+            "-o",
+            str(out),
+            "--input-col",
+            "prompt_len",
+            "--energy-col",
+            "joules",
+            "--min-rows",
+            "5",
+            "--form",
+            "physical",
+        ]
+    )
     assert len(json.loads(out.read_text())["fits"]) == 2
 
 
@@ -100,18 +161,35 @@ def test_nan_and_nonpositive_rows_are_named(tmp_path, capsys):
 
 
 def test_fewer_rows_than_parameters(tmp_path, capsys):
-    code, err = run(["fit", str(write(tmp_path, table(n=4))), "-o", str(tmp_path / "f.json"), "--min-rows", "1",
-                     "--form", "context"], capsys)
+    code, err = run(
+        [
+            "fit",
+            str(write(tmp_path, table(n=4))),
+            "-o",
+            str(tmp_path / "f.json"),
+            "--min-rows",
+            "1",
+            "--form",
+            "context",
+        ],
+        capsys,
+    )
     assert code == 2 and "4 rows, fewer than the 5 parameters" in err and "tiny @ cpu" in err
-    code, err = run(["fit", str(write(tmp_path, table(n=4))), "-o", str(tmp_path / "f.json")], capsys)
+    code, err = run(
+        ["fit", str(write(tmp_path, table(n=4))), "-o", str(tmp_path / "f.json")], capsys
+    )
     assert code == 2 and "no (model, device) group has enough rows" in err
 
 
 def test_unknown_form_and_loss(tmp_path, capsys):
     src = str(write(tmp_path, table()))
-    code, err = run(["fit", src, "--form", "cubic", "--min-rows", "5", "-o", str(tmp_path / "f.json")], capsys)
+    code, err = run(
+        ["fit", src, "--form", "cubic", "--min-rows", "5", "-o", str(tmp_path / "f.json")], capsys
+    )
     assert code == 2 and "unknown form 'cubic'" in err
-    code, err = run(["fit", src, "--loss", "huber", "--min-rows", "5", "-o", str(tmp_path / "f.json")], capsys)
+    code, err = run(
+        ["fit", src, "--loss", "huber", "--min-rows", "5", "-o", str(tmp_path / "f.json")], capsys
+    )
     assert code == 2 and "unknown loss" in err
 
 

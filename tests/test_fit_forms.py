@@ -7,7 +7,15 @@ import warnings
 import numpy as np
 import pytest
 
-from wattserve.fit import ExtrapolationWarning, FORMS, fit_form, load_fits, predict, save_fits, select_best
+from wattserve.fit import (
+    FORMS,
+    ExtrapolationWarning,
+    fit_form,
+    load_fits,
+    predict,
+    save_fits,
+    select_best,
+)
 from wattserve.fit.fitting import mape, r2_centered, r2_uncentered, shape_folds
 from wattserve.types import ModelFit
 
@@ -69,8 +77,17 @@ def test_relative_loss_lowers_mape_on_heteroscedastic_data():
 
 
 def test_predict_clips_negative_and_handles_scalars_and_arrays():
-    f = ModelFit("m", "d", "energy_j", "linear-interaction", ("a0_in", "a1_out", "a2_in_out"), (-1.0, 5.0, 0.001),
-                 n_rows=10, input_range=(1, 5000), output_range=(1, 5000))
+    f = ModelFit(
+        "m",
+        "d",
+        "energy_j",
+        "linear-interaction",
+        ("a0_in", "a1_out", "a2_in_out"),
+        (-1.0, 5.0, 0.001),
+        n_rows=10,
+        input_range=(1, 5000),
+        output_range=(1, 5000),
+    )
     raw = FORMS["linear-interaction"].predict(f.coefficients, 2000, 10)
     assert raw < 0  # the published form goes negative for long prompts with short outputs
     assert predict(f, 2000, 10) == 0.0
@@ -81,8 +98,17 @@ def test_predict_clips_negative_and_handles_scalars_and_arrays():
 
 
 def test_predict_warns_outside_measured_range():
-    f = ModelFit("m", "d", "runtime_s", "physical", FORMS["physical"].params, (1.0, 0.1, 0.2, 0.0),
-                 n_rows=5, input_range=(8, 512), output_range=(8, 256))
+    f = ModelFit(
+        "m",
+        "d",
+        "runtime_s",
+        "physical",
+        FORMS["physical"].params,
+        (1.0, 0.1, 0.2, 0.0),
+        n_rows=5,
+        input_range=(8, 512),
+        output_range=(8, 256),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         predict(f, 100, 100)  # inside: silent
@@ -116,4 +142,6 @@ def test_save_load_round_trip(tmp_path):
     path = save_fits(fits, tmp_path / "f.json")
     back = load_fits(path)
     assert back == fits
-    np.testing.assert_allclose(predict(back[2], i, o, warn=False), predict(fits[2], i, o, warn=False))
+    np.testing.assert_allclose(
+        predict(back[2], i, o, warn=False), predict(fits[2], i, o, warn=False)
+    )

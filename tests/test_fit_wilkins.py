@@ -11,7 +11,9 @@ import pytest
 from wattserve.fit import FORMS, fit_groups, predict
 from wattserve.fit.io import load_groups
 
-CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "energy" / "wilkins_sweeps.csv"
+CSV = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "energy" / "wilkins_sweeps.csv"
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +26,20 @@ def groups():
 
 def test_groups_exclude_cold_start_and_cover_all_systems(groups):
     assert len(groups) == 15  # every (system, model) pair in the file has >= 20 rows
-    assert {g.device for g in groups} == {"Swing AMD+A100", "Palmetto Intel+A100", "Palmetto Intel+V100", "M1-Pro"}
+    assert {g.device for g in groups} == {
+        "Swing AMD+A100",
+        "Palmetto Intel+A100",
+        "Palmetto Intel+V100",
+        "M1-Pro",
+    }
     kept, _ = load_groups([CSV], min_rows=20, keep_cold=True)
     assert sum(len(g.input_tokens) for g in kept) - sum(len(g.input_tokens) for g in groups) == 286
 
 
 def test_published_form_reproduces_plain_least_squares(groups):
-    fits = fit_groups(groups, forms=["linear-interaction"], quantities=["energy_j", "runtime_s"], k=2)
+    fits = fit_groups(
+        groups, forms=["linear-interaction"], quantities=["energy_j", "runtime_s"], k=2
+    )
     for f in fits:
         g = next(g for g in groups if (g.model, g.device) == (f.model, f.device))
         y = g.energy_j if f.quantity == "energy_j" else g.runtime_s
@@ -39,12 +48,22 @@ def test_published_form_reproduces_plain_least_squares(groups):
         np.testing.assert_allclose(f.coefficients, ref, rtol=1e-8, atol=1e-12)
         # the in-sample uncentred R^2 is what a no-intercept regression reports
         yhat = X @ ref
-        assert f.r2_uncentered == pytest.approx(1 - ((y - yhat) ** 2).sum() / (y**2).sum(), abs=1e-9) or np.any(yhat < 0)
+        assert f.r2_uncentered == pytest.approx(
+            1 - ((y - yhat) ** 2).sum() / (y**2).sum(), abs=1e-9
+        ) or np.any(yhat < 0)
 
 
 def test_best_form_cv_mape_beats_published_form_in_every_group(groups):
-    published = fit_groups(groups, forms=["linear-interaction"], quantities=["energy_j", "runtime_s"])
-    best = fit_groups(groups, forms=list(FORMS), quantities=["energy_j", "runtime_s"], loss="relative", select="best")
+    published = fit_groups(
+        groups, forms=["linear-interaction"], quantities=["energy_j", "runtime_s"]
+    )
+    best = fit_groups(
+        groups,
+        forms=list(FORMS),
+        quantities=["energy_j", "runtime_s"],
+        loss="relative",
+        select="best",
+    )
     assert len(best) == len(published) == 30
     for p, b in zip(published, best):
         assert (p.model, p.device, p.quantity) == (b.model, b.device, b.quantity)

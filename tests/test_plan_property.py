@@ -22,8 +22,17 @@ def problem(n, T, data, quality_target, cap_frac, deadline_frac):
     allowed = rng.uniform(size=(n, T)) > deadline_frac
     allowed[np.arange(n), rng.integers(0, T, n)] = True
     cap = np.where(rng.uniform(size=T) < 0.7, R.sum(axis=0) * cap_frac, np.inf)
-    return Problem([f"q{i}" for i in range(n)], [f"t{t}" for t in range(T)], E, R, Q, allowed, cap,
-                   np.ones(T), quality_target)
+    return Problem(
+        [f"q{i}" for i in range(n)],
+        [f"t{t}" for t in range(T)],
+        E,
+        R,
+        Q,
+        allowed,
+        cap,
+        np.ones(T),
+        quality_target,
+    )
 
 
 def brute_force(p: Problem):
@@ -54,11 +63,18 @@ def test_milp_equals_brute_force(n, T, data, quality_target, cap_frac, deadline_
         return
     s = solve(p, "milp")
     assert s.energy_j == pytest.approx(best, rel=1e-9, abs=1e-9)
-    assert p.evaluate(np.array([p.target_names.index(s.assignment[q]) for q in p.query_ids]))["feasible"]
+    assert p.evaluate(np.array([p.target_names.index(s.assignment[q]) for q in p.query_ids]))[
+        "feasible"
+    ]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.integers(2, 6), T=st.integers(2, 3), data=st.integers(0, 10_000), cap_frac=st.floats(0.3, 1.2))
+@given(
+    n=st.integers(2, 6),
+    T=st.integers(2, 3),
+    data=st.integers(0, 10_000),
+    cap_frac=st.floats(0.3, 1.2),
+)
 def test_rounding_solvers_are_feasible_and_never_below_optimum(n, T, data, cap_frac):
     p = problem(n, T, data, 0.4, cap_frac, 0.2)
     best = brute_force(p)

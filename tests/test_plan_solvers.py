@@ -8,15 +8,32 @@ import numpy as np
 import pytest
 
 from wattserve.fit.forms import FORMS
-from wattserve.plan import InfeasibleError, Problem, Target, baselines, build_problem, compare, solve
+from wattserve.plan import (
+    InfeasibleError,
+    Problem,
+    Target,
+    baselines,
+    build_problem,
+    compare,
+    solve,
+)
 from wattserve.plan.lagrange import solve_lagrange
 from wattserve.plan.milp import solve_lp
 from wattserve.types import ModelFit
 
 
 def fit(q, c, model="m", device="d"):
-    return ModelFit(model, device, q, "physical", FORMS["physical"].params, tuple(c), n_rows=100,
-                    input_range=(1, 10_000), output_range=(1, 10_000))
+    return ModelFit(
+        model,
+        device,
+        q,
+        "physical",
+        FORMS["physical"].params,
+        tuple(c),
+        n_rows=100,
+        input_range=(1, 10_000),
+        output_range=(1, 10_000),
+    )
 
 
 def target(name, e, r, quality, **kw):
@@ -36,7 +53,9 @@ def capped(**caps):
 
 def workload(n, seed=0):
     rng = np.random.default_rng(seed)
-    return np.exp(rng.uniform(np.log(8), np.log(2048), n)).round(), np.exp(rng.uniform(np.log(8), np.log(1024), n)).round()
+    return np.exp(rng.uniform(np.log(8), np.log(2048), n)).round(), np.exp(
+        rng.uniform(np.log(8), np.log(1024), n)
+    ).round()
 
 
 def assignment(p, s):
@@ -79,7 +98,9 @@ def test_solvers_agree_and_lagrange_bound_matches_lp():
 def test_deadlines_restrict_targets():
     i, o = np.array([100.0, 100.0, 100.0]), np.array([500.0, 500.0, 10.0])
     p0 = build_problem(i, o, TARGETS)
-    dl = np.array([p0.runtime_s[0, 1] * 1.01, np.inf, np.inf])  # query 0 cannot wait for the slow ones
+    dl = np.array(
+        [p0.runtime_s[0, 1] * 1.01, np.inf, np.inf]
+    )  # query 0 cannot wait for the slow ones
     fast = int(np.argmin(p0.runtime_s[0]))
     p = build_problem(i, o, TARGETS, deadline_s=dl)
     assert not p.allowed[0, 2] and p.allowed[0, 1]
@@ -90,7 +111,9 @@ def test_deadlines_restrict_targets():
 def test_idle_power_charged_per_slot_second():
     i, o = np.array([100.0]), np.array([100.0])
     base = build_problem(i, o, TARGETS)
-    idle = [target("small", (1, 0.01, 0.2, 0), (0.05, 1e-4, 0.01, 0), 0.4, slots=4, idle_power_w=80.0)]
+    idle = [
+        target("small", (1, 0.01, 0.2, 0), (0.05, 1e-4, 0.01, 0), 0.4, slots=4, idle_power_w=80.0)
+    ]
     p = build_problem(i, o, idle)
     assert p.energy_j[0, 0] == pytest.approx(base.energy_j[0, 0] + 80.0 * base.runtime_s[0, 0] / 4)
 
@@ -108,7 +131,9 @@ def test_weighted_objective_extremes():
 def test_infeasible_quality_names_best_achievable():
     i, o = workload(20)
     p = build_problem(i, o, TARGETS, quality_target=0.9)
-    with pytest.raises(InfeasibleError, match=r"quality: target 0.9 is above the best achievable mean quality 0.8"):
+    with pytest.raises(
+        InfeasibleError, match=r"quality: target 0.9 is above the best achievable mean quality 0.8"
+    ):
         solve(p, "lagrange")
 
 
@@ -117,7 +142,10 @@ def test_infeasible_quality_within_capacity():
     p0 = build_problem(i, o, TARGETS)
     # room for about half the queries on 'big': best mean quality about 0.5*0.8 + 0.5*0.6 = 0.7
     p = build_problem(i, o, capped(big=0.5 * p0.runtime_s[:, 2].sum()), quality_target=0.79)
-    with pytest.raises(InfeasibleError, match=r"cannot be met within the capacity; the best achievable mean quality within it is 0\.\d+"):
+    with pytest.raises(
+        InfeasibleError,
+        match=r"cannot be met within the capacity; the best achievable mean quality within it is 0\.\d+",
+    ):
         solve(p, "milp")
 
 
@@ -128,8 +156,16 @@ def test_infeasible_capacity_and_deadline_messages():
         solve(p)
     p0 = build_problem(i, o, TARGETS)
     tight = 0.2 * p0.runtime_s.min(axis=1).sum() / 10
-    cap_only = Problem(p0.query_ids, p0.target_names, p0.energy_j, p0.runtime_s, p0.quality, p0.allowed,
-                       np.full(3, tight), p0.slots)
+    cap_only = Problem(
+        p0.query_ids,
+        p0.target_names,
+        p0.energy_j,
+        p0.runtime_s,
+        p0.quality,
+        p0.allowed,
+        np.full(3, tight),
+        p0.slots,
+    )
     with pytest.raises(InfeasibleError, match="capacity: even on their fastest targets"):
         solve(cap_only, "greedy")
 
@@ -144,7 +180,9 @@ def test_identical_queries_are_merged_exactly():
     i = np.full(300, 512.0)
     o = np.full(300, 256.0)
     p0 = build_problem(i, o, TARGETS)
-    p = build_problem(i, o, capped(small=100.5 * p0.runtime_s[0, 0]), quality_target=0.5)  # 'small' takes 100
+    p = build_problem(
+        i, o, capped(small=100.5 * p0.runtime_s[0, 0]), quality_target=0.5
+    )  # 'small' takes 100
     s = solve(p, "milp")
     loads = np.bincount(assignment(p, s), minlength=3)
     assert loads[0] <= 100 and s.mean_quality >= 0.5 - 1e-9
@@ -157,4 +195,6 @@ def test_lagrange_handles_uncoupled_all_tied_problems():
     i, o = workload(3000, seed=3)
     p = build_problem(i, o, TARGETS).with_objective("weighted", 0.0, quality_target=None)
     s = solve(p, "lagrange")  # every query ties on quality alone: no residual MILP needed
-    assert set(s.assignment.values()) == {"big"} and s.optimality_gap == pytest.approx(0.0, abs=1e-12)
+    assert set(s.assignment.values()) == {"big"} and s.optimality_gap == pytest.approx(
+        0.0, abs=1e-12
+    )

@@ -16,7 +16,9 @@ from wattserve.fit.io import load_groups
 from wattserve.plan import Target, baselines, build_problem, compare, solve
 from wattserve.plan.io import synth_queries
 
-CSV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "energy" / "wilkins_sweeps.csv"
+CSV = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "energy" / "wilkins_sweeps.csv"
+)
 SPEC = [  # model, device, MMLU 5-shot (Llama 2 paper Table 3; Mistral and Mixtral papers), slots
     ("Llama-2 (7B)", "Swing AMD+A100", 0.453, 4),
     ("Mistral (7B)", "Swing AMD+A100", 0.601, 4),
@@ -33,9 +35,14 @@ def setup():
     groups, _ = load_groups([CSV], min_rows=20)
     wanted = {(m, d) for m, d, _, _ in SPEC}
     groups = [g for g in groups if (g.model, g.device) in wanted]
-    fits = fit_groups(groups, forms=["context"], quantities=["energy_j", "runtime_s"], loss="relative")
+    fits = fit_groups(
+        groups, forms=["context"], quantities=["energy_j", "runtime_s"], loss="relative"
+    )
     by = {(f.model, f.device, f.quantity): f for f in fits}
-    targets = [Target(f"{m}@{d}", m, d, by[(m, d, "energy_j")], by[(m, d, "runtime_s")], q, slots=s) for m, d, q, s in SPEC]
+    targets = [
+        Target(f"{m}@{d}", m, d, by[(m, d, "energy_j")], by[(m, d, "runtime_s")], q, slots=s)
+        for m, d, q, s in SPEC
+    ]
     qs = synth_queries(CSV, 3000, seed=0)
     return targets, qs["input_tokens"].to_numpy(float), qs["output_tokens"].to_numpy(float)
 
@@ -53,7 +60,9 @@ def test_plan_beats_every_baseline_meeting_the_constraints(setup, quality_target
     assign = np.array([p.target_names.index(s.assignment[q]) for q in p.query_ids])
     rows = compare(p, {"plan": assign, **baselines(p)})
     assert rows[0]["feasible"] and s.optimality_gap < 1e-3
-    same = [r for r in rows[1:] if r["meets_quality"] and r["meets_capacity"] and r["meets_deadlines"]]
+    same = [
+        r for r in rows[1:] if r["meets_quality"] and r["meets_capacity"] and r["meets_deadlines"]
+    ]
     for r in same:
         assert r["energy_j"] > 1.01 * s.energy_j, r
     if makespan is None:

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from wattserve.cli import main
-from wattserve.route import PriorScorer, Router, TfidfScorer, evaluate_router, load_labelled_csvs, random_split
+from wattserve.route import (
+    PriorScorer,
+    Router,
+    TfidfScorer,
+    evaluate_router,
+    load_labelled_csvs,
+    random_split,
+)
 from wattserve.route.data import group_split
 
 
@@ -24,7 +31,10 @@ def mmlu():
 
 
 def test_data_loads_with_subjects(mmlu):
-    assert len(mmlu) > 5000 and mmlu.models == ("mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview")
+    assert len(mmlu) > 5000 and mmlu.models == (
+        "mistralai/Mixtral-8x7B-Instruct-v0.1",
+        "gpt-4-1106-preview",
+    )
     assert len(set(mmlu.groups)) == 29 and set(np.unique(mmlu.labels)) <= {0.0, 1.0}
     train, test = group_split(mmlu, 0.3, seed=0)
     assert not set(train.groups) & set(test.groups)
@@ -41,7 +51,9 @@ def test_learned_router_beats_random_routing_on_a_random_split(mmlu):
     assert res["auc"] > res["auc_random"] and res["apgr"] > 0.55
     assert res["auc_oracle"] > res["auc"]
     # the no-information scorer is random routing: it never beats the line
-    prior = Router(mmlu.models, [1.0, 10.0], PriorScorer().fit(train.texts, train.labels, train.models))
+    prior = Router(
+        mmlu.models, [1.0, 10.0], PriorScorer().fit(train.texts, train.labels, train.models)
+    )
     flat = evaluate_router(prior, list(test.texts), test.labels)
     assert flat["above_random_fraction"] == 0.0 and flat["apgr"] == pytest.approx(0.5)
 
@@ -49,7 +61,10 @@ def test_learned_router_beats_random_routing_on_a_random_split(mmlu):
 def test_train_decide_and_eval_commands(mmlu, tmp_path, capsys):
     from tests.conftest import SHARED_DATA
 
-    files = [SHARED_DATA / "routing" / "mmlu" / f"mmlu_{s}.csv" for s in ("marketing", "college_mathematics")]
+    files = [
+        SHARED_DATA / "routing" / "mmlu" / f"mmlu_{s}.csv"
+        for s in ("marketing", "college_mathematics")
+    ]
     sub = tmp_path / "two"
     sub.mkdir()
     for f in files:
@@ -63,8 +78,22 @@ def test_train_decide_and_eval_commands(mmlu, tmp_path, capsys):
             assert exc.code in (0, None), capsys.readouterr().err
         return capsys.readouterr().out
 
-    text = run(["route", "train", "--data", str(sub), "--output", str(out), "--target-share", "0.5", "--objective", "threshold",
-                "--cost", "gpt-4-1106-preview=30"])
+    text = run(
+        [
+            "route",
+            "train",
+            "--data",
+            str(sub),
+            "--output",
+            str(out),
+            "--target-share",
+            "0.5",
+            "--objective",
+            "threshold",
+            "--cost",
+            "gpt-4-1106-preview=30",
+        ]
+    )
     assert "saved" in text
     r = Router.load(out)
     assert r.cost_specs["gpt-4-1106-preview"] == 30.0
@@ -76,10 +105,26 @@ def test_train_decide_and_eval_commands(mmlu, tmp_path, capsys):
     assert d_easy["scores"][weak] > d_hard["scores"][weak] + 0.2  # marketing vs college maths
     assert d_easy["model"] == weak and "cheapest" in d_easy["reason"]
     assert d_easy["costs"] == {weak: 1.0, "gpt-4-1106-preview": 30.0}
-    top = json.loads(run(["route", "decide", "--router", str(out), "--prompt", easy, "--threshold", "1.0"]))
+    top = json.loads(
+        run(["route", "decide", "--router", str(out), "--prompt", easy, "--threshold", "1.0"])
+    )
     assert "no model reaches" in top["reason"]
-    res = json.loads(run(["route", "eval", "--data", str(sub), "--split", "random", "--format", "json",
-                          "--scorer", "prior"]))
+    res = json.loads(
+        run(
+            [
+                "route",
+                "eval",
+                "--data",
+                str(sub),
+                "--split",
+                "random",
+                "--format",
+                "json",
+                "--scorer",
+                "prior",
+            ]
+        )
+    )
     assert res["apgr"] == pytest.approx(0.5) and res["n"] >= 90
     code = None
     try:
@@ -96,7 +141,20 @@ def test_eval_over_several_seeds_reports_the_mean(tmp_path, capsys):
     if not f.is_file():
         pytest.skip("reference data not found")
     try:
-        main(["route", "eval", "--data", str(f), "--scorer", "prior", "--seeds", "3", "--format", "json"])
+        main(
+            [
+                "route",
+                "eval",
+                "--data",
+                str(f),
+                "--scorer",
+                "prior",
+                "--seeds",
+                "3",
+                "--format",
+                "json",
+            ]
+        )
     except SystemExit as exc:
         assert exc.code in (0, None)
     res = json.loads(capsys.readouterr().out)

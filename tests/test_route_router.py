@@ -52,13 +52,23 @@ def test_lambda_objective_trades_cost_against_quality():
     r = Router(MODELS, COSTS, TableScorer(MODELS, TABLE), objective="lambda", lam=10.0)
     # cost - 10 q: tiny 1-4=-3, small 5-8=-3 (tie -> first), large 40-9.5
     assert r.route(req("medium")).model == "tiny"
-    assert Router(MODELS, COSTS, TableScorer(MODELS, TABLE), objective="lambda", lam=100.0).route(
-        req("hard")).model == "large"
+    assert (
+        Router(MODELS, COSTS, TableScorer(MODELS, TABLE), objective="lambda", lam=100.0)
+        .route(req("hard"))
+        .model
+        == "large"
+    )
 
 
 def test_costs_can_be_callables_or_model_fits():
-    fit = ModelFit(model="large", device="cpu", quantity="energy_j", form="linear-interaction",
-                   params=("a0_in", "a1_out", "a2_in_out"), coefficients=(0.0, 1.0, 0.0))
+    fit = ModelFit(
+        model="large",
+        device="cpu",
+        quantity="energy_j",
+        form="linear-interaction",
+        params=("a0_in", "a1_out", "a2_in_out"),
+        coefficients=(0.0, 1.0, 0.0),
+    )
     costs = {"tiny": lambda r: 0.01 * r.max_tokens, "small": 5.0, "large": fit}
     r = Router(MODELS, costs, TableScorer(MODELS, TABLE), threshold=0.99)
     d = r.route(req("easy", max_tokens=300))
@@ -104,7 +114,10 @@ def test_save_and_load_round_trip(tmp_path):
     r.save(tmp_path / "r.pkl")
     back = Router.load(tmp_path / "r.pkl")
     assert back.route(req("medium")) == r.route(req("medium"))
-    assert Router.from_file(tmp_path / "r.pkl", costs={"large": 1.0}).route(req("medium")).model == "large"
+    assert (
+        Router.from_file(tmp_path / "r.pkl", costs={"large": 1.0}).route(req("medium")).model
+        == "large"
+    )
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ConfigError):
         Router.load(tmp_path / "junk.pkl")
@@ -118,9 +131,13 @@ def test_calibration_to_a_share_and_to_a_quality():
     texts = [f"p{i}" for i in range(n)]
     qw = rng.random(n)
     table = {t: [w, 0.9] for t, w in zip(texts, qw)}
-    r = Router(("weak", "strong"), {"weak": 1.0, "strong": 10.0}, TableScorer(("weak", "strong"), table))
+    r = Router(
+        ("weak", "strong"), {"weak": 1.0, "strong": 10.0}, TableScorer(("weak", "strong"), table)
+    )
     t = threshold_for_share(r, texts, 0.3)
-    share = np.mean([m == "strong" for m in r.with_threshold(t).route_many([req(x) for x in texts])])
+    share = np.mean(
+        [m == "strong" for m in r.with_threshold(t).route_many([req(x) for x in texts])]
+    )
     assert share == pytest.approx(0.3, abs=0.01)
     # labels: the weak model is right exactly when its predicted quality is above 0.5
     labels = np.column_stack([(qw > 0.5).astype(float), np.ones(n)])
@@ -145,7 +162,9 @@ def test_gain_objective_upgrades_only_when_the_quality_gain_is_worth_it():
     d = r.route(req("mid-gain"))
     assert d.model == "small" and "gain worth its cost" in d.reason  # 0.9 - 0.05 beats 0.92 - 0.5
     assert r.with_threshold(0.0).route(req("mid-gain")).model == "large"
-    assert r.with_threshold(1.0).route(req("big-gain")).model == "tiny"  # 0.3 vs 0.4-0.1 (tie -> cheaper)
+    assert (
+        r.with_threshold(1.0).route(req("big-gain")).model == "tiny"
+    )  # 0.3 vs 0.4-0.1 (tie -> cheaper)
     # calibration works on the gain knob too
     texts = list(table)
     t = threshold_for_share(r, texts, 1 / 3)
@@ -163,7 +182,9 @@ def test_embedding_and_tfidf_scorers_learn_which_prompts_the_weak_model_fails():
     for i in range(120):
         hard = i % 2 == 0
         w = rng.choice(words if hard else easy, size=3)
-        texts.append(" ".join(w) + f" question {i} = {i * 7}" if hard else " ".join(w) + f" question {i}")
+        texts.append(
+            " ".join(w) + f" question {i} = {i * 7}" if hard else " ".join(w) + f" question {i}"
+        )
         labels.append([0.0 if hard else 1.0, 1.0])
     labels = np.array(labels)
     for scorer in (EmbeddingScorer(embedder=HashingEmbedder()), TfidfScorer()):

@@ -10,6 +10,7 @@ import time
 
 import aiohttp
 import httpx
+
 from test_serve_support import FULL8, config, gateway, kill, mock_replicas
 
 N, CONCURRENCY, TOTAL_S = 500, 32, 10.0
@@ -18,8 +19,12 @@ FULL = FULL8
 
 async def _one(session: aiohttp.ClientSession, url: str, i: int) -> str:
     stream = i % 2 == 0
-    body = {"model": "tiny", "messages": [{"role": "user", "content": f"q{i}"}], "stream": stream,
-            "temperature": 1.0}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": f"q{i}"}],
+        "stream": stream,
+        "temperature": 1.0,
+    }
     async with session.post(url + "/v1/chat/completions", json=body) as r:
         if r.status != 200:
             err = await r.json()  # a clean error is OpenAI-style JSON
@@ -55,7 +60,7 @@ async def _load(url: str, kill) -> list[str]:
         async with sem:
             try:
                 results.append(await asyncio.wait_for(_one(session, url, i), TOTAL_S + 5))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 results.append("hang")
             done += 1
             if done == 150:
@@ -73,8 +78,10 @@ def test_kill_one_of_two_replicas_under_load():
             t0 = time.monotonic()
             results = asyncio.run(_load(gw.url, lambda: kill(reps[0])))
             elapsed = time.monotonic() - t0
-            print(f"\nfailover: {results.count('ok')} ok, {results.count('error')} clean errors, "
-                  f"{results.count('hang')} hung, {elapsed:.1f} s")
+            print(
+                f"\nfailover: {results.count('ok')} ok, {results.count('error')} clean errors, "
+                f"{results.count('hang')} hung, {elapsed:.1f} s"
+            )
             assert len(results) == N
             assert results.count("hang") == 0
             assert set(results) <= {"ok", "error"}
@@ -91,7 +98,10 @@ def test_kill_one_of_two_replicas_under_load():
             assert 'wattserve_replica_healthy{model="tiny",replica="tiny/url-1"} 1.0' in metrics
             kill(reps[1])  # with no replica left: clean 503/502, and /ready says not ready
             time.sleep(1.2)
-            r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "tiny", "messages": [
-                {"role": "user", "content": "x"}]}, timeout=TOTAL_S)
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                json={"model": "tiny", "messages": [{"role": "user", "content": "x"}]},
+                timeout=TOTAL_S,
+            )
             assert r.status_code in (502, 503) and "error" in r.json()
             assert httpx.get(gw.url + "/ready").status_code == 503

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+
 from test_serve_support import config, gateway, mock_replicas
 
 KEYS = "key-alpha-0001:alpha,key-bravo-0002:bravo"
@@ -25,8 +26,13 @@ def reps():
 def gw(reps, tmp_path_factory):
     keys = tmp_path_factory.mktemp("keys") / "keys.txt"
     keys.write_text("# tenants\nkey-alpha-0001:alpha\nkey-bravo-0002:bravo\n")
-    with gateway(config([r.url for r in reps], auth={"keys_file": str(keys), "keys_env": None},
-                        max_body_bytes=4096)) as srv:
+    with gateway(
+        config(
+            [r.url for r in reps],
+            auth={"keys_file": str(keys), "keys_env": None},
+            max_body_bytes=4096,
+        )
+    ) as srv:
         yield srv
 
 
@@ -40,7 +46,12 @@ def test_same_prompt_never_hits_across_tenants(gw):
     a2 = _post(gw, CHAT, "key-alpha-0001")
     b1 = _post(gw, CHAT, "key-bravo-0002")
     b2 = _post(gw, CHAT, "key-bravo-0002")
-    assert [r.headers["x-wattserve-cache"] for r in (a1, a2, b1, b2)] == ["miss", "hit", "miss", "hit"]
+    assert [r.headers["x-wattserve-cache"] for r in (a1, a2, b1, b2)] == [
+        "miss",
+        "hit",
+        "miss",
+        "hit",
+    ]
     assert [r.json()["usage"]["cache_hit"] for r in (a1, a2, b1, b2)] == [False, True, False, True]
     stats = gw.service.cache.stats()
     assert stats["entries"] >= 2
@@ -54,20 +65,43 @@ def test_api_keys_are_required_and_checked(gw):
     assert _post(gw, CHAT, "key-bravo-0002").status_code == 200
 
 
-@pytest.mark.parametrize("body,status,code", [
-    (b"{not json", 400, "invalid_json"),
-    (b"[1, 2]", 400, "invalid_json"),
-    (b'{"model": "ghost", "messages": [{"role": "user", "content": "x"}]}', 404, "model_not_found"),
-    (b'{"model": "tiny", "messages": []}', 400, None),
-    (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "temperature": 9}', 400, None),
-    (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3}', 400, None),
-    (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 3}', 400, None),
-    (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, None),
-    (b'{"messages": [{"role": "user", "content": "x"}]}', 400, None),
-])
+@pytest.mark.parametrize(
+    "body,status,code",
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"[1, 2]", 400, "invalid_json"),
+        (
+            b'{"model": "ghost", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "model_not_found",
+        ),
+        (b'{"model": "tiny", "messages": []}', 400, None),
+        (
+            b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "temperature": 9}',
+            400,
+            None,
+        ),
+        (
+            b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": -3}',
+            400,
+            None,
+        ),
+        (b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "n": 3}', 400, None),
+        (
+            b'{"model": "tiny", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            400,
+            None,
+        ),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', 400, None),
+    ],
+)
 def test_bad_requests_get_openai_style_errors(gw, body, status, code):
-    r = httpx.post(gw.url + "/v1/chat/completions", content=body, timeout=10,
-                   headers={"Authorization": "Bearer key-alpha-0001", "Content-Type": "application/json"})
+    r = httpx.post(
+        gw.url + "/v1/chat/completions",
+        content=body,
+        timeout=10,
+        headers={"Authorization": "Bearer key-alpha-0001", "Content-Type": "application/json"},
+    )
     assert r.status_code == status
     err = r.json()["error"]
     assert set(err) == {"message", "type", "param", "code"} and err["message"]
@@ -100,7 +134,9 @@ def test_upstream_errors_are_clean_and_do_not_take_replicas_out():
 def test_stream_broken_mid_way_ends_with_an_error_event():
     with mock_replicas(1, process=False, die_mid_stream=3) as reps:
         with gateway(config([reps[0].url])) as gw:
-            r = httpx.post(gw.url + "/v1/chat/completions", json={**CHAT, "stream": True}, timeout=10)
+            r = httpx.post(
+                gw.url + "/v1/chat/completions", json={**CHAT, "stream": True}, timeout=10
+            )
             events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
             assert r.status_code == 200 and events[-1] == "[DONE]"
             err = json.loads(events[-2])["error"]
@@ -113,7 +149,14 @@ def test_openapi_schema_is_valid(gw):
 
     schema = httpx.get(gw.url + "/openapi.json").json()
     validate(schema)
-    assert {"/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/ready", "/metrics"} <= set(schema["paths"])
+    assert {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/health",
+        "/ready",
+        "/metrics",
+    } <= set(schema["paths"])
     assert "ChatCompletionRequest" in schema["components"]["schemas"]
 
 
@@ -121,9 +164,16 @@ def test_health_ready_metrics(gw):
     assert httpx.get(gw.url + "/health").json() == {"status": "ok"}
     assert httpx.get(gw.url + "/ready").json()["ready"] is True
     m = httpx.get(gw.url + "/metrics").text
-    for name in ("wattserve_requests_total", "wattserve_ttft_seconds_bucket", "wattserve_e2e_seconds_bucket",
-                 "wattserve_tokens_total", "wattserve_cache_hits_total", "wattserve_replica_healthy",
-                 "wattserve_queue_depth", "wattserve_energy_joules_total"):
+    for name in (
+        "wattserve_requests_total",
+        "wattserve_ttft_seconds_bucket",
+        "wattserve_e2e_seconds_bucket",
+        "wattserve_tokens_total",
+        "wattserve_cache_hits_total",
+        "wattserve_replica_healthy",
+        "wattserve_queue_depth",
+        "wattserve_energy_joules_total",
+    ):
         assert name in m, name
     assert "active_time" in m  # the attribution method is stated in the help text
 
@@ -137,8 +187,12 @@ def test_graceful_shutdown_finishes_in_flight_and_flushes_cache(tmp_path):
         got: dict = {}
 
         def stream() -> None:
-            with httpx.stream("POST", srv.url + "/v1/completions", timeout=20,
-                              json={"model": "tiny", "prompt": "slow", "stream": True, "temperature": 0}) as r:
+            with httpx.stream(
+                "POST",
+                srv.url + "/v1/completions",
+                timeout=20,
+                json={"model": "tiny", "prompt": "slow", "stream": True, "temperature": 0},
+            ) as r:
                 got["body"] = b"".join(r.iter_bytes())
 
         t = threading.Thread(target=stream)
@@ -153,16 +207,28 @@ def test_graceful_shutdown_finishes_in_flight_and_flushes_cache(tmp_path):
             httpx.get(srv.url + "/health", timeout=2)
         # the persisted cache answers after a restart
         with gateway(cfg) as srv2:
-            r = httpx.post(srv2.url + "/v1/completions", json={"model": "tiny", "prompt": "slow", "temperature": 0})
-            assert r.headers["x-wattserve-cache"] == "hit" and r.json()["choices"][0]["text"] == " tok" * 8
+            r = httpx.post(
+                srv2.url + "/v1/completions",
+                json={"model": "tiny", "prompt": "slow", "temperature": 0},
+            )
+            assert (
+                r.headers["x-wattserve-cache"] == "hit"
+                and r.json()["choices"][0]["text"] == " tok" * 8
+            )
 
 
 def test_fastapi_routes_serve_the_same_answers(reps):
     with gateway(config([r.url for r in reps], fast_path=False)) as gw:
-        r = httpx.post(gw.url + "/v1/chat/completions", json={**CHAT, "temperature": 0.5}, timeout=10)
+        r = httpx.post(
+            gw.url + "/v1/chat/completions", json={**CHAT, "temperature": 0.5}, timeout=10
+        )
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == " tok" * 8
         assert r.headers["x-wattserve-replica"].startswith("tiny/url-")
-        s = httpx.post(gw.url + "/v1/completions", json={"model": "tiny", "prompt": "p", "stream": True}, timeout=10)
+        s = httpx.post(
+            gw.url + "/v1/completions",
+            json={"model": "tiny", "prompt": "p", "stream": True},
+            timeout=10,
+        )
         assert s.text.endswith("data: [DONE]\n\n") and s.text.count(" tok") == 8
         bad = httpx.post(gw.url + "/v1/completions", content=b"{", timeout=10)
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"

@@ -18,7 +18,13 @@ def _samples(m: GatewayMetrics) -> dict[tuple, float]:
 
 def test_counts_histograms_and_totals_match_hand_computed_values():
     m = GatewayMetrics()
-    lat = [0.0004, 0.001, 0.003, 0.2, 200.0]  # 0.001 sits exactly on a bucket bound (le is inclusive)
+    lat = [
+        0.0004,
+        0.001,
+        0.003,
+        0.2,
+        200.0,
+    ]  # 0.001 sits exactly on a bucket bound (le is inclusive)
     for i, x in enumerate(lat):
         m.done("a", 200, "miss", x, 2 * x, 10, i, 0.5, "modeled")
     m.done("a", 502, "miss", None, 1.0, 0, 0, None, "")  # errors count as requests, not in latency
@@ -26,8 +32,12 @@ def test_counts_histograms_and_totals_match_hand_computed_values():
     m.hit("b", 1.25)
     m.hit("b", 0.0)
     s = _samples(m)
-    assert s[("wattserve_requests_total", (("cache", "miss"), ("model", "a"), ("status", "200")))] == 5
-    assert s[("wattserve_requests_total", (("cache", "miss"), ("model", "a"), ("status", "502")))] == 1
+    assert (
+        s[("wattserve_requests_total", (("cache", "miss"), ("model", "a"), ("status", "200")))] == 5
+    )
+    assert (
+        s[("wattserve_requests_total", (("cache", "miss"), ("model", "a"), ("status", "502")))] == 1
+    )
     for bound in _LAT_BUCKETS:
         want = sum(1 for x in lat if x <= bound)
         key = ("wattserve_ttft_seconds_bucket", (("le", repr(float(bound))), ("model", "a")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import openai
 import pytest
+
 from test_serve_support import FULL8, config, gateway, mock_replicas
 
 
@@ -20,8 +21,9 @@ def client(gw):
 
 
 def test_chat_non_streaming(client):
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}],
-                                       max_tokens=8, temperature=0.7)
+    r = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=8, temperature=0.7
+    )
     assert r.choices[0].message.content == FULL8
     assert r.choices[0].finish_reason == "length"
     assert r.usage.prompt_tokens == 1 and r.usage.completion_tokens == 8
@@ -32,8 +34,13 @@ def test_chat_non_streaming(client):
 
 
 def test_chat_streaming_with_usage(client):
-    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "s"}],
-                                            stream=True, stream_options={"include_usage": True}, temperature=0.7)
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "s"}],
+        stream=True,
+        stream_options={"include_usage": True},
+        temperature=0.7,
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == FULL8
@@ -45,27 +52,41 @@ def test_chat_streaming_with_usage(client):
 def test_completions_both_ways(client):
     r = client.completions.create(model="tiny", prompt="once upon", max_tokens=8, temperature=0.5)
     assert r.choices[0].text == FULL8
-    s = client.completions.create(model="tiny", prompt="once upon", max_tokens=8, stream=True, temperature=0.5)
+    s = client.completions.create(
+        model="tiny", prompt="once upon", max_tokens=8, stream=True, temperature=0.5
+    )
     assert "".join(c.choices[0].text for c in s if c.choices) == FULL8
 
 
 def test_repeat_is_served_from_cache_in_both_shapes(client):
     msgs = [{"role": "user", "content": "cache me"}]
-    raw = client.chat.completions.with_raw_response.create(model="tiny", messages=msgs, temperature=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="tiny", messages=msgs, temperature=0
+    )
     first = raw.parse()
     assert raw.headers["x-wattserve-cache"] == "miss"
     assert raw.headers["x-wattserve-replica"].startswith("tiny/url-")
     assert first.usage.model_extra["cache_hit"] is False
-    again = client.chat.completions.with_raw_response.create(model="tiny", messages=msgs, temperature=0)
+    again = client.chat.completions.with_raw_response.create(
+        model="tiny", messages=msgs, temperature=0
+    )
     assert again.headers["x-wattserve-cache"] == "hit"
     hit = again.parse()
     assert hit.usage.model_extra["cache_hit"] is True and hit.usage.model_extra["energy_j"] == 0
     assert hit.choices[0].message.content == first.choices[0].message.content
     # the cached answer re-streams for a streaming client
-    s = client.chat.completions.create(model="tiny", messages=msgs, temperature=0, stream=True,
-                                       stream_options={"include_usage": True})
+    s = client.chat.completions.create(
+        model="tiny",
+        messages=msgs,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(s)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == first.choices[0].message.content
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == first.choices[0].message.content
+    )
     assert chunks[-1].usage.model_extra["cache_hit"] is True
 
 
@@ -75,7 +96,9 @@ def test_models_and_errors_through_sdk(client):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     assert e.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "x"}], temperature=7)
+        client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "x"}], temperature=7
+        )
 
 
 def test_demo_workload_through_the_sdk(gw):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from typing import Any, Iterator
-
+from collections.abc import Iterator
+from typing import Any
 
 FULL8 = " tok" * 8  # what a mock replica answers with output_len=8
 
@@ -39,11 +39,14 @@ def kill(replica: Any) -> None:
 def config(urls: list[str], model: str = "tiny", **over: Any) -> Any:
     from wattserve.serve.config import config_from_dict
 
-    data = {"models": [{"name": model, "replicas": [{"kind": "url", "url": u} for u in urls]}],
-            "energy": {"meter": "modeled", "interval_s": 0.1},
-            "health": {"interval_s": 0.5, "timeout_s": 0.5, "retry_after_s": 0.5},
-            "timeouts": {"connect_s": 1.0, "first_token_s": 5.0, "total_s": 10.0},
-            "auth": {"keys_env": None}, "grace_s": 5.0}
+    data = {
+        "models": [{"name": model, "replicas": [{"kind": "url", "url": u} for u in urls]}],
+        "energy": {"meter": "modeled", "interval_s": 0.1},
+        "health": {"interval_s": 0.5, "timeout_s": 0.5, "retry_after_s": 0.5},
+        "timeouts": {"connect_s": 1.0, "first_token_s": 5.0, "total_s": 10.0},
+        "auth": {"keys_env": None},
+        "grace_s": 5.0,
+    }
     for k, v in over.items():
         data[k] = v
     return config_from_dict(data)

@@ -47,4 +47,6 @@ async def test_a_lone_head_is_flushed_at_the_end_of_the_loop_iteration_or_on_clo
     c.write(b"HTTP/1.1 500 Internal Server Error\r\nconnection: close\r\n\r\n")
     c.close()
     assert t.writes[-1].startswith(b"HTTP/1.1 500") and t.closed
-    assert c.get_extra_info("peername") == "info:peername"  # everything else is the real transport's
+    assert (
+        c.get_extra_info("peername") == "info:peername"
+    )  # everything else is the real transport's

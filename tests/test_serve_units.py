@@ -75,7 +75,9 @@ def test_a_lone_short_request_pays_average_power_times_its_duration():
 
 def test_open_interval_is_estimated_at_the_last_rate():
     clock = FakeClock()
-    acc = EnergyAccountant(FakeMeter(clock, 6.0), clock=clock, min_read_s=10.0)  # no read at the end
+    acc = EnergyAccountant(
+        FakeMeter(clock, 6.0), clock=clock, min_read_s=10.0
+    )  # no read at the end
     t = acc.begin("cpu")
     acc.tick()
     clock.t = 1.0
@@ -95,7 +97,9 @@ def test_request_end_reads_the_meter_so_its_charge_is_metered():
     acc.tick()  # rate 6 J/s so far
     meter.watts = 0.0  # the device went idle-free: 6 J/s until now, then nothing more
     clock.t = 1.5
-    meter.read = lambda: EnergyReading(clock.t, {"cpu": 6.0 + 2.0}, {"cpu": "modeled"})  # 2 J in the last 0.5 s
+    meter.read = lambda: EnergyReading(
+        clock.t, {"cpu": 6.0 + 2.0}, {"cpu": "modeled"}
+    )  # 2 J in the last 0.5 s
     assert acc.end("cpu", t) == pytest.approx(8.0)  # metered, not 6 + 3 estimated
 
 
@@ -133,14 +137,16 @@ def test_energy_aware_prefers_cheap_replica_until_it_queues():
 
 def test_config_yaml_toml_and_errors(tmp_path):
     y = tmp_path / "s.yaml"
-    y.write_text(textwrap.dedent("""
+    y.write_text(
+        textwrap.dedent("""
         port: 9000
         balancer: energy_aware
         models:
           - name: small
             replicas: [{kind: url, url: "http://127.0.0.1:1/v1", copies: 2}]
         cache: {policy: lec, capacity_entries: 50}
-    """))
+    """)
+    )
     cfg = load_config(y)
     assert cfg.port == 9000 and cfg.cache.policy == "lec" and cfg.models[0].replicas[0].copies == 2
     t = tmp_path / "s.toml"
@@ -149,7 +155,9 @@ def test_config_yaml_toml_and_errors(tmp_path):
     with pytest.raises(ConfigError, match="url"):
         config_from_dict({"models": [{"name": "x", "replicas": [{"kind": "url"}]}]})
     with pytest.raises(ConfigError, match="balancer"):
-        config_from_dict({"models": [{"name": "x", "replicas": [{"kind": "mock"}]}], "balancer": "random"})
+        config_from_dict(
+            {"models": [{"name": "x", "replicas": [{"kind": "mock"}]}], "balancer": "random"}
+        )
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
 
@@ -196,7 +204,9 @@ def _gateway(engine, cache=None):
     from wattserve.serve.pool import ReplicaPool
     from wattserve.serve.replica import EngineReplica
 
-    pool = ReplicaPool([EngineReplica("m/engine-0", "m", engine, engine_model="m-real")], LeastOutstanding())
+    pool = ReplicaPool(
+        [EngineReplica("m/engine-0", "m", engine, engine_model="m-real")], LeastOutstanding()
+    )
     return Gateway(pool, cache=cache, metrics=GatewayMetrics(), accountant=None)
 
 
@@ -223,13 +233,17 @@ async def test_pipeline_over_an_engine_streams_and_caches():
 
 async def test_engine_failure_mid_stream_ends_with_an_error_event():
     gw = _gateway(FakeEngine(fail_after=2))
-    reply = await gw.handle("chat", b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true}')
+    reply = await gw.handle(
+        "chat", b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true}'
+    )
     out = await _drain(reply)
     assert b"t1" in out and b'"code":"stream_broken"' in out and out.endswith(b"data: [DONE]\n\n")
     assert gw.in_flight == 0
     # failure before the first byte on the only replica -> clean 502, nothing hangs
     gw = _gateway(FakeEngine(fail_after=0))
-    reply = await gw.handle("chat", b'{"model": "m", "messages": [{"role": "user", "content": "x"}]}')
+    reply = await gw.handle(
+        "chat", b'{"model": "m", "messages": [{"role": "user", "content": "x"}]}'
+    )
     assert reply.status == 502 and b"upstream_error" in reply.body
 
 
@@ -237,15 +251,21 @@ async def test_launcher_starts_waits_and_stops_a_command_replica():
     from wattserve.engines.launcher import Launcher
     from wattserve.serve.config import ReplicaConfig
 
-    spec = ReplicaConfig(kind="command", command=[sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
-                         ready_path="/", ready_timeout_s=20)
+    spec = ReplicaConfig(
+        kind="command",
+        command=[sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+        ready_path="/",
+        ready_timeout_s=20,
+    )
     launcher = Launcher()
     items = await launcher.launch("m", spec)
     assert items[0].url.endswith("/v1") and items[0].process.poll() is None
     proc = items[0].process
     await launcher.stop(grace_s=5)
     assert proc.poll() is not None
-    bad = ReplicaConfig(kind="command", command=[sys.executable, "-c", "raise SystemExit(3)"], ready_timeout_s=5)
+    bad = ReplicaConfig(
+        kind="command", command=[sys.executable, "-c", "raise SystemExit(3)"], ready_timeout_s=5
+    )
     from wattserve.errors import EngineUnavailable
 
     with pytest.raises(EngineUnavailable, match="exited with code 3"):
@@ -261,10 +281,16 @@ async def test_multiplexer_routes_auto_and_router_policy_names():
     from wattserve.serve.pool import ReplicaPool
     from wattserve.serve.replica import EngineReplica
 
-    scorer = PriorScorer().fit(["a", "b"], np.array([[1, 1], [0, 1]]), ["small", "big"])  # quality 0.5, 1.0
-    router = Router(["small", "big"], {"small": 1.0, "big": 10.0}, scorer, threshold=0.4, name="prior")
+    scorer = PriorScorer().fit(
+        ["a", "b"], np.array([[1, 1], [0, 1]]), ["small", "big"]
+    )  # quality 0.5, 1.0
+    router = Router(
+        ["small", "big"], {"small": 1.0, "big": 10.0}, scorer, threshold=0.4, name="prior"
+    )
     engines = {"small": FakeEngine(), "big": FakeEngine()}
-    pool = ReplicaPool([EngineReplica(f"{m}/0", m, e) for m, e in engines.items()], LeastOutstanding())
+    pool = ReplicaPool(
+        [EngineReplica(f"{m}/0", m, e) for m, e in engines.items()], LeastOutstanding()
+    )
     gw = Gateway(pool, router=router, metrics=GatewayMetrics())
 
     async def served_by(model: str) -> tuple[int, str]:
@@ -278,7 +304,9 @@ async def test_multiplexer_routes_auto_and_router_policy_names():
     assert (await served_by("router-other-0.5"))[0] == 404
     assert (await served_by("router-prior-7"))[0] == 400  # threshold outside [0, 1]
     assert len(engines["small"].seen) == 2 and len(engines["big"].seen) == 1
-    assert (await _gateway(FakeEngine()).handle("completions", b'{"model": "auto", "prompt": "x"}')).status == 404
+    assert (
+        await _gateway(FakeEngine()).handle("completions", b'{"model": "auto", "prompt": "x"}')
+    ).status == 404
 
 
 async def test_identical_concurrent_requests_run_once():
@@ -289,7 +317,12 @@ async def test_identical_concurrent_requests_run_once():
     body = b'{"model": "m", "prompt": "same", "temperature": 0}'
     replies = await asyncio.gather(*(gw.handle("completions", body) for _ in range(4)))
     assert len(engine.seen) == 1  # the twins waited for the first answer instead of recomputing it
-    assert sorted(dict(r.headers)["x-wattserve-cache"] for r in replies) == ["hit", "hit", "hit", "miss"]
+    assert sorted(dict(r.headers)["x-wattserve-cache"] for r in replies) == [
+        "hit",
+        "hit",
+        "hit",
+        "miss",
+    ]
     assert len({r.body.split(b'"usage"')[0].split(b'"choices"')[1] for r in replies}) == 1
     assert not gw._flights
 
@@ -301,22 +334,40 @@ def test_energy_aware_balancer_from_a_fits_file(tmp_path):
     from wattserve.serve.service import load_fits
     from wattserve.types import ModelFit
 
-    fit = ModelFit(model="small", device="cpu", quantity="energy_j", form="linear-interaction",
-                   params=("a0_in", "a1_out", "a2_in_out"), coefficients=(0.01, 0.1, 0.001))
+    fit = ModelFit(
+        model="small",
+        device="cpu",
+        quantity="energy_j",
+        form="linear-interaction",
+        params=("a0_in", "a1_out", "a2_in_out"),
+        coefficients=(0.01, 0.1, 0.001),
+    )
     path = tmp_path / "fits.json"
     path.write_text(json.dumps({"fits": [fit.to_dict()]}))
-    cfg = config_from_dict({"models": [{"name": "small", "fit": str(path), "replicas": [{"kind": "mock"}]}],
-                            "balancer": "energy_aware"})
+    cfg = config_from_dict(
+        {
+            "models": [{"name": "small", "fit": str(path), "replicas": [{"kind": "mock"}]}],
+            "balancer": "energy_aware",
+        }
+    )
     fits = load_fits(cfg)
     energy = fit_energy_fn(fits, {"other": 0.5})
     from wattserve.fit import predict
 
-    assert energy(R("a", model="small"), 100, 10) == pytest.approx(0.01 * 100 + 0.1 * 10 + 0.001 * 1000)
+    assert energy(R("a", model="small"), 100, 10) == pytest.approx(
+        0.01 * 100 + 0.1 * 10 + 0.001 * 1000
+    )
     assert float(predict(fit, 100, 10, warn=False)) == pytest.approx(3.0)
     assert energy(R("b", model="other"), 100, 10) == pytest.approx(55.0)
     assert energy(R("c", model="unknown"), 1, 1) is None
-    bad = config_from_dict({"models": [{"name": "big", "fit": str(path), "replicas": [{"kind": "mock"}]},
-                                       {"name": "tiny", "fit": str(path), "replicas": [{"kind": "mock"}]}]})
+    bad = config_from_dict(
+        {
+            "models": [
+                {"name": "big", "fit": str(path), "replicas": [{"kind": "mock"}]},
+                {"name": "tiny", "fit": str(path), "replicas": [{"kind": "mock"}]},
+            ]
+        }
+    )
     assert set(load_fits(bad)) == {"big", "tiny"}  # a file with one energy fit serves any model
 
 

@@ -13,7 +13,7 @@ T = Timeouts(connect_s=2.0, read_s=2.0, total_s=5.0)
 
 
 @contextlib.asynccontextmanager
-async def scripted(answer):  # noqa: ANN001 - answer(reader, writer, request_number) -> None
+async def scripted(answer):
     """A server on a free 127.0.0.1 port; ``answer`` handles each request; counts connections."""
     stats = {"connections": 0, "requests": 0}
 
@@ -45,12 +45,16 @@ async def scripted(answer):  # noqa: ANN001 - answer(reader, writer, request_num
 
 
 def _sized(body: bytes, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + extra \
-        + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
 
 
 async def test_sized_answers_reuse_one_connection():
-    async def answer(r, w, n):  # noqa: ANN001
+    async def answer(r, w, n):
         w.write(_sized(b'{"n": %d}' % n))
 
     async with scripted(answer) as (url, stats):
@@ -64,8 +68,10 @@ async def test_sized_answers_reuse_one_connection():
 
 
 async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_pooled_after_done():
-    async def answer(r, w, n):  # noqa: ANN001
-        w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+    async def answer(r, w, n):
+        w.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         for part in (b"data: 1\n\n", b"data: [DONE]\n\n"):
             w.write(b"%x\r\n%s\r\n" % (len(part), part))
             await w.drain()
@@ -87,7 +93,7 @@ async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_pooled_aft
 
 
 async def test_close_delimited_body_ends_at_eof_and_is_not_reused():
-    async def answer(r, w, n):  # noqa: ANN001
+    async def answer(r, w, n):
         w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-eof")
         return False
 
@@ -101,7 +107,7 @@ async def test_close_delimited_body_ends_at_eof_and_is_not_reused():
 
 
 async def test_a_kept_alive_connection_the_server_closed_is_replaced_transparently():
-    async def answer(r, w, n):  # noqa: ANN001
+    async def answer(r, w, n):
         w.write(_sized(b"ok"))
         await w.drain()
         return False  # the server closes after each answer although it said keep-alive
@@ -117,19 +123,21 @@ async def test_a_kept_alive_connection_the_server_closed_is_replaced_transparent
 
 
 async def test_read_timeout_connection_refused_and_a_stream_cut_short():
-    async def silent(r, w, n):  # noqa: ANN001
+    async def silent(r, w, n):
         await asyncio.sleep(10)
 
     async with scripted(silent) as (url, _):
         with pytest.raises(UpstreamTimeout):
-            await Origin(url).request("POST", "/completions", b"{}", Timeouts(read_s=0.2, total_s=5))
+            await Origin(url).request(
+                "POST", "/completions", b"{}", Timeouts(read_s=0.2, total_s=5)
+            )
 
     async with scripted(silent) as (url, _):
         pass
     with pytest.raises(ConnectionError):  # nothing listens there any more
         await Origin(url).request("POST", "/completions", b"{}", T)
 
-    async def cut(r, w, n):  # noqa: ANN001
+    async def cut(r, w, n):
         w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
         await w.drain()
         return False
@@ -142,7 +150,7 @@ async def test_read_timeout_connection_refused_and_a_stream_cut_short():
 
 
 async def test_total_timeout_ends_a_slow_stream():
-    async def trickle(r, w, n):  # noqa: ANN001
+    async def trickle(r, w, n):
         w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         for _ in range(50):
             w.write(b"2\r\nok\r\n")
@@ -150,7 +158,9 @@ async def test_total_timeout_ends_a_slow_stream():
             await asyncio.sleep(0.05)
 
     async with scripted(trickle) as (url, _):
-        resp = await Origin(url).request("POST", "/completions", b"{}", Timeouts(read_s=1.0, total_s=0.4))
+        resp = await Origin(url).request(
+            "POST", "/completions", b"{}", Timeouts(read_s=1.0, total_s=0.4)
+        )
         with pytest.raises(UpstreamTimeout, match="total"):
             while await resp.readany():
                 pass
@@ -165,9 +175,11 @@ def test_bad_urls_are_refused():
 
 
 async def test_a_reused_connection_that_dies_before_any_answer_byte_is_retried_once_on_a_fresh_one():
-    async def answer(r, w, n):  # noqa: ANN001
+    async def answer(r, w, n):
         if n == 2:
-            return False  # closes the kept-alive connection without a byte, as an idle timeout would
+            return (
+                False  # closes the kept-alive connection without a byte, as an idle timeout would
+            )
         w.write(_sized(b"ok %d" % n))
 
     async with scripted(answer) as (url, stats):

@@ -25,8 +25,25 @@ def run_cli(args, capsys):
 def test_preset_writes_the_table_as_json(tmp_path, capsys):
     out = tmp_path / "zhu.json"
     try:
-        main(["simulate", "--preset", "zhu-synthetic", "--seeds", "2", "--num-prompts", "400",
-              "--alpha", "0.5", "--ratio", "100", "--format", "json", "--output", str(out)])
+        main(
+            [
+                "simulate",
+                "--preset",
+                "zhu-synthetic",
+                "--seeds",
+                "2",
+                "--num-prompts",
+                "400",
+                "--alpha",
+                "0.5",
+                "--ratio",
+                "100",
+                "--format",
+                "json",
+                "--output",
+                str(out),
+            ]
+        )
     except SystemExit as exc:  # typer's standalone mode exits 0 after a command
         assert exc.code in (0, None)
     data = json.loads(out.read_text())
@@ -42,11 +59,25 @@ def test_trace_file_replay_prints_a_table(tmp_path, capsys):
     rng = np.random.default_rng(0)
     q = np.minimum(np.floor(30 * rng.power(0.6, 3000)), 29).astype(int)
     base = rng.choice([1.0, 50.0], size=(30, 2))
-    df = pd.DataFrame({"query": [f"q{i}" for i in q], "cost_big": base[q, 0], "cost_small": base[q, 1]})
+    df = pd.DataFrame(
+        {"query": [f"q{i}" for i in q], "cost_big": base[q, 0], "cost_small": base[q, 1]}
+    )
     path = tmp_path / "trace.csv"
     df.to_csv(path, index=False)
-    res = run_cli(["simulate", "--trace", str(path), "--capacity", "5", "--accuracy", "1.0",
-                   "--format", "json"], capsys)
+    res = run_cli(
+        [
+            "simulate",
+            "--trace",
+            str(path),
+            "--capacity",
+            "5",
+            "--accuracy",
+            "1.0",
+            "--format",
+            "json",
+        ],
+        capsys,
+    )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["config"]["models"] == ["big", "small"]

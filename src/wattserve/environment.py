@@ -42,7 +42,9 @@ def package_versions() -> dict[str, str | None]:
 def git_state(start: Path | str | None = None) -> dict[str, Any] | None:
     """``{"sha", "dirty", "root"}`` of the git work tree holding ``start`` (default: this
     package's source, then the current directory); None when there is none or git is missing."""
-    candidates = [Path(start)] if start is not None else [Path(__file__).resolve().parent, Path.cwd()]
+    candidates = (
+        [Path(start)] if start is not None else [Path(__file__).resolve().parent, Path.cwd()]
+    )
     for where in candidates:
         try:
             root = _git(where, "rev-parse", "--show-toplevel")
@@ -143,7 +145,11 @@ def collect_environment(
         "gpu_driver": driver,
         "gpu_note": gpu_note,
         "torch": None if torch_threads is False else torch_facts(import_torch=bool(torch_threads)),
-        "env_vars": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "WATTSERVE_METER") if k in os.environ},
+        "env_vars": {
+            k: os.environ[k]
+            for k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "WATTSERVE_METER")
+            if k in os.environ
+        },
     }
     if meter is None and probe_meter:
         try:

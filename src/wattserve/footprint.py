@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from wattserve.errors import ConfigError
 from wattserve.gguf_header import config_from_gguf
@@ -35,13 +36,34 @@ GIB = 1024**3
 
 # bits per weight, block scales included where the format stores them with the weights
 WEIGHT_BITS: dict[str, float] = {
-    "fp32": 32, "float32": 32, "fp16": 16, "float16": 16, "bf16": 16, "bfloat16": 16,
-    "fp8": 8, "int8": 8, "int4": 4, "4bit": 4, "nf4": 4,
-    "q8_0": 8.5, "q4_0": 4.5, "q4_1": 5.0, "q5_0": 5.5, "q5_1": 6.0,
+    "fp32": 32,
+    "float32": 32,
+    "fp16": 16,
+    "float16": 16,
+    "bf16": 16,
+    "bfloat16": 16,
+    "fp8": 8,
+    "int8": 8,
+    "int4": 4,
+    "4bit": 4,
+    "nf4": 4,
+    "q8_0": 8.5,
+    "q4_0": 4.5,
+    "q4_1": 5.0,
+    "q5_0": 5.5,
+    "q5_1": 6.0,
 }
 KV_BYTES: dict[str, float] = {
-    "fp32": 4, "float32": 4, "fp16": 2, "float16": 2, "bf16": 2, "bfloat16": 2,
-    "fp8": 1, "int8": 1, "q8_0": 34 / 32, "q4_0": 18 / 32,
+    "fp32": 4,
+    "float32": 4,
+    "fp16": 2,
+    "float16": 2,
+    "bf16": 2,
+    "bfloat16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "q8_0": 34 / 32,
+    "q4_0": 18 / 32,
 }
 # bundled example configs (src/wattserve/data/configs/<name>.json) and names they answer to
 ALIASES: dict[str, str] = {
@@ -91,10 +113,14 @@ class Footprint:
         full = self.num_layers - self.windowed_layers
         held = full * context_tokens
         if self.windowed_layers:
-            held += self.windowed_layers * min(context_tokens, self.sliding_window or context_tokens)
+            held += self.windowed_layers * min(
+                context_tokens, self.sliding_window or context_tokens
+            )
         return per_layer * held * concurrency
 
-    def replica_bytes(self, context_tokens: int, concurrency: int = 1, overhead_bytes: float = 0) -> float:
+    def replica_bytes(
+        self, context_tokens: int, concurrency: int = 1, overhead_bytes: float = 0
+    ) -> float:
         return self.weight_bytes + self.kv_bytes(context_tokens, concurrency) + overhead_bytes
 
     def replicas_fit(
@@ -109,7 +135,9 @@ class Footprint:
         if not 0 <= reserve_fraction < 1:
             raise ConfigError(f"reserve fraction must be in [0, 1), got {reserve_fraction}")
         usable = device_bytes * (1 - reserve_fraction)
-        return max(0, math.floor(usable / self.replica_bytes(context_tokens, concurrency, overhead_bytes)))
+        return max(
+            0, math.floor(usable / self.replica_bytes(context_tokens, concurrency, overhead_bytes))
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -192,7 +220,10 @@ def _count_params(cfg: Mapping[str, Any]) -> tuple[int, int, dict[str, Any]]:
 
     # attention
     if mla:
-        r, rope, nope, dv = (int(cfg[k]) for k in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"))
+        r, rope, nope, dv = (
+            int(cfg[k])
+            for k in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+        )
         qd = heads * (nope + rope)
         ql = cfg.get("q_lora_rank")
         q = h * qd if not ql else h * ql + ql + ql * qd
@@ -230,7 +261,9 @@ def _count_params(cfg: Mapping[str, Any]) -> tuple[int, int, dict[str, Any]]:
         moe_layers, moe_total, moe_active = 0, 0, 0
     dense_layers = layers - moe_layers
 
-    norms = {"gpt2": 4 * h, "gpt_bigcode": 4 * h}.get(mt, 4 * h if mt.startswith("gemma3") else 2 * h)
+    norms = {"gpt2": 4 * h, "gpt_bigcode": 4 * h}.get(
+        mt, 4 * h if mt.startswith("gemma3") else 2 * h
+    )
     final_norm = 2 * h if gpt_style else h
     embed = vocab * h + (0 if tied else vocab * h)
     pos = int(_get(cfg, "n_positions", default=0)) * h if gpt_style else 0
@@ -238,8 +271,16 @@ def _count_params(cfg: Mapping[str, Any]) -> tuple[int, int, dict[str, Any]]:
     base = embed + pos + final_norm + layers * (attn + norms) + dense_layers * dense
     total = base + moe_layers * moe_total
     active = base + moe_layers * moe_active
-    facts = dict(model_type=mt, hidden_size=h, num_layers=layers, num_heads=heads, num_kv_heads=kv_heads,
-                 head_dim=d, kv_elements=kv_elems, attention=_attention_kind(cfg, heads, kv_heads))
+    facts = dict(
+        model_type=mt,
+        hidden_size=h,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=d,
+        kv_elements=kv_elems,
+        attention=_attention_kind(cfg, heads, kv_heads),
+    )
     return total, active, facts
 
 
@@ -264,8 +305,17 @@ def footprint(
     kv_dtype: str = "bf16",
 ) -> Footprint:
     """The footprint of a model at weight format ``dtype`` and KV-cache dtype ``kv_dtype``."""
-    canon = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "half": "fp16", "float": "fp32"}
-    dtype, kv_dtype = canon.get(dtype.lower(), dtype.lower()), canon.get(kv_dtype.lower(), kv_dtype.lower())
+    canon = {
+        "bfloat16": "bf16",
+        "float16": "fp16",
+        "float32": "fp32",
+        "half": "fp16",
+        "float": "fp32",
+    }
+    dtype, kv_dtype = (
+        canon.get(dtype.lower(), dtype.lower()),
+        canon.get(kv_dtype.lower(), kv_dtype.lower()),
+    )
     if kv_dtype not in KV_BYTES:
         raise ConfigError(f"unknown KV-cache dtype {kv_dtype!r}; choose from {', '.join(KV_BYTES)}")
     cfg, name, source = load_config(name_or_path)
@@ -287,16 +337,31 @@ def footprint(
     else:
         weight_bytes, weight_dtype = int(math.ceil(params * WEIGHT_BITS[dtype] / 8)), dtype
         if WEIGHT_BITS[dtype] < 16:
-            notes.append(f"all parameters counted at {WEIGHT_BITS[dtype]:g} bits (embeddings/norms often stay wider)")
+            notes.append(
+                f"all parameters counted at {WEIGHT_BITS[dtype]:g} bits (embeddings/norms often stay wider)"
+            )
     window, windowed = _sliding(cfg, facts["num_layers"])
     per_token = facts["kv_elements"] * KV_BYTES[kv_dtype] * facts["num_layers"]
     return Footprint(
-        model=name, model_type=facts["model_type"], attention=facts["attention"],
-        num_layers=facts["num_layers"], hidden_size=facts["hidden_size"], num_heads=facts["num_heads"],
-        num_kv_heads=facts["num_kv_heads"], head_dim=facts["head_dim"], params=params, active_params=active,
-        weight_dtype=weight_dtype, weight_bytes=weight_bytes, kv_dtype=kv_dtype,
-        kv_elements_per_token_layer=facts["kv_elements"], kv_bytes_per_token=per_token,
-        sliding_window=window, windowed_layers=windowed, source=source, notes=tuple(notes),
+        model=name,
+        model_type=facts["model_type"],
+        attention=facts["attention"],
+        num_layers=facts["num_layers"],
+        hidden_size=facts["hidden_size"],
+        num_heads=facts["num_heads"],
+        num_kv_heads=facts["num_kv_heads"],
+        head_dim=facts["head_dim"],
+        params=params,
+        active_params=active,
+        weight_dtype=weight_dtype,
+        weight_bytes=weight_bytes,
+        kv_dtype=kv_dtype,
+        kv_elements_per_token_layer=facts["kv_elements"],
+        kv_bytes_per_token=per_token,
+        sliding_window=window,
+        windowed_layers=windowed,
+        source=source,
+        notes=tuple(notes),
     )
 
 

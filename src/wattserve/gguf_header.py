@@ -13,7 +13,19 @@ from typing import Any
 
 from wattserve.errors import ConfigError
 
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 
 
 def read_gguf_header(path: Path) -> tuple[dict[str, Any], list[tuple[str, int, int]]]:
@@ -81,16 +93,24 @@ def config_from_gguf(path: Path) -> tuple[dict[str, Any], int, int]:
     meta, tensors = read_gguf_header(path)
     arch = meta.get("general.architecture")
     cfg: dict[str, Any] = {"model_type": arch, "_name_or_path": path.stem}
-    keys = {"num_hidden_layers": "block_count", "hidden_size": "embedding_length",
-            "intermediate_size": "feed_forward_length", "num_attention_heads": "attention.head_count",
-            "num_key_value_heads": "attention.head_count_kv", "head_dim": "attention.key_length",
-            "kv_lora_rank": "attention.kv_lora_rank", "sliding_window": "attention.sliding_window"}
+    keys = {
+        "num_hidden_layers": "block_count",
+        "hidden_size": "embedding_length",
+        "intermediate_size": "feed_forward_length",
+        "num_attention_heads": "attention.head_count",
+        "num_key_value_heads": "attention.head_count_kv",
+        "head_dim": "attention.key_length",
+        "kv_lora_rank": "attention.kv_lora_rank",
+        "sliding_window": "attention.sliding_window",
+    }
     for hf, g in keys.items():
         v = meta.get(f"{arch}.{g}")
         if isinstance(v, (int, float)):
             cfg[hf] = int(v)
     tokens = meta.get("tokenizer.ggml.tokens")
-    cfg["vocab_size"] = int(meta.get(f"{arch}.vocab_size") or (tokens if isinstance(tokens, int) else len(tokens or ())))
+    cfg["vocab_size"] = int(
+        meta.get(f"{arch}.vocab_size") or (tokens if isinstance(tokens, int) else len(tokens or ()))
+    )
     if "num_hidden_layers" not in cfg or "hidden_size" not in cfg:
         raise ConfigError(f"{path}: GGUF metadata lacks block_count/embedding_length for {arch!r}")
     return cfg, sum(t[1] for t in tensors), sum(t[2] for t in tensors)

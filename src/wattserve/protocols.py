@@ -6,7 +6,8 @@ is tested on a CPU-only machine.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Protocol, Sequence, runtime_checkable
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from wattserve.types import CacheEntry, Chunk, EnergyReading, Request, RouteDecision, Schedule
 

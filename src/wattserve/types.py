@@ -11,8 +11,9 @@ process that took them unless a field says otherwise; records on disk also store
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 
@@ -135,7 +136,7 @@ class Completion:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Completion":
+    def from_dict(cls, d: Mapping[str, Any]) -> Completion:
         d = dict(d)
         d["chunk_t"] = tuple(d.get("chunk_t") or ())
         names = cls.__dataclass_fields__.keys()
@@ -248,7 +249,7 @@ class ModelFit:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ModelFit":
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelFit:
         d = dict(d)
         for k in ("params", "coefficients", "input_range", "output_range"):
             if k in d and d[k] is not None:

@@ -18,9 +18,10 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from wattserve.bench import metrics, store
 from wattserve.bench.config import BenchConfig
@@ -62,7 +63,11 @@ def environment() -> dict[str, Any]:
 
         return dict(collect_environment())
     except ImportError:
-        return {"python": sys.version.split()[0], "platform": platform.platform(), "note": "minimal"}
+        return {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "note": "minimal",
+        }
 
 
 def _footprint(model: str) -> dict[str, Any] | None:
@@ -86,11 +91,15 @@ def make_engine(cfg: BenchConfig) -> Any:
     from wattserve.engines.factory import create_engine
 
     try:
-        return create_engine(cfg.model, base_url=cfg.base_url, backend=cfg.backend, threads=cfg.threads)
+        return create_engine(
+            cfg.model, base_url=cfg.base_url, backend=cfg.backend, threads=cfg.threads
+        )
     except WattserveError:
         raise
     except Exception as exc:  # noqa: BLE001 - any other failure to build the engine
-        raise EngineUnavailable(f"cannot create engine for {cfg.model!r}: {type(exc).__name__}: {exc}") from None
+        raise EngineUnavailable(
+            f"cannot create engine for {cfg.model!r}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 async def _maybe_await(x: Any) -> Any:
@@ -117,8 +126,14 @@ async def probe(engine: Any, cfg: BenchConfig) -> None:
     if hasattr(engine, "check"):
         served = list(await _maybe_await(engine.check()) or [])
 
-    req = Request(id="probe", model=cfg.model, prompt="Hello", max_tokens=1, endpoint=cfg.endpoint,
-                  messages=None)
+    req = Request(
+        id="probe",
+        model=cfg.model,
+        prompt="Hello",
+        max_tokens=1,
+        endpoint=cfg.endpoint,
+        messages=None,
+    )
     if cfg.endpoint == "chat":
         from wattserve.types import Message
 
@@ -126,8 +141,14 @@ async def probe(engine: Any, cfg: BenchConfig) -> None:
     c = await complete(engine, req, timeout_s=cfg.timeout_s or 120.0)
     if not c.ok:
         where = f" at {cfg.base_url}" if cfg.base_url else ""
-        hint = f" (the server lists: {', '.join(served[:10])})" if served and cfg.model not in served else ""
-        raise EngineUnavailable(f"engine {cfg.model!r}{where} failed a probe request: {c.error}{hint}")
+        hint = (
+            f" (the server lists: {', '.join(served[:10])})"
+            if served and cfg.model not in served
+            else ""
+        )
+        raise EngineUnavailable(
+            f"engine {cfg.model!r}{where} failed a probe request: {c.error}{hint}"
+        )
 
 
 def warmup_requests(wl: Workload, n: int) -> list[Request]:
@@ -138,7 +159,13 @@ def warmup_requests(wl: Workload, n: int) -> list[Request]:
 class BenchSession:
     """One run directory being written: run.json, requests.jsonl, catalog."""
 
-    def __init__(self, cfg: BenchConfig, run_dir: Path, meter_desc: dict[str, Any], run_json: dict | None = None):
+    def __init__(
+        self,
+        cfg: BenchConfig,
+        run_dir: Path,
+        meter_desc: dict[str, Any],
+        run_json: dict | None = None,
+    ):
         self.cfg = cfg
         self.run_dir = run_dir
         self.log = store.RequestLog(run_dir / store.REQUESTS)
@@ -155,14 +182,19 @@ class BenchSession:
             "points": [],
             "segments": [],
         }
-        self.data.setdefault("segments", []).append({"wall_start": time.time(), "perf_start": time.perf_counter()})
+        self.data.setdefault("segments", []).append(
+            {"wall_start": time.time(), "perf_start": time.perf_counter()}
+        )
         # collecting the environment imports torch (seconds): do it beside engine start-up and
         # the first requests; every save after it finishes includes it
         self._env: dict[str, Any] = {}
         self._env_thread: threading.Thread | None = None
         if not self.data.get("environment"):
-            self._env_thread = threading.Thread(target=lambda: self._env.update(environment()),
-                                                name="collect-environment", daemon=True)
+            self._env_thread = threading.Thread(
+                target=lambda: self._env.update(environment()),
+                name="collect-environment",
+                daemon=True,
+            )
             self._env_thread.start()
 
     @property
@@ -178,7 +210,10 @@ class BenchSession:
                 self.data["environment"] = dict(self._env)
                 self._env_thread = None
         store.write_json_atomic(self.run_dir / store.RUN_JSON, self.data)
-        rows = [store.summary_row(p, metrics.summary_from_dict(p["summary"])) for p in self.data["points"]]
+        rows = [
+            store.summary_row(p, metrics.summary_from_dict(p["summary"]))
+            for p in self.data["points"]
+        ]
         store.write_summary_csv(self.run_dir / store.SUMMARY, rows)
         try:
             store.catalog_upsert(self.cfg.result_dir, self.run_dir, self.data)
@@ -193,11 +228,14 @@ class BenchSession:
         self.log.close()
 
 
-def _point_summary(cfg: BenchConfig, records: list[dict[str, Any]], meas: list[Measurement]) -> RunSummary:
+def _point_summary(
+    cfg: BenchConfig, records: list[dict[str, Any]], meas: list[Measurement]
+) -> RunSummary:
     comps = [store.completion_of(r) for r in records]
     seg = {str(r["request_id"]): int(r.get("segment", 0)) for r in records}
-    return metrics.summarize(comps, meas, cfg.metric_percentiles, cfg.percentile_metrics,
-                             cfg.goodput or None, seg)
+    return metrics.summarize(
+        comps, meas, cfg.metric_percentiles, cfg.percentile_metrics, cfg.goodput or None, seg
+    )
 
 
 async def _run_points(
@@ -214,23 +252,43 @@ async def _run_points(
     results = []
     for point in points:
         fixed = isinstance(point.pattern, Concurrent)
-        offsets_all = wl.arrivals_s if wl.arrivals_s is not None else point.pattern.offsets(len(wl.requests), cfg.seed)
-        todo = [(r, o) for r, o in zip(wl.requests, offsets_all)
-                if done_before.get((point.label, r.id), {}).get("error", "x") is not None]
-        prev = [r for (lbl, _), r in done_before.items() if lbl == point.label and r.get("error") is None]
+        offsets_all = (
+            wl.arrivals_s
+            if wl.arrivals_s is not None
+            else point.pattern.offsets(len(wl.requests), cfg.seed)
+        )
+        todo = [
+            (r, o)
+            for r, o in zip(wl.requests, offsets_all)
+            if done_before.get((point.label, r.id), {}).get("error", "x") is not None
+        ]
+        prev = [
+            r
+            for (lbl, _), r in done_before.items()
+            if lbl == point.label and r.get("error") is None
+        ]
         if not todo:
             saved = next((p for p in session.data["points"] if p["label"] == point.label), None)
-            results.append(PointResult(**_from_saved(saved)) if saved else _result(cfg, point, prev, [], None))
+            results.append(
+                PointResult(**_from_saved(saved)) if saved else _result(cfg, point, prev, [], None)
+            )
             continue
         base = min((o for _, o in todo), default=0.0)
         if on_progress:
             on_progress(point.label, len(prev), len(prev) + len(todo))
         run = await run_schedule(
-            engine, [r for r, _ in todo], [o - base for _, o in todo], point.max_concurrency,
-            label=point.label, segment=session.segment, on_record=session.log.write,
+            engine,
+            [r for r, _ in todo],
+            [o - base for _, o in todo],
+            point.max_concurrency,
+            label=point.label,
+            segment=session.segment,
+            on_record=session.log.write,
             on_progress=(lambda d, n, lbl=point.label, k=len(prev): on_progress(lbl, k + d, k + n))
-            if on_progress else None,
-            timeout_s=cfg.timeout_s, count_tokens=count_tokens_fn(tok),
+            if on_progress
+            else None,
+            timeout_s=cfg.timeout_s,
+            count_tokens=count_tokens_fn(tok),
             ramp_requests=0 if fixed else ramp_count(len(todo)),
         )
         meas = record_windows(run, sampler, fixed)
@@ -245,28 +303,53 @@ async def _run_points(
 
 def _from_saved(p: dict[str, Any]) -> dict[str, Any]:
     return {
-        "label": p["label"], "max_concurrency": p.get("max_concurrency"),
-        "request_rate": p.get("request_rate") if p.get("request_rate") is not None else float("inf"),
+        "label": p["label"],
+        "max_concurrency": p.get("max_concurrency"),
+        "request_rate": p.get("request_rate")
+        if p.get("request_rate") is not None
+        else float("inf"),
         "summary": metrics.summary_from_dict(p["summary"]),
-        "measurements": [Measurement(m["window"], m["start_s"], m["end_s"], m["energy_j"], m["sources"])
-                         for m in p.get("measurements", [])],
-        "send_error_ms": p.get("send_error_ms", {}), "energy_note": p.get("energy_note"),
+        "measurements": [
+            Measurement(m["window"], m["start_s"], m["end_s"], m["energy_j"], m["sources"])
+            for m in p.get("measurements", [])
+        ],
+        "send_error_ms": p.get("send_error_ms", {}),
+        "energy_note": p.get("energy_note"),
     }
 
 
-def _result(cfg: BenchConfig, point: LoadPoint, records: list[dict[str, Any]], meas: list[Measurement],
-            note: str | None, send_err: dict[str, float] | None = None) -> PointResult:
-    return PointResult(point.label, point.max_concurrency, point.request_rate,
-                       _point_summary(cfg, records, meas), meas, send_err or {}, note)
+def _result(
+    cfg: BenchConfig,
+    point: LoadPoint,
+    records: list[dict[str, Any]],
+    meas: list[Measurement],
+    note: str | None,
+    send_err: dict[str, float] | None = None,
+) -> PointResult:
+    return PointResult(
+        point.label,
+        point.max_concurrency,
+        point.request_rate,
+        _point_summary(cfg, records, meas),
+        meas,
+        send_err or {},
+        note,
+    )
 
 
 def _record(session: BenchSession, results: list[PointResult]) -> RunRecord:
     d = session.data
-    meas = tuple(replace(m, window=f"{r.label}:{m.window}") for r in results for m in r.measurements)
+    meas = tuple(
+        replace(m, window=f"{r.label}:{m.window}") for r in results for m in r.measurements
+    )
     return RunRecord(
-        run_id=d["run_id"], config=d["config"], environment=d["environment"],
-        summary=results[-1].summary if results else None, measurements=meas,
-        wall_start=d["wall_start"], status=d["status"],
+        run_id=d["run_id"],
+        config=d["config"],
+        environment=d["environment"],
+        summary=results[-1].summary if results else None,
+        measurements=meas,
+        wall_start=d["wall_start"],
+        status=d["status"],
     )
 
 
@@ -289,11 +372,18 @@ async def arun_benchmark(
         except WattserveError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise EngineUnavailable(f"engine {cfg.model!r} failed to start: {type(exc).__name__}: {exc}") from None
+            raise EngineUnavailable(
+                f"engine {cfg.model!r} failed to start: {type(exc).__name__}: {exc}"
+            ) from None
         await probe(engine, cfg)
         wl = build_workload(cfg, tokenizer_of(engine))
-        points = make_points(cfg.request_rates, cfg.max_concurrencies, cfg.burstiness, cfg.arrival,
-                             wl.arrivals_s if cfg.dataset_name == "trace" else None)
+        points = make_points(
+            cfg.request_rates,
+            cfg.max_concurrencies,
+            cfg.burstiness,
+            cfg.arrival,
+            wl.arrivals_s if cfg.dataset_name == "trace" else None,
+        )
         meter_desc: dict[str, Any]
         if meter is None:
             meter, meter_desc = open_meter(cfg.meter)
@@ -303,16 +393,25 @@ async def arun_benchmark(
             rdir = Path(_resume["run_dir"])
             session = BenchSession(cfg, rdir, meter_desc, _resume["run_json"])
         else:
-            rdir = Path(run_dir) if run_dir else store.create_run_dir(cfg.result_dir, cfg.label, cfg.model)
+            rdir = (
+                Path(run_dir)
+                if run_dir
+                else store.create_run_dir(cfg.result_dir, cfg.label, cfg.model)
+            )
             rdir.mkdir(parents=True, exist_ok=True)
             session = BenchSession(cfg, rdir, meter_desc)
-        session.data["workload"] = {"token_counting": wl.token_counting, "requests": len(wl.requests)}
+        session.data["workload"] = {
+            "token_counting": wl.token_counting,
+            "requests": len(wl.requests),
+        }
         session.save("running")
         sampler = None
         if meter is not None:
             from wattserve.energy.sampler import EnergySampler
 
-            sampler = EnergySampler(meter, cfg.energy_interval_s, record_path=rdir / store.ENERGY).start()
+            sampler = EnergySampler(
+                meter, cfg.energy_interval_s, record_path=rdir / store.ENERGY
+            ).start()
         status = "interrupted"
         try:
             if cfg.num_warmups:
@@ -320,7 +419,9 @@ async def arun_benchmark(
                 conc = max(p.max_concurrency or len(warm) for p in points)
                 await run_schedule(engine, warm, [0.0] * len(warm), conc, timeout_s=cfg.timeout_s)
             done_before = _resume["done"] if _resume else {}
-            results = await _run_points(cfg, session, engine, wl, points, sampler, done_before, on_progress)
+            results = await _run_points(
+                cfg, session, engine, wl, points, sampler, done_before, on_progress
+            )
             status = "complete"
         finally:
             if sampler is not None:

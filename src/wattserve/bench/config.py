@@ -113,7 +113,7 @@ class BenchConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _dataset(self) -> "BenchConfig":
+    def _dataset(self) -> BenchConfig:
         if self.dataset_name in ("custom", "trace", "sharegpt") and not self.dataset_path:
             raise ValueError(f"--dataset-name {self.dataset_name} needs --dataset-path FILE")
         if self.backend == "openai" and not self.base_url:
@@ -121,7 +121,7 @@ class BenchConfig(BaseModel):
         return self
 
     @classmethod
-    def build(cls, **kwargs: object) -> "BenchConfig":
+    def build(cls, **kwargs: object) -> BenchConfig:
         """Validate, turning pydantic's errors into one readable ``ConfigError``."""
         try:
             return cls(**kwargs)
@@ -147,7 +147,9 @@ def parse_list(text: str | None, kind: type, flag: str) -> list | None:
         if not part:
             continue
         try:
-            out.append(kind(float(part)) if kind is int and float(part).is_integer() else kind(part))
+            out.append(
+                kind(float(part)) if kind is int and float(part).is_integer() else kind(part)
+            )
         except ValueError:
             raise ConfigError(f"{flag}: {part!r} is not a valid {kind.__name__}") from None
     return out
@@ -164,5 +166,7 @@ def parse_goodput(items: list[str] | None) -> dict[str, float]:
                     raise ValueError
                 out[name.strip().lower()] = float(val)
             except ValueError:
-                raise ConfigError(f"--goodput: expected NAME:MS (e.g. ttft:200), got {tok!r}") from None
+                raise ConfigError(
+                    f"--goodput: expected NAME:MS (e.g. ttft:200), got {tok!r}"
+                ) from None
     return out

@@ -8,8 +8,8 @@ sweep is a list of ``LoadPoint``s, one per ``--max-concurrency`` or ``--request-
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -57,7 +57,9 @@ class GammaRate:
         if n <= 0:
             return []
         rng = np.random.default_rng(seed)
-        gaps = rng.gamma(shape=self.burstiness, scale=1.0 / (self.rate * self.burstiness), size=n - 1)
+        gaps = rng.gamma(
+            shape=self.burstiness, scale=1.0 / (self.rate * self.burstiness), size=n - 1
+        )
         return [0.0, *np.cumsum(gaps).tolist()]
 
 
@@ -126,7 +128,9 @@ def make_points(
 
 
 def validate(
-    request_rates: Sequence[float] | None, max_concurrencies: Sequence[int] | None, burstiness: float
+    request_rates: Sequence[float] | None,
+    max_concurrencies: Sequence[int] | None,
+    burstiness: float,
 ) -> None:
     for r in request_rates or ():
         if not (r > 0):

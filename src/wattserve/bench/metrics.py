@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -52,7 +52,9 @@ def percentile_key(p: float) -> str:
     return f"p{p:g}"
 
 
-def distribution(samples: Sequence[float] | np.ndarray, percentiles: Sequence[float]) -> dict[str, float]:
+def distribution(
+    samples: Sequence[float] | np.ndarray, percentiles: Sequence[float]
+) -> dict[str, float]:
     """mean, median, std and the requested percentiles of raw samples (NaN when empty)."""
     a = np.asarray(samples, dtype=float)
     if a.size == 0:
@@ -65,7 +67,9 @@ def distribution(samples: Sequence[float] | np.ndarray, percentiles: Sequence[fl
     return out
 
 
-def duration_s(completions: Sequence[Completion], segment_of: Mapping[str, int] | None = None) -> float:
+def duration_s(
+    completions: Sequence[Completion], segment_of: Mapping[str, int] | None = None
+) -> float:
     """Wall time of a point: first send to last end; the sum over segments for resumed runs.
 
     ``segment_of`` maps request id -> segment number (a resumed run adds a segment); the
@@ -151,7 +155,9 @@ def energy_figures(
         win, label = whole, f"whole ({per_token_window} window too short or absent)"
     toks = tokens_in_window(ok, win.start_s, win.end_s)
     # requests run inside the whole window (a resumed point's earlier segments lie outside it)
-    n_whole = sum(1 for c in ok if c.sent_s >= whole.start_s - 1e-6 and c.end_s <= whole.end_s + 1e-6)
+    n_whole = sum(
+        1 for c in ok if c.sent_s >= whole.start_s - 1e-6 and c.end_s <= whole.end_s + 1e-6
+    )
     return {
         "energy_j": whole.total_j,
         "energy_per_output_token_j": win.total_j / toks if toks > 0 else None,

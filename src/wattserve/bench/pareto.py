@@ -21,12 +21,17 @@ latency columns instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from wattserve.errors import ConfigError
 
-OBJECTIVES: dict[str, str] = {"tok_s_per_user": "max", "tok_s_per_device": "max", "j_per_token": "min"}
+OBJECTIVES: dict[str, str] = {
+    "tok_s_per_user": "max",
+    "tok_s_per_device": "max",
+    "j_per_token": "min",
+}
 SLO_COLUMNS = {"ttft": "ttft", "tpot": "tpot", "e2el": "e2e"}
 
 
@@ -38,9 +43,15 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def usable_objectives(points: Sequence[Mapping[str, Any]], objectives: Mapping[str, str] = OBJECTIVES) -> dict[str, str]:
+def usable_objectives(
+    points: Sequence[Mapping[str, Any]], objectives: Mapping[str, str] = OBJECTIVES
+) -> dict[str, str]:
     """The objectives every point has a finite value for."""
-    return {k: s for k, s in objectives.items() if points and all(_num(p.get(k)) is not None for p in points)}
+    return {
+        k: s
+        for k, s in objectives.items()
+        if points and all(_num(p.get(k)) is not None for p in points)
+    }
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -48,13 +59,17 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
 
 
-def pareto_mask(points: Sequence[Mapping[str, Any]], objectives: Mapping[str, str] = OBJECTIVES) -> list[bool]:
+def pareto_mask(
+    points: Sequence[Mapping[str, Any]], objectives: Mapping[str, str] = OBJECTIVES
+) -> list[bool]:
     """True for points on the frontier (not dominated by any other point)."""
     used = usable_objectives(points, objectives)
     if not used:
         return [True] * len(points)
     vecs = [[_num(p[k]) * (1 if s == "max" else -1) for k, s in used.items()] for p in points]
-    return [not any(dominates(o, v) for j, o in enumerate(vecs) if j != i) for i, v in enumerate(vecs)]
+    return [
+        not any(dominates(o, v) for j, o in enumerate(vecs) if j != i) for i, v in enumerate(vecs)
+    ]
 
 
 @dataclass(frozen=True)
@@ -67,12 +82,19 @@ class Recommendation:
     frontier: tuple[int, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "objective": self.objective, "reason": self.reason,
-                "feasible": list(self.feasible), "objectives_used": list(self.objectives_used),
-                "frontier": list(self.frontier)}
+        return {
+            "index": self.index,
+            "objective": self.objective,
+            "reason": self.reason,
+            "feasible": list(self.feasible),
+            "objectives_used": list(self.objectives_used),
+            "frontier": list(self.frontier),
+        }
 
 
-def meets_slo(point: Mapping[str, Any], slo_ms: Mapping[str, float] | None, min_attainment: float = 0.9) -> bool:
+def meets_slo(
+    point: Mapping[str, Any], slo_ms: Mapping[str, float] | None, min_attainment: float = 0.9
+) -> bool:
     """Whether a point meets every SLO (``{"ttft": ms, "tpot": ms, "e2el": ms}``)."""
     if not slo_ms:
         return True
@@ -102,9 +124,20 @@ def recommend(
         raise ConfigError(f"objective must be 'throughput' or 'energy', got {objective!r}")
     used = tuple(usable_objectives(points))
     front = tuple(i for i, on in enumerate(pareto_mask(points)) if on)
-    ok = [i for i, p in enumerate(points) if (_num(p.get("completed")) or 1) > 0 and meets_slo(p, slo_ms, min_attainment)]
-    slo_txt = (" meeting " + ", ".join(f"{k}<={v:g} ms" for k, v in slo_ms.items())
-               + f" for >= {min_attainment:.0%} of requests") if slo_ms else ""
+    ok = [
+        i
+        for i, p in enumerate(points)
+        if (_num(p.get("completed")) or 1) > 0 and meets_slo(p, slo_ms, min_attainment)
+    ]
+    slo_txt = (
+        (
+            " meeting "
+            + ", ".join(f"{k}<={v:g} ms" for k, v in slo_ms.items())
+            + f" for >= {min_attainment:.0%} of requests"
+        )
+        if slo_ms
+        else ""
+    )
 
     def tput(i: int) -> float:
         return _num(points[i].get("tok_s_per_device")) or 0.0
@@ -117,14 +150,24 @@ def recommend(
         floor = throughput_floor or 0.0
         ok = [i for i in ok if tput(i) >= floor and joules(i) < math.inf]
         if not ok:
-            return Recommendation(None, objective, f"no point{slo_txt} reaches {floor:g} tok/s with an energy figure",
-                                  (), used, front)
+            return Recommendation(
+                None,
+                objective,
+                f"no point{slo_txt} reaches {floor:g} tok/s with an energy figure",
+                (),
+                used,
+                front,
+            )
         best = min(ok, key=lambda i: (joules(i), -tput(i)))
-        why = (f"lowest energy per output token ({joules(best):.4g} J) among {len(ok)} point(s) "
-               f"with >= {floor:g} tok/s per device{slo_txt}")
+        why = (
+            f"lowest energy per output token ({joules(best):.4g} J) among {len(ok)} point(s) "
+            f"with >= {floor:g} tok/s per device{slo_txt}"
+        )
     else:
         if not ok:
             return Recommendation(None, objective, f"no point{slo_txt}", (), used, front)
         best = max(ok, key=lambda i: (tput(i), -joules(i)))
-        why = f"highest device throughput ({tput(best):.4g} tok/s) among {len(ok)} point(s){slo_txt}"
+        why = (
+            f"highest device throughput ({tput(best):.4g} tok/s) among {len(ok)} point(s){slo_txt}"
+        )
     return Recommendation(best, objective, why, tuple(ok), used, front)

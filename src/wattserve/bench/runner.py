@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from wattserve.engines.base import complete
 from wattserve.types import Completion, Measurement, Request
@@ -129,7 +130,9 @@ async def run_schedule(
             in_flight -= 1
             if sem is not None:
                 sem.release()
-        rec = record_of(c, point=label, segment=segment, scheduled_s=scheduled, send_offset_s=c.sent_s - t0)
+        rec = record_of(
+            c, point=label, segment=segment, scheduled_s=scheduled, send_offset_s=c.sent_s - t0
+        )
         run.completions.append(c)
         run.records.append(rec)
         run.send_error_s.append(c.sent_s - (t0 + scheduled))
@@ -178,7 +181,9 @@ def record_windows(run: PointRun, sampler: Any, fixed_concurrency: bool) -> list
         if bounds is not None:
             out.append(sampler.window("steady", *bounds))
         else:
-            run.energy_note = f"steady window shorter than {MIN_STEADY_S} s: J/token from the whole point"
+            run.energy_note = (
+                f"steady window shorter than {MIN_STEADY_S} s: J/token from the whole point"
+            )
     except Exception as exc:  # noqa: BLE001 - a window outside the series: keep what we have
         run.energy_note = f"energy window failed: {exc}"
     run.measurements = out
@@ -192,4 +197,8 @@ def send_error_stats_ms(errors_s: Sequence[float]) -> dict[str, float]:
     if not errors_s:
         return {"p50": math.nan, "p99": math.nan, "max": math.nan}
     a = np.asarray(errors_s) * 1000.0
-    return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }

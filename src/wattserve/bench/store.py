@@ -18,10 +18,11 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterable, Mapping
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from wattserve.errors import ConfigError
 from wattserve.types import SCHEMA_VERSION, Completion, RunSummary
@@ -63,7 +64,7 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def run_dir_name(label: str | None, model: str, now: float | None = None) -> str:
-    stamp = datetime.fromtimestamp(now or time.time(), tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%dT%H%M%SZ")
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", (label or model).strip()).strip("_") or "run"
     return f"{base}-{stamp}"
 
@@ -84,8 +85,11 @@ def _dumps_line(record: Mapping[str, Any]) -> bytes:
     try:
         import orjson
 
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY,
-                            default=_json_default)
+        return orjson.dumps(
+            record,
+            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY,
+            default=_json_default,
+        )
     except ImportError:  # pragma: no cover - orjson is a dependency; keep a plain fallback
         return (json.dumps(_clean(record), default=_json_default) + "\n").encode()
     except TypeError:  # orjson refuses something exotic (e.g. an int over 64 bits)
@@ -111,7 +115,7 @@ class RequestLog:
         if not self._f.closed:
             self._f.close()
 
-    def __enter__(self) -> "RequestLog":
+    def __enter__(self) -> RequestLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -152,7 +156,9 @@ def completion_of(record: Mapping[str, Any]) -> Completion:
     return Completion.from_dict(record)
 
 
-def latest_per_request(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def latest_per_request(
+    records: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str], dict[str, Any]]:
     """(point, request id) -> the record to use: a successful one if any, else the latest."""
     best: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
@@ -226,7 +232,9 @@ def load_run_json(run_dir: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{p}: unreadable ({exc.msg})") from None
     if data.get("schema_version", 0) > SCHEMA_VERSION:
-        raise ConfigError(f"{p}: schema version {data['schema_version']} is newer than this wattserve")
+        raise ConfigError(
+            f"{p}: schema version {data['schema_version']} is newer than this wattserve"
+        )
     return data
 
 
@@ -260,11 +268,22 @@ def catalog_upsert(result_dir: str | Path, run_dir: Path, run: Mapping[str, Any]
     best = max(sums, key=lambda s: s.get("output_throughput") or 0, default={})
     jpt = [s.get("energy_per_output_token_j") for s in sums if s.get("energy_per_output_token_j")]
     row = (
-        run["run_id"], str(run_dir.resolve()), cfg.get("label"), cfg.get("model"), cfg.get("backend"),
-        datetime.fromtimestamp(run.get("wall_start", 0), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-        run.get("status"), len(points), sum(s.get("completed", 0) for s in sums),
-        sum(s.get("failed", 0) for s in sums), best.get("output_throughput"),
-        min(jpt) if jpt else None, best.get("energy_source"), run.get("meter"),
+        run["run_id"],
+        str(run_dir.resolve()),
+        cfg.get("label"),
+        cfg.get("model"),
+        cfg.get("backend"),
+        datetime.fromtimestamp(run.get("wall_start", 0), tz=UTC).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        ),
+        run.get("status"),
+        len(points),
+        sum(s.get("completed", 0) for s in sums),
+        sum(s.get("failed", 0) for s in sums),
+        best.get("output_throughput"),
+        min(jpt) if jpt else None,
+        best.get("energy_source"),
+        run.get("meter"),
     )
     with closing(_connect(result_dir)) as con, con:
         con.execute("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
@@ -273,7 +292,10 @@ def catalog_upsert(result_dir: str | Path, run_dir: Path, run: Mapping[str, Any]
 def catalog_list(result_dir: str | Path) -> list[dict[str, Any]]:
     with closing(_connect(result_dir)) as con:
         con.row_factory = sqlite3.Row
-        return [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY created_utc DESC, run_id DESC")]
+        return [
+            dict(r)
+            for r in con.execute("SELECT * FROM runs ORDER BY created_utc DESC, run_id DESC")
+        ]
 
 
 def find_run(run: str, result_dir: str | Path) -> Path:
@@ -283,10 +305,16 @@ def find_run(run: str, result_dir: str | Path) -> Path:
         return p
     if (Path(result_dir) / run / RUN_JSON).is_file():
         return Path(result_dir) / run
-    matches = [r for r in catalog_list(result_dir) if r["run_id"] == run or r["run_id"].startswith(run)]
+    matches = [
+        r for r in catalog_list(result_dir) if r["run_id"] == run or r["run_id"].startswith(run)
+    ]
     exact = [r for r in matches if r["run_id"] == run]
     if exact or len(matches) == 1:
         return Path((exact or matches)[0]["path"])
     if matches:
-        raise ConfigError(f"run {run!r} is ambiguous: {', '.join(r['run_id'] for r in matches[:5])}")
-    raise ConfigError(f"no run {run!r} in {catalog_path(result_dir)} (give a run directory or an id)")
+        raise ConfigError(
+            f"run {run!r} is ambiguous: {', '.join(r['run_id'] for r in matches[:5])}"
+        )
+    raise ConfigError(
+        f"no run {run!r} in {catalog_path(result_dir)} (give a run directory or an id)"
+    )

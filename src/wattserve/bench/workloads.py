@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -91,10 +92,21 @@ def word_prompt(n_tokens: int, rng: np.random.Generator) -> str:
 def _request(i: int, prompt: str, max_tokens: int, endpoint: str, model: str, **kw: Any) -> Request:
     if endpoint == "chat":
         return Request(
-            id=f"req-{i}", model=model, messages=(Message("user", prompt),),
-            max_tokens=max_tokens, endpoint="chat", **kw,
+            id=f"req-{i}",
+            model=model,
+            messages=(Message("user", prompt),),
+            max_tokens=max_tokens,
+            endpoint="chat",
+            **kw,
         )
-    return Request(id=f"req-{i}", model=model, prompt=prompt, max_tokens=max_tokens, endpoint="completions", **kw)
+    return Request(
+        id=f"req-{i}",
+        model=model,
+        prompt=prompt,
+        max_tokens=max_tokens,
+        endpoint="completions",
+        **kw,
+    )
 
 
 def random_workload(
@@ -113,8 +125,14 @@ def random_workload(
     outs = _lengths(n, output_len, range_ratio, rng)
     reqs = []
     for i, (li, lo) in enumerate(zip(ins, outs)):
-        text = tokenized_prompt(tokenizer, li, rng) if tokenizer is not None else word_prompt(li, rng)
-        reqs.append(_request(i, text, lo, endpoint, model, input_tokens=li, ignore_eos=ignore_eos, seed=seed))
+        text = (
+            tokenized_prompt(tokenizer, li, rng) if tokenizer is not None else word_prompt(li, rng)
+        )
+        reqs.append(
+            _request(
+                i, text, lo, endpoint, model, input_tokens=li, ignore_eos=ignore_eos, seed=seed
+            )
+        )
     return Workload(reqs, token_counting="tokenizer" if tokenizer is not None else "approx-words")
 
 
@@ -157,7 +175,9 @@ def _int_field(row: dict[str, Any], names: Sequence[str], where: str) -> int | N
                     raise ValueError
                 return int(f)
             except (TypeError, ValueError):
-                raise ConfigError(f"{where}: {name} must be a positive integer, got {v!r}") from None
+                raise ConfigError(
+                    f"{where}: {name} must be a positive integer, got {v!r}"
+                ) from None
     return None
 
 
@@ -167,8 +187,13 @@ _IN_KEYS = ("input_len", "input_tokens", "prompt_tokens")
 
 
 def custom_workload(
-    path: str | Path, n: int | None, output_len: int, model: str = "", endpoint: str = "completions",
-    seed: int = 0, ignore_eos: bool = False,
+    path: str | Path,
+    n: int | None,
+    output_len: int,
+    model: str = "",
+    endpoint: str = "completions",
+    seed: int = 0,
+    ignore_eos: bool = False,
 ) -> Workload:
     """JSONL or CSV with a ``prompt`` column (or ``text``) and optional ``output_len``/``max_tokens``."""
     p = Path(path)
@@ -184,13 +209,23 @@ def custom_workload(
         out = _int_field(row, _OUT_KEYS, where) or output_len
         reqs.append(_request(i, prompt, out, endpoint, model, seed=seed, ignore_eos=ignore_eos))
     if n is not None:
-        reqs = [replace(reqs[i % len(reqs)], id=f"req-{i}") for i in range(n)] if n > len(reqs) else reqs[:n]
+        reqs = (
+            [replace(reqs[i % len(reqs)], id=f"req-{i}") for i in range(n)]
+            if n > len(reqs)
+            else reqs[:n]
+        )
     return Workload(reqs, token_counting="server")
 
 
 def trace_workload(
-    path: str | Path, n: int | None, output_len: int, model: str = "", endpoint: str = "completions",
-    seed: int = 0, tokenizer: Tokenizer | None = None, ignore_eos: bool = True,
+    path: str | Path,
+    n: int | None,
+    output_len: int,
+    model: str = "",
+    endpoint: str = "completions",
+    seed: int = 0,
+    tokenizer: Tokenizer | None = None,
+    ignore_eos: bool = True,
 ) -> Workload:
     """Rows with ``timestamp`` (seconds; or ``timestamp_ms``) plus either a prompt or
     ``input_len``/``output_len``. Arrivals are the timestamps relative to the first row."""
@@ -210,16 +245,35 @@ def trace_workload(
             else:
                 raise ConfigError(f"{where}: needs a 'timestamp' (s) or 'timestamp_ms' field")
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}: timestamp is not a number: {row.get('timestamp')!r}") from None
+            raise ConfigError(
+                f"{where}: timestamp is not a number: {row.get('timestamp')!r}"
+            ) from None
         out = _int_field(row, _OUT_KEYS, where) or output_len
         prompt = next((row[k] for k in _PROMPT_KEYS if row.get(k) not in (None, "")), None)
         n_in = _int_field(row, _IN_KEYS, where)
         if prompt is None:
             if n_in is None:
                 raise ConfigError(f"{where}: needs a 'prompt' or an 'input_len' field")
-            prompt = tokenized_prompt(tokenizer, n_in, rng) if tokenizer is not None else word_prompt(n_in, rng)
-        parsed.append((ts, _request(i, str(prompt), out, endpoint, model, input_tokens=n_in,
-                                    seed=seed, ignore_eos=ignore_eos)))
+            prompt = (
+                tokenized_prompt(tokenizer, n_in, rng)
+                if tokenizer is not None
+                else word_prompt(n_in, rng)
+            )
+        parsed.append(
+            (
+                ts,
+                _request(
+                    i,
+                    str(prompt),
+                    out,
+                    endpoint,
+                    model,
+                    input_tokens=n_in,
+                    seed=seed,
+                    ignore_eos=ignore_eos,
+                ),
+            )
+        )
     parsed.sort(key=lambda x: x[0])
     if n is not None:
         parsed = parsed[:n]
@@ -229,7 +283,12 @@ def trace_workload(
 
 
 def sharegpt_workload(
-    path: str | Path, n: int | None, output_len: int, model: str = "", endpoint: str = "chat", seed: int = 0,
+    path: str | Path,
+    n: int | None,
+    output_len: int,
+    model: str = "",
+    endpoint: str = "chat",
+    seed: int = 0,
 ) -> Workload:
     """A ShareGPT-style JSON list: the first human turn is the prompt; --output-len caps the reply."""
     p = Path(path)
@@ -257,13 +316,34 @@ def build_workload(cfg: Any, tokenizer: Tokenizer | None = None) -> Workload:
     """From a ``BenchConfig``."""
     model, ep = cfg.model, cfg.endpoint
     if cfg.dataset_name == "random":
-        return random_workload(cfg.num_prompts, cfg.input_len, cfg.output_len, cfg.random_range_ratio,
-                               cfg.seed, tokenizer, model, ep, cfg.ignore_eos)
+        return random_workload(
+            cfg.num_prompts,
+            cfg.input_len,
+            cfg.output_len,
+            cfg.random_range_ratio,
+            cfg.seed,
+            tokenizer,
+            model,
+            ep,
+            cfg.ignore_eos,
+        )
     if cfg.dataset_name == "custom":
-        return custom_workload(cfg.dataset_path, cfg.num_prompts, cfg.output_len, model, ep, cfg.seed)
+        return custom_workload(
+            cfg.dataset_path, cfg.num_prompts, cfg.output_len, model, ep, cfg.seed
+        )
     if cfg.dataset_name == "trace":
-        return trace_workload(cfg.dataset_path, cfg.num_prompts, cfg.output_len, model, ep, cfg.seed,
-                              tokenizer, cfg.ignore_eos)
+        return trace_workload(
+            cfg.dataset_path,
+            cfg.num_prompts,
+            cfg.output_len,
+            model,
+            ep,
+            cfg.seed,
+            tokenizer,
+            cfg.ignore_eos,
+        )
     if cfg.dataset_name == "sharegpt":
-        return sharegpt_workload(cfg.dataset_path, cfg.num_prompts, cfg.output_len, model, ep, cfg.seed)
+        return sharegpt_workload(
+            cfg.dataset_path, cfg.num_prompts, cfg.output_len, model, ep, cfg.seed
+        )
     raise ConfigError(f"unknown --dataset-name {cfg.dataset_name!r}")

@@ -16,7 +16,19 @@ from wattserve.cache.response_cache import ResponseCache
 from wattserve.cache.stores import RedisStore, SQLiteStore, open_store
 
 __all__ = [
-    "ResponseCache", "make_key", "is_cacheable", "canonical_request", "namespace",
-    "Policy", "LRU", "LFU", "GDSF", "LEC", "POLICY_NAMES", "make_policy",
-    "SQLiteStore", "RedisStore", "open_store",
+    "ResponseCache",
+    "make_key",
+    "is_cacheable",
+    "canonical_request",
+    "namespace",
+    "Policy",
+    "LRU",
+    "LFU",
+    "GDSF",
+    "LEC",
+    "POLICY_NAMES",
+    "make_policy",
+    "SQLiteStore",
+    "RedisStore",
+    "open_store",
 ]

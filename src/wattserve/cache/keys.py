@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from wattserve.types import Request
 
@@ -66,7 +67,9 @@ def canonical_request(request: Request) -> dict[str, Any]:
 
 
 def _dumps_stdlib(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 def _dumps(obj: Any) -> bytes:
@@ -83,7 +86,7 @@ def _dumps(obj: Any) -> bytes:
 try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; keep keys computable without it
-    _dumps = _dumps_stdlib  # noqa: F811
+    _dumps = _dumps_stdlib
 
 
 def make_key(tenant: str, model_group: str, request: Request) -> str:

@@ -21,7 +21,8 @@ all four policies satisfy this for fixed costs (the cache handles decreases too)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from wattserve.errors import ConfigError
 
@@ -36,7 +37,9 @@ class Node:
 
     __slots__ = ("key", "value", "cost", "size", "frequency", "last_access", "inserted", "prio")
 
-    def __init__(self, key: Any, value: Any, cost: float, size: int, frequency: int, now: int) -> None:
+    def __init__(
+        self, key: Any, value: Any, cost: float, size: int, frequency: int, now: int
+    ) -> None:
         self.key = key
         self.value = value
         self.cost = cost

@@ -20,7 +20,8 @@ so a restart keeps its contents; a shared store (Redis) is also read on a local 
 from __future__ import annotations
 
 import heapq
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from wattserve.cache.policies import Node, Policy, make_policy
 from wattserve.errors import ConfigError
@@ -66,8 +67,12 @@ class ResponseCache:
         self._admission = admission and not self._inflates
         self._lazy = bool(getattr(self.policy, "lazy", False))
         # the online GDSF priority is inlined in ``get`` (its hot path)
-        self._gdsf = self.policy if getattr(self.policy, "priority", None) == getattr(
-            self.policy, "_online_priority", 0) and self._inflates else None
+        self._gdsf = (
+            self.policy
+            if getattr(self.policy, "priority", None) == getattr(self.policy, "_online_priority", 0)
+            and self._inflates
+            else None
+        )
         self._entries_only = capacity_entries is not None and capacity_bytes is None
         self._nodes: dict[Any, Node] = {}
         # heap entries (priority, last access, key): (priority, last access) is unique per
@@ -230,8 +235,15 @@ class ResponseCache:
             for node in self._nodes.values():
                 node.prio = self._prio(node)
         for node in sorted(self._nodes.values(), key=lambda n: (n.prio, n.last_access)):
-            yield CacheEntry(node.key, node.value, node.cost, node.size, node.frequency,
-                             float(node.last_access), float(node.inserted))
+            yield CacheEntry(
+                node.key,
+                node.value,
+                node.cost,
+                node.size,
+                node.frequency,
+                float(node.last_access),
+                float(node.inserted),
+            )
 
     def eviction_order(self) -> list[Any]:
         """Keys in the order they would be evicted now (for inspection and tests)."""
@@ -256,7 +268,10 @@ class ResponseCache:
 
     # ------------------------------------------------------------------ internals
     def _over(self, extra_entries: int, extra_bytes: int) -> bool:
-        if self.capacity_entries is not None and len(self._nodes) + extra_entries > self.capacity_entries:
+        if (
+            self.capacity_entries is not None
+            and len(self._nodes) + extra_entries > self.capacity_entries
+        ):
             return True
         return self.capacity_bytes is not None and self.bytes + extra_bytes > self.capacity_bytes
 
@@ -267,8 +282,10 @@ class ResponseCache:
             victim = self._peek_min()
             if victim is None:
                 return False
-            if newcomer is not None and self._admission and (newcomer.prio, newcomer.last_access) < (
-                victim.prio, victim.last_access
+            if (
+                newcomer is not None
+                and self._admission
+                and (newcomer.prio, newcomer.last_access) < (victim.prio, victim.last_access)
             ):
                 return False
             heapq.heappop(self._heap)

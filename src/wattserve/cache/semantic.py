@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -57,8 +58,13 @@ class MiniLMEmbedder:
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
-                batch = self.tokenizer(list(texts[i : i + self.batch_size]), padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
+                batch = self.tokenizer(
+                    list(texts[i : i + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 hidden = self.model(**batch).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -72,8 +78,14 @@ class HashingEmbedder:
     def __init__(self, n_features: int = 4096) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
 
-        self._vec = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 4), n_features=n_features,
-                                      alternate_sign=False, norm="l2", lowercase=True)
+        self._vec = HashingVectorizer(
+            analyzer="char_wb",
+            ngram_range=(3, 4),
+            n_features=n_features,
+            alternate_sign=False,
+            norm="l2",
+            lowercase=True,
+        )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._vec.transform(list(texts)).toarray().astype(np.float32)
@@ -124,7 +136,9 @@ class SemanticIndex:
             keys.pop(i)
             self._vecs[namespace] = np.delete(self._vecs[namespace], i, axis=0)
 
-    def nearest(self, namespace: str, text: str, vector: np.ndarray | None = None) -> tuple[str, float] | None:
+    def nearest(
+        self, namespace: str, text: str, vector: np.ndarray | None = None
+    ) -> tuple[str, float] | None:
         """(key, cosine similarity) of the nearest stored prompt at or above the threshold."""
         keys = self._keys.get(namespace)
         if not keys:
@@ -165,7 +179,15 @@ class SemanticCache:
         self.semantic_hits += value is not None
         return (value, "semantic") if value is not None else None
 
-    def put(self, tenant: str, model_group: str, request: Request, value: Any, cost: float, size: int = 1) -> bool:
+    def put(
+        self,
+        tenant: str,
+        model_group: str,
+        request: Request,
+        value: Any,
+        cost: float,
+        size: int = 1,
+    ) -> bool:
         if not is_cacheable(request, self.cache_sampled):
             return False
         key = make_key(tenant, model_group, request)
@@ -191,8 +213,14 @@ def _surface_edit(text: str, rng: Any) -> str:
     return text
 
 
-def false_hit_report(texts: Sequence[str], embedder: Embedder, thresholds: Sequence[float] = (0.8, 0.85, 0.9, 0.95),
-                     n_stored: int = 800, n_edited: int = 400, seed: int = 0) -> list[dict[str, float]]:
+def false_hit_report(
+    texts: Sequence[str],
+    embedder: Embedder,
+    thresholds: Sequence[float] = (0.8, 0.85, 0.9, 0.95),
+    n_stored: int = 800,
+    n_edited: int = 400,
+    seed: int = 0,
+) -> list[dict[str, float]]:
     """False- and true-hit rates of nearest-prompt lookup on a labelled set built from real prompts.
 
     Stored: ``n_stored`` distinct prompts. Negatives: as many other distinct prompts (any
@@ -213,6 +241,14 @@ def false_hit_report(texts: Sequence[str], embedder: Embedder, thresholds: Seque
     pos_sims = P @ S.T
     pos_right = pos_sims.argmax(axis=1) == np.arange(len(edited))
     pos_best = pos_sims.max(axis=1)
-    return [{"threshold": float(t), "false_hit_rate": float(np.mean(neg_best >= t)),
-             "true_hit_rate": float(np.mean(pos_right & (pos_best >= t))),
-             "n_stored": len(stored), "n_negative": len(others), "n_positive": len(edited)} for t in thresholds]
+    return [
+        {
+            "threshold": float(t),
+            "false_hit_rate": float(np.mean(neg_best >= t)),
+            "true_hit_rate": float(np.mean(pos_right & (pos_best >= t))),
+            "n_stored": len(stored),
+            "n_negative": len(others),
+            "n_positive": len(edited),
+        }
+        for t in thresholds
+    ]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from wattserve.errors import ConfigError, EngineUnavailable
 
@@ -35,7 +36,9 @@ def _dumps(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cache values in a persistent store must be JSON-serialisable: {exc}") from exc
+        raise ConfigError(
+            f"cache values in a persistent store must be JSON-serialisable: {exc}"
+        ) from exc
 
 
 class SQLiteStore:
@@ -49,7 +52,9 @@ class SQLiteStore:
             raise ConfigError(f"cache store folder does not exist: {self.path.parent}")
         self._lock = threading.Lock()
         try:
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
@@ -115,11 +120,15 @@ class RedisStore:
 
     shared = True
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "wattserve:cache:") -> None:
+    def __init__(
+        self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "wattserve:cache:"
+    ) -> None:
         try:
             import redis
         except ImportError as exc:
-            raise EngineUnavailable("the redis store needs the 'redis' package: pip install 'wattserve[redis]'") from exc
+            raise EngineUnavailable(
+                "the redis store needs the 'redis' package: pip install 'wattserve[redis]'"
+            ) from exc
         self.prefix = prefix
         self._r = redis.Redis.from_url(url, decode_responses=True)
         try:
@@ -137,9 +146,15 @@ class RedisStore:
         return json.loads(h["value"]), float(h["cost"]), int(h["size"]), int(h["frequency"])
 
     def put(self, key: str, value: Any, cost: float, size: int, frequency: int) -> None:
-        self._r.hset(self._k(key), mapping={
-            "value": _dumps(value), "cost": repr(float(cost)), "size": int(size), "frequency": int(frequency),
-        })
+        self._r.hset(
+            self._k(key),
+            mapping={
+                "value": _dumps(value),
+                "cost": repr(float(cost)),
+                "size": int(size),
+                "frequency": int(frequency),
+            },
+        )
 
     def delete(self, key: str) -> None:
         self._r.delete(self._k(key))
@@ -149,7 +164,13 @@ class RedisStore:
         for full in self._r.scan_iter(match=self.prefix + "*", count=1000):
             h = self._r.hgetall(full)
             if h:
-                yield full[n:], json.loads(h["value"]), float(h["cost"]), int(h["size"]), int(h["frequency"])
+                yield (
+                    full[n:],
+                    json.loads(h["value"]),
+                    float(h["cost"]),
+                    int(h["size"]),
+                    int(h["frequency"]),
+                )
 
     def clear(self) -> None:
         keys = list(self._r.scan_iter(match=self.prefix + "*", count=1000))
@@ -167,7 +188,9 @@ def open_store(spec: str | None) -> Any:
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore(spec)
     if spec.startswith("sqlite:"):
-        return SQLiteStore(spec[len("sqlite:"):])
+        return SQLiteStore(spec[len("sqlite:") :])
     if spec.endswith((".sqlite", ".sqlite3", ".db")):
         return SQLiteStore(spec)
-    raise ConfigError(f"unknown cache store {spec!r}: use memory, sqlite:PATH or redis://HOST:PORT/DB")
+    raise ConfigError(
+        f"unknown cache store {spec!r}: use memory, sqlite:PATH or redis://HOST:PORT/DB"
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -25,21 +25,38 @@ def summary_table(points: list[Any], title: str) -> Any:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v * 1000:.1f}"
 
     t = Table(title=title)
-    for col in ("point", "conc", "rate", "ok/fail", "out tok/s", "req/s", "TTFT p50/p99 ms",
-                "TPOT p50/p99 ms", "ITL p50 ms", "E2E p50/p99 ms", "J/token"):
+    for col in (
+        "point",
+        "conc",
+        "rate",
+        "ok/fail",
+        "out tok/s",
+        "req/s",
+        "TTFT p50/p99 ms",
+        "TPOT p50/p99 ms",
+        "ITL p50 ms",
+        "E2E p50/p99 ms",
+        "J/token",
+    ):
         t.add_column(col, justify="right" if col != "point" else "left")
     for p in points:
         s = p.summary
         lat = s.latency
-        rate = "inf" if p.request_rate is None or math.isinf(p.request_rate) else f"{p.request_rate:g}"
+        rate = (
+            "inf" if p.request_rate is None or math.isinf(p.request_rate) else f"{p.request_rate:g}"
+        )
         if s.energy_per_output_token_j is not None:
             win = "" if s.energy_window == "steady" else ", whole"
             jpt = f"{s.energy_per_output_token_j:.4g} ({s.energy_source}{win})"
         else:
             jpt = "-"
         t.add_row(
-            p.label, str(p.max_concurrency or "-"), rate, f"{s.completed}/{s.failed}",
-            f"{s.output_throughput:.1f}", f"{s.request_throughput:.2f}",
+            p.label,
+            str(p.max_concurrency or "-"),
+            rate,
+            f"{s.completed}/{s.failed}",
+            f"{s.output_throughput:.1f}",
+            f"{s.request_throughput:.2f}",
             f"{ms(lat.get('ttft_s'), 'p50')}/{ms(lat.get('ttft_s'), 'p99')}",
             f"{ms(lat.get('tpot_s'), 'p50')}/{ms(lat.get('tpot_s'), 'p99')}",
             ms(lat.get("itl_s"), "p50"),
@@ -52,31 +69,73 @@ def summary_table(points: list[Any], title: str) -> Any:
 def register(app: typer.Typer) -> None:
     @app.command("bench", help=HELP)
     def bench(
-        model: Optional[str] = typer.Option(None, "--model", help="Model name (e.g. smollm2-135m) or served model id."),
-        backend: str = typer.Option("auto", "--backend", help="auto|local|llama-cpp|openai|simulated."),
-        base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
-        endpoint: str = typer.Option("completions", "--endpoint", help="completions|chat (or /v1/completions, /v1/chat/completions)."),
+        model: str | None = typer.Option(
+            None, "--model", help="Model name (e.g. smollm2-135m) or served model id."
+        ),
+        backend: str = typer.Option(
+            "auto", "--backend", help="auto|local|llama-cpp|openai|simulated."
+        ),
+        base_url: str | None = typer.Option(
+            None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
+        ),
+        endpoint: str = typer.Option(
+            "completions",
+            "--endpoint",
+            help="completions|chat (or /v1/completions, /v1/chat/completions).",
+        ),
         threads: int = typer.Option(1, "--threads", help="CPU threads for in-process engines."),
-        dataset_name: str = typer.Option("random", "--dataset-name", help="random|custom|trace|sharegpt."),
-        dataset_path: Optional[str] = typer.Option(None, "--dataset-path", help="JSONL/CSV (custom, trace) or ShareGPT JSON."),
+        dataset_name: str = typer.Option(
+            "random", "--dataset-name", help="random|custom|trace|sharegpt."
+        ),
+        dataset_path: str | None = typer.Option(
+            None, "--dataset-path", help="JSONL/CSV (custom, trace) or ShareGPT JSON."
+        ),
         input_len: int = typer.Option(64, "--input-len", help="Random dataset: prompt tokens."),
-        output_len: int = typer.Option(32, "--output-len", help="Output tokens (ignore_eos for random)."),
-        random_range_ratio: float = typer.Option(0.0, "--random-range-ratio", help="Lengths uniform in L*(1±ratio)."),
+        output_len: int = typer.Option(
+            32, "--output-len", help="Output tokens (ignore_eos for random)."
+        ),
+        random_range_ratio: float = typer.Option(
+            0.0, "--random-range-ratio", help="Lengths uniform in L*(1±ratio)."
+        ),
         num_prompts: int = typer.Option(100, "--num-prompts", help="Requests per point."),
-        request_rate: Optional[str] = typer.Option(None, "--request-rate", help="Requests/s, comma list to sweep (default inf)."),
-        burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape of inter-arrivals (1 = Poisson)."),
-        arrival: str = typer.Option("poisson", "--arrival", help="poisson (gamma with --burstiness) or constant."),
-        max_concurrency: Optional[str] = typer.Option(None, "--max-concurrency", help="In-flight bound, comma list to sweep."),
-        num_warmups: int = typer.Option(0, "--num-warmups", help="Warm-up requests, excluded from metrics."),
+        request_rate: str | None = typer.Option(
+            None, "--request-rate", help="Requests/s, comma list to sweep (default inf)."
+        ),
+        burstiness: float = typer.Option(
+            1.0, "--burstiness", help="Gamma shape of inter-arrivals (1 = Poisson)."
+        ),
+        arrival: str = typer.Option(
+            "poisson", "--arrival", help="poisson (gamma with --burstiness) or constant."
+        ),
+        max_concurrency: str | None = typer.Option(
+            None, "--max-concurrency", help="In-flight bound, comma list to sweep."
+        ),
+        num_warmups: int = typer.Option(
+            0, "--num-warmups", help="Warm-up requests, excluded from metrics."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed for prompts and arrival schedules."),
-        percentile_metrics: str = typer.Option("ttft,tpot,itl,e2el", "--percentile-metrics", help="Metrics to report."),
-        metric_percentiles: str = typer.Option("50,90,99", "--metric-percentiles", help="Percentiles to report."),
-        goodput: Optional[List[str]] = typer.Option(None, "--goodput", help="SLOs in ms, e.g. 'ttft:200 tpot:50' (repeatable)."),
+        percentile_metrics: str = typer.Option(
+            "ttft,tpot,itl,e2el", "--percentile-metrics", help="Metrics to report."
+        ),
+        metric_percentiles: str = typer.Option(
+            "50,90,99", "--metric-percentiles", help="Percentiles to report."
+        ),
+        goodput: list[str] | None = typer.Option(
+            None, "--goodput", help="SLOs in ms, e.g. 'ttft:200 tpot:50' (repeatable)."
+        ),
         meter: str = typer.Option("auto", "--meter", help="auto|modeled|rapl|nvml|null."),
-        timeout: Optional[float] = typer.Option(None, "--timeout", help="Per-request timeout, seconds."),
-        result_dir: str = typer.Option("runs", "--result-dir", help="Where run directories and the catalog go."),
-        label: Optional[str] = typer.Option(None, "--label", help="Run name prefix (default: the model)."),
-        resume: Optional[str] = typer.Option(None, "--resume", help="RUN_DIR of an interrupted run to finish."),
+        timeout: float | None = typer.Option(
+            None, "--timeout", help="Per-request timeout, seconds."
+        ),
+        result_dir: str = typer.Option(
+            "runs", "--result-dir", help="Where run directories and the catalog go."
+        ),
+        label: str | None = typer.Option(
+            None, "--label", help="Run name prefix (default: the model)."
+        ),
+        resume: str | None = typer.Option(
+            None, "--resume", help="RUN_DIR of an interrupted run to finish."
+        ),
     ) -> None:
         import os
 
@@ -94,15 +153,31 @@ def register(app: typer.Typer) -> None:
             if rates and all(math.isinf(r) for r in rates):
                 rates = None
             cfg = BenchConfig.build(
-                model=model, backend=backend, base_url=base_url, endpoint=endpoint, threads=threads,
-                dataset_name=dataset_name, dataset_path=dataset_path, input_len=input_len,
-                output_len=output_len, random_range_ratio=random_range_ratio, num_prompts=num_prompts,
-                request_rates=rates, max_concurrencies=parse_list(max_concurrency, int, "--max-concurrency"),
-                burstiness=burstiness, arrival=arrival, num_warmups=num_warmups, seed=seed,
+                model=model,
+                backend=backend,
+                base_url=base_url,
+                endpoint=endpoint,
+                threads=threads,
+                dataset_name=dataset_name,
+                dataset_path=dataset_path,
+                input_len=input_len,
+                output_len=output_len,
+                random_range_ratio=random_range_ratio,
+                num_prompts=num_prompts,
+                request_rates=rates,
+                max_concurrencies=parse_list(max_concurrency, int, "--max-concurrency"),
+                burstiness=burstiness,
+                arrival=arrival,
+                num_warmups=num_warmups,
+                seed=seed,
                 percentile_metrics=[m.strip() for m in percentile_metrics.split(",") if m.strip()],
-                metric_percentiles=parse_list(metric_percentiles, float, "--metric-percentiles") or [50, 90, 99],
-                goodput=parse_goodput(goodput), meter=meter, timeout_s=timeout,
-                result_dir=result_dir, label=label,
+                metric_percentiles=parse_list(metric_percentiles, float, "--metric-percentiles")
+                or [50, 90, 99],
+                goodput=parse_goodput(goodput),
+                meter=meter,
+                timeout_s=timeout,
+                result_dir=result_dir,
+                label=label,
             )
         _run(cfg if resume is None else None, resume, console)
 
@@ -112,8 +187,14 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
 
     from wattserve.bench import benchmark as bm
 
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, transient=False)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
     tasks: dict[str, Any] = {}
 
     def on_progress(label: str, done: int, total: int) -> None:
@@ -123,7 +204,9 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
 
     import signal
 
-    def _terminate(signum: int, frame: Any) -> None:  # SIGTERM: stop like Ctrl-C (run marked interrupted)
+    def _terminate(
+        signum: int, frame: Any
+    ) -> None:  # SIGTERM: stop like Ctrl-C (run marked interrupted)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
@@ -146,5 +229,7 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
             out.print(f"[dim]{p.label}: {p.energy_note}[/dim]")
         s = p.summary
         if s.goodput_rps is not None:
-            out.print(f"{p.label}: goodput {s.goodput_rps:.2f} req/s, SLO attainment {s.slo_attainment:.1%}")
+            out.print(
+                f"{p.label}: goodput {s.goodput_rps:.2f} req/s, SLO attainment {s.slo_attainment:.1%}"
+            )
     out.print(f"results: {run_dir}")

@@ -10,8 +10,9 @@ from wattserve.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
-    cache_app = typer.Typer(help="Inspect or clear a persistent response cache (SQLite or Redis).",
-                            no_args_is_help=True)
+    cache_app = typer.Typer(
+        help="Inspect or clear a persistent response cache (SQLite or Redis).", no_args_is_help=True
+    )
     app.add_typer(cache_app, name="cache")
 
     def _open(store: str):
@@ -25,7 +26,9 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"no cache store at {path}")
         s = open_store(store)
         if s is None:
-            raise ConfigError("give a persistent store: sqlite:PATH, PATH.sqlite or redis://HOST:PORT/DB")
+            raise ConfigError(
+                "give a persistent store: sqlite:PATH, PATH.sqlite or redis://HOST:PORT/DB"
+            )
         return s
 
     @cache_app.command("stats")
@@ -44,8 +47,10 @@ def register(app: typer.Typer) -> None:
             "stored_cost": float(sum(r[2] for r in rows)),
             "requests": int(sum(r[4] for r in rows)),
             "saved_cost_so_far": float(sum(r[2] * max(r[4] - 1, 0) for r in rows)),
-            "top": [{"key": k[:16], "frequency": f, "cost": c, "size": z}
-                    for k, _, c, z, f in sorted(rows, key=lambda r: -r[4])[:top]],
+            "top": [
+                {"key": k[:16], "frequency": f, "cost": c, "size": z}
+                for k, _, c, z, f in sorted(rows, key=lambda r: -r[4])[:top]
+            ],
         }
         if fmt == "json":
             typer.echo(json.dumps(summary, indent=2))
@@ -57,7 +62,9 @@ def register(app: typer.Typer) -> None:
         t.add_column("metric")
         t.add_column("value", justify="right")
         for k in ("entries", "bytes", "stored_cost", "requests", "saved_cost_so_far"):
-            t.add_row(k, f"{summary[k]:,.6g}" if isinstance(summary[k], float) else f"{summary[k]:,}")
+            t.add_row(
+                k, f"{summary[k]:,.6g}" if isinstance(summary[k], float) else f"{summary[k]:,}"
+            )
         Console().print(t)
         if summary["top"]:
             t2 = Table(title="most requested")
@@ -69,11 +76,15 @@ def register(app: typer.Typer) -> None:
 
     @cache_app.command("semantic-eval")
     def semantic_eval(
-        data: str = typer.Option("../shared/data/routing/mmlu", help="CSV or folder of CSVs with a prompt column"),
+        data: str = typer.Option(
+            "../shared/data/routing/mmlu", help="CSV or folder of CSVs with a prompt column"
+        ),
         embedder: str = typer.Option("minilm", help="minilm (offline package) or hashing"),
         n_stored: int = typer.Option(800, help="distinct prompts stored in the index"),
         n_edited: int = typer.Option(400, help="stored prompts re-asked with surface edits"),
-        threshold: list[float] = typer.Option([0.8, 0.85, 0.9, 0.95], help="similarity thresholds (repeat)"),
+        threshold: list[float] = typer.Option(
+            [0.8, 0.85, 0.9, 0.95], help="similarity thresholds (repeat)"
+        ),
         seed: int = typer.Option(0),
     ) -> None:
         """False-hit rate of semantic lookup on distinct real prompts, true-hit rate on edited ones."""
@@ -92,16 +103,22 @@ def register(app: typer.Typer) -> None:
         texts = load_labelled_csvs(data).texts
         emb = MiniLMEmbedder() if embedder == "minilm" else HashingEmbedder()
         rows = false_hit_report(texts, emb, threshold, n_stored, n_edited, seed)
-        t = Table(title=f"semantic lookup with {emb.name}: {rows[0]['n_stored']} stored, "
-                        f"{rows[0]['n_negative']} distinct negatives, {rows[0]['n_positive']} edited positives")
+        t = Table(
+            title=f"semantic lookup with {emb.name}: {rows[0]['n_stored']} stored, "
+            f"{rows[0]['n_negative']} distinct negatives, {rows[0]['n_positive']} edited positives"
+        )
         for col in ("threshold", "false-hit rate", "true-hit rate"):
             t.add_column(col, justify="right")
         for r in rows:
-            t.add_row(f"{r['threshold']:.2f}", f"{r['false_hit_rate']:.4f}", f"{r['true_hit_rate']:.4f}")
+            t.add_row(
+                f"{r['threshold']:.2f}", f"{r['false_hit_rate']:.4f}", f"{r['true_hit_rate']:.4f}"
+            )
         Console().print(t)
 
     @cache_app.command("clear")
-    def clear(store: str = typer.Argument(..., help="sqlite:PATH, PATH.sqlite or redis://HOST:PORT/DB")) -> None:
+    def clear(
+        store: str = typer.Argument(..., help="sqlite:PATH, PATH.sqlite or redis://HOST:PORT/DB"),
+    ) -> None:
         """Delete every entry of a store."""
         s = _open(store)
         s.clear()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -11,8 +10,18 @@ from wattserve.errors import ConfigError
 
 
 def _generate(
-    prompt: str, model: str, base_url: Optional[str], backend: str, endpoint: str, max_tokens: int,
-    temperature: float, seed: Optional[int], stop: list[str], ignore_eos: bool, threads: int, dtype: str,
+    prompt: str,
+    model: str,
+    base_url: str | None,
+    backend: str,
+    endpoint: str,
+    max_tokens: int,
+    temperature: float,
+    seed: int | None,
+    stop: list[str],
+    ignore_eos: bool,
+    threads: int,
+    dtype: str,
 ) -> None:
     import asyncio
     import time
@@ -24,11 +33,21 @@ def _generate(
     from wattserve.types import Message, Request
 
     err = Console(stderr=True)
-    kw = {"dtype": dtype} if dtype != "auto" and not base_url and backend in ("auto", "local") else {}
+    kw = (
+        {"dtype": dtype}
+        if dtype != "auto" and not base_url and backend in ("auto", "local")
+        else {}
+    )
     engine = create_engine(model, base_url=base_url, backend=backend, threads=threads, **kw)
     request = Request(
-        id="generate", model=model, max_tokens=max_tokens, temperature=temperature, seed=seed,
-        stop=tuple(stop), ignore_eos=ignore_eos, endpoint=endpoint,  # type: ignore[arg-type]
+        id="generate",
+        model=model,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+        stop=tuple(stop),
+        ignore_eos=ignore_eos,
+        endpoint=endpoint,  # type: ignore[arg-type]
         prompt=prompt if endpoint == "completions" else None,
         messages=(Message("user", prompt),) if endpoint == "chat" else None,
     )
@@ -54,7 +73,9 @@ def _generate(
         if c.error:
             raise ConfigError(f"generation failed: {c.error}")
         decode = c.e2e_s - (c.ttft_s or 0.0)
-        rate = (c.output_tokens - 1) / decode if c.output_tokens > 1 and decode > 0 else float("nan")
+        rate = (
+            (c.output_tokens - 1) / decode if c.output_tokens > 1 and decode > 0 else float("nan")
+        )
         err.print(
             f"[dim]{c.input_tokens} input + {c.output_tokens} output tokens ({c.token_source}), "
             f"finish {c.finish_reason}, load {load_s:.1f} s, TTFT {(c.ttft_s or 0) * 1000:.0f} ms, "
@@ -68,41 +89,98 @@ def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate(
         prompt: str = typer.Argument(..., help="The prompt (a user message for --endpoint chat)."),
-        model: str = typer.Option("smollm2-135m", "--model", help="Short name (smollm2-135m, gemma3-270m), a .gguf file or a Hugging Face folder; with --base-url, the served model name."),
-        base_url: Optional[str] = typer.Option(None, "--base-url", help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: run the model in-process)."),
-        backend: str = typer.Option("auto", "--backend", help="auto | local | llama-cpp | simulated | openai."),
-        endpoint: str = typer.Option("chat", "--endpoint", help="chat (chat template applied) or completions (raw prompt)."),
-        max_tokens: int = typer.Option(128, "--max-tokens", "--output-len", min=1, help="Most tokens to generate."),
-        temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy; else sampling."),
-        seed: Optional[int] = typer.Option(None, "--seed", help="Sampling seed."),
+        model: str = typer.Option(
+            "smollm2-135m",
+            "--model",
+            help="Short name (smollm2-135m, gemma3-270m), a .gguf file or a Hugging Face folder; with --base-url, the served model name.",
+        ),
+        base_url: str | None = typer.Option(
+            None,
+            "--base-url",
+            help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: run the model in-process).",
+        ),
+        backend: str = typer.Option(
+            "auto", "--backend", help="auto | local | llama-cpp | simulated | openai."
+        ),
+        endpoint: str = typer.Option(
+            "chat", "--endpoint", help="chat (chat template applied) or completions (raw prompt)."
+        ),
+        max_tokens: int = typer.Option(
+            128, "--max-tokens", "--output-len", min=1, help="Most tokens to generate."
+        ),
+        temperature: float = typer.Option(
+            0.0, "--temperature", min=0.0, help="0 = greedy; else sampling."
+        ),
+        seed: int | None = typer.Option(None, "--seed", help="Sampling seed."),
         stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable)."),
-        ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Generate exactly --max-tokens tokens."),
-        threads: int = typer.Option(1, "--threads", min=1, help="CPU threads for in-process engines."),
-        dtype: str = typer.Option("auto", "--dtype", help="Local engine weights: auto (bfloat16 where the CPU has AMX, else float32), float32, bfloat16."),
+        ignore_eos: bool = typer.Option(
+            False, "--ignore-eos", help="Generate exactly --max-tokens tokens."
+        ),
+        threads: int = typer.Option(
+            1, "--threads", min=1, help="CPU threads for in-process engines."
+        ),
+        dtype: str = typer.Option(
+            "auto",
+            "--dtype",
+            help="Local engine weights: auto (bfloat16 where the CPU has AMX, else float32), float32, bfloat16.",
+        ),
     ) -> None:
         """Send one prompt to a model and stream the answer (checks a setup end to end)."""
         if endpoint not in ("chat", "completions"):
             raise ConfigError(f"--endpoint must be chat or completions, got {endpoint!r}")
         if dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"--dtype must be auto, float32 or bfloat16, got {dtype!r}")
-        _generate(prompt, model, base_url, backend, endpoint, max_tokens, temperature, seed, stop, ignore_eos, threads, dtype)
+        _generate(
+            prompt,
+            model,
+            base_url,
+            backend,
+            endpoint,
+            max_tokens,
+            temperature,
+            seed,
+            stop,
+            ignore_eos,
+            threads,
+            dtype,
+        )
 
     @app.command("mock-server")
     def mock_server(
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
         port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to bind."),
-        token_delay_ms: float = typer.Option(0.0, "--token-delay-ms", min=0.0, help="Delay between output tokens."),
-        ttft_ms: float = typer.Option(0.0, "--ttft-ms", min=0.0, help="Delay before the first token."),
-        output_len: int = typer.Option(16, "--output-len", min=0, help="Output tokens per answer (capped by max_tokens)."),
-        follow_max_tokens: bool = typer.Option(False, "--follow-max-tokens", help="Answer exactly max_tokens tokens instead."),
+        token_delay_ms: float = typer.Option(
+            0.0, "--token-delay-ms", min=0.0, help="Delay between output tokens."
+        ),
+        ttft_ms: float = typer.Option(
+            0.0, "--ttft-ms", min=0.0, help="Delay before the first token."
+        ),
+        output_len: int = typer.Option(
+            16, "--output-len", min=0, help="Output tokens per answer (capped by max_tokens)."
+        ),
+        follow_max_tokens: bool = typer.Option(
+            False, "--follow-max-tokens", help="Answer exactly max_tokens tokens instead."
+        ),
         model: str = typer.Option("mock", "--model", help="Model id the server reports."),
-        fail_after: Optional[int] = typer.Option(None, "--fail-after", min=0, help="Answer HTTP 500 after this many requests."),
-        die_mid_stream: Optional[int] = typer.Option(None, "--die-mid-stream", min=0, help="Cut every stream after this many tokens."),
+        fail_after: int | None = typer.Option(
+            None, "--fail-after", min=0, help="Answer HTTP 500 after this many requests."
+        ),
+        die_mid_stream: int | None = typer.Option(
+            None, "--die-mid-stream", min=0, help="Cut every stream after this many tokens."
+        ),
     ) -> None:
         """Run a fast mock OpenAI-compatible server (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
         from wattserve.engines.mock_server import MockConfig, serve
 
-        cfg = MockConfig(output_len, ttft_ms, token_delay_ms, follow_max_tokens, fail_after, die_mid_stream, model)
+        cfg = MockConfig(
+            output_len,
+            ttft_ms,
+            token_delay_ms,
+            follow_max_tokens,
+            fail_after,
+            die_mid_stream,
+            model,
+        )
         print(f"mock OpenAI server on http://{host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr)
         try:
             serve(host, port, cfg)

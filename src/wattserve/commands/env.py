@@ -28,10 +28,14 @@ def render(env: dict[str, Any], power: dict[str, float] | None = None) -> Any:
     cpu = env.get("cpu", {})
     table.add_row("CPU", f"{cpu.get('model')} ({cpu.get('arch')})")
     table.add_row(
-        "cores", f"{cpu.get('cores_logical')} logical, {cpu.get('cores_physical')} physical, {cpu.get('cores_usable')} usable"
+        "cores",
+        f"{cpu.get('cores_logical')} logical, {cpu.get('cores_physical')} physical, {cpu.get('cores_usable')} usable",
     )
     mem = env.get("memory", {})
-    table.add_row("memory", f"{_gib(mem.get('total_bytes'))} total, {_gib(mem.get('available_bytes'))} available")
+    table.add_row(
+        "memory",
+        f"{_gib(mem.get('total_bytes'))} total, {_gib(mem.get('available_bytes'))} available",
+    )
     gpus = env.get("gpus") or []
     if gpus:
         for g in gpus:
@@ -50,7 +54,12 @@ def render(env: dict[str, Any], power: dict[str, float] | None = None) -> Any:
         table.add_row("torch threads", threads)
     table.add_row("python", f"{env.get('python')} ({env.get('platform')})")
     git = env.get("git")
-    table.add_row("git", "not a git work tree" if not git else f"{git['sha'][:12]}{' (dirty)' if git.get('dirty') else ''}")
+    table.add_row(
+        "git",
+        "not a git work tree"
+        if not git
+        else f"{git['sha'][:12]}{' (dirty)' if git.get('dirty') else ''}",
+    )
     for name, version in env.get("packages", {}).items():
         table.add_row(name, version or "not installed")
     return table
@@ -80,7 +89,9 @@ def measure_power(meter: Any, seconds: float) -> dict[str, float]:
 
 
 def env(
-    json_out: bool = typer.Option(False, "--json", help="Print the environment record as JSON (for scripts)."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print the environment record as JSON (for scripts)."
+    ),
     meter: str = typer.Option(
         "auto",
         "--meter",
@@ -88,7 +99,11 @@ def env(
         "null, replay:PATH; join with + (nvml+rapl).",
     ),
     measure_s: float = typer.Option(
-        0.0, "--measure-s", min=0.0, max=600.0, help="Also sample the meter for this many seconds and show average watts."
+        0.0,
+        "--measure-s",
+        min=0.0,
+        max=600.0,
+        help="Also sample the meter for this many seconds and show average watts.",
     ),
 ) -> None:
     """Show the energy meter picked here (and why) and the machine facts recorded in run.json."""

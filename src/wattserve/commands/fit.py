@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -33,19 +32,48 @@ def fits_table(fits, title: str = "fits", params: bool = False):
         return "-" if x is None else format(x, fmt)
 
     t = Table(title=title)
-    for col in ("model", "device", "quantity", "form", "loss", "CV R²", "CV MAPE", "R²", "R² unc.", "rows", "input", "output"):
-        t.add_column(col, justify="right" if col not in ("model", "device", "quantity", "form", "loss") else "left")
+    for col in (
+        "model",
+        "device",
+        "quantity",
+        "form",
+        "loss",
+        "CV R²",
+        "CV MAPE",
+        "R²",
+        "R² unc.",
+        "rows",
+        "input",
+        "output",
+    ):
+        t.add_column(
+            col,
+            justify="right"
+            if col not in ("model", "device", "quantity", "form", "loss")
+            else "left",
+        )
     if params:
         t.add_column("coefficients")
     for f in fits:
         row = [
-            f.model, f.device, f.quantity, f.form, f.loss, num(f.cv_r2, ".3f"),
-            "-" if f.cv_mape is None else f"{100 * f.cv_mape:.1f}%", num(f.r2, ".3f"), num(f.r2_uncentered, ".4f"),
-            str(f.n_rows), f"{f.input_range[0]}..{f.input_range[1]}", f"{f.output_range[0]}..{f.output_range[1]}",
+            f.model,
+            f.device,
+            f.quantity,
+            f.form,
+            f.loss,
+            num(f.cv_r2, ".3f"),
+            "-" if f.cv_mape is None else f"{100 * f.cv_mape:.1f}%",
+            num(f.r2, ".3f"),
+            num(f.r2_uncentered, ".4f"),
+            str(f.n_rows),
+            f"{f.input_range[0]}..{f.input_range[1]}",
+            f"{f.output_range[0]}..{f.output_range[1]}",
         ]
         if params:
             units = get_form(f.form).units(f.units or "?")
-            row.append("\n".join(f"{p}={c:.4g} {u}" for p, c, u in zip(f.params, f.coefficients, units)))
+            row.append(
+                "\n".join(f"{p}={c:.4g} {u}" for p, c, u in zip(f.params, f.coefficients, units))
+            )
         t.add_row(*row)
     return t
 
@@ -61,23 +89,66 @@ def register(app: typer.Typer) -> None:
 
     @fit_app.command("run")
     def fit_run(
-        data: List[Path] = typer.Argument(..., help="CSV/Parquet/JSONL measurement files or bench run directories."),
-        output: Path = typer.Option(Path("fits.json"), "--output", "-o", help="Where to write the ModelFit JSON."),
-        forms: str = typer.Option("all", "--form", help="Comma-separated forms (linear-interaction, physical, context) or 'all'."),
-        select: str = typer.Option("all", "--select", help="'all' keeps every form; 'best' keeps the lowest CV MAPE per group."),
-        loss: str = typer.Option("squared", "--loss", help="'squared' (least squares) or 'relative' (least squared relative error)."),
-        quantities: str = typer.Option("energy_j,runtime_s", "--quantity", help="Comma-separated: energy_j, runtime_s."),
-        folds: int = typer.Option(5, "--folds", min=2, help="k for k-fold CV (folds hold out whole (input, output) shapes)."),
+        data: list[Path] = typer.Argument(
+            ..., help="CSV/Parquet/JSONL measurement files or bench run directories."
+        ),
+        output: Path = typer.Option(
+            Path("fits.json"), "--output", "-o", help="Where to write the ModelFit JSON."
+        ),
+        forms: str = typer.Option(
+            "all",
+            "--form",
+            help="Comma-separated forms (linear-interaction, physical, context) or 'all'.",
+        ),
+        select: str = typer.Option(
+            "all",
+            "--select",
+            help="'all' keeps every form; 'best' keeps the lowest CV MAPE per group.",
+        ),
+        loss: str = typer.Option(
+            "squared",
+            "--loss",
+            help="'squared' (least squares) or 'relative' (least squared relative error).",
+        ),
+        quantities: str = typer.Option(
+            "energy_j,runtime_s", "--quantity", help="Comma-separated: energy_j, runtime_s."
+        ),
+        folds: int = typer.Option(
+            5,
+            "--folds",
+            min=2,
+            help="k for k-fold CV (folds hold out whole (input, output) shapes).",
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed for the fold split."),
-        min_rows: int = typer.Option(20, "--min-rows", min=1, help="Skip (model, device) groups with fewer rows."),
-        keep_cold: bool = typer.Option(False, "--keep-cold", help="Keep iteration-0 (cold start) rows."),
-        model_col: Optional[str] = typer.Option(None, "--model-col", help="Column with the model name."),
-        device_col: Optional[str] = typer.Option(None, "--device-col", help="Column with the device/system (default device or system)."),
-        input_col: Optional[str] = typer.Option(None, "--input-col", help="Column with input tokens."),
-        output_col: Optional[str] = typer.Option(None, "--output-col", help="Column with output tokens."),
-        runtime_col: Optional[str] = typer.Option(None, "--runtime-col", help="Column with runtime in seconds."),
-        energy_col: Optional[str] = typer.Option(None, "--energy-col", help="Column with energy in joules (default total_energy_j, then energy_j)."),
-        plot: Optional[Path] = typer.Option(None, "--plot", help="Write a predicted-vs-measured PNG here."),
+        min_rows: int = typer.Option(
+            20, "--min-rows", min=1, help="Skip (model, device) groups with fewer rows."
+        ),
+        keep_cold: bool = typer.Option(
+            False, "--keep-cold", help="Keep iteration-0 (cold start) rows."
+        ),
+        model_col: str | None = typer.Option(
+            None, "--model-col", help="Column with the model name."
+        ),
+        device_col: str | None = typer.Option(
+            None, "--device-col", help="Column with the device/system (default device or system)."
+        ),
+        input_col: str | None = typer.Option(
+            None, "--input-col", help="Column with input tokens."
+        ),
+        output_col: str | None = typer.Option(
+            None, "--output-col", help="Column with output tokens."
+        ),
+        runtime_col: str | None = typer.Option(
+            None, "--runtime-col", help="Column with runtime in seconds."
+        ),
+        energy_col: str | None = typer.Option(
+            None,
+            "--energy-col",
+            help="Column with energy in joules (default total_energy_j, then energy_j).",
+        ),
+        plot: Path | None = typer.Option(
+            None, "--plot", help="Write a predicted-vs-measured PNG here."
+        ),
         params: bool = typer.Option(False, "--params", help="Show coefficients with their units."),
     ) -> None:
         """Fit every form to every (model, device) group, with k-fold cross-validation."""
@@ -95,13 +166,23 @@ def register(app: typer.Typer) -> None:
             if q not in ("energy_j", "runtime_s"):
                 raise ConfigError(f"unknown quantity {q!r}; use energy_j and/or runtime_s")
         cols = Columns(model_col, device_col, input_col, output_col, runtime_col, energy_col)
-        groups, notes = load_groups(data, cols, quantities=tuple(qs), keep_cold=keep_cold, min_rows=min_rows)
+        groups, notes = load_groups(
+            data, cols, quantities=tuple(qs), keep_cold=keep_cold, min_rows=min_rows
+        )
         for note in notes:
             console.print(f"[dim]{note}[/dim]")
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("fitting", total=len(groups) * len(qs))
-            fits = fit_groups(groups, forms=form_list, quantities=qs, loss=loss, select=select, k=folds, seed=seed,
-                              progress=lambda: progress.advance(task))
+            fits = fit_groups(
+                groups,
+                forms=form_list,
+                quantities=qs,
+                loss=loss,
+                select=select,
+                k=folds,
+                seed=seed,
+                progress=lambda: progress.advance(task),
+            )
         save_fits(fits, output)
         console.print(fits_table(fits, f"{len(fits)} fits -> {output}", params))
         if plot is not None:

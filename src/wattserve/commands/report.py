@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
-        path: str = typer.Argument(..., help="A run directory (run.json) or a sweep directory (sweep.json, summary.csv)."),
-        output: Optional[str] = typer.Option(None, "--output", "-o", help="HTML file to write (default: PATH/report.html)."),
-        fits: Optional[str] = typer.Option(None, "--fits", help="ModelFit JSON from `wattserve fit` (default: PATH/fits.json if present)."),
-        plan: Optional[str] = typer.Option(None, "--plan", help="Schedule JSON from `wattserve plan` (default: PATH/schedule.json if present)."),
+        path: str = typer.Argument(
+            ..., help="A run directory (run.json) or a sweep directory (sweep.json, summary.csv)."
+        ),
+        output: str | None = typer.Option(
+            None, "--output", "-o", help="HTML file to write (default: PATH/report.html)."
+        ),
+        fits: str | None = typer.Option(
+            None,
+            "--fits",
+            help="ModelFit JSON from `wattserve fit` (default: PATH/fits.json if present).",
+        ),
+        plan: str | None = typer.Option(
+            None,
+            "--plan",
+            help="Schedule JSON from `wattserve plan` (default: PATH/schedule.json if present).",
+        ),
     ) -> None:
         """Write an HTML report: configuration, summary tables, latency, throughput and energy over
         time, the Pareto plot with the recommended point, fits and plans when present. The file is

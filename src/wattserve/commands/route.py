@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -19,7 +18,9 @@ def _costs(specs: list[str], models: tuple[str, ...]) -> dict[str, float]:
     for spec in specs:
         name, sep, value = spec.rpartition("=")
         if not sep or name not in models:
-            raise ConfigError(f"--cost {spec!r}: use MODEL=COST with MODEL one of {', '.join(models)}")
+            raise ConfigError(
+                f"--cost {spec!r}: use MODEL=COST with MODEL one of {', '.join(models)}"
+            )
         try:
             out[name] = float(value)
         except ValueError:
@@ -44,22 +45,37 @@ def _scorer(name: str, C: float):
 
 
 def register(app: typer.Typer) -> None:
-    route_app = typer.Typer(help="Train, evaluate and apply a model router (multiplexer).", no_args_is_help=True)
+    route_app = typer.Typer(
+        help="Train, evaluate and apply a model router (multiplexer).", no_args_is_help=True
+    )
     app.add_typer(route_app, name="route")
 
     @route_app.command("train")
     def train(
-        data: Path = typer.Option(DEFAULT_DATA, help="CSV or folder of CSVs: prompt + one label column per model"),
+        data: Path = typer.Option(
+            DEFAULT_DATA, help="CSV or folder of CSVs: prompt + one label column per model"
+        ),
         output: Path = typer.Option(Path("router.pkl"), help="where to save the trained router"),
-        scorer: str = typer.Option("tfidf", help="tfidf, embed (needs the 'semantic' extra) or prior"),
-        cost: List[str] = typer.Option([], help="MODEL=COST (J, FLOPs or money; repeat)"),
-        threshold: Optional[float] = typer.Option(None, help="fixed quality threshold"),
-        target_share: Optional[float] = typer.Option(None, help="calibrate: share of calls to the most expensive model"),
-        target_quality: Optional[float] = typer.Option(None, help="calibrate: mean quality to reach (on the data)"),
-        c: float = typer.Option(1.0, "--C", help="inverse regularisation of the logistic regressions"),
+        scorer: str = typer.Option(
+            "tfidf", help="tfidf, embed (needs the 'semantic' extra) or prior"
+        ),
+        cost: list[str] = typer.Option([], help="MODEL=COST (J, FLOPs or money; repeat)"),
+        threshold: float | None = typer.Option(None, help="fixed quality threshold"),
+        target_share: float | None = typer.Option(
+            None, help="calibrate: share of calls to the most expensive model"
+        ),
+        target_quality: float | None = typer.Option(
+            None, help="calibrate: mean quality to reach (on the data)"
+        ),
+        c: float = typer.Option(
+            1.0, "--C", help="inverse regularisation of the logistic regressions"
+        ),
         name: str = typer.Option("tfidf", help="router name used in router-<name>-<threshold>"),
-        objective: str = typer.Option("gain", help="gain (quality gain worth its cost) or threshold "
-                                      "(cheapest model meeting a quality threshold)"),
+        objective: str = typer.Option(
+            "gain",
+            help="gain (quality gain worth its cost) or threshold "
+            "(cheapest model meeting a quality threshold)",
+        ),
     ) -> None:
         """Train a scorer on labelled prompts, calibrate the threshold, save the router."""
         from wattserve.route import Router, threshold_for_quality, threshold_for_share
@@ -70,32 +86,52 @@ def register(app: typer.Typer) -> None:
         sc = _scorer(scorer, c).fit(d.texts, d.labels, d.models)
         if objective not in ("gain", "threshold"):
             raise ConfigError("--objective must be gain or threshold")
-        router = Router(d.models, _costs(cost, d.models), sc, threshold=0.5 if objective == "threshold" else 0.1,
-                        name=name, objective=objective)
+        router = Router(
+            d.models,
+            _costs(cost, d.models),
+            sc,
+            threshold=0.5 if objective == "threshold" else 0.1,
+            name=name,
+            objective=objective,
+        )
         if target_share is not None:
             router.threshold = threshold_for_share(router, list(d.texts), target_share)
         elif target_quality is not None:
-            router.threshold = threshold_for_quality(router, list(d.texts), d.labels, target_quality)
+            router.threshold = threshold_for_quality(
+                router, list(d.texts), d.labels, target_quality
+            )
         elif threshold is not None:
             router.threshold = threshold
         router.save(output)
-        typer.echo(f"trained {scorer} router on {len(d)} prompts for {', '.join(d.models)}; "
-                   f"threshold {router.threshold:.4f}; saved to {output}")
+        typer.echo(
+            f"trained {scorer} router on {len(d)} prompts for {', '.join(d.models)}; "
+            f"threshold {router.threshold:.4f}; saved to {output}"
+        )
 
     @route_app.command("eval")
     def evaluate(
-        data: Path = typer.Option(DEFAULT_DATA, help="CSV or folder of CSVs: prompt + one label column per model"),
+        data: Path = typer.Option(
+            DEFAULT_DATA, help="CSV or folder of CSVs: prompt + one label column per model"
+        ),
         split: str = typer.Option("random", help="random, or subject (whole subjects held out)"),
-        test_fraction: float = typer.Option(0.3, help="share of prompts (or subjects' prompts) held out"),
+        test_fraction: float = typer.Option(
+            0.3, help="share of prompts (or subjects' prompts) held out"
+        ),
         seed: int = typer.Option(0, help="split seed (the first one with --seeds)"),
         seeds: int = typer.Option(1, help="repeat over this many split seeds and report the mean"),
-        scorer: str = typer.Option("tfidf", help="tfidf, tfidf-words (no shape features), embed or prior"),
-        cost: List[str] = typer.Option([], help="MODEL=COST (repeat)"),
+        scorer: str = typer.Option(
+            "tfidf", help="tfidf, tfidf-words (no shape features), embed or prior"
+        ),
+        cost: list[str] = typer.Option([], help="MODEL=COST (repeat)"),
         c: float = typer.Option(1.0, "--C", help="inverse regularisation"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
-        output: Optional[Path] = typer.Option(None, help="write the full result (with curves) as JSON"),
-        plot: Optional[Path] = typer.Option(None, help="save the cost-quality curve as an image"),
-        objective: str = typer.Option("gain", help="gain or threshold (the rule whose knob is swept)"),
+        output: Path | None = typer.Option(
+            None, help="write the full result (with curves) as JSON"
+        ),
+        plot: Path | None = typer.Option(None, help="save the cost-quality curve as an image"),
+        objective: str = typer.Option(
+            "gain", help="gain or threshold (the rule whose knob is swept)"
+        ),
     ) -> None:
         """Cost-quality curve on a held-out split beside random routing and the oracle."""
         from wattserve.route import Router, evaluate_router, group_split, random_split
@@ -111,14 +147,22 @@ def register(app: typer.Typer) -> None:
         d = _load(data)
         runs = []
         for s in range(seed, seed + seeds):
-            train_set, test_set = (random_split if split == "random" else group_split)(d, test_fraction, s)
+            train_set, test_set = (random_split if split == "random" else group_split)(
+                d, test_fraction, s
+            )
             if len(train_set) < 10 or len(test_set) < 10:
                 raise ConfigError("too few prompts on one side of the split")
             sc = _scorer(scorer, c).fit(train_set.texts, train_set.labels, d.models)
             router = Router(d.models, _costs(cost, d.models), sc, objective=objective)
             r = evaluate_router(router, list(test_set.texts), test_set.labels)
-            r.update(split=split, seed=s, scorer=scorer, objective=objective, n_train=len(train_set),
-                     test_groups=sorted(set(test_set.groups)) if split == "subject" else None)
+            r.update(
+                split=split,
+                seed=s,
+                scorer=scorer,
+                objective=objective,
+                n_train=len(train_set),
+                test_groups=sorted(set(test_set.groups)) if split == "subject" else None,
+            )
             runs.append(r)
         res = runs[0] if seeds == 1 else _mean(runs)
         if output is not None:
@@ -134,7 +178,7 @@ def register(app: typer.Typer) -> None:
     def decide(
         router_file: Path = typer.Option(..., "--router", help="a router saved by 'route train'"),
         prompt: str = typer.Option(..., help="the prompt to route"),
-        threshold: Optional[float] = typer.Option(None, help="override the saved threshold"),
+        threshold: float | None = typer.Option(None, help="override the saved threshold"),
     ) -> None:
         """Route one prompt and print the decision with its reason and scores."""
         from wattserve.route import Router
@@ -144,8 +188,17 @@ def register(app: typer.Typer) -> None:
         if threshold is not None:
             r = r.with_threshold(threshold)
         d = r.route(Request(id="cli", prompt=prompt))
-        typer.echo(json.dumps({"model": d.model, "reason": d.reason, "scores": dict(d.scores),
-                               "costs": dict(d.costs)}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "model": d.model,
+                    "reason": d.reason,
+                    "scores": dict(d.scores),
+                    "costs": dict(d.costs),
+                },
+                indent=2,
+            )
+        )
 
 
 def _mean(runs: list[dict]) -> dict:
@@ -160,7 +213,9 @@ def _mean(runs: list[dict]) -> dict:
         elif isinstance(v, float) or v is None:
             vals = [r.get(k) for r in runs]
             out[k] = None if any(x is None for x in vals) else float(np.mean(vals))
-    out["curve"] = {c: np.mean([r["curve"][c] for r in runs], axis=0).tolist() for c in runs[0]["curve"]}
+    out["curve"] = {
+        c: np.mean([r["curve"][c] for r in runs], axis=0).tolist() for c in runs[0]["curve"]
+    }
     out["above_random_fraction_min"] = float(min(r["above_random_fraction"] for r in runs))
     out["seeds"] = [r["seed"] for r in runs]
     out["per_seed"] = [{k: v for k, v in r.items() if k != "curve"} for r in runs]
@@ -172,26 +227,43 @@ def _print(res: dict) -> None:
     from rich.table import Table
 
     seeds = f"mean of seeds {res['seeds']}, " if "seeds" in res else ""
-    t = Table(title=f"router evaluation ({res['split']} split, {seeds}{res['n']} held-out prompts, "
-                    f"weak {res['weak']} {res['weak_quality']:.3f}, strong {res['strong']} {res['strong_quality']:.3f})")
+    t = Table(
+        title=f"router evaluation ({res['split']} split, {seeds}{res['n']} held-out prompts, "
+        f"weak {res['weak']} {res['weak_quality']:.3f}, strong {res['strong']} {res['strong_quality']:.3f})"
+    )
     for col in ("metric", "router", "random", "oracle"):
         t.add_column(col, justify="right")
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
 
-    t.add_row("area under cost-quality curve", f(res["auc"]), f(res["auc_random"]), f(res["auc_oracle"]))
+    t.add_row(
+        "area under cost-quality curve", f(res["auc"]), f(res["auc_random"]), f(res["auc_oracle"])
+    )
     t.add_row("APGR (gap recovered, avg)", f(res["apgr"]), "0.500", "-")
     for p in (50, 80, 95):
-        t.add_row(f"cost to recover {p}% of the gap", f(res[f"cpt{p}"]), f(res[f"cpt{p}_random"]), "-")
-    t.add_row("cost to reach 95% of strong quality", f(res["cost_to_95pct_strong"]),
-              f(res["cost_to_95pct_strong_random"]), "-")
+        t.add_row(
+            f"cost to recover {p}% of the gap", f(res[f"cpt{p}"]), f(res[f"cpt{p}_random"]), "-"
+        )
+    t.add_row(
+        "cost to reach 95% of strong quality",
+        f(res["cost_to_95pct_strong"]),
+        f(res["cost_to_95pct_strong_random"]),
+        "-",
+    )
     t.add_row("share of curve above random", f(res["above_random_fraction"]), "-", "-")
     if "above_random_fraction_min" in res:
         t.add_row("  worst seed", f(res["above_random_fraction_min"]), "-", "-")
-    t.add_row("oracle: cost / quality", "-", "-", f"{res['oracle_cost']:.3f} / {res['oracle_quality']:.3f}")
+    t.add_row(
+        "oracle: cost / quality",
+        "-",
+        "-",
+        f"{res['oracle_cost']:.3f} / {res['oracle_quality']:.3f}",
+    )
     Console().print(t)
-    Console().print("cost is normalised: 0 = always the cheapest model, 1 = always the most expensive")
+    Console().print(
+        "cost is normalised: 0 = always the cheapest model, 1 = always the most expensive"
+    )
 
 
 def _plot(res: dict, path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import typer
 
@@ -25,11 +24,12 @@ def _fmt(v: object, spec: str = ".3g") -> str:
     return format(v, spec) if isinstance(v, (int, float)) else str(v)
 
 
-@runs_app.command("list", help="List runs in the catalog (<result-dir>/catalog.sqlite or $WATTSERVE_HOME).")
+@runs_app.command(
+    "list", help="List runs in the catalog (<result-dir>/catalog.sqlite or $WATTSERVE_HOME)."
+)
 def list_runs(
     result_dir: str = typer.Option("runs", "--result-dir", help="Where runs and the catalog are."),
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from wattserve.bench import store
@@ -40,12 +40,30 @@ def list_runs(
         con.print(f"no runs in {store.catalog_path(result_dir)}")
         return
     t = Table(title=f"runs ({store.catalog_path(result_dir)})")
-    for col in ("run", "created (UTC)", "model", "backend", "status", "points", "ok/fail", "best out tok/s", "min J/token"):
+    for col in (
+        "run",
+        "created (UTC)",
+        "model",
+        "backend",
+        "status",
+        "points",
+        "ok/fail",
+        "best out tok/s",
+        "min J/token",
+    ):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["run_id"], r["created_utc"], _fmt(r["model"]), _fmt(r["backend"]), _fmt(r["status"]),
-                  _fmt(r["points"], "d"), f"{r['completed']}/{r['failed']}", _fmt(r["output_tok_s"], ".1f"),
-                  f"{_fmt(r['j_per_token'], '.4g')} {r['energy_source'] or ''}".strip())
+        t.add_row(
+            r["run_id"],
+            r["created_utc"],
+            _fmt(r["model"]),
+            _fmt(r["backend"]),
+            _fmt(r["status"]),
+            _fmt(r["points"], "d"),
+            f"{r['completed']}/{r['failed']}",
+            _fmt(r["output_tok_s"], ".1f"),
+            f"{_fmt(r['j_per_token'], '.4g')} {r['energy_source'] or ''}".strip(),
+        )
     con.print(t)
 
 
@@ -54,7 +72,6 @@ def show_run(
     run: str = typer.Argument(..., help="Run directory, run id, or a unique id prefix."),
     result_dir: str = typer.Option("runs", "--result-dir", help="Where runs and the catalog are."),
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from wattserve.bench import store
@@ -70,8 +87,18 @@ def show_run(
     cfg = data.get("config", {})
     info.add_row("path", str(path))
     info.add_row("status", str(data.get("status")))
-    for k in ("model", "backend", "base_url", "dataset_name", "num_prompts", "input_len", "output_len",
-              "max_concurrencies", "request_rates", "seed"):
+    for k in (
+        "model",
+        "backend",
+        "base_url",
+        "dataset_name",
+        "num_prompts",
+        "input_len",
+        "output_len",
+        "max_concurrencies",
+        "request_rates",
+        "seed",
+    ):
         info.add_row(k, _fmt(cfg.get(k), ""))
     meter = data.get("meter_info") or {}
     info.add_row("meter", f"{meter.get('type', '-')}: {meter.get('reason', '')}")

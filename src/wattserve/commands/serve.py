@@ -4,7 +4,6 @@ send a short mixed workload through the official openai SDK, print what the cach
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,9 +20,11 @@ DEMO_HELP = (
 def register(app: typer.Typer) -> None:
     @app.command("serve", help=SERVE_HELP)
     def serve(
-        config: Path = typer.Option(..., "--config", "-c", help="gateway config file (.yaml/.yml/.toml)"),
-        host: Optional[str] = typer.Option(None, "--host", help="override the config's host"),
-        port: Optional[int] = typer.Option(None, "--port", help="override the config's port"),
+        config: Path = typer.Option(
+            ..., "--config", "-c", help="gateway config file (.yaml/.yml/.toml)"
+        ),
+        host: str | None = typer.Option(None, "--host", help="override the config's host"),
+        port: int | None = typer.Option(None, "--port", help="override the config's port"),
         log_level: str = typer.Option("warning", "--log-level", help="gateway log level"),
     ) -> None:
         import logging
@@ -35,21 +36,32 @@ def register(app: typer.Typer) -> None:
             cfg.host = host
         if port is not None:
             cfg.port = port
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        from wattserve.serve.app import create_app, make_server, run_loop, serve as serve_app
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        from wattserve.serve.app import create_app, make_server, run_loop
+        from wattserve.serve.app import serve as serve_app
 
         app_ = create_app(cfg)
         server = make_server(app_, cfg.host, cfg.port, cfg.grace_s, log_level)
-        typer.echo(f"starting wattserve gateway on http://{cfg.host}:{cfg.port}/v1 "
-                   f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it gracefully")
+        typer.echo(
+            f"starting wattserve gateway on http://{cfg.host}:{cfg.port}/v1 "
+            f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it gracefully"
+        )
         run_loop(serve_app(app_, server))
 
     @app.command("demo-gateway", help=DEMO_HELP)
     def demo_gateway(
-        config: Path = typer.Option(Path("examples/serve-demo.yaml"), "--config", "-c",
-                                    help="gateway config (default: the embedded model, two replicas)"),
+        config: Path = typer.Option(
+            Path("examples/serve-demo.yaml"),
+            "--config",
+            "-c",
+            help="gateway config (default: the embedded model, two replicas)",
+        ),
         num_prompts: int = typer.Option(24, "--num-prompts", help="requests to send"),
-        max_concurrency: int = typer.Option(4, "--max-concurrency", help="requests in flight at once"),
+        max_concurrency: int = typer.Option(
+            4, "--max-concurrency", help="requests in flight at once"
+        ),
         output_len: int = typer.Option(16, "--output-len", help="max_tokens per request"),
         seed: int = typer.Option(0, "--seed", help="workload seed"),
         port: int = typer.Option(0, "--port", help="gateway port (0: a free one)"),
@@ -59,7 +71,9 @@ def register(app: typer.Typer) -> None:
         from wattserve.serve.demo import print_report, run_workload
 
         if num_prompts < 1 or max_concurrency < 1 or output_len < 1:
-            raise ConfigError("--num-prompts, --max-concurrency and --output-len must be at least 1")
+            raise ConfigError(
+                "--num-prompts, --max-concurrency and --output-len must be at least 1"
+            )
         cfg = load_config(config)
         cfg.port = port
         from rich.console import Console
@@ -69,13 +83,24 @@ def register(app: typer.Typer) -> None:
         console = Console()
         with console.status(f"starting the gateway ({config}) and its replicas ..."):
             app = create_app(cfg)
-            server = BackgroundServer(app, cfg.host if cfg.host != "0.0.0.0" else "127.0.0.1", 0, cfg.grace_s)
+            server = BackgroundServer(
+                app, cfg.host if cfg.host != "0.0.0.0" else "127.0.0.1", 0, cfg.grace_s
+            )
             server.port = port or server.port
             server.start(timeout_s=900)
         try:
-            console.print(f"gateway on {server.url}/v1 over {len(app.service.pool.replicas)} replica(s)")
-            result = run_workload(server.url + "/v1", model=cfg.models[0].name, n=num_prompts,
-                                  concurrency=max_concurrency, max_tokens=output_len, seed=seed, console=console)
+            console.print(
+                f"gateway on {server.url}/v1 over {len(app.service.pool.replicas)} replica(s)"
+            )
+            result = run_workload(
+                server.url + "/v1",
+                model=cfg.models[0].name,
+                n=num_prompts,
+                concurrency=max_concurrency,
+                max_tokens=output_len,
+                seed=seed,
+                console=console,
+            )
             print_report(result, server.url, console)
         finally:
             with console.status("stopping the gateway ..."):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -30,7 +30,10 @@ def _print_tables(rows: list[dict], summary: list[dict]) -> None:
     table = Table(title="total cost (mean over seeds) per cache policy x model selector")
     for col in ("alpha", "ratio", "variant", "policy", *selectors):
         table.add_column(col, justify="right")
-    idx = {(r["alpha"], r["ratio"], r["variant"], r["policy"], r["selector"]): r["mean_cost"] for r in rows}
+    idx = {
+        (r["alpha"], r["ratio"], r["variant"], r["policy"], r["selector"]): r["mean_cost"]
+        for r in rows
+    }
     keys = []
     for r in rows:
         k = (r["alpha"], r["ratio"], r["variant"], r["policy"])
@@ -41,34 +44,72 @@ def _print_tables(rows: list[dict], summary: list[dict]) -> None:
     console.print(table)
     if summary:
         t2 = Table(title="best combination vs the baseline (LFU, always model 1)")
-        for col in ("alpha", "ratio", "variant", "acc", "baseline", "best", "best combo", "improvement",
-                    "LEC+mux", "vs cache alone", "vs mux alone (LFU)"):
+        for col in (
+            "alpha",
+            "ratio",
+            "variant",
+            "acc",
+            "baseline",
+            "best",
+            "best combo",
+            "improvement",
+            "LEC+mux",
+            "vs cache alone",
+            "vs mux alone (LFU)",
+        ):
             t2.add_column(col, justify="right")
         for s in summary:
-            t2.add_row(_fmt(s["alpha"]), _fmt(s["ratio"]), s["variant"], _fmt(s["accuracy"]),
-                       _fmt(s["baseline_lfu_model1"]), _fmt(s["best"]), f"{s['best_policy']}+{s['best_selector']}",
-                       f"{s['improvement']:.2f}x", _fmt(s["lec_mux"]), f"{s['lec_mux_vs_cache_alone']:.2f}x",
-                       f"{s['lec_mux_vs_mux_alone']:.2f}x")
+            t2.add_row(
+                _fmt(s["alpha"]),
+                _fmt(s["ratio"]),
+                s["variant"],
+                _fmt(s["accuracy"]),
+                _fmt(s["baseline_lfu_model1"]),
+                _fmt(s["best"]),
+                f"{s['best_policy']}+{s['best_selector']}",
+                f"{s['improvement']:.2f}x",
+                _fmt(s["lec_mux"]),
+                f"{s['lec_mux_vs_cache_alone']:.2f}x",
+                f"{s['lec_mux_vs_mux_alone']:.2f}x",
+            )
         console.print(t2)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate(
-        preset: Optional[str] = typer.Option(None, help="built-in setting: zhu-synthetic (Zhu et al. 2306.02003)"),
-        trace: Optional[Path] = typer.Option(None, help="trace CSV/JSONL: a 'query' column and cost_<model> columns"),
-        policy: List[str] = typer.Option(["lfu", "lru", "gdsf", "lec"], help="cache policies (repeat)"),
-        alpha: List[float] = typer.Option([0.5, 0.8], help="power-law alpha of the synthetic trace (repeat)"),
-        ratio: List[float] = typer.Option([1.5, 100.0], help="cost ratio: a model costs 1 or 1+ratio (repeat)"),
-        accuracy: List[float] = typer.Option([0.8, 1.0], help="multiplexer (selector) accuracy (repeat)"),
-        variant: List[str] = typer.Option(["offline", "online"], help="offline (known frequencies/costs) or online"),
+        preset: str | None = typer.Option(
+            None, help="built-in setting: zhu-synthetic (Zhu et al. 2306.02003)"
+        ),
+        trace: Path | None = typer.Option(
+            None, help="trace CSV/JSONL: a 'query' column and cost_<model> columns"
+        ),
+        policy: list[str] = typer.Option(
+            ["lfu", "lru", "gdsf", "lec"], help="cache policies (repeat)"
+        ),
+        alpha: list[float] = typer.Option(
+            [0.5, 0.8], help="power-law alpha of the synthetic trace (repeat)"
+        ),
+        ratio: list[float] = typer.Option(
+            [1.5, 100.0], help="cost ratio: a model costs 1 or 1+ratio (repeat)"
+        ),
+        accuracy: list[float] = typer.Option(
+            [0.8, 1.0], help="multiplexer (selector) accuracy (repeat)"
+        ),
+        variant: list[str] = typer.Option(
+            ["offline", "online"], help="offline (known frequencies/costs) or online"
+        ),
         capacity: int = typer.Option(8, help="cache capacity in entries"),
-        num_prompts: int = typer.Option(10_000, "--num-prompts", help="requests per synthetic trace"),
+        num_prompts: int = typer.Option(
+            10_000, "--num-prompts", help="requests per synthetic trace"
+        ),
         num_queries: int = typer.Option(20, help="distinct queries in the synthetic trace"),
         seeds: int = typer.Option(100, help="seeds to average over (synthetic)"),
         seed: int = typer.Option(0, help="base random seed"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
-        output: Optional[Path] = typer.Option(None, help="write the result here (json with --format json)"),
+        output: Path | None = typer.Option(
+            None, help="write the result here (json with --format json)"
+        ),
     ) -> None:
         """Total cost of every {LFU, LRU, GDSF, LEC} x {model 1, model 2, multiplexer} combination."""
         from rich.progress import Progress
@@ -94,12 +135,23 @@ def register(app: typer.Typer) -> None:
         with Progress(transient=True) as bar:
             if preset is not None:
                 if preset != "zhu-synthetic":
-                    raise ConfigError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
+                    raise ConfigError(
+                        f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}"
+                    )
                 if any(a <= 0 for a in alpha):
                     raise ConfigError("--alpha must be positive")
-                cfg = ZhuConfig(alphas=tuple(alpha), ratios=tuple(ratio), accuracies=tuple(accuracy),
-                                variants=tuple(variant), policies=tuple(pols), n_queries=num_queries,
-                                n_requests=num_prompts, capacity=capacity, seeds=seeds, base_seed=seed)
+                cfg = ZhuConfig(
+                    alphas=tuple(alpha),
+                    ratios=tuple(ratio),
+                    accuracies=tuple(accuracy),
+                    variants=tuple(variant),
+                    policies=tuple(pols),
+                    n_queries=num_queries,
+                    n_requests=num_prompts,
+                    capacity=capacity,
+                    seeds=seeds,
+                    base_seed=seed,
+                )
                 task = bar.add_task("simulating", total=1.0)
                 rows = run_zhu(cfg, progress=lambda n: bar.advance(task, n))
                 config = {"preset": preset, **{k: v for k, v in vars(cfg).items() if k != "extra"}}
@@ -111,12 +163,22 @@ def register(app: typer.Typer) -> None:
                 sels = [Selector("model", i) for i in range(len(models))]
                 sels += [Selector("mux", accuracy=a) for a in accuracy] if len(models) > 1 else []
                 task = bar.add_task("simulating", total=1.0)
-                rows = replay_table(scen, sels, pols, variant, capacity, progress=lambda n: bar.advance(task, n))
-                config = {"trace": str(trace), "models": models, "capacity": capacity, "policies": pols,
-                          "variants": list(variant), "accuracies": list(accuracy)}
+                rows = replay_table(
+                    scen, sels, pols, variant, capacity, progress=lambda n: bar.advance(task, n)
+                )
+                config = {
+                    "trace": str(trace),
+                    "models": models,
+                    "capacity": capacity,
+                    "policies": pols,
+                    "variants": list(variant),
+                    "accuracies": list(accuracy),
+                }
         summary = summarise(rows, accuracy) if "lfu" in pols else []
         if fmt == "json":
-            text = json.dumps({"config": config, "rows": rows, "summary": summary}, indent=2, default=list)
+            text = json.dumps(
+                {"config": config, "rows": rows, "summary": summary}, indent=2, default=list
+            )
             if output is not None:
                 output.write_text(text)
             else:
@@ -124,4 +186,8 @@ def register(app: typer.Typer) -> None:
             return
         _print_tables(rows, summary)
         if output is not None:
-            output.write_text(json.dumps({"config": config, "rows": rows, "summary": summary}, indent=2, default=list))
+            output.write_text(
+                json.dumps(
+                    {"config": config, "rows": rows, "summary": summary}, indent=2, default=list
+                )
+            )

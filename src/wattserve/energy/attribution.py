@@ -20,8 +20,9 @@ Cache hits are left out by default (they did not run on the device).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def _series_and_window(
     if isinstance(source, Measurement):
         m = source
         readings = [
-            EnergyReading(m.start_s, {d: 0.0 for d in m.energy_j}, dict(m.sources)),
+            EnergyReading(m.start_s, dict.fromkeys(m.energy_j, 0.0), dict(m.sources)),
             EnergyReading(m.end_s, dict(m.energy_j), dict(m.sources)),
         ]
         if window is None or window == m.window:
@@ -98,7 +99,9 @@ def _series_and_window(
         if isinstance(window, str):
             known = getattr(source, "measurements", {})
             if window not in known:
-                raise WindowError(f"no tracked window {window!r} (known: {', '.join(known) or 'none'})")
+                raise WindowError(
+                    f"no tracked window {window!r} (known: {', '.join(known) or 'none'})"
+                )
             m = known[window]
             return readings, window, m.start_s, m.end_s
     else:
@@ -155,7 +158,9 @@ def attribute_requests(
     ``devices`` restricts the split to some devices (e.g. the GPU a replica set shares).
     """
     if method not in METHODS:
-        raise ConfigError(f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ConfigError(
+            f"unknown attribution method {method!r}; choose one of {', '.join(METHODS)}"
+        )
     if idle not in ("spread", "unattributed"):
         raise ConfigError(f"idle must be 'spread' or 'unattributed', not {idle!r}")
     reqs = _eligible(completions, include_cache_hits)
@@ -163,7 +168,9 @@ def attribute_requests(
     readings, name, t0, t1 = _series_and_window(source, window, spans)
     curves = windows.device_curves(readings)
     total = windows.measure(readings, name, t0, t1, curves=curves)
-    chosen = list(total.energy_j) if devices is None else [d for d in devices if d in total.energy_j]
+    chosen = (
+        list(total.energy_j) if devices is None else [d for d in devices if d in total.energy_j]
+    )
     if devices is not None and len(chosen) < len(devices):
         missing = sorted(set(devices) - set(total.energy_j))
         raise WindowError(f"devices not measured in window {name!r}: {', '.join(missing)}")
@@ -181,18 +188,21 @@ def attribute_requests(
                 if attributed > 0:
                     per_dev[:, k] += dev_idle * per_dev[:, k] / attributed
                 else:
-                    inside = (np.minimum(ends, t1) >= np.maximum(starts, t0))
+                    inside = np.minimum(ends, t1) >= np.maximum(starts, t0)
                     if inside.any():
                         per_dev[inside, k] += dev_idle / inside.sum()
             idle_j += dev_idle
     else:
         tokens = np.array(
-            [c.output_tokens + (c.input_tokens if method == "total_tokens" else 0) for c in reqs], dtype=float
+            [c.output_tokens + (c.input_tokens if method == "total_tokens" else 0) for c in reqs],
+            dtype=float,
         )
         overlap = np.clip(np.minimum(ends, t1) - np.maximum(starts, t0), 0.0, None)
         length = ends - starts
         inside = (starts >= t0) & (ends <= t1)
-        fraction = np.where(length > 0, overlap / np.where(length > 0, length, 1.0), inside.astype(float))
+        fraction = np.where(
+            length > 0, overlap / np.where(length > 0, length, 1.0), inside.astype(float)
+        )
         weights = tokens * fraction
         if weights.sum() > 0:
             for k, device in enumerate(chosen):
@@ -225,7 +235,9 @@ def with_energy(completions: Sequence[Completion], attribution: Attribution) -> 
     out = []
     for c in completions:
         j = attribution.per_request_j.get(c.request_id)
-        out.append(c if j is None else dataclasses.replace(c, energy_j=j, energy_source=attribution.label))
+        out.append(
+            c if j is None else dataclasses.replace(c, energy_j=j, energy_source=attribution.label)
+        )
     return out
 
 
@@ -244,25 +256,38 @@ def attribute_replicas(
     with idle energy spread in proportion. Requests without a replica count as ``"?"``.
     """
     if method not in REPLICA_METHODS:
-        raise ConfigError(f"unknown replica split {method!r}; choose one of {', '.join(REPLICA_METHODS)}")
-    names = list(replicas) if replicas is not None else sorted({c.replica or "?" for c in completions})
+        raise ConfigError(
+            f"unknown replica split {method!r}; choose one of {', '.join(REPLICA_METHODS)}"
+        )
+    names = (
+        list(replicas) if replicas is not None else sorted({c.replica or "?" for c in completions})
+    )
     if not names:
         raise ConfigError("no replicas to split energy across")
     if method == "equal":
         spans = [(c.sent_s, c.end_s) for c in completions]
         readings, name, t0, t1 = _series_and_window(source, window, spans)
         total = windows.measure(readings, name, t0, t1)
-        chosen = list(total.energy_j) if devices is None else [d for d in devices if d in total.energy_j]
+        chosen = (
+            list(total.energy_j) if devices is None else [d for d in devices if d in total.energy_j]
+        )
         energy = float(sum(total.energy_j[d] for d in chosen))
         return ReplicaAttribution(
-            method, name, energy, {r: energy / len(names) for r in names}, 0.0, {d: total.sources[d] for d in chosen}
+            method,
+            name,
+            energy,
+            {r: energy / len(names) for r in names},
+            0.0,
+            {d: total.sources[d] for d in chosen},
         )
     att = attribute_requests(completions, source, method, window, devices, idle="spread")
-    per_replica = {r: 0.0 for r in names}
+    per_replica = dict.fromkeys(names, 0.0)
     by_id = {c.request_id: c.replica or "?" for c in completions}
     for rid, j in att.per_request_j.items():
         per_replica[by_id[rid]] = per_replica.get(by_id[rid], 0.0) + j
-    return ReplicaAttribution(method, att.window, att.energy_j, per_replica, att.idle_j, dict(att.sources))
+    return ReplicaAttribution(
+        method, att.window, att.energy_j, per_replica, att.idle_j, dict(att.sources)
+    )
 
 
 def split_by_shares(measurement: Measurement, shares: Mapping[str, float]) -> dict[str, float]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from wattserve.energy.errors import MeterError
 from wattserve.energy.modeled import ModeledCpuMeter
@@ -43,7 +44,15 @@ __all__ = [
 ]
 
 METER_CHOICES = (
-    "auto", "nvml", "rapl", "modeled", "modeled:process", "modeled:system", "modeled:cgroup", "null", "replay:PATH",
+    "auto",
+    "nvml",
+    "rapl",
+    "modeled",
+    "modeled:process",
+    "modeled:system",
+    "modeled:cgroup",
+    "null",
+    "replay:PATH",
 )
 ENV_VAR = "WATTSERVE_METER"
 
@@ -84,7 +93,9 @@ class CompositeMeter:
         for r in readings:
             clash = set(joules) & set(r.joules)
             if clash:
-                raise MeterError(f"two meters report the same device(s): {', '.join(sorted(clash))}")
+                raise MeterError(
+                    f"two meters report the same device(s): {', '.join(sorted(clash))}"
+                )
             joules.update(r.joules)
             sources.update(r.sources)
         t = (readings[0].t_s + readings[-1].t_s) / 2
@@ -122,10 +133,14 @@ def _one(kind: str, rapl_root: Path | str) -> tuple[Any, str]:
         path = kind.split(":", 1)[1]
         meter = ReplayMeter(path)
         return meter, f"replaying recorded counters from {path} ({', '.join(meter.devices)})"
-    raise ConfigError(f"unknown meter {kind!r}; choose one of {', '.join(METER_CHOICES)} (combine with '+', e.g. nvml+rapl)")
+    raise ConfigError(
+        f"unknown meter {kind!r}; choose one of {', '.join(METER_CHOICES)} (combine with '+', e.g. nvml+rapl)"
+    )
 
 
-def auto_meter(prefer: str | None = None, rapl_root: Path | str = DEFAULT_ROOT) -> tuple[Meter, str]:
+def auto_meter(
+    prefer: str | None = None, rapl_root: Path | str = DEFAULT_ROOT
+) -> tuple[Meter, str]:
     """The meter to use here and the human reason it was chosen.
 
     ``prefer`` (or the ``WATTSERVE_METER`` environment variable when ``prefer`` is None)
@@ -161,7 +176,10 @@ def auto_meter(prefer: str | None = None, rapl_root: Path | str = DEFAULT_ROOT) 
 
 def meter_info(meter: Any, reason: str | None = None) -> dict[str, Any]:
     """A JSON-able description of a meter for run.json and ``wattserve env``."""
-    info: dict[str, Any] = {"type": type(meter).__name__, "devices": list(getattr(meter, "devices", []))}
+    info: dict[str, Any] = {
+        "type": type(meter).__name__,
+        "devices": list(getattr(meter, "devices", [])),
+    }
     if reason is not None:
         info["reason"] = reason
     if isinstance(meter, CompositeMeter):
@@ -169,8 +187,13 @@ def meter_info(meter: Any, reason: str | None = None) -> dict[str, Any]:
     elif isinstance(meter, NvmlMeter):
         info["modes"] = dict(meter.modes)
     elif isinstance(meter, ModeledCpuMeter):
-        info.update(scope=meter.scope, cores=meter.cores, idle_w=meter.model.idle_w,
-                    active_w=meter.model.active_w, basis=meter.model.basis)
+        info.update(
+            scope=meter.scope,
+            cores=meter.cores,
+            idle_w=meter.model.idle_w,
+            active_w=meter.model.active_w,
+            basis=meter.model.basis,
+        )
     elif isinstance(meter, RaplMeter):
         info["root"] = str(meter.root)
     elif isinstance(meter, ReplayMeter):

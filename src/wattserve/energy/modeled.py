@@ -17,9 +17,10 @@ import platform
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from wattserve.energy.errors import MeterError
 from wattserve.types import EnergyReading
@@ -74,7 +75,9 @@ class PowerModel:
 
     def __post_init__(self) -> None:
         if self.idle_w < 0 or self.active_w < self.idle_w:
-            raise MeterError(f"power model needs 0 <= idle_w <= active_w (got idle {self.idle_w}, active {self.active_w})")
+            raise MeterError(
+                f"power model needs 0 <= idle_w <= active_w (got idle {self.idle_w}, active {self.active_w})"
+            )
 
 
 def default_power_model(model_name: str | None = None) -> PowerModel:
@@ -82,7 +85,10 @@ def default_power_model(model_name: str | None = None) -> PowerModel:
     import psutil
 
     name = model_name if model_name is not None else cpu_model_name()
-    per_core, basis = DEFAULT_TDP_PER_CORE_W, f"generic {DEFAULT_TDP_PER_CORE_W:g} W/core (CPU not in table)"
+    per_core, basis = (
+        DEFAULT_TDP_PER_CORE_W,
+        f"generic {DEFAULT_TDP_PER_CORE_W:g} W/core (CPU not in table)",
+    )
     for pattern, family, watts in TDP_PER_CORE_W:
         if re.search(pattern, name, flags=re.IGNORECASE):
             per_core, basis = watts, f"{family} TDP ~{watts:g} W/core"
@@ -90,7 +96,11 @@ def default_power_model(model_name: str | None = None) -> PowerModel:
     logical = psutil.cpu_count(logical=True) or 1
     physical = psutil.cpu_count(logical=False) or logical
     active = per_core * physical / logical
-    return PowerModel(idle_w=active * IDLE_FRACTION, active_w=active, basis=f"{basis}, idle {IDLE_FRACTION:.0%} of active")
+    return PowerModel(
+        idle_w=active * IDLE_FRACTION,
+        active_w=active,
+        basis=f"{basis}, idle {IDLE_FRACTION:.0%} of active",
+    )
 
 
 class ModeledCpuMeter:
@@ -122,12 +132,20 @@ class ModeledCpuMeter:
             basis=base.basis if base and idle_w is None and active_w is None else "configured",
         )
         self.scope = scope
-        self.cores = int(cores) if cores is not None else ((psutil.cpu_count() or 1) if scope == "system" else usable_cores())
+        self.cores = (
+            int(cores)
+            if cores is not None
+            else ((psutil.cpu_count() or 1) if scope == "system" else usable_cores())
+        )
         if self.cores < 1:
             raise MeterError("cores must be at least 1")
         self._clock = clock
         if cpu_seconds is None:
-            cpu_seconds = {"process": _process_cpu_s, "system": _system_busy_s, "cgroup": cgroup_cpu_s}[scope]
+            cpu_seconds = {
+                "process": _process_cpu_s,
+                "system": _system_busy_s,
+                "cgroup": cgroup_cpu_s,
+            }[scope]
         self._cpu_seconds = cpu_seconds
         self._lock = threading.Lock()
         self._t0 = clock()
@@ -171,7 +189,7 @@ def _process_cpu_s() -> float:
 _PROCESS: dict[int, object] = {}
 
 
-def _this_process():  # noqa: ANN202 - psutil.Process, cached per pid (a fork gets its own)
+def _this_process():
     import psutil
 
     pid = os.getpid()

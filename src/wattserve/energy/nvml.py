@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from wattserve.energy.errors import MeterError
 from wattserve.types import EnergyReading
@@ -76,7 +77,9 @@ class NvmlMeter:
                     self.modes[name] = POLLING
                     continue
                 try:
-                    self._origin_mj[name] = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+                    self._origin_mj[name] = int(
+                        self._nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+                    )
                     self.modes[name] = COUNTER
                 except self._nvml.NVMLError:  # not supported on pre-Volta GPUs
                     self.modes[name] = POLLING
@@ -85,7 +88,9 @@ class NvmlMeter:
                     try:
                         self._power_w(name)
                     except self._nvml.NVMLError as exc:
-                        raise MeterError(f"{name} reports neither an energy counter nor power draw ({exc})") from exc
+                        raise MeterError(
+                            f"{name} reports neither an energy counter nor power draw ({exc})"
+                        ) from exc
         except BaseException:
             self._nvml.nvmlShutdown()  # NVML init is reference counted: undo ours
             raise
@@ -97,7 +102,9 @@ class NvmlMeter:
         self._thread: threading.Thread | None = None
         if any(m == POLLING for m in self.modes.values()):
             self._poll_once()
-            self._thread = threading.Thread(target=self._poll_loop, name="nvml-power-poll", daemon=True)
+            self._thread = threading.Thread(
+                target=self._poll_loop, name="nvml-power-poll", daemon=True
+            )
             self._thread.start()
 
     @property
@@ -123,7 +130,9 @@ class NvmlMeter:
             with self._lock:
                 if name in self._last_power:
                     t_prev, w_prev = self._last_power[name]
-                    self._polled_j[name] = self._polled_j.get(name, 0.0) + 0.5 * (w_prev + watts) * (now - t_prev)
+                    self._polled_j[name] = self._polled_j.get(name, 0.0) + 0.5 * (
+                        w_prev + watts
+                    ) * (now - t_prev)
                 else:
                     self._polled_j[name] = 0.0
                 self._last_power[name] = (now, watts)
@@ -145,11 +154,14 @@ class NvmlMeter:
                     # integrated so far plus the stretch since the last poll at the last power
                     t_prev, w_prev = self._last_power.get(name, (now, 0.0))
                     joules[name] = self._polled_j.get(name, 0.0) + w_prev * max(0.0, now - t_prev)
-        return EnergyReading(t_s=now, joules=joules, sources={d: "nvml" for d in joules})
+        return EnergyReading(t_s=now, joules=joules, sources=dict.fromkeys(joules, "nvml"))
 
     def gpu_facts(self) -> list[dict[str, Any]]:
         """Name, power limit, memory and energy mode of each metered GPU (for run.json)."""
-        return [gpu_facts(self._nvml, int(d[3:]), self._handles[d], self.modes[d]) for d in self._handles]
+        return [
+            gpu_facts(self._nvml, int(d[3:]), self._handles[d], self.modes[d])
+            for d in self._handles
+        ]
 
     def close(self) -> None:
         self._stop.set()
@@ -161,7 +173,7 @@ class NvmlMeter:
         except Exception:  # noqa: BLE001 - shutting down twice or after a driver reset
             pass
 
-    def __enter__(self) -> "NvmlMeter":
+    def __enter__(self) -> NvmlMeter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -215,7 +227,9 @@ def gpu_facts(nvml: Any, index: int, handle: Any, mode: str | None = None) -> di
     mem = ask("nvmlDeviceGetMemoryInfo", handle)
     name = ask("nvmlDeviceGetName", handle)
     if mode is None:
-        mode = COUNTER if ask("nvmlDeviceGetTotalEnergyConsumption", handle) is not None else POLLING
+        mode = (
+            COUNTER if ask("nvmlDeviceGetTotalEnergyConsumption", handle) is not None else POLLING
+        )
     return {
         "index": index,
         "device": f"gpu{index}",

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from wattserve.energy.errors import MeterError
 from wattserve.types import EnergyReading
@@ -50,14 +50,18 @@ def _kind(name: str) -> str:
     return name.split("-", 1)[0] if name.startswith("package") else name
 
 
-def discover_zones(root: Path | str = DEFAULT_ROOT, domains: Sequence[str] = ("package", "dram")) -> list[RaplZone]:
+def discover_zones(
+    root: Path | str = DEFAULT_ROOT, domains: Sequence[str] = ("package", "dram")
+) -> list[RaplZone]:
     """Zones under ``root`` whose kind is in ``domains``, sorted by device name.
 
     Raises ``MeterError`` when there is no powercap tree or no matching zone.
     """
     root = Path(root)
     if not root.is_dir():
-        raise MeterError(f"no RAPL powercap tree at {root} (not Linux, a VM without RAPL, or no intel_rapl driver)")
+        raise MeterError(
+            f"no RAPL powercap tree at {root} (not Linux, a VM without RAPL, or no intel_rapl driver)"
+        )
     seen: set[Path] = set()
     zones: list[RaplZone] = []
     dirs = sorted({p for pattern in ZONE_PATTERNS for p in root.glob(pattern)})
@@ -145,7 +149,7 @@ class RaplMeter:
                 self._total_uj[zone.device] += delta
                 self._last_uj[zone.device] = raw
             joules = {d: uj / 1e6 for d, uj in self._total_uj.items()}
-        return EnergyReading(t_s=now, joules=joules, sources={d: "rapl" for d in joules})
+        return EnergyReading(t_s=now, joules=joules, sources=dict.fromkeys(joules, "rapl"))
 
     def close(self) -> None:
         pass

@@ -16,8 +16,9 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from wattserve.energy.errors import MeterError
 from wattserve.energy.windows import device_curves, from_rows, joules_at
@@ -35,19 +36,25 @@ def load_rows(path: Path | str) -> list[dict[str, Any]]:
     except OSError as exc:
         raise MeterError(f"cannot read energy CSV {path}: {exc}") from exc
     if "t_s" not in fields:
-        raise MeterError(f"{path}: energy CSV needs a t_s column (got {', '.join(fields) or 'no header'})")
+        raise MeterError(
+            f"{path}: energy CSV needs a t_s column (got {', '.join(fields) or 'no header'})"
+        )
     if "device" in fields and "joules" in fields:
         return [{k.strip(): v for k, v in row.items()} for row in raw]
     devices = [c for c in fields if c != "t_s" and c != "source"]
     if not devices:
-        raise MeterError(f"{path}: expected t_s,device,joules rows or t_s plus one column per device")
+        raise MeterError(
+            f"{path}: expected t_s,device,joules rows or t_s plus one column per device"
+        )
     rows: list[dict[str, Any]] = []
     for row in raw:
         row = {k.strip(): v for k, v in row.items()}
         for device in devices:
             value = (row.get(device) or "").strip()
             if value:  # a blank cell: that device was not read at this time
-                rows.append({"t_s": row["t_s"], "device": device, "joules": value, "source": "replay"})
+                rows.append(
+                    {"t_s": row["t_s"], "device": device, "joules": value, "source": "replay"}
+                )
     return rows
 
 
@@ -71,7 +78,9 @@ class ReplayMeter:
         else:
             items = list(source)
             self.origin = "memory"
-            readings = items if all(isinstance(r, EnergyReading) for r in items) else from_rows(items)
+            readings = (
+                items if all(isinstance(r, EnergyReading) for r in items) else from_rows(items)
+            )
         readings = [r for r in readings if r.joules]
         if not readings:
             raise MeterError(f"no energy readings to replay from {self.origin}")
@@ -99,7 +108,7 @@ class ReplayMeter:
     def at(self, t: float) -> EnergyReading:
         """The recorded counters at recorded time ``t`` (``t_s`` is ``t`` itself)."""
         joules = joules_at(self._curves, t)
-        return EnergyReading(t_s=t, joules=joules, sources={d: "replay" for d in joules})
+        return EnergyReading(t_s=t, joules=joules, sources=dict.fromkeys(joules, "replay"))
 
     def read(self) -> EnergyReading:
         now = self._clock()

@@ -19,8 +19,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Iterable, Mapping
+from typing import Any
 
 from wattserve.energy import windows
 from wattserve.energy.errors import MeterError, WindowError
@@ -63,7 +64,7 @@ class EnergySampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self) -> "EnergySampler":
+    def start(self) -> EnergySampler:
         """Take a first reading and start the sampling thread; returns ``self``."""
         if self.running:
             return self
@@ -107,7 +108,7 @@ class EnergySampler:
                 self._record_file, self._writer = None, None
         return last
 
-    def __enter__(self) -> "EnergySampler":
+    def __enter__(self) -> EnergySampler:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -190,7 +191,9 @@ class EnergySampler:
         return windows.to_rows(self.series())
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, Any]], interval_s: float = 0.2, stitch: bool = True) -> "EnergySampler":
+    def from_rows(
+        cls, rows: Iterable[Mapping[str, Any]], interval_s: float = 0.2, stitch: bool = True
+    ) -> EnergySampler:
         """A stopped sampler holding a stored series, for windows and plots after the run.
 
         With ``stitch`` (default), counter restarts from a resumed run's later sessions are
@@ -199,7 +202,9 @@ class EnergySampler:
         return cls.from_readings(windows.from_rows(rows), interval_s, stitch)
 
     @classmethod
-    def from_readings(cls, readings: Iterable[EnergyReading], interval_s: float = 0.2, stitch: bool = False) -> "EnergySampler":
+    def from_readings(
+        cls, readings: Iterable[EnergyReading], interval_s: float = 0.2, stitch: bool = False
+    ) -> EnergySampler:
         sampler = cls(meter=None, interval_s=interval_s)
         ordered = sorted(readings, key=lambda r: r.t_s)
         if stitch:
@@ -211,5 +216,7 @@ class EnergySampler:
         windows.write_csv(path, self.series())
 
     @classmethod
-    def read_csv(cls, path: Path | str, interval_s: float = 0.2, stitch: bool = True) -> "EnergySampler":
+    def read_csv(
+        cls, path: Path | str, interval_s: float = 0.2, stitch: bool = True
+    ) -> EnergySampler:
         return cls.from_readings(windows.read_csv(path), interval_s, stitch)

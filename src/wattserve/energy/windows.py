@@ -12,8 +12,9 @@ Rows (``to_rows``/``from_rows``) are the long form ``t_s, device, joules, source
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,14 @@ def to_rows(readings: Iterable[EnergyReading]) -> list[dict[str, Any]]:
         if not r.joules:
             rows.append({"t_s": r.t_s, "device": NO_DEVICE, "joules": 0.0, "source": "null"})
         for device, j in r.joules.items():
-            rows.append({"t_s": r.t_s, "device": device, "joules": float(j), "source": r.sources.get(device, "null")})
+            rows.append(
+                {
+                    "t_s": r.t_s,
+                    "device": device,
+                    "joules": float(j),
+                    "source": r.sources.get(device, "null"),
+                }
+            )
     return rows
 
 
@@ -154,7 +162,9 @@ def from_rows(rows: Iterable[Mapping[str, Any]]) -> list[EnergyReading]:
         if device != NO_DEVICE:
             js[device] = joules
             srcs[device] = str(row.get("source") or "replay")
-    return [EnergyReading(t_s=t, joules=js, sources=srcs) for t, (js, srcs) in sorted(grouped.items())]
+    return [
+        EnergyReading(t_s=t, joules=js, sources=srcs) for t, (js, srcs) in sorted(grouped.items())
+    ]
 
 
 def write_csv(path: Path | str, readings: Iterable[EnergyReading], append: bool = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from wattserve.protocols import Engine
 from wattserve.types import Chunk, Completion, Request
@@ -54,7 +54,7 @@ async def complete(
             await consume()
         else:
             await asyncio.wait_for(consume(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         error = f"timeout after {timeout_s:g} s"
     except asyncio.CancelledError:
         raise

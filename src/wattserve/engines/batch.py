@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import AttentionInterface, DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -32,12 +31,21 @@ ATTN_IMPL = "wattserve_gqa"
 HEADROOM = 64  # extra columns allocated per rebuild; a full buffer grows by this much
 
 
-def gqa_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                  attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                  **kw: Any) -> tuple[torch.Tensor, None]:
+def gqa_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kw: Any,
+) -> tuple[torch.Tensor, None]:
     """Single-token decode attention for grouped KV heads; anything else goes to SDPA."""
     if query.shape[2] != 1 or attention_mask is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kw
+        )
     b, hq, _, d = query.shape
     hkv = key.shape[1]
     q = query.reshape(b, hkv, hq // hkv, d)
@@ -62,7 +70,9 @@ class _BufferLayer(DynamicLayer):
         self.is_initialized = True
         self.keys, self.values = k[:, :, :length], v[:, :, :length]
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ):
         n, t = self.n, key_states.shape[-2]
         self.bk[:, :, n : n + t] = key_states
         self.bv[:, :, n : n + t] = value_states
@@ -94,13 +104,23 @@ class DecodeBatch:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        cfg = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+        cfg = (
+            model.config.get_text_config(decoder=True)
+            if hasattr(model.config, "get_text_config")
+            else model.config
+        )
         types = getattr(cfg, "layer_types", None) or []
-        self.sliding_window = getattr(cfg, "sliding_window", None) if "sliding_attention" in types else None
+        self.sliding_window = (
+            getattr(cfg, "sliding_window", None) if "sliding_attention" in types else None
+        )
         self.rows: list[Sequence] = []
-        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (B, H, capacity, D) buffers
+        self.kv: list[
+            tuple[torch.Tensor, torch.Tensor]
+        ] = []  # per layer (B, H, capacity, D) buffers
         self.width = 0  # columns in use
-        self.mask = torch.zeros((0, 0), dtype=torch.bool)  # (B, capacity): True where a real token is cached
+        self.mask = torch.zeros(
+            (0, 0), dtype=torch.bool
+        )  # (B, capacity): True where a real token is cached
         self.pos = torch.zeros((0,), dtype=torch.long)  # (B,): position of each row's next token
         self.last = torch.zeros((0, 1), dtype=torch.long)  # (B, 1): each row's newest token
 
@@ -111,7 +131,9 @@ class DecodeBatch:
     def capacity(self) -> int:
         return int(self.mask.shape[1])
 
-    def prefill(self, seq: Sequence) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    def prefill(
+        self, seq: Sequence
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Run a newcomer's prompt alone; return its last-position logits and its KV cache."""
         ids = torch.tensor([seq.prompt_ids], dtype=torch.long)
         out = self.model(
@@ -124,7 +146,9 @@ class DecodeBatch:
         cache = out.past_key_values
         return out.logits[0, -1], [(layer.keys, layer.values) for layer in cache.layers]
 
-    def _rebuild(self, parts: list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, int]]) -> None:
+    def _rebuild(
+        self, parts: list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, int]]
+    ) -> None:
         """New buffers from (kv, mask row(s), width) parts, right-aligned, with fresh headroom."""
         starts = []
         for _, mask, width in parts:  # drop leading columns that are padding in every row

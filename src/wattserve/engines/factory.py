@@ -29,7 +29,9 @@ def create_engine(
         if not base_url:
             raise ConfigError("the openai backend needs --base-url")
         if backend not in ("auto", "openai"):
-            raise ConfigError(f"--base-url selects the OpenAI HTTP client; backend {backend!r} cannot be used with it")
+            raise ConfigError(
+                f"--base-url selects the OpenAI HTTP client; backend {backend!r} cannot be used with it"
+            )
         from wattserve.engines.openai_http import OpenAIHTTPEngine
 
         return OpenAIHTTPEngine(base_url, model=model, **kw)

@@ -56,12 +56,15 @@ def fill(args: list[str], **values: Any) -> list[str]:
     try:
         return [a.format(**values) for a in args]
     except (KeyError, IndexError) as exc:
-        raise ConfigError(f"replica command uses an unknown placeholder {exc}; "
-                          "known: {model} {port} {memory_fraction} {device} {index}") from None
+        raise ConfigError(
+            f"replica command uses an unknown placeholder {exc}; "
+            "known: {model} {port} {memory_fraction} {device} {index}"
+        ) from None
 
 
-async def wait_ready(url: str, timeout_s: float, process: subprocess.Popen | None = None,
-                     interval_s: float = 0.25) -> None:
+async def wait_ready(
+    url: str, timeout_s: float, process: subprocess.Popen | None = None, interval_s: float = 0.25
+) -> None:
     """Poll ``url`` until it answers below 500; fail early if ``process`` exits."""
     import aiohttp
 
@@ -69,8 +72,10 @@ async def wait_ready(url: str, timeout_s: float, process: subprocess.Popen | Non
     async with aiohttp.ClientSession() as session:
         while True:
             if process is not None and process.poll() is not None:
-                raise EngineUnavailable(f"replica process exited with code {process.returncode} before "
-                                        f"it was ready ({' '.join(map(str, process.args))})")
+                raise EngineUnavailable(
+                    f"replica process exited with code {process.returncode} before "
+                    f"it was ready ({' '.join(map(str, process.args))})"
+                )
             try:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
                     if r.status < 500:
@@ -95,14 +100,24 @@ class Launcher:
         index = sum(1 for item in self.launched if item.model == model)
         for i in range(spec.copies):
             name = f"{model}/{spec.kind}-{index + i}"
-            base = dict(name=name, model=model, device=spec.device, slots=spec.slots, engine_model=engine_model)
+            base = dict(
+                name=name,
+                model=model,
+                device=spec.device,
+                slots=spec.slots,
+                engine_model=engine_model,
+            )
             if spec.kind == "url":
                 out.append(Launched(url=spec.url, **base))
             elif spec.kind == "mock":
                 from wattserve.engines.mock_server import MockServer
 
-                server = MockServer(process=True, output_len=spec.mock_tokens,
-                                    token_delay_ms=spec.mock_delay_s * 1000, model=engine_model)
+                server = MockServer(
+                    process=True,
+                    output_len=spec.mock_tokens,
+                    token_delay_ms=spec.mock_delay_s * 1000,
+                    model=engine_model,
+                )
                 await asyncio.to_thread(server.start)
                 out.append(Launched(url=server.url, server=server, **base))
             elif spec.kind == "local":
@@ -110,25 +125,44 @@ class Launcher:
 
                 try:
                     extra = {"max_batch": spec.slots} if spec.backend in ("auto", "local") else {}
-                    engine = create_engine(engine_model, backend=spec.backend, threads=spec.threads, **extra)
-                except Exception as exc:  # noqa: BLE001 - surfaced as one line
+                    engine = create_engine(
+                        engine_model, backend=spec.backend, threads=spec.threads, **extra
+                    )
+                except Exception as exc:
                     if isinstance(exc, (ConfigError, EngineUnavailable)):
                         raise
-                    raise EngineUnavailable(f"cannot create local engine {engine_model!r}: {exc}") from None
+                    raise EngineUnavailable(
+                        f"cannot create local engine {engine_model!r}: {exc}"
+                    ) from None
                 out.append(Launched(engine=engine, **base))
             elif spec.kind == "command":
                 port = spec.port + i if spec.port else free_port(self.host)
-                args = fill(spec.command, model=engine_model, port=port, device=spec.device, index=i,
-                            memory_fraction="" if spec.memory_fraction is None else f"{spec.memory_fraction:g}")
+                args = fill(
+                    spec.command,
+                    model=engine_model,
+                    port=port,
+                    device=spec.device,
+                    index=i,
+                    memory_fraction=""
+                    if spec.memory_fraction is None
+                    else f"{spec.memory_fraction:g}",
+                )
                 env = dict(os.environ, **spec.env)
                 try:
-                    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                            start_new_session=True)
+                    proc = subprocess.Popen(
+                        args,
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        start_new_session=True,
+                    )
                 except OSError as exc:
                     raise EngineUnavailable(f"cannot start replica {args[0]!r}: {exc}") from None
                 item = Launched(url=f"http://{self.host}:{port}/v1", process=proc, **base)
                 self.launched.append(item)  # so stop() reaps it even if readiness fails
-                await wait_ready(f"http://{self.host}:{port}{spec.ready_path}", spec.ready_timeout_s, proc)
+                await wait_ready(
+                    f"http://{self.host}:{port}{spec.ready_path}", spec.ready_timeout_s, proc
+                )
                 out.append(item)
                 continue
             else:  # pragma: no cover - the config validates kinds

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from wattserve.engines.channel import ThreadChannel
 from wattserve.engines.models import DEFAULT_MODEL, resolve_model
 from wattserve.errors import ConfigError, EngineUnavailable
 from wattserve.types import Chunk, Request, Usage
-
 
 
 def available() -> bool:
@@ -32,7 +32,13 @@ def available() -> bool:
 
 
 class LlamaCppEngine:
-    def __init__(self, model: str = DEFAULT_MODEL, threads: int = 1, n_ctx: int = 2048, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        threads: int = 1,
+        n_ctx: int = 2048,
+        name: str | None = None,
+    ) -> None:
         if threads < 1:
             raise ConfigError("threads must be >= 1")
         self.model_name = model or DEFAULT_MODEL
@@ -56,7 +62,9 @@ class LlamaCppEngine:
                 ) from exc
             resolved = resolve_model(self.model_name)
             if resolved.gguf_path is None:
-                raise EngineUnavailable(f"the llama.cpp engine needs a .gguf file; {self.model_name} is a Hugging Face folder")
+                raise EngineUnavailable(
+                    f"the llama.cpp engine needs a .gguf file; {self.model_name} is a Hugging Face folder"
+                )
             self.llm = Llama(
                 model_path=str(resolved.gguf_path),
                 n_ctx=self.n_ctx,
@@ -88,15 +96,23 @@ class LlamaCppEngine:
             if llm is None:
                 raise EngineUnavailable("llama.cpp engine is closed")
             kw: dict[str, Any] = dict(
-                max_tokens=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
-                top_k=0, min_p=0.0, repeat_penalty=1.0, stop=list(request.stop) or None,
-                seed=request.seed, stream=True,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_p=request.top_p,
+                top_k=0,
+                min_p=0.0,
+                repeat_penalty=1.0,
+                stop=list(request.stop) or None,
+                seed=request.seed,
+                stream=True,
             )
             if request.ignore_eos:
                 kw["logit_bias"] = {llm.token_eos(): float("-inf")}
             if request.messages:
                 msgs = [{"role": m.role, "content": m.content} for m in request.messages]
-                n_in = len(llm.tokenize(self._chat_prompt(msgs).encode(), add_bos=False, special=True))
+                n_in = len(
+                    llm.tokenize(self._chat_prompt(msgs).encode(), add_bos=False, special=True)
+                )
                 it = llm.create_chat_completion(messages=msgs, **kw)
             else:
                 prompt = request.prompt or ""
@@ -113,8 +129,14 @@ class LlamaCppEngine:
                     n_out += 1
                     deliver(Chunk(text=text, t_s=time.perf_counter(), tokens=1))
                 finish = c.get("finish_reason") or finish
-            deliver(Chunk(text="", t_s=time.perf_counter(), finish_reason=finish or "stop",
-                          usage=Usage(n_in, n_out, source="engine")))
+            deliver(
+                Chunk(
+                    text="",
+                    t_s=time.perf_counter(),
+                    finish_reason=finish or "stop",
+                    usage=Usage(n_in, n_out, source="engine"),
+                )
+            )
 
     def _chat_prompt(self, msgs: list[dict[str, str]]) -> str:
         template = (self.llm.metadata or {}).get("tokenizer.chat_template")

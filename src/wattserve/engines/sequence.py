@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 class Status(enum.Enum):
@@ -66,7 +67,9 @@ class Sequence:
     def _detok(self, tokenizer: Any) -> str:
         """New text for the tokens since the last call (vLLM/TGI offsets scheme)."""
         ids = self.output_ids
-        prefix = tokenizer.decode(ids[self._prefix_offset : self._read_offset], skip_special_tokens=True)
+        prefix = tokenizer.decode(
+            ids[self._prefix_offset : self._read_offset], skip_special_tokens=True
+        )
         full = tokenizer.decode(ids[self._prefix_offset :], skip_special_tokens=True)
         if len(full) > len(prefix) and not full.endswith("\ufffd"):
             self._prefix_offset = self._read_offset

@@ -16,7 +16,8 @@ import math
 import random
 import time
 import zlib
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from wattserve.errors import ConfigError
 from wattserve.types import Chunk, ModelFit, Request, Usage
@@ -70,7 +71,11 @@ class SimulatedEngine:
 
     def tokens(self, request: Request) -> tuple[int, int]:
         """(input tokens, output tokens) this engine will report for ``request``."""
-        n_in = request.input_tokens if request.input_tokens is not None else len(request.text().split())
+        n_in = (
+            request.input_tokens
+            if request.input_tokens is not None
+            else len(request.text().split())
+        )
         n_out = request.max_tokens
         if self.output_len is not None and not request.ignore_eos:
             n_out = min(n_out, self.output_len)
@@ -78,7 +83,9 @@ class SimulatedEngine:
 
     @staticmethod
     def _predict(fit: ModelFit, n_in: int, n_out: int) -> float:
-        from wattserve.fit import predict  # owned by the fit module; imported only when a fit is used
+        from wattserve.fit import (
+            predict,
+        )  # owned by the fit module; imported only when a fit is used
 
         return float(predict(fit, n_in, n_out, warn=False))
 
@@ -121,15 +128,21 @@ class SimulatedEngine:
                 text=self.token_text,
                 t_s=time.perf_counter(),
                 tokens=1,
-                finish_reason=("length" if n_out >= request.max_tokens else "stop") if last else None,
+                finish_reason=("length" if n_out >= request.max_tokens else "stop")
+                if last
+                else None,
                 usage=Usage(n_in, n_out, source="engine") if last else None,
             )
 
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "runtime": self.runtime_fit.form if self.runtime_fit else f"ttft {self.ttft_s} s + tpot {self.tpot_s} s",
-            "energy": self.energy_fit.form if self.energy_fit else f"{self.joules_per_token} J/token",
+            "runtime": self.runtime_fit.form
+            if self.runtime_fit
+            else f"ttft {self.ttft_s} s + tpot {self.tpot_s} s",
+            "energy": self.energy_fit.form
+            if self.energy_fit
+            else f"{self.joules_per_token} J/token",
             "time_scale": self.time_scale,
             "seed": self.seed,
         }

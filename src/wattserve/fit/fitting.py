@@ -162,7 +162,18 @@ def fit_groups(
             if y is None:
                 continue
             fits = [
-                fit_form(f, g.model, g.device, q, g.input_tokens, g.output_tokens, y, loss=loss, k=k, seed=seed)
+                fit_form(
+                    f,
+                    g.model,
+                    g.device,
+                    q,
+                    g.input_tokens,
+                    g.output_tokens,
+                    y,
+                    loss=loss,
+                    k=k,
+                    seed=seed,
+                )
                 for f in forms
             ]
             result.extend([select_best(fits)] if select == "best" else fits)

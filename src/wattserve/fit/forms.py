@@ -13,8 +13,8 @@ request's error as seriously as a long one's and is what keeps MAPE low.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

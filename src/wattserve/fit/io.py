@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -71,7 +71,11 @@ def _read_run_dir(path: Path):
         df = df.assign(model=config.get("model", "unknown"))
     device = config.get("device") or env.get("gpu_name") or env.get("cpu_name") or env.get("device")
     if isinstance(env.get("gpus"), list) and env["gpus"] and not device:
-        device = str(env["gpus"][0].get("name", "gpu") if isinstance(env["gpus"][0], dict) else env["gpus"][0])
+        device = str(
+            env["gpus"][0].get("name", "gpu")
+            if isinstance(env["gpus"][0], dict)
+            else env["gpus"][0]
+        )
     df = df.assign(device=device or "unknown")
     return df
 
@@ -129,7 +133,9 @@ def resolve_columns(df, cols: Columns, quantities: list[str]) -> dict[str, str]:
             mapping[role] = found
     if missing:
         raise ConfigError(
-            "missing columns: " + "; ".join(missing) + f". Available: {', '.join(map(str, df.columns))}. "
+            "missing columns: "
+            + "; ".join(missing)
+            + f". Available: {', '.join(map(str, df.columns))}. "
             "Map them with --model-col/--device-col/--input-col/--output-col/--runtime-col/--energy-col."
         )
     return mapping
@@ -149,7 +155,9 @@ def load_groups(
     if not keep_cold and "iteration" in df.columns:
         cold = df["iteration"] == 0
         if cold.any():
-            notes.append(f"excluded {int(cold.sum())} cold-start rows (iteration 0); --keep-cold keeps them")
+            notes.append(
+                f"excluded {int(cold.sum())} cold-start rows (iteration 0); --keep-cold keeps them"
+            )
         df = df[~cold]
     qs = list(quantities)
     m = resolve_columns(df, columns, qs)
@@ -160,7 +168,9 @@ def load_groups(
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             hint = "; fit runtime alone with --quantity runtime_s" if role == "energy_j" else ""
-            raise ConfigError(f"column {col!r} ({role}) has missing or non-numeric values in rows {_rows(df.index[bad])}{hint}")
+            raise ConfigError(
+                f"column {col!r} ({role}) has missing or non-numeric values in rows {_rows(df.index[bad])}{hint}"
+            )
         nonpos = np.flatnonzero(values <= 0)
         if len(nonpos):
             raise ConfigError(
@@ -169,7 +179,9 @@ def load_groups(
             )
     for role in ("model", "device"):
         if df[m[role]].isna().any():
-            raise ConfigError(f"column {m[role]!r} ({role}) is empty in rows {_rows(df.index[df[m[role]].isna()])}")
+            raise ConfigError(
+                f"column {m[role]!r} ({role}) is empty in rows {_rows(df.index[df[m[role]].isna()])}"
+            )
     groups = []
     for (model, device), g in df.groupby([m["model"], m["device"]], sort=True):
         if len(g) < min_rows:
@@ -186,7 +198,9 @@ def load_groups(
             )
         )
     if not groups:
-        raise ConfigError("no (model, device) group has enough rows to fit" + (f" ({notes[-1]})" if notes else ""))
+        raise ConfigError(
+            "no (model, device) group has enough rows to fit" + (f" ({notes[-1]})" if notes else "")
+        )
     return groups, notes
 
 
@@ -209,7 +223,9 @@ def load_fits(path: str | Path) -> list[ModelFit]:
     """Read fits written by ``save_fits`` (or a bare JSON list of ModelFit dicts)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such fits file (write one with `wattserve fit DATA -o {path}`)")
+        raise ConfigError(
+            f"{path}: no such fits file (write one with `wattserve fit DATA -o {path}`)"
+        )
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:

@@ -21,7 +21,12 @@ def predicted_vs_measured(fits, groups, path: str | Path) -> Path:
     forms = list(dict.fromkeys(f.form for f in fits))
     keys = list(dict.fromkeys((f.model, f.device) for f in fits))
     colours = plt.cm.tab20(np.linspace(0, 1, max(len(keys), 2)))
-    fig, axes = plt.subplots(len(forms), len(quantities), figsize=(5.5 * len(quantities), 4.5 * len(forms)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(forms),
+        len(quantities),
+        figsize=(5.5 * len(quantities), 4.5 * len(forms)),
+        squeeze=False,
+    )
     for r, form in enumerate(forms):
         for c, q in enumerate(quantities):
             ax = axes[r][c]
@@ -34,8 +39,14 @@ def predicted_vs_measured(fits, groups, path: str | Path) -> Path:
                 yhat = predict(f, g.input_tokens, g.output_tokens, warn=False)
                 errs.append(mape(y, yhat))
                 ok = yhat > 0
-                ax.scatter(y[ok], yhat[ok], s=5, alpha=0.6, color=colours[keys.index((f.model, f.device))],
-                           label=f"{f.model} @ {f.device}")
+                ax.scatter(
+                    y[ok],
+                    yhat[ok],
+                    s=5,
+                    alpha=0.6,
+                    color=colours[keys.index((f.model, f.device))],
+                    label=f"{f.model} @ {f.device}",
+                )
                 lo, hi = min(lo, y.min()), max(hi, y.max())
             if hi > 0:
                 ax.plot([lo, hi], [lo, hi], "k--", lw=1)
@@ -47,7 +58,9 @@ def predicted_vs_measured(fits, groups, path: str | Path) -> Path:
             ax.set_title(f"{form}{med}", fontsize=9)
     if len(keys) <= 16:
         handles, labels = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(keys)), fontsize=6, markerscale=2)
+        fig.legend(
+            handles, labels, loc="lower center", ncol=min(4, len(keys)), fontsize=6, markerscale=2
+        )
         fig.tight_layout(rect=(0, 0.04 + 0.012 * ((len(keys) + 3) // 4), 1, 1))
     else:
         fig.tight_layout()

@@ -10,4 +10,14 @@ from wattserve.plan.baselines import baselines, compare
 from wattserve.plan.problem import InfeasibleError, Problem, Target, build_problem
 from wattserve.plan.solve import SOLVERS, explain, solve
 
-__all__ = ["SOLVERS", "InfeasibleError", "Problem", "Target", "baselines", "build_problem", "compare", "explain", "solve"]
+__all__ = [
+    "SOLVERS",
+    "InfeasibleError",
+    "Problem",
+    "Target",
+    "baselines",
+    "build_problem",
+    "compare",
+    "explain",
+    "solve",
+]

@@ -30,13 +30,23 @@ def read_queries(path: str | Path) -> QuerySet:
     if not path.is_file():
         raise ConfigError(f"{path}: no such query file")
     try:
-        df = pd.read_json(path, lines=True) if path.suffix.lower() in (".jsonl", ".json") else pd.read_csv(path)
+        df = (
+            pd.read_json(path, lines=True)
+            if path.suffix.lower() in (".jsonl", ".json")
+            else pd.read_csv(path)
+        )
     except ValueError as exc:
         raise ConfigError(f"{path}: cannot read queries ({exc})") from None
     if df.empty:
         raise ConfigError(f"{path}: no queries")
-    out_col = next((c for c in ("output_tokens", "expected_output_tokens", "max_tokens") if c in df), None)
-    missing = [c for c, ok in (("input_tokens", "input_tokens" in df), ("output_tokens", out_col)) if not ok]
+    out_col = next(
+        (c for c in ("output_tokens", "expected_output_tokens", "max_tokens") if c in df), None
+    )
+    missing = [
+        c
+        for c, ok in (("input_tokens", "input_tokens" in df), ("output_tokens", out_col))
+        if not ok
+    ]
     if missing:
         raise ConfigError(
             f"{path}: missing column(s) {', '.join(missing)} (output may also be expected_output_tokens or "
@@ -50,8 +60,10 @@ def read_queries(path: str | Path) -> QuerySet:
         v = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
         bad = np.flatnonzero(~np.isfinite(v) | (v <= 0))
         if len(bad):
-            raise ConfigError(f"{path}: column {col!r} must be a positive number; bad in queries "
-                              f"{', '.join(ids[k] for k in bad[:5])}")
+            raise ConfigError(
+                f"{path}: column {col!r} must be a positive number; bad in queries "
+                f"{', '.join(ids[k] for k in bad[:5])}"
+            )
         arrays[col] = v
     deadline = None
     if "deadline_s" in df:
@@ -63,7 +75,7 @@ def read_queries(path: str | Path) -> QuerySet:
             q = pd.to_numeric(df[col], errors="coerce").to_numpy(float)
             if np.isnan(q).any():
                 raise ConfigError(f"{path}: column {col!r} has missing values")
-            quality[str(col)[len("quality:"):]] = q
+            quality[str(col)[len("quality:") :]] = q
     return QuerySet(ids, arrays["input_tokens"], arrays[out_col], deadline, quality)
 
 
@@ -98,18 +110,27 @@ def read_targets(path: str | Path, fits_path: str | Path | None = None) -> list[
             raise ConfigError(f"{path}: target #{k + 1} needs 'model' and 'device'")
         found = {}
         for q in ("energy_j", "runtime_s"):
-            cands = [f for f in fits if f.model == t["model"] and f.device == t["device"] and f.quantity == q]
+            cands = [
+                f
+                for f in fits
+                if f.model == t["model"] and f.device == t["device"] and f.quantity == q
+            ]
             if not cands:
                 have = sorted({f"{f.model} @ {f.device}" for f in fits})
-                raise ConfigError(f"{path}: no {q} fit for {t['model']} @ {t['device']} in {fp}; fits exist for: {', '.join(have)}")
+                raise ConfigError(
+                    f"{path}: no {q} fit for {t['model']} @ {t['device']} in {fp}; fits exist for: {', '.join(have)}"
+                )
             found[q] = select_best(cands)
         try:
             targets.append(
                 Target(
                     name=str(t.get("name") or f"{t['model']}@{t['device']}"),
-                    model=t["model"], device=t["device"],
-                    energy_fit=found["energy_j"], runtime_fit=found["runtime_s"],
-                    quality=float(t.get("quality", 0.0)), slots=int(t.get("slots", 1)),
+                    model=t["model"],
+                    device=t["device"],
+                    energy_fit=found["energy_j"],
+                    runtime_fit=found["runtime_s"],
+                    quality=float(t.get("quality", 0.0)),
+                    slots=int(t.get("slots", 1)),
                     capacity_s=None if t.get("capacity_s") is None else float(t["capacity_s"]),
                     idle_power_w=float(t.get("idle_power_w", 0.0)),
                 )
@@ -150,5 +171,10 @@ def synth_queries(source_csv: str | Path, n: int, seed: int = 0):
         lo, hi = float(df[col].min()), float(df[col].max())
         return np.exp(rng.uniform(np.log(lo), np.log(hi), n)).round().astype(int)
 
-    return pd.DataFrame({"id": [f"q{k}" for k in range(n)], "input_tokens": draw("input_tokens"),
-                         "output_tokens": draw("output_tokens")})
+    return pd.DataFrame(
+        {
+            "id": [f"q{k}" for k in range(n)],
+            "input_tokens": draw("input_tokens"),
+            "output_tokens": draw("output_tokens"),
+        }
+    )

@@ -100,37 +100,58 @@ def solve_lagrange(p: Problem, *, time_limit_s: float = 30.0, residual: int | No
                 np.exp(w, out=w)
                 z = w.sum(axis=1, dtype=np.float64)
                 np.divide(w, z[:, None].astype(np.float32), out=w)  # softmin weights
-                val = m.sum() - tau * np.log(z).sum() - n * yv[:nb].sum() + (n * yv[nb] * q_rhs if has_q else 0.0)
+                val = (
+                    m.sum()
+                    - tau * np.log(z).sum()
+                    - n * yv[:nb].sum()
+                    + (n * yv[nb] * q_rhs if has_q else 0.0)
+                )
                 g = np.empty(dim)
                 if nb:
                     g[:nb] = np.einsum("ij,ij->j", w, R64)[bounded] - n
                 if has_q:
-                    used = w.sum(axis=0, dtype=np.float64) @ qcol if q_const else np.einsum("ij,ij->", w, Qn)
+                    used = (
+                        w.sum(axis=0, dtype=np.float64) @ qcol
+                        if q_const
+                        else np.einsum("ij,ij->", w, Qn)
+                    )
                     g[nb] = -used + n * q_rhs
                 return -val / n, -g / n
 
-            res = minimize(f, y, jac=True, method="L-BFGS-B", bounds=[(0, None)] * dim,
-                           options={"maxiter": iters, "ftol": 1e-10, "gtol": 1e-8})
+            res = minimize(
+                f,
+                y,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=[(0, None)] * dim,
+                options={"maxiter": iters, "ftol": 1e-10, "gtol": 1e-8},
+            )
             y = res.x
             b = true_bound(y)
             if b > best_bound:
                 best_bound, best_y = b, y.copy()
             if best_bound > upper + 1e-9 * abs(upper) + 1e-9:
-                raise InfeasibleError("the coupling constraints (capacity, quality) cannot all be met")
+                raise InfeasibleError(
+                    "the coupling constraints (capacity, quality) cannot all be met"
+                )
             if time.perf_counter() - t0 > time_limit_s / 2:
                 break
     else:
         best_bound = true_bound(y)
     r = _reduced(base, bounded, Rn, has_q, Qn, best_y)
     left = max(2.0, time_limit_s - (time.perf_counter() - t0))
-    assign = round_from_reduced(p, r, residual=residual or min(n, 5 * (dim + 1) + 20), time_limit_s=left)
+    assign = round_from_reduced(
+        p, r, residual=residual or min(n, 5 * (dim + 1) + 20), time_limit_s=left
+    )
     value = float(p.cost[np.arange(n), assign].sum())
     lp_bound = best_bound * s_c
     gap = float(max(0.0, value - lp_bound) / max(abs(lp_bound), 1e-12))
     return assign, gap, lp_bound
 
 
-def round_from_reduced(p: Problem, r: np.ndarray, *, residual: int, time_limit_s: float = 10.0) -> np.ndarray:
+def round_from_reduced(
+    p: Problem, r: np.ndarray, *, residual: int, time_limit_s: float = 10.0
+) -> np.ndarray:
     """Each query to its least reduced cost; the ``residual`` queries with the smallest margin
     between their best and second-best target are re-solved exactly against what is left."""
     r = np.where(p.allowed, r, np.inf)
@@ -178,7 +199,14 @@ def solve_residual(p: Problem, assign, residual_idx, *, order=None, time_limit_s
         else:
             try:
                 left = max(1.0, time_limit_s - (time.perf_counter() - t0))
-                sub, _ = solve_milp(p, rows_idx=residual, cap=cap, need_q=need_q, time_limit_s=min(left, max(1.5, residual.size / 500)), mip_rel_gap=1e-3)
+                sub, _ = solve_milp(
+                    p,
+                    rows_idx=residual,
+                    cap=cap,
+                    need_q=need_q,
+                    time_limit_s=min(left, max(1.5, residual.size / 500)),
+                    mip_rel_gap=1e-3,
+                )
                 if np.all(sub >= 0):
                     assign[residual] = sub
                     return assign

@@ -25,13 +25,20 @@ def _model(p: Problem, rows_idx=None, cap=None, need_q=None, counts=None):
     gi = rows_idx[qi]
     nv = len(qi)
     m = len(rows_idx)
-    cons = [LinearConstraint(sp.csr_matrix((np.ones(nv), (qi, np.arange(nv))), shape=(m, nv)), counts, counts)]
+    cons = [
+        LinearConstraint(
+            sp.csr_matrix((np.ones(nv), (qi, np.arange(nv))), shape=(m, nv)), counts, counts
+        )
+    ]
     bounded = np.flatnonzero(np.isfinite(cap))
     if len(bounded):
         pos = np.full(p.T, -1)
         pos[bounded] = np.arange(len(bounded))
         sel = pos[tj] >= 0
-        A = sp.csr_matrix((p.runtime_s[gi[sel], tj[sel]], (pos[tj[sel]], np.flatnonzero(sel))), shape=(len(bounded), nv))
+        A = sp.csr_matrix(
+            (p.runtime_s[gi[sel], tj[sel]], (pos[tj[sel]], np.flatnonzero(sel))),
+            shape=(len(bounded), nv),
+        )
         cons.append(LinearConstraint(A, -np.inf, cap[bounded]))
     if need_q is not None:
         cons.append(LinearConstraint(p.quality[gi, tj][None, :], need_q, np.inf))
@@ -40,8 +47,12 @@ def _model(p: Problem, rows_idx=None, cap=None, need_q=None, counts=None):
 
 def _classes(p: Problem, rows_idx: np.ndarray):
     """Group identical queries (same costs, runtimes, qualities and allowed targets)."""
-    key = np.concatenate([p.cost[rows_idx], p.runtime_s[rows_idx], p.quality[rows_idx], p.allowed[rows_idx]], axis=1)
-    _, first, inverse, counts = np.unique(key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    key = np.concatenate(
+        [p.cost[rows_idx], p.runtime_s[rows_idx], p.quality[rows_idx], p.allowed[rows_idx]], axis=1
+    )
+    _, first, inverse, counts = np.unique(
+        key, axis=0, return_index=True, return_inverse=True, return_counts=True
+    )
     return rows_idx[first], inverse.ravel(), counts
 
 
@@ -89,7 +100,7 @@ def solve_milp(
     order = np.argsort(inverse, kind="stable")
     bounds_ = np.concatenate([[0], np.cumsum(counts)])
     for k in range(len(reps)):
-        assign[order[bounds_[k]:bounds_[k + 1]]] = per_class[k]
+        assign[order[bounds_[k] : bounds_[k + 1]]] = per_class[k]
     bound = getattr(res, "mip_dual_bound", None)
     gap = None
     if bound is not None and np.isfinite(bound) and res.fun is not None:
@@ -113,8 +124,15 @@ def solve_lp(p: Problem):
             A_ub.append(-sp.csr_matrix(con.A))
             b_ub.append(-np.atleast_1d(con.lb))
     A = sp.vstack(A_ub).tocsr() if A_ub else None
-    res = linprog(c, A_ub=A, b_ub=np.concatenate(b_ub) if b_ub else None, A_eq=cons[0].A,
-                  b_eq=np.ones(p.n), bounds=(0, 1), method="highs")
+    res = linprog(
+        c,
+        A_ub=A,
+        b_ub=np.concatenate(b_ub) if b_ub else None,
+        A_eq=cons[0].A,
+        b_eq=np.ones(p.n),
+        bounds=(0, 1),
+        method="highs",
+    )
     if res.status != 0:
         raise InfeasibleError(f"the LP relaxation has no solution ({res.message.strip()})")
     rc = c.copy()
@@ -134,8 +152,12 @@ def solve_lp_round(p: Problem, *, time_limit_s: float = 30.0):
     t0 = time.perf_counter()
     R, lp_value = solve_lp(p)
     k = int(np.isfinite(p.capacity_s).sum()) + (p.quality_target is not None)
-    assign = round_from_reduced(p, R, residual=min(p.n, 5 * (k + 1) + 20),
-                                time_limit_s=max(1.0, time_limit_s - (time.perf_counter() - t0)))
+    assign = round_from_reduced(
+        p,
+        R,
+        residual=min(p.n, 5 * (k + 1) + 20),
+        time_limit_s=max(1.0, time_limit_s - (time.perf_counter() - t0)),
+    )
     value = float(p.cost[np.arange(p.n), assign].sum())
     return assign, _gap(value, lp_value)
 

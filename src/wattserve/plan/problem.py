@@ -76,17 +76,30 @@ class Problem:
             return self.energy_j
         if self.objective == "weighted":
             z = 0.5 if self.zeta is None else float(self.zeta)
-            e_norm = self.energy_j / np.max(np.where(self.allowed, self.energy_j, 0), axis=1, keepdims=True).clip(1e-300)
+            e_norm = self.energy_j / np.max(
+                np.where(self.allowed, self.energy_j, 0), axis=1, keepdims=True
+            ).clip(1e-300)
             qmax = np.max(np.where(self.allowed, self.quality, 0), axis=1, keepdims=True)
             q_norm = self.quality / np.where(qmax > 0, qmax, 1.0)
             return z * e_norm - (1 - z) * q_norm
         raise ConfigError(f"unknown objective {self.objective!r}; use 'energy' or 'weighted'")
 
-    def with_objective(self, objective: str, zeta: float | None = None, quality_target=...) -> "Problem":
+    def with_objective(
+        self, objective: str, zeta: float | None = None, quality_target=...
+    ) -> Problem:
         qt = self.quality_target if quality_target is ... else quality_target
         return Problem(
-            self.query_ids, self.target_names, self.energy_j, self.runtime_s, self.quality,
-            self.allowed, self.capacity_s, self.slots, qt, objective, zeta,
+            self.query_ids,
+            self.target_names,
+            self.energy_j,
+            self.runtime_s,
+            self.quality,
+            self.allowed,
+            self.capacity_s,
+            self.slots,
+            qt,
+            objective,
+            zeta,
         )
 
     # ---- evaluation -------------------------------------------------------------------
@@ -113,13 +126,17 @@ class Problem:
             "feasible": bool(cap_ok and q_ok and np.all(self.allowed[rows, a])),
         }
 
-    def schedule(self, assign, solver: str, gap: float | None = None, solve_time_s: float | None = None) -> Schedule:
+    def schedule(
+        self, assign, solver: str, gap: float | None = None, solve_time_s: float | None = None
+    ) -> Schedule:
         ev = self.evaluate(assign)
         objective = "min-energy" if self.objective == "energy" else f"weighted(zeta={self.zeta})"
         if self.quality_target is not None:
             objective += f", mean quality >= {self.quality_target:g}"
         return Schedule(
-            assignment={q: self.target_names[t] for q, t in zip(self.query_ids, np.asarray(assign, int))},
+            assignment={
+                q: self.target_names[t] for q, t in zip(self.query_ids, np.asarray(assign, int))
+            },
             energy_j=ev["energy_j"],
             makespan_s=ev["makespan_s"],
             mean_quality=ev["mean_quality"],
@@ -157,7 +174,9 @@ def build_problem(
     bad = np.flatnonzero(~np.isfinite(i) | ~np.isfinite(o) | (i <= 0) | (o <= 0))
     if len(bad):
         ids = query_ids or [str(k) for k in range(n)]
-        raise ConfigError(f"queries {', '.join(ids[k] for k in bad[:5])} need positive input and output tokens")
+        raise ConfigError(
+            f"queries {', '.join(ids[k] for k in bad[:5])} need positive input and output tokens"
+        )
     E = np.empty((n, T))
     R = np.empty((n, T))
     for t, tg in enumerate(targets):
@@ -187,6 +206,13 @@ def build_problem(
     return Problem(
         query_ids=list(query_ids) if query_ids is not None else [str(k) for k in range(n)],
         target_names=[tg.name for tg in targets],
-        energy_j=E, runtime_s=R, quality=Q, allowed=allowed, capacity_s=cap, slots=slots,
-        quality_target=quality_target, objective=objective, zeta=zeta,
+        energy_j=E,
+        runtime_s=R,
+        quality=Q,
+        allowed=allowed,
+        capacity_s=cap,
+        slots=slots,
+        quality_target=quality_target,
+        objective=objective,
+        zeta=zeta,
     )

@@ -48,8 +48,20 @@ def _run(p: Problem, solver: str, time_limit_s: float):
 
 def _feasible_value(p: Problem, cost: np.ndarray, quality_target):
     """Optimal value of ``cost`` under p's capacity/deadlines (and ``quality_target``); None if infeasible."""
-    q = Problem(p.query_ids, p.target_names, p.energy_j, p.runtime_s, p.quality, p.allowed,
-                p.capacity_s, p.slots, quality_target, p.objective, p.zeta, cost=cost)
+    q = Problem(
+        p.query_ids,
+        p.target_names,
+        p.energy_j,
+        p.runtime_s,
+        p.quality,
+        p.allowed,
+        p.capacity_s,
+        p.slots,
+        quality_target,
+        p.objective,
+        p.zeta,
+        cost=cost,
+    )
     try:
         assign, _ = _run(q, "milp" if p.n * p.T <= MILP_MAX_VARS else "lagrange", 30.0)
     except InfeasibleError:
@@ -63,7 +75,9 @@ def explain(p: Problem) -> str:
     no_target = np.flatnonzero(~p.allowed.any(axis=1))
     if no_target.size:
         fastest = p.runtime_s[no_target].min(axis=1)
-        ex = ", ".join(f"{p.query_ids[i]} (fastest {fastest[k]:.3g} s)" for k, i in enumerate(no_target[:5]))
+        ex = ", ".join(
+            f"{p.query_ids[i]} (fastest {fastest[k]:.3g} s)" for k, i in enumerate(no_target[:5])
+        )
         reasons.append(
             f"{no_target.size} queries cannot meet their deadline or the makespan limit on any target: {ex}"
             + (" ..." if no_target.size > 5 else "")
@@ -79,8 +93,10 @@ def explain(p: Problem) -> str:
             f"the targets offer {p.capacity_s.sum():.4g} (raise --makespan-s or slots)"
         )
     elif bounded.any() and _feasible_value(p, p.runtime_s.copy(), None) is None:
-        reasons.append("capacity: the queries do not fit the targets' device-seconds "
-                       f"({', '.join(f'{n}: {c:.4g} s' for n, c in zip(p.target_names, p.capacity_s))})")
+        reasons.append(
+            "capacity: the queries do not fit the targets' device-seconds "
+            f"({', '.join(f'{n}: {c:.4g} s' for n, c in zip(p.target_names, p.capacity_s))})"
+        )
     if p.quality_target is not None:
         best_q = float(np.max(np.where(p.allowed, p.quality, -np.inf), axis=1).mean())
         if best_q < p.quality_target:

@@ -29,7 +29,9 @@ class ReportData:
     environment: dict[str, Any]
     meter: dict[str, Any]
     footprint: dict[str, Any] | None
-    rows: list[dict[str, Any]]  # one per point, with tok_s_per_user / tok_s_per_device / j_per_token
+    rows: list[
+        dict[str, Any]
+    ]  # one per point, with tok_s_per_user / tok_s_per_device / j_per_token
     requests: dict[str, list[dict[str, Any]]]  # point -> request records (ok and failed)
     energy: dict[str, list[tuple[float, str, float]]]  # point -> (t_s, device, cumulative J)
     recommendation: dict[str, Any] | None = None
@@ -78,9 +80,15 @@ def load_run(run_dir: Path) -> ReportData:
         reqs.setdefault(str(rec.get("point", "")), []).append(rec)
     cfg = data.get("config", {})
     return ReportData(
-        kind="run", source=run_dir, title=f"run {data.get('run_id', run_dir.name)}", config=cfg,
-        environment=data.get("environment", {}), meter=data.get("meter_info") or {"type": data.get("meter")},
-        footprint=data.get("footprint") or _footprint(cfg.get("model")), rows=rows, requests=reqs,
+        kind="run",
+        source=run_dir,
+        title=f"run {data.get('run_id', run_dir.name)}",
+        config=cfg,
+        environment=data.get("environment", {}),
+        meter=data.get("meter_info") or {"type": data.get("meter")},
+        footprint=data.get("footprint") or _footprint(cfg.get("model")),
+        rows=rows,
+        requests=reqs,
         energy={"run": _read_energy(run_dir / store.ENERGY)},
         notes=[f"status: {data.get('status')}"],
     )
@@ -103,14 +111,22 @@ def _footprint(model: Any) -> dict[str, Any] | None:
 def load_sweep(sweep_dir: Path) -> ReportData:
     from wattserve.sweep.run import read_rows
 
-    doc = json.loads((sweep_dir / "sweep.json").read_text()) if (sweep_dir / "sweep.json").is_file() else {}
+    doc = (
+        json.loads((sweep_dir / "sweep.json").read_text())
+        if (sweep_dir / "sweep.json").is_file()
+        else {}
+    )
     rows = read_rows(sweep_dir)
     if not rows:
         raise ConfigError(f"{sweep_dir}: summary.csv has no sweep points yet")
     for r in rows:
         for k, v in list(r.items()):
             x = _num(v)
-            r[k] = x if x is not None and k not in ("point", "backend", "run_dir") else (v if v != "" else None)
+            r[k] = (
+                x
+                if x is not None and k not in ("point", "backend", "run_dir")
+                else (v if v != "" else None)
+            )
     reqs, energy = {}, {}
     env: dict[str, Any] = {}
     meter: dict[str, Any] = {}
@@ -123,13 +139,24 @@ def load_sweep(sweep_dir: Path) -> ReportData:
             env, meter = run.get("environment", {}), run.get("meter_info") or {}
     cfg = doc.get("config", {})
     return ReportData(
-        kind="sweep", source=sweep_dir, title=f"replica sweep {sweep_dir.name}", config=cfg, environment=env,
-        meter=meter, footprint=doc.get("footprint") or _footprint(cfg.get("model")), rows=rows, requests=reqs,
-        energy=energy, recommendation=doc.get("recommendation"), comparison=doc.get("comparison", []),
+        kind="sweep",
+        source=sweep_dir,
+        title=f"replica sweep {sweep_dir.name}",
+        config=cfg,
+        environment=env,
+        meter=meter,
+        footprint=doc.get("footprint") or _footprint(cfg.get("model")),
+        rows=rows,
+        requests=reqs,
+        energy=energy,
+        recommendation=doc.get("recommendation"),
+        comparison=doc.get("comparison", []),
     )
 
 
-def _load_extras(rd: ReportData, fits_path: Path | None = None, plan_path: Path | None = None) -> None:
+def _load_extras(
+    rd: ReportData, fits_path: Path | None = None, plan_path: Path | None = None
+) -> None:
     for given in (fits_path, plan_path):
         if given is not None and not given.is_file():
             raise ConfigError(f"{given}: no such file")
@@ -141,7 +168,7 @@ def _load_extras(rd: ReportData, fits_path: Path | None = None, plan_path: Path 
             rd.fits = load_fits(fits_path)
         except Exception as exc:  # noqa: BLE001 - a bad optional file is reported, not fatal
             rd.notes.append(f"fits.json not shown: {exc}")
-    for p in ([plan_path] if plan_path else [rd.source / name for name in PLAN_FILES]):
+    for p in [plan_path] if plan_path else [rd.source / name for name in PLAN_FILES]:
         name = p.name
         if p.is_file():
             try:
@@ -151,7 +178,9 @@ def _load_extras(rd: ReportData, fits_path: Path | None = None, plan_path: Path 
             break
 
 
-def load(path: str | Path, fits: str | Path | None = None, plan: str | Path | None = None) -> ReportData:
+def load(
+    path: str | Path, fits: str | Path | None = None, plan: str | Path | None = None
+) -> ReportData:
     """A run or sweep directory (or a run id in the default catalog) as ``ReportData``."""
     p = Path(path)
     if (p / "sweep.json").is_file() or ((p / "summary.csv").is_file() and (p / "points").is_dir()):
@@ -159,11 +188,15 @@ def load(path: str | Path, fits: str | Path | None = None, plan: str | Path | No
     elif (p / "run.json").is_file():
         rd = load_run(p)
     else:
-        raise ConfigError(f"{path}: not a run directory (run.json) or a sweep directory (sweep.json, summary.csv)")
+        raise ConfigError(
+            f"{path}: not a run directory (run.json) or a sweep directory (sweep.json, summary.csv)"
+        )
     if rd.recommendation is None and rd.rows:
         from wattserve.bench.pareto import recommend
 
         rec = recommend(rd.rows, rd.config.get("goodput") or None)
-        rd.recommendation = rec.to_dict() | {"point": rd.rows[rec.index].get("point") if rec.index is not None else None}
+        rd.recommendation = rec.to_dict() | {
+            "point": rd.rows[rec.index].get("point") if rec.index is not None else None
+        }
     _load_extras(rd, Path(fits) if fits else None, Path(plan) if plan else None)
     return rd

@@ -7,8 +7,9 @@ import base64
 import datetime as dt
 import html
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from wattserve.report import plots
 from wattserve.report.data import ReportData, load
@@ -46,12 +47,24 @@ SCRIPT = """
 
 MAX_PLAN_ROWS = 30
 SUMMARY_COLUMNS = (
-    ("point", "point", None), ("replicas", "replicas", "g"), ("threads_per_replica", "threads", "g"),
-    ("max_concurrency", "concurrency", "g"), ("request_rate", "rate", "g"), ("completed", "ok", "g"),
-    ("failed", "failed", "g"), ("tok_s_per_device", "tok/s/device", ".1f"), ("tok_s_per_user", "tok/s/user", ".1f"),
-    ("j_per_token", "J/token", ".4g"), ("avg_power_w", "power W", ".1f"), ("ttft_p50_s", "TTFT p50 s", ".3f"),
-    ("ttft_p99_s", "TTFT p99 s", ".3f"), ("tpot_p50_s", "TPOT p50 s", ".4f"), ("tpot_p99_s", "TPOT p99 s", ".4f"),
-    ("e2e_p50_s", "E2E p50 s", ".3f"), ("e2e_p99_s", "E2E p99 s", ".3f"), ("slo_attainment", "SLO met", ".2f"),
+    ("point", "point", None),
+    ("replicas", "replicas", "g"),
+    ("threads_per_replica", "threads", "g"),
+    ("max_concurrency", "concurrency", "g"),
+    ("request_rate", "rate", "g"),
+    ("completed", "ok", "g"),
+    ("failed", "failed", "g"),
+    ("tok_s_per_device", "tok/s/device", ".1f"),
+    ("tok_s_per_user", "tok/s/user", ".1f"),
+    ("j_per_token", "J/token", ".4g"),
+    ("avg_power_w", "power W", ".1f"),
+    ("ttft_p50_s", "TTFT p50 s", ".3f"),
+    ("ttft_p99_s", "TTFT p99 s", ".3f"),
+    ("tpot_p50_s", "TPOT p50 s", ".4f"),
+    ("tpot_p99_s", "TPOT p99 s", ".4f"),
+    ("e2e_p50_s", "E2E p50 s", ".3f"),
+    ("e2e_p99_s", "E2E p99 s", ".3f"),
+    ("slo_attainment", "SLO met", ".2f"),
     ("energy_source", "energy source", None),
 )
 
@@ -71,15 +84,21 @@ def fmt(v: Any, spec: str | None) -> str:
     return esc(v)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], classes: Sequence[str] | None = None,
-          sortable: bool = True) -> str:
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    classes: Sequence[str] | None = None,
+    sortable: bool = True,
+) -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = []
     for k, r in enumerate(rows):
         cls = f' class="{classes[k]}"' if classes and classes[k] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
-    return (f'<div class="scroll"><table class="{"sortable" if sortable else ""}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return (
+        f'<div class="scroll"><table class="{"sortable" if sortable else ""}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def kv_table(d: Mapping[str, Any], skip: Sequence[str] = ()) -> str:
@@ -104,8 +123,13 @@ def _summary_section(rd: ReportData) -> str:
     cols = [c for c in SUMMARY_COLUMNS if any(r.get(c[0]) not in (None, "") for r in rd.rows)]
     mask = pareto_mask(rd.rows)
     rec = (rd.recommendation or {}).get("point")
-    classes = ["rec" if r.get("point") == rec else ("front" if m else "") for r, m in zip(rd.rows, mask)]
-    rows = [[fmt(r.get(k), spec) for k, _, spec in cols] + ["yes" if m else ""] for r, m in zip(rd.rows, mask)]
+    classes = [
+        "rec" if r.get("point") == rec else ("front" if m else "") for r, m in zip(rd.rows, mask)
+    ]
+    rows = [
+        [fmt(r.get(k), spec) for k, _, spec in cols] + ["yes" if m else ""]
+        for r, m in zip(rd.rows, mask)
+    ]
     return table([h for _, h, _ in cols] + ["on frontier"], rows, classes)
 
 
@@ -114,20 +138,46 @@ def _recommendation(rd: ReportData) -> str:
     if not rec:
         return ""
     what = rec.get("point") or "none"
-    return (f'<div class="box"><b>Recommended:</b> {esc(what)} &mdash; {esc(rec.get("reason"))}.<br>'
-            f'Frontier over {esc(", ".join(rec.get("objectives_used", [])))}: '
-            f'{esc(", ".join(str(rd.rows[i].get("point")) for i in rec.get("frontier", []) if i < len(rd.rows)))}</div>')
+    return (
+        f'<div class="box"><b>Recommended:</b> {esc(what)} &mdash; {esc(rec.get("reason"))}.<br>'
+        f"Frontier over {esc(', '.join(rec.get('objectives_used', [])))}: "
+        f"{esc(', '.join(str(rd.rows[i].get('point')) for i in rec.get('frontier', []) if i < len(rd.rows)))}</div>"
+    )
 
 
 def _comparison(rd: ReportData) -> str:
     if not rd.comparison:
         return ""
-    rows = [[esc(c["backend"]), esc(c["max_concurrency"]), esc(c["base"]), fmt(c["base_tok_s"], ".1f"), esc(c["alt"]),
-             fmt(c["alt_tok_s"], ".1f"), fmt(c["throughput_ratio"], ".2f") + "x", fmt(c["base_j_per_token"], ".4g"),
-             fmt(c["alt_j_per_token"], ".4g"), fmt(c["energy_ratio"], ".2f")] for c in rd.comparison]
-    return ("<h2>Replicas against one replica with all threads</h2>"
-            + table(["backend", "concurrency", "one replica", "tok/s", "replicas", "tok/s", "throughput ratio",
-                     "J/token (1)", "J/token (N)", "J/token ratio"], rows))
+    rows = [
+        [
+            esc(c["backend"]),
+            esc(c["max_concurrency"]),
+            esc(c["base"]),
+            fmt(c["base_tok_s"], ".1f"),
+            esc(c["alt"]),
+            fmt(c["alt_tok_s"], ".1f"),
+            fmt(c["throughput_ratio"], ".2f") + "x",
+            fmt(c["base_j_per_token"], ".4g"),
+            fmt(c["alt_j_per_token"], ".4g"),
+            fmt(c["energy_ratio"], ".2f"),
+        ]
+        for c in rd.comparison
+    ]
+    return "<h2>Replicas against one replica with all threads</h2>" + table(
+        [
+            "backend",
+            "concurrency",
+            "one replica",
+            "tok/s",
+            "replicas",
+            "tok/s",
+            "throughput ratio",
+            "J/token (1)",
+            "J/token (N)",
+            "J/token ratio",
+        ],
+        rows,
+    )
 
 
 def _plan_section(rd: ReportData) -> str:
@@ -146,69 +196,124 @@ def _plan_section(rd: ReportData) -> str:
         if scalars:
             parts.append(kv_table(scalars))
         for k, v in content.items():
-            if isinstance(v, dict) and v and all(not isinstance(x, (dict, list)) for x in v.values()) and k != "assignment":
-                parts.append(f"<h3>{esc(k)}</h3>" + table(["key", "value"], [[esc(a), fmt(b, ".4g")] for a, b in v.items()]))
+            if (
+                isinstance(v, dict)
+                and v
+                and all(not isinstance(x, (dict, list)) for x in v.values())
+                and k != "assignment"
+            ):
+                parts.append(
+                    f"<h3>{esc(k)}</h3>"
+                    + table(["key", "value"], [[esc(a), fmt(b, ".4g")] for a, b in v.items()])
+                )
         if isinstance(content.get("assignment"), dict):
             counts: dict[str, int] = {}
             for target in content["assignment"].values():
                 counts[str(target)] = counts.get(str(target), 0) + 1
-            parts.append("<h3>queries per target</h3>" + table(["target", "queries"], [[esc(t), str(n)] for t, n in sorted(counts.items())]))
-    titles = {"baselines": "planner comparison: the plan against baselines", "queries": "per query",
-              "sweep": "objective sweep"}
+            parts.append(
+                "<h3>queries per target</h3>"
+                + table(
+                    ["target", "queries"], [[esc(t), str(n)] for t, n in sorted(counts.items())]
+                )
+            )
+    titles = {
+        "baselines": "planner comparison: the plan against baselines",
+        "queries": "per query",
+        "sweep": "objective sweep",
+    }
     tables.sort(key=lambda t: t[0] != "baselines")  # the comparison first
     for name, items in tables:
         keys: list[str] = []
         for it in items:
             keys += [k for k in it if k not in keys and not isinstance(it[k], (dict, list))]
         shown = items[:MAX_PLAN_ROWS]
-        more = (f'<p class="note">{len(items)} rows; the first {MAX_PLAN_ROWS} shown.</p>'
-                if len(items) > MAX_PLAN_ROWS else "")
-        parts.append(f"<h3>{esc(titles.get(name, name))}</h3>"
-                     + table(keys, [[fmt(it.get(k), ".4g" if isinstance(it.get(k), float) else None) for k in keys]
-                                    for it in shown]) + more)
+        more = (
+            f'<p class="note">{len(items)} rows; the first {MAX_PLAN_ROWS} shown.</p>'
+            if len(items) > MAX_PLAN_ROWS
+            else ""
+        )
+        parts.append(
+            f"<h3>{esc(titles.get(name, name))}</h3>"
+            + table(
+                keys,
+                [
+                    [fmt(it.get(k), ".4g" if isinstance(it.get(k), float) else None) for k in keys]
+                    for it in shown
+                ],
+            )
+            + more
+        )
     return "".join(parts)
 
 
 def _fits_section(rd: ReportData) -> str:
     if not rd.fits:
         return ""
-    rows = [[esc(f.model), esc(f.device), esc(f.quantity), esc(f.form),
-             esc(", ".join(f"{p}={c:.4g}" for p, c in zip(f.params, f.coefficients))),
-             fmt(f.cv_r2, ".3f"), fmt(f.cv_mape, ".3f"), esc(f.n_rows)] for f in rd.fits]
+    rows = [
+        [
+            esc(f.model),
+            esc(f.device),
+            esc(f.quantity),
+            esc(f.form),
+            esc(", ".join(f"{p}={c:.4g}" for p, c in zip(f.params, f.coefficients))),
+            fmt(f.cv_r2, ".3f"),
+            fmt(f.cv_mape, ".3f"),
+            esc(f.n_rows),
+        ]
+        for f in rd.fits
+    ]
     figs = "".join(img(png, f"fit: {name}") for name, png in plots.fit_figures(rd))
-    return ("<h2>Fits (predicted vs measured)</h2>"
-            + table(["model", "device", "quantity", "form", "coefficients", "CV R²", "CV MAPE", "rows"], rows)
-            + (figs or '<p class="note">No request in this directory measured a fitted quantity.</p>'))
+    return (
+        "<h2>Fits (predicted vs measured)</h2>"
+        + table(
+            ["model", "device", "quantity", "form", "coefficients", "CV R²", "CV MAPE", "rows"],
+            rows,
+        )
+        + (figs or '<p class="note">No request in this directory measured a fitted quantity.</p>')
+    )
 
 
 def render(rd: ReportData) -> str:
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     env = dict(rd.environment)
     fp = rd.footprint
     parts = [
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>wattserve report: {esc(rd.title)}</title><style>{CSS}</style></head><body>",
         f"<h1>wattserve report: {esc(rd.title)}</h1>",
         f'<p class="sub">{esc(rd.kind)} directory <code>{esc(rd.source)}</code>, generated {now}. '
-        f'Model <b>{esc(rd.config.get("model"))}</b>, {len(rd.rows)} point(s).</p>',
+        f"Model <b>{esc(rd.config.get('model'))}</b>, {len(rd.rows)} point(s).</p>",
         "".join(f'<p class="note">{esc(n)}</p>' for n in rd.notes),
-        "<h2>Summary</h2>", _recommendation(rd), _summary_section(rd),
-        "<h2>Pareto frontier</h2>", img(plots.pareto_figure(rd), "Pareto plot"),
+        "<h2>Summary</h2>",
+        _recommendation(rd),
+        _summary_section(rd),
+        "<h2>Pareto frontier</h2>",
+        img(plots.pareto_figure(rd), "Pareto plot"),
         _comparison(rd),
-        "<h2>Latency distributions</h2>", img(plots.latency_figure(rd), "Latency distributions"),
-        "<h2>Throughput and energy over time</h2>", img(plots.timeline_figure(rd), "Throughput and power over time"),
-        _fits_section(rd), _plan_section(rd),
-        "<h2>Configuration</h2>", kv_table(rd.config),
+        "<h2>Latency distributions</h2>",
+        img(plots.latency_figure(rd), "Latency distributions"),
+        "<h2>Throughput and energy over time</h2>",
+        img(plots.timeline_figure(rd), "Throughput and power over time"),
+        _fits_section(rd),
+        _plan_section(rd),
+        "<h2>Configuration</h2>",
+        kv_table(rd.config),
         "<h2>Model footprint</h2>" + kv_table(fp) if fp else "",
-        "<h2>Energy meter</h2>", kv_table(rd.meter),
-        "<h2>Environment</h2>", kv_table(env),
+        "<h2>Energy meter</h2>",
+        kv_table(rd.meter),
+        "<h2>Environment</h2>",
+        kv_table(env),
         f"<script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(p for p in parts if p)
 
 
-def write_report(path: str | Path, out: str | Path | None = None, fits: str | Path | None = None,
-                 plan: str | Path | None = None) -> Path:
+def write_report(
+    path: str | Path,
+    out: str | Path | None = None,
+    fits: str | Path | None = None,
+    plan: str | Path | None = None,
+) -> Path:
     """Render the report of a run or sweep directory; default output ``<dir>/report.html``.
 
     ``fits`` / ``plan`` default to ``fits.json`` / ``schedule.json`` inside the directory."""

@@ -33,7 +33,12 @@ def latency_samples(records: list[dict[str, Any]]) -> dict[str, list[float]]:
     """TTFT, TPOT and E2E in ms per successful request (definitions as in CONVENTIONS.md)."""
     out: dict[str, list[float]] = {"TTFT": [], "TPOT": [], "E2E": []}
     for r in _ok(records):
-        sent, first, end, n = r.get("sent_s"), r.get("first_token_s"), r.get("end_s"), r.get("output_tokens") or 0
+        sent, first, end, n = (
+            r.get("sent_s"),
+            r.get("first_token_s"),
+            r.get("end_s"),
+            r.get("output_tokens") or 0,
+        )
         if sent is None or end is None:
             continue
         out["E2E"].append((end - sent) * 1000)
@@ -54,11 +59,16 @@ def latency_figure(rd: ReportData) -> bytes | None:
     for ax, metric in zip(axes, ("TTFT", "TPOT", "E2E")):
         data = [samples[p][metric] or [math.nan] for p in points]
         ax.boxplot(data, vert=False, showfliers=True, flierprops={"markersize": 3})
-        ax.set_yticks(range(1, len(points) + 1), points if ax is axes[0] else [""] * len(points), fontsize=8)
+        ax.set_yticks(
+            range(1, len(points) + 1), points if ax is axes[0] else [""] * len(points), fontsize=8
+        )
         ax.set_xlabel(f"{metric} (ms)")
         ax.set_title(f"{metric} per request")
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Latency distributions (successful requests; box = quartiles, whiskers = 1.5 IQR)", fontsize=10)
+    fig.suptitle(
+        "Latency distributions (successful requests; box = quartiles, whiskers = 1.5 IQR)",
+        fontsize=10,
+    )
     fig.tight_layout()
     return _png(fig)
 
@@ -115,7 +125,15 @@ def timeline_figure(rd: ReportData) -> bytes | None:
             ax2.plot(offset + t[1:] - t0, watts, color=color, lw=1)
             ax3.plot(offset + t - t0, j - j[0], color=color, lw=1, ls="--")
         ax1.axvline(offset, color="grey", lw=0.5)
-        ax1.text(offset, 1.0, f" {p}", transform=ax1.get_xaxis_transform(), fontsize=7, va="bottom", rotation=20)
+        ax1.text(
+            offset,
+            1.0,
+            f" {p}",
+            transform=ax1.get_xaxis_transform(),
+            fontsize=7,
+            va="bottom",
+            rotation=20,
+        )
         offset += span * 1.08
     ax1.set_ylabel("output tokens/s")
     ax1.set_title("Throughput over time (points laid end to end)", fontsize=10, pad=26)
@@ -133,7 +151,11 @@ def timeline_figure(rd: ReportData) -> bytes | None:
 def pareto_figure(rd: ReportData) -> bytes | None:
     from wattserve.bench.pareto import pareto_mask
 
-    rows = [r for r in rd.rows if r.get("tok_s_per_device") is not None and r.get("tok_s_per_user") is not None]
+    rows = [
+        r
+        for r in rd.rows
+        if r.get("tok_s_per_device") is not None and r.get("tok_s_per_user") is not None
+    ]
     if not rows:
         return None
     plt = _plt()
@@ -147,17 +169,43 @@ def pareto_figure(rd: ReportData) -> bytes | None:
     axes = list(axes) if have_j else [axes]
     ax = axes[0]
     color = {"c": [float(v) for v in j], "cmap": "viridis_r"} if have_j else {"c": "C0"}
-    sc = ax.scatter(x, y, **color, s=60, edgecolors=["k" if m else "none" for m in mask], linewidths=1.5, zorder=3)
+    sc = ax.scatter(
+        x,
+        y,
+        **color,
+        s=60,
+        edgecolors=["k" if m else "none" for m in mask],
+        linewidths=1.5,
+        zorder=3,
+    )
     if have_j:
         fig.colorbar(sc, ax=ax, label="J per output token")
     front = sorted((xi, yi) for xi, yi, m in zip(x, y, mask) if m)
     if len(front) > 1:
-        ax.plot([f[0] for f in front], [f[1] for f in front], "k--", lw=0.8, zorder=2, label="frontier (outlined)")
+        ax.plot(
+            [f[0] for f in front],
+            [f[1] for f in front],
+            "k--",
+            lw=0.8,
+            zorder=2,
+            label="frontier (outlined)",
+        )
     for r, xi, yi in zip(rows, x, y):
-        ax.annotate(str(r.get("point")), (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.annotate(
+            str(r.get("point")), (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points"
+        )
         if r.get("point") == rec_point:
-            ax.scatter([xi], [yi], marker="*", s=420, facecolors="none", edgecolors="red", linewidths=2, zorder=4,
-                       label=f"recommended: {rec_point}")
+            ax.scatter(
+                [xi],
+                [yi],
+                marker="*",
+                s=420,
+                facecolors="none",
+                edgecolors="red",
+                linewidths=2,
+                zorder=4,
+                label=f"recommended: {rec_point}",
+            )
     ax.set_xlabel("output tokens/s per device")
     ax.set_ylabel("output tokens/s per user (1 / mean TPOT)")
     ax.set_title("Pareto frontier: per-user vs per-device throughput", fontsize=10)
@@ -167,9 +215,23 @@ def pareto_figure(rd: ReportData) -> bytes | None:
         ax2 = axes[1]
         ax2.scatter(x, [float(v) for v in j], c=["C3" if m else "C7" for m in mask], s=50, zorder=3)
         for r, xi, ji in zip(rows, x, j):
-            ax2.annotate(str(r.get("point")), (xi, float(ji)), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            ax2.annotate(
+                str(r.get("point")),
+                (xi, float(ji)),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
             if r.get("point") == rec_point:
-                ax2.scatter([xi], [float(ji)], marker="*", s=420, facecolors="none", edgecolors="red", linewidths=2)
+                ax2.scatter(
+                    [xi],
+                    [float(ji)],
+                    marker="*",
+                    s=420,
+                    facecolors="none",
+                    edgecolors="red",
+                    linewidths=2,
+                )
         ax2.set_xlabel("output tokens/s per device")
         ax2.set_ylabel("J per output token")
         ax2.set_title("Energy per token vs device throughput (red: on the frontier)", fontsize=10)

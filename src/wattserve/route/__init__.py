@@ -17,7 +17,17 @@ from wattserve.route.router import Router, parse_route_model
 from wattserve.route.scorers import EmbeddingScorer, PriorScorer, TfidfScorer, make_scorer
 
 __all__ = [
-    "Router", "parse_route_model", "PriorScorer", "TfidfScorer", "EmbeddingScorer", "make_scorer",
-    "LabelledPrompts", "load_labelled_csvs", "random_split", "group_split",
-    "threshold_for_share", "threshold_for_quality", "evaluate_router",
+    "Router",
+    "parse_route_model",
+    "PriorScorer",
+    "TfidfScorer",
+    "EmbeddingScorer",
+    "make_scorer",
+    "LabelledPrompts",
+    "load_labelled_csvs",
+    "random_split",
+    "group_split",
+    "threshold_for_share",
+    "threshold_for_quality",
+    "evaluate_router",
 ]

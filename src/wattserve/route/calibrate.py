@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +29,9 @@ def _candidates(router, q: np.ndarray, costs: np.ndarray) -> np.ndarray:
                 ok = dn > 0
                 breaks.append((q[ok, j] - q[ok, i]) / dn[ok])
         v = np.unique(np.round(np.clip(np.concatenate(breaks), -0.0, 1.0), 12))
-        return np.concatenate([[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]])
+        return np.concatenate(
+            [[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]]
+        )
     v = np.unique(np.round(q.ravel(), 12))
     return np.concatenate([[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]])
 
@@ -64,12 +66,20 @@ def threshold_for_share(router, texts: Sequence[str], target_share: float) -> fl
     return best_t
 
 
-def threshold_for_quality(router, texts: Sequence[str], labels: np.ndarray, target_quality: float) -> float:
+def threshold_for_quality(
+    router, texts: Sequence[str], labels: np.ndarray, target_quality: float
+) -> float:
     """Cheapest threshold whose realised mean quality on labelled prompts >= target."""
     q = router.quality(texts)
     costs = router.costs_for(n=len(texts))
     labels = np.asarray(labels, dtype=float)[:, router._cols]
-    feasible = [(c, t) for t, _, c, qual in sweep(router, q, costs, labels) if qual >= target_quality - 1e-12]
+    feasible = [
+        (c, t)
+        for t, _, c, qual in sweep(router, q, costs, labels)
+        if qual >= target_quality - 1e-12
+    ]
     if not feasible:
-        raise ConfigError(f"no threshold reaches mean quality {target_quality:.3f} on the calibration set")
+        raise ConfigError(
+            f"no threshold reaches mean quality {target_quality:.3f} on the calibration set"
+        )
     return min(feasible)[1]

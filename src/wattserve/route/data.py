@@ -6,9 +6,9 @@ one CSV per subject with ``prompt`` and one boolean column per model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -27,10 +27,12 @@ class LabelledPrompts:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "LabelledPrompts":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> LabelledPrompts:
         idx = np.asarray(idx, dtype=np.int64)
         return LabelledPrompts(
-            tuple(self.texts[i] for i in idx), self.models, self.labels[idx],
+            tuple(self.texts[i] for i in idx),
+            self.models,
+            self.labels[idx],
             tuple(self.groups[i] for i in idx),
         )
 
@@ -67,7 +69,9 @@ def load_labelled_csvs(paths: Sequence[str | Path] | str | Path) -> LabelledProm
     data = pd.concat(frames, ignore_index=True)
     data = data.dropna(subset=["prompt"])
     labels = data[models].astype(float).to_numpy()
-    return LabelledPrompts(tuple(data["prompt"].astype(str)), tuple(models), labels, tuple(data["_group"]))
+    return LabelledPrompts(
+        tuple(data["prompt"].astype(str)), tuple(models), labels, tuple(data["_group"])
+    )
 
 
 def random_split(data: LabelledPrompts, test_fraction: float = 0.3, seed: int = 0):

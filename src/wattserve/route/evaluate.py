@@ -66,7 +66,9 @@ def evaluate_router(router: Any, texts: list[str], labels: np.ndarray) -> dict[s
         lift = float((~good[:, weak] & good[:, strong]).mean())
         y_oracle = y_w + np.minimum(GRID, lift)
     else:
-        y_oracle = np.interp(GRID, [0.0, oracle_cost, 1.0], [y_w, oracle_quality, max(oracle_quality, y_s)])
+        y_oracle = np.interp(
+            GRID, [0.0, oracle_cost, 1.0], [y_w, oracle_quality, max(oracle_quality, y_s)]
+        )
 
     interior = (GRID > 0) & (GRID < 1)
     result: dict[str, Any] = {
@@ -83,7 +85,12 @@ def evaluate_router(router: Any, texts: list[str], labels: np.ndarray) -> dict[s
         "above_random_fraction": float(np.mean(y[interior] > rand[interior] + 1e-12)),
         "oracle_cost": oracle_cost,
         "oracle_quality": oracle_quality,
-        "curve": {"x": GRID.tolist(), "router": y.tolist(), "random": rand.tolist(), "oracle": y_oracle.tolist()},
+        "curve": {
+            "x": GRID.tolist(),
+            "router": y.tolist(),
+            "random": rand.tolist(),
+            "oracle": y_oracle.tolist(),
+        },
     }
     for p in (0.5, 0.8, 0.95):
         key = f"cpt{int(p * 100)}"
@@ -91,5 +98,7 @@ def evaluate_router(router: Any, texts: list[str], labels: np.ndarray) -> dict[s
         result[key + "_random"] = p if gap > 0 else 0.0
     target = 0.95 * y_s
     result["cost_to_95pct_strong"] = _first_x(points, target)
-    result["cost_to_95pct_strong_random"] = float(np.clip((target - y_w) / gap, 0.0, 1.0)) if gap > 0 else 0.0
+    result["cost_to_95pct_strong_random"] = (
+        float(np.clip((target - y_w) / gap, 0.0, 1.0)) if gap > 0 else 0.0
+    )
     return result

@@ -25,8 +25,9 @@ from __future__ import annotations
 import copy
 import pickle
 import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -41,7 +42,11 @@ def _fit_cost(fit: Any) -> Callable[[Request], float]:
     def cost(request: Request) -> float:
         from wattserve.fit import predict  # the fit engineer's module, imported lazily
 
-        n_in = request.input_tokens if request.input_tokens is not None else max(1, len(request.text()) // 4)
+        n_in = (
+            request.input_tokens
+            if request.input_tokens is not None
+            else max(1, len(request.text()) // 4)
+        )
         return float(predict(fit, n_in, request.max_tokens, warn=False))
 
     return cost
@@ -56,7 +61,9 @@ def _as_cost_fn(spec: CostSpec) -> float | Callable[[Request], float]:
         return _fit_cost(spec)
     if callable(spec):
         return spec
-    raise ConfigError(f"a model cost must be a number, a callable or a ModelFit, not {type(spec).__name__}")
+    raise ConfigError(
+        f"a model cost must be a number, a callable or a ModelFit, not {type(spec).__name__}"
+    )
 
 
 class Router:
@@ -97,7 +104,9 @@ class Router:
         self.name = name
 
     # ------------------------------------------------------------------ deciding
-    def costs_for(self, requests: Sequence[Request] | None = None, n: int | None = None) -> np.ndarray:
+    def costs_for(
+        self, requests: Sequence[Request] | None = None, n: int | None = None
+    ) -> np.ndarray:
         """Cost matrix (n, n_models) for the requests (constant costs need only ``n``)."""
         if requests is None:
             if any(callable(c) for c in self._costs):
@@ -112,8 +121,13 @@ class Router:
         q = np.asarray(self.scorer.predict_quality(list(texts)), dtype=float)
         return q[:, self._cols]
 
-    def choose(self, q: np.ndarray, costs: np.ndarray, threshold: float | None = None,
-               lam: float | None = None) -> np.ndarray:
+    def choose(
+        self,
+        q: np.ndarray,
+        costs: np.ndarray,
+        threshold: float | None = None,
+        lam: float | None = None,
+    ) -> np.ndarray:
         """The vectorised rule: index of the chosen model per row."""
         if self.objective == "lambda":
             lam = self.lam if lam is None else lam
@@ -149,14 +163,20 @@ class Router:
             if j == cheapest:
                 reason = f"no pricier model gains >= {self.threshold:.3f} quality per cost span"
             else:
-                reason = (f"predicted quality {q[0, j]:.3f} vs {q[0, cheapest]:.3f} on {self.models[cheapest]}:"
-                          f" gain worth its cost at threshold {self.threshold:.3f}")
+                reason = (
+                    f"predicted quality {q[0, j]:.3f} vs {q[0, cheapest]:.3f} on {self.models[cheapest]}:"
+                    f" gain worth its cost at threshold {self.threshold:.3f}"
+                )
         elif q[0, j] >= self.threshold:
             cheaper = [m for i, m in enumerate(self.models) if c[0, i] < c[0, j]]
-            reason = (f"cheapest model with predicted quality {q[0, j]:.3f} >= {self.threshold:.3f}"
-                      + (f" (cheaper {', '.join(cheaper)} below it)" if cheaper else ""))
+            reason = (
+                f"cheapest model with predicted quality {q[0, j]:.3f} >= {self.threshold:.3f}"
+                + (f" (cheaper {', '.join(cheaper)} below it)" if cheaper else "")
+            )
         else:
-            reason = f"no model reaches {self.threshold:.3f}; highest predicted quality {q[0, j]:.3f}"
+            reason = (
+                f"no model reaches {self.threshold:.3f}; highest predicted quality {q[0, j]:.3f}"
+            )
         return RouteDecision(model=self.models[j], reason=reason, scores=scores, costs=costs)
 
     def route_many(self, requests: Sequence[Request]) -> list[str]:
@@ -169,7 +189,7 @@ class Router:
         c = self.costs_for([request])
         return float(c[0, int(self.choose(q, c)[0])])
 
-    def with_threshold(self, threshold: float) -> "Router":
+    def with_threshold(self, threshold: float) -> Router:
         """A copy with another threshold (the ``router-<name>-<threshold>`` knob)."""
         r = copy.copy(self)
         r.threshold = float(threshold)
@@ -186,15 +206,21 @@ class Router:
             else:
                 costs[m] = spec
         blob = {
-            "format": "wattserve-router", "version": FORMAT_VERSION, "models": self.models,
-            "costs": costs, "scorer": self.scorer, "threshold": self.threshold,
-            "objective": self.objective, "lam": self.lam, "name": self.name,
+            "format": "wattserve-router",
+            "version": FORMAT_VERSION,
+            "models": self.models,
+            "costs": costs,
+            "scorer": self.scorer,
+            "threshold": self.threshold,
+            "objective": self.objective,
+            "lam": self.lam,
+            "name": self.name,
         }
         with open(path, "wb") as fh:
             pickle.dump(blob, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def load(cls, path: str | Path, costs: Mapping[str, CostSpec] | None = None) -> "Router":
+    def load(cls, path: str | Path, costs: Mapping[str, CostSpec] | None = None) -> Router:
         """Load a router saved by ``save`` (a pickle: load only files you trust)."""
         p = Path(path)
         if not p.is_file():
@@ -202,7 +228,7 @@ class Router:
         try:
             with open(p, "rb") as fh:
                 blob = pickle.load(fh)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error
+        except Exception as exc:
             raise ConfigError(f"cannot read router file {p}: {exc}") from exc
         if not isinstance(blob, dict) or blob.get("format") != "wattserve-router":
             raise ConfigError(f"{p} is not a wattserve router file")
@@ -210,13 +236,22 @@ class Router:
         merged.update(costs or {})
         if any(v is None for v in merged.values()):
             raise ConfigError("this router was saved with callable costs: pass costs= when loading")
-        return cls(blob["models"], merged, blob["scorer"], threshold=blob["threshold"],
-                   objective=blob["objective"], lam=blob["lam"], name=blob["name"])
+        return cls(
+            blob["models"],
+            merged,
+            blob["scorer"],
+            threshold=blob["threshold"],
+            objective=blob["objective"],
+            lam=blob["lam"],
+            name=blob["name"],
+        )
 
     from_file = load
 
 
-_ROUTE_MODEL = re.compile(r"^router-(?P<name>[A-Za-z0-9_.]+(?:-[A-Za-z_][A-Za-z0-9_.]*)*)(?:-(?P<t>\d*\.?\d+))?$")
+_ROUTE_MODEL = re.compile(
+    r"^router-(?P<name>[A-Za-z0-9_.]+(?:-[A-Za-z_][A-Za-z0-9_.]*)*)(?:-(?P<t>\d*\.?\d+))?$"
+)
 
 
 def parse_route_model(model: str) -> tuple[str, float | None] | None:

@@ -15,7 +15,8 @@ A scorer is anything with ``predict_quality(texts) -> array (n_texts, n_models)`
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ class PriorScorer:
         self.models: tuple[str, ...] = ()
         self.prior: np.ndarray | None = None
 
-    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> "PriorScorer":
+    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> PriorScorer:
         self.models = tuple(models)
         self.prior = np.asarray(labels, dtype=float).mean(axis=0)
         return self
@@ -93,8 +94,13 @@ class _PerModelLogistic:
 class TfidfScorer:
     name = "tfidf"
 
-    def __init__(self, C: float = 1.0, max_features: int = 50_000, char_ngrams: bool = False,
-                 shape_features: bool = True) -> None:
+    def __init__(
+        self,
+        C: float = 1.0,
+        max_features: int = 50_000,
+        char_ngrams: bool = False,
+        shape_features: bool = True,
+    ) -> None:
         self.C = C
         self.max_features = max_features
         self.char_ngrams = char_ngrams
@@ -115,17 +121,24 @@ class TfidfScorer:
             parts.append(sparse.csr_matrix((f - self._scale[0]) / self._scale[1]))
         return sparse.hstack(parts).tocsr()
 
-    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> "TfidfScorer":
+    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> TfidfScorer:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.pipeline import FeatureUnion
 
         if len(texts) < 10:
             raise ConfigError("need at least 10 labelled prompts to train a scorer")
         self.models = tuple(models)
-        word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=self.max_features)
+        word = TfidfVectorizer(
+            ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=self.max_features
+        )
         if self.char_ngrams:
-            char = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=3,
-                                   max_features=self.max_features)
+            char = TfidfVectorizer(
+                analyzer="char_wb",
+                ngram_range=(3, 5),
+                sublinear_tf=True,
+                min_df=3,
+                max_features=self.max_features,
+            )
             self._vec = FeatureUnion([("word", word), ("char", char)])
         else:
             self._vec = word
@@ -162,7 +175,9 @@ class EmbeddingScorer:
             self._scale = (f.mean(axis=0), f.std(axis=0) + 1e-9)
         return np.hstack([e, (f - self._scale[0]) / self._scale[1]])
 
-    def fit(self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]) -> "EmbeddingScorer":
+    def fit(
+        self, texts: Sequence[str], labels: np.ndarray, models: Sequence[str]
+    ) -> EmbeddingScorer:
         self.models = tuple(models)
         self._lr.fit(self._features(texts, fit=True), labels)
         return self
@@ -181,7 +196,12 @@ def _tfidf_words(**kwargs: Any) -> TfidfScorer:
     return TfidfScorer(shape_features=False, **kwargs)
 
 
-SCORERS = {"prior": PriorScorer, "tfidf": TfidfScorer, "tfidf-words": _tfidf_words, "embed": EmbeddingScorer}
+SCORERS = {
+    "prior": PriorScorer,
+    "tfidf": TfidfScorer,
+    "tfidf-words": _tfidf_words,
+    "embed": EmbeddingScorer,
+}
 
 
 def make_scorer(name: str, **kwargs: Any) -> Any:

@@ -48,7 +48,9 @@ async def _read_body(receive: Any, headers: dict[bytes, bytes], limit: int) -> b
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise APIError(413, f"request body larger than {limit} bytes", code="body_too_large")
+                raise APIError(
+                    413, f"request body larger than {limit} bytes", code="body_too_large"
+                )
             parts.append(chunk)
         if not msg.get("more_body", False):
             return b"".join(parts) if len(parts) != 1 else parts[0]
@@ -70,7 +72,9 @@ async def send_reply(send: Any, reply: Any) -> None:
     try:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         async for chunk in stream:
-            if chunk.endswith(wire.DONE):  # the last event: end the response with it (one write less)
+            if chunk.endswith(
+                wire.DONE
+            ):  # the last event: end the response with it (one write less)
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
                 return
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -87,20 +91,26 @@ class FastRoutes:
         self.service = service
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in HOT \
-                or not self.service.config.fast_path:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in HOT
+            or not self.service.config.fast_path
+        ):
             await self.api(scope, receive, send)
             return
         try:
             headers = dict(scope["headers"])
             raw = await _read_body(receive, headers, self.service.config.max_body_bytes)
             auth = headers.get(b"authorization")
-            reply = await self.service.gateway.handle(HOT[scope["path"]], raw, auth.decode("latin-1") if auth else None)
+            reply = await self.service.gateway.handle(
+                HOT[scope["path"]], raw, auth.decode("latin-1") if auth else None
+            )
         except APIError as exc:
             reply = error_reply(exc)
         except ConnectionError:
             return
-        except Exception:  # noqa: BLE001 - logged here, never sent to the client
+        except Exception:
             log.exception("internal error on %s", scope["path"])
             reply = error_reply(APIError.internal())
         await send_reply(send, reply)
@@ -147,8 +157,9 @@ def _openapi_bodies() -> dict[str, dict]:
 
 def build_api(service: Any) -> Any:
     """The FastAPI app (schema, health, metrics, models, and the fallback hot routes)."""
+
     @contextlib.asynccontextmanager
-    async def lifespan(app: Any):  # noqa: ANN202
+    async def lifespan(app: Any):
         if not service.started:
             await service.start()
         try:
@@ -156,78 +167,122 @@ def build_api(service: Any) -> Any:
         finally:
             await service.stop()
 
-    api = FastAPI(title="wattserve gateway", version="1", lifespan=lifespan,
-                  description="OpenAI-compatible gateway with a response cache, a model multiplexer, "
-                              "a replica pool and per-request energy.")
+    api = FastAPI(
+        title="wattserve gateway",
+        version="1",
+        lifespan=lifespan,
+        description="OpenAI-compatible gateway with a response cache, a model multiplexer, "
+        "a replica pool and per-request energy.",
+    )
 
     @api.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(APIError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404
-                                     else None).payload(), status_code=exc.status_code)
+        return JSONResponse(
+            APIError(
+                exc.status_code,
+                str(exc.detail),
+                code="not_found" if exc.status_code == 404 else None,
+            ).payload(),
+            status_code=exc.status_code,
+        )
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(APIError(400, f"invalid request: {exc.errors()[0].get('msg')}").payload(), status_code=400)
+        return JSONResponse(
+            APIError(400, f"invalid request: {exc.errors()[0].get('msg')}").payload(),
+            status_code=400,
+        )
 
     @api.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s", request.url.path)
-        return JSONResponse(APIError.internal().payload(),
-                            status_code=500)
+        return JSONResponse(APIError.internal().payload(), status_code=500)
 
     async def _hot(endpoint: str, request: Request) -> Response:
         try:
             headers = {k.lower().encode(): v.encode("latin-1") for k, v in request.headers.items()}
             raw = await _read_body(request.receive, headers, service.config.max_body_bytes)
-            reply = await service.gateway.handle(endpoint, raw, request.headers.get("authorization"))
+            reply = await service.gateway.handle(
+                endpoint, raw, request.headers.get("authorization")
+            )
         except APIError as exc:
             return Response(exc.body(), status_code=exc.status, media_type="application/json")
         if reply.stream is not None:
-            return StreamingResponse(reply.stream, status_code=reply.status, headers=dict(reply.headers),
-                                     media_type="text/event-stream")
-        return Response(reply.body, status_code=reply.status, headers=dict(reply.headers),
-                        media_type=reply.media_type)
+            return StreamingResponse(
+                reply.stream,
+                status_code=reply.status,
+                headers=dict(reply.headers),
+                media_type="text/event-stream",
+            )
+        return Response(
+            reply.body,
+            status_code=reply.status,
+            headers=dict(reply.headers),
+            media_type=reply.media_type,
+        )
 
     def _body_spec(name: str) -> dict:
-        return {"requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{name}"}}}}}
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+                },
+            }
+        }
 
-    @api.post("/v1/chat/completions", openapi_extra=_body_spec("ChatCompletionRequest"),
-              summary="OpenAI chat completions (streaming SSE or JSON)", response_model=None)
-    async def chat_completions(request: Request):  # noqa: ANN202 - no response model in the schema
+    @api.post(
+        "/v1/chat/completions",
+        openapi_extra=_body_spec("ChatCompletionRequest"),
+        summary="OpenAI chat completions (streaming SSE or JSON)",
+        response_model=None,
+    )
+    async def chat_completions(request: Request):
         return await _hot("chat", request)
 
-    @api.post("/v1/completions", openapi_extra=_body_spec("CompletionRequest"),
-              summary="OpenAI text completions (streaming SSE or JSON)", response_model=None)
-    async def completions(request: Request):  # noqa: ANN202
+    @api.post(
+        "/v1/completions",
+        openapi_extra=_body_spec("CompletionRequest"),
+        summary="OpenAI text completions (streaming SSE or JSON)",
+        response_model=None,
+    )
+    async def completions(request: Request):
         return await _hot("completions", request)
 
     @api.get("/v1/models", summary="served models")
-    async def models():  # noqa: ANN202
-        names = list(service.pool.by_model) if service.pool else [m.name for m in service.config.models]
+    async def models():
+        names = (
+            list(service.pool.by_model) if service.pool else [m.name for m in service.config.models]
+        )
         router = service.gateway.router if service.gateway is not None else None
         if router is not None:
             names += ["auto", f"router-{router.name}"]
-        return {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "wattserve"}
-                                           for n in names]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "wattserve"} for n in names
+            ],
+        }
 
     @api.get("/health", summary="liveness")
-    async def health():  # noqa: ANN202
+    async def health():
         return {"status": "ok"}
 
     @api.get("/ready", summary="readiness: at least one healthy replica per served model")
-    async def ready():  # noqa: ANN202
+    async def ready():
         per_model = service.pool.ready() if service.pool else {}
         ok = bool(per_model) and all(per_model.values()) and not service.gateway.draining
         replicas = [r.describe() for r in service.pool.replicas] if service.pool else []
-        return JSONResponse({"ready": ok, "models": per_model, "replicas": replicas}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"ready": ok, "models": per_model, "replicas": replicas}, status_code=200 if ok else 503
+        )
 
     @api.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-    async def metrics():  # noqa: ANN202
+    async def metrics():
         return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @api.get("/stats", summary="cache, energy and per-model counts as JSON")
-    async def stats():  # noqa: ANN202
+    async def stats():
         return service.stats()
 
     base_openapi = api.openapi
@@ -258,7 +313,9 @@ def create_app(config: ServeConfig, service: Any = None) -> Any:
 class BackgroundServer:
     """The gateway in a thread on 127.0.0.1 (tests, the demo, the benchmark). ``with`` starts/stops it."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0) -> None:
+    def __init__(
+        self, app: Any, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0
+    ) -> None:
         from wattserve.engines.launcher import free_port
 
         self.app, self.host = app, host
@@ -272,7 +329,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 120.0) -> "BackgroundServer":
+    def start(self, timeout_s: float = 120.0) -> BackgroundServer:
         self.server = make_server(self.app, self.host, self.port, self.grace_s, signals=False)
 
         def run() -> None:
@@ -301,7 +358,7 @@ class BackgroundServer:
         if self.thread is not None:
             self.thread.join(self.grace_s + 30)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -336,8 +393,9 @@ def run_loop(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def make_server(app: Any, host: str, port: int, grace_s: float, log_level: str = "warning",
-                signals: bool = True) -> Any:
+def make_server(
+    app: Any, host: str, port: int, grace_s: float, log_level: str = "warning", signals: bool = True
+) -> Any:
     """The HTTP server the config names (``server:``): the gateway's own (serve/http_server.py,
     the default) or uvicorn. Both expose ``serve()``, ``started`` and ``should_exit``."""
     if app.service.config.server == "uvicorn":
@@ -354,7 +412,9 @@ def make_server(app: Any, host: str, port: int, grace_s: float, log_level: str =
     return server
 
 
-def uvicorn_config(app: Any, host: str, port: int, grace_s: float, log_level: str = "warning") -> Any:
+def uvicorn_config(
+    app: Any, host: str, port: int, grace_s: float, log_level: str = "warning"
+) -> Any:
     """uvicorn settings: httptools parser (coalesced writes) when installed, no access log, lifespan handled by ``serve``."""
     import uvicorn
 
@@ -365,6 +425,16 @@ def uvicorn_config(app: Any, host: str, port: int, grace_s: float, log_level: st
         http = CoalescingHttpToolsProtocol  # httptools, head and first body bytes in one write
     except ImportError:  # pragma: no cover - no httptools
         http = "h11"
-    return uvicorn.Config(app, host=host, port=port, http=http, log_level=log_level,
-                          access_log=False, lifespan="off", timeout_graceful_shutdown=grace_s,
-                          timeout_keep_alive=30, proxy_headers=False, server_header=False)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=http,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=grace_s,
+        timeout_keep_alive=30,
+        proxy_headers=False,
+        server_header=False,
+    )

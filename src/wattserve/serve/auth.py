@@ -43,8 +43,9 @@ class ApiKeys:
             raise ConfigError("auth.required is set but no API keys were configured")
 
     @classmethod
-    def load(cls, keys_file: str | None = None, keys_env: str | None = None,
-             required: bool | None = None) -> "ApiKeys":
+    def load(
+        cls, keys_file: str | None = None, keys_env: str | None = None, required: bool | None = None
+    ) -> ApiKeys:
         keys: list[tuple[bytes, str]] = []
         if keys_file:
             p = Path(keys_file)
@@ -61,8 +62,12 @@ class ApiKeys:
             if not authorization or not self.keys:
                 return DEFAULT_TENANT
         if not authorization or not authorization.startswith("Bearer "):
-            raise APIError(401, "missing bearer API key (Authorization: Bearer <key>)",
-                           type="authentication_error", code="invalid_api_key")
+            raise APIError(
+                401,
+                "missing bearer API key (Authorization: Bearer <key>)",
+                type="authentication_error",
+                code="invalid_api_key",
+            )
         given = authorization[7:].strip().encode()
         found = None
         for key, tenant in self.keys:  # no early exit: time does not depend on which key matched
@@ -71,5 +76,7 @@ class ApiKeys:
         if found is None:
             if not self.required:
                 return DEFAULT_TENANT
-            raise APIError(401, "invalid API key", type="authentication_error", code="invalid_api_key")
+            raise APIError(
+                401, "invalid API key", type="authentication_error", code="invalid_api_key"
+            )
         return found

@@ -7,7 +7,8 @@ passes only healthy candidates. Replicas expose ``outstanding`` (requests in fli
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from wattserve.errors import ConfigError
 from wattserve.types import Request
@@ -86,17 +87,23 @@ class EnergyAware:
         return best
 
 
-def make_balancer(name: str, energy_j: Callable[[Any, int, int], float | None] | None = None) -> Any:
+def make_balancer(
+    name: str, energy_j: Callable[[Any, int, int], float | None] | None = None
+) -> Any:
     if name == "round_robin":
         return RoundRobin()
     if name == "least_outstanding":
         return LeastOutstanding()
     if name == "energy_aware":
         return EnergyAware(energy_j or (lambda replica, i, o: None))
-    raise ConfigError(f"unknown balancer {name!r}; choose round_robin, least_outstanding or energy_aware")
+    raise ConfigError(
+        f"unknown balancer {name!r}; choose round_robin, least_outstanding or energy_aware"
+    )
 
 
-def fit_energy_fn(fits: Mapping[str, Any], per_token_j: Mapping[str, float]) -> Callable[[Any, int, int], float | None]:
+def fit_energy_fn(
+    fits: Mapping[str, Any], per_token_j: Mapping[str, float]
+) -> Callable[[Any, int, int], float | None]:
     """Predicted joules of one request on a replica from its model's fit (or a J/token estimate)."""
 
     def energy_j(replica: Any, input_tokens: int, output_tokens: int) -> float | None:

@@ -33,7 +33,9 @@ class ReplicaConfig(_Strict):
     backend: str = "auto"  # local engines
     threads: int = Field(1, ge=1)
     command: list[str] | None = None
-    port: int | None = None  # first port for kind=command (copies take consecutive ports); None = free ports
+    port: int | None = (
+        None  # first port for kind=command (copies take consecutive ports); None = free ports
+    )
     memory_fraction: float | None = Field(None, gt=0, le=1)
     env: dict[str, str] = Field(default_factory=dict)
     ready_path: str = "/v1/models"
@@ -43,7 +45,7 @@ class ReplicaConfig(_Strict):
     mock_tokens: int = Field(8, ge=1)  # kind=mock: tokens per answer
 
     @model_validator(mode="after")
-    def _check(self) -> "ReplicaConfig":
+    def _check(self) -> ReplicaConfig:
         if self.kind == "url" and not self.url:
             raise ValueError("a replica of kind 'url' needs 'url'")
         if self.kind == "command" and not self.command:
@@ -54,7 +56,9 @@ class ReplicaConfig(_Strict):
 class ModelConfig(_Strict):
     name: str
     replicas: list[ReplicaConfig] = Field(min_length=1)
-    fit: str | None = None  # path to a ModelFit JSON (energy_j) for the energy-aware balancer / cache cost
+    fit: str | None = (
+        None  # path to a ModelFit JSON (energy_j) for the energy-aware balancer / cache cost
+    )
     energy_per_token_j: float | None = Field(None, ge=0)  # fallback estimate when no fit is given
 
 
@@ -64,12 +68,16 @@ class RouterConfig(_Strict):
 
     enabled: bool = False
     file: str | None = None  # a router saved by wattserve.route.Router.save
-    use_fits: bool = True  # cost each model by its served fit (models[].fit) instead of the file's costs
+    use_fits: bool = (
+        True  # cost each model by its served fit (models[].fit) instead of the file's costs
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "RouterConfig":
+    def _check(self) -> RouterConfig:
         if self.enabled and not self.file:
-            raise ValueError("router.enabled needs router.file (train one with `wattserve route train`)")
+            raise ValueError(
+                "router.enabled needs router.file (train one with `wattserve route train`)"
+            )
         return self
 
 
@@ -102,7 +110,9 @@ class AuthConfig(_Strict):
 
 
 class EnergyConfig(_Strict):
-    meter: str = "auto"  # auto | nvml | rapl | modeled | modeled:process | null | replay:PATH ('+' joins)
+    meter: str = (
+        "auto"  # auto | nvml | rapl | modeled | modeled:process | null | replay:PATH ('+' joins)
+    )
     interval_s: float = Field(0.5, gt=0)
     attribution: Literal["active_time"] = "active_time"
 
@@ -124,10 +134,12 @@ class ServeConfig(_Strict):
     log_content: bool = False  # prompts and completions are never logged unless this is set
     grace_s: float = Field(10.0, ge=0)
     fast_path: bool = True  # serve the two hot POST routes without FastAPI's routing
-    server: Literal["wattserve", "uvicorn"] = "wattserve"  # the HTTP server (serve/http_server.py or uvicorn)
+    server: Literal["wattserve", "uvicorn"] = (
+        "wattserve"  # the HTTP server (serve/http_server.py or uvicorn)
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "ServeConfig":
+    def _check(self) -> ServeConfig:
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError("model names must be unique")
@@ -163,4 +175,6 @@ def config_from_dict(data: dict, source: str = "config") -> ServeConfig:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "(top level)"
-        raise ConfigError(f"{source}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from None
+        raise ConfigError(
+            f"{source}: {where}: {first['msg']} ({exc.error_count()} problem(s))"
+        ) from None

@@ -73,14 +73,24 @@ def _send(client: Any, model: str, item: dict[str, Any], max_tokens: int) -> tup
     return extra, headers
 
 
-def run_workload(base_url: str, model: str, n: int = 24, concurrency: int = 4, max_tokens: int = 16,
-                 seed: int = 0, api_key: str = "unused", console: Any = None) -> WorkloadResult:
+def run_workload(
+    base_url: str,
+    model: str,
+    n: int = 24,
+    concurrency: int = 4,
+    max_tokens: int = 16,
+    seed: int = 0,
+    api_key: str = "unused",
+    console: Any = None,
+) -> WorkloadResult:
     try:
         import openai
     except ImportError:
         from wattserve.errors import EngineUnavailable
 
-        raise EngineUnavailable("the demo client needs the openai package: pip install openai") from None
+        raise EngineUnavailable(
+            "the demo client needs the openai package: pip install openai"
+        ) from None
     import httpx
 
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=600)

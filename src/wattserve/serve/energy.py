@@ -23,15 +23,30 @@ import asyncio
 import bisect
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-METHOD = ("active_time: the device's metered joules while requests are in flight on it (power taken "
-          "as constant within each meter interval), split over those requests in proportion to their "
-          "seconds in flight; time with nothing in flight is idle energy, charged to nobody")
+METHOD = (
+    "active_time: the device's metered joules while requests are in flight on it (power taken "
+    "as constant within each meter interval), split over those requests in proportion to their "
+    "seconds in flight; time with nothing in flight is idle energy, charged to nobody"
+)
 
 
 class _Device:
-    __slots__ = ("n", "last_t", "area", "busy", "bounds", "cum", "rates", "rate", "idle_j", "total_j", "charged_j")
+    __slots__ = (
+        "n",
+        "last_t",
+        "area",
+        "busy",
+        "bounds",
+        "cum",
+        "rates",
+        "rate",
+        "idle_j",
+        "total_j",
+        "charged_j",
+    )
 
     def __init__(self, t0: float, history: int) -> None:
         self.n = 0  # requests in flight
@@ -39,8 +54,12 @@ class _Device:
         self.area = 0.0  # request-seconds in the open interval
         self.busy = 0.0  # seconds of the open interval with at least one request in flight
         self.bounds: deque[float] = deque([t0], maxlen=history)  # interval starts
-        self.cum: deque[float] = deque([0.0], maxlen=history)  # R at each bound (J per request, cumulative)
-        self.rates: deque[float] = deque([0.0], maxlen=history)  # rate of the interval starting there
+        self.cum: deque[float] = deque(
+            [0.0], maxlen=history
+        )  # R at each bound (J per request, cumulative)
+        self.rates: deque[float] = deque(
+            [0.0], maxlen=history
+        )  # rate of the interval starting there
         self.rate = 0.0  # estimate for the open interval
         self.idle_j = 0.0
         self.total_j = 0.0
@@ -65,8 +84,14 @@ class _Device:
 class EnergyAccountant:
     """Online attribution of metered device joules to requests (see the module docstring)."""
 
-    def __init__(self, meter: Any, interval_s: float = 0.5, clock: Callable[[], float] = time.perf_counter,
-                 history: int = 7200, min_read_s: float | None = None) -> None:
+    def __init__(
+        self,
+        meter: Any,
+        interval_s: float = 0.5,
+        clock: Callable[[], float] = time.perf_counter,
+        history: int = 7200,
+        min_read_s: float | None = None,
+    ) -> None:
         self.meter = meter
         self.interval_s = interval_s
         self.min_read_s = interval_s / 5 if min_read_s is None else min_read_s
@@ -173,8 +198,15 @@ class EnergyAccountant:
             close()
 
     def summary(self) -> dict[str, dict[str, float]]:
-        return {name: {"metered_j": d.total_j, "charged_j": d.charged_j, "idle_j": d.idle_j,
-                       "in_flight": d.n} for name, d in self.devices.items()}
+        return {
+            name: {
+                "metered_j": d.total_j,
+                "charged_j": d.charged_j,
+                "idle_j": d.idle_j,
+                "in_flight": d.n,
+            }
+            for name, d in self.devices.items()
+        }
 
 
 def make_meter(kind: str) -> tuple[Any, str]:

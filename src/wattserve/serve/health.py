@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 from wattserve.serve.replica import Replica, mark_down
 
@@ -15,8 +15,13 @@ log = logging.getLogger("wattserve.serve")
 
 
 class HealthChecker:
-    def __init__(self, replicas: Iterable[Replica], interval_s: float = 2.0, timeout_s: float = 1.0,
-                 retry_after_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        replicas: Iterable[Replica],
+        interval_s: float = 2.0,
+        timeout_s: float = 1.0,
+        retry_after_s: float = 2.0,
+    ) -> None:
         self.replicas = list(replicas)
         self.interval_s = interval_s
         self.timeout_s = timeout_s

@@ -48,8 +48,16 @@ def _status_line(code: int) -> bytes:
 class _Req:
     __slots__ = ("method", "url", "headers", "body", "keep_alive", "error", "version")
 
-    def __init__(self, method: bytes, url: bytes, headers: list, body: bytes, keep_alive: bool,
-                 error: int, version: str) -> None:
+    def __init__(
+        self,
+        method: bytes,
+        url: bytes,
+        headers: list,
+        body: bytes,
+        keep_alive: bool,
+        error: int,
+        version: str,
+    ) -> None:
         self.method, self.url, self.headers, self.body = method, url, headers, body
         self.keep_alive, self.error, self.version = keep_alive, error, version
 
@@ -60,7 +68,7 @@ class _Req:
 class Connection(asyncio.Protocol):
     """One client connection: parses requests, answers them one after another in a task."""
 
-    def __init__(self, server: "GatewayServer") -> None:
+    def __init__(self, server: GatewayServer) -> None:
         self.server = server
         self.loop = server.loop
         self.parser = httptools.HttpRequestParser(self)
@@ -132,11 +140,18 @@ class Connection(asyncio.Protocol):
         self._size = 0
         for k, v in self._headers:
             if k == b"content-length" and v.strip().isdigit() and int(v) > self.server.max_body:
-                if not self.busy and not self.queue:  # nothing else in flight here: refuse before the body
+                if (
+                    not self.busy and not self.queue
+                ):  # nothing else in flight here: refuse before the body
                     self._reject(413, self.server.too_large())
                 self._error = self._error or 413
-            elif k == b"expect" and v.lower() == b"100-continue" and not self._error \
-                    and not self.busy and not self.queue:  # never inside another answer's bytes
+            elif (
+                k == b"expect"
+                and v.lower() == b"100-continue"
+                and not self._error
+                and not self.busy
+                and not self.queue
+            ):  # never inside another answer's bytes
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -152,8 +167,17 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         p = self.parser
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        self.queue.append(_Req(p.get_method(), self._url, self._headers, body, p.should_keep_alive(),
-                               self._error, p.get_http_version()))
+        self.queue.append(
+            _Req(
+                p.get_method(),
+                self._url,
+                self._headers,
+                body,
+                p.should_keep_alive(),
+                self._error,
+                p.get_http_version(),
+            )
+        )
         if len(self.queue) >= _PIPELINE and not self._paused_reading:
             self._paused_reading = True
             self.transport.pause_reading()
@@ -192,7 +216,7 @@ class Connection(asyncio.Protocol):
                     self.last_active = self.loop.time()
                 if not keep or server.shutting_down or self.transport.is_closing():
                     break
-        except Exception:  # noqa: BLE001 - never a traceback to the client; the connection ends
+        except Exception:
             log.exception("connection handler failed")
         finally:
             if not self.closed:
@@ -212,7 +236,9 @@ class GatewayServer:
     """Serves ``app`` (``wattserve.serve.app.create_app``) with the interface the gateway's
     runners use from uvicorn's ``Server``: ``serve()``, ``started``, ``should_exit``."""
 
-    def __init__(self, app: Any, host: str, port: int, grace_s: float = 10.0, keep_alive_s: float = 30.0) -> None:
+    def __init__(
+        self, app: Any, host: str, port: int, grace_s: float = 10.0, keep_alive_s: float = 30.0
+    ) -> None:
         self.app, self.host, self.port = app, host, port
         self.service = app.service
         self.grace_s, self.keep_alive_s = grace_s, keep_alive_s
@@ -226,8 +252,9 @@ class GatewayServer:
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._tick()
-        srv = await self.loop.create_server(lambda: Connection(self), self.host, self.port, backlog=2048,
-                                            reuse_address=True)
+        srv = await self.loop.create_server(
+            lambda: Connection(self), self.host, self.port, backlog=2048, reuse_address=True
+        )
         if self.install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(sig, self._signal)
@@ -276,8 +303,16 @@ class GatewayServer:
         keep = req.keep_alive and not self.shutting_down
         if req.error:
             msg = self.too_large() if req.error == 413 else "request line or headers too large"
-            conn.write(self.whole(error_reply(APIError(req.error, msg, code="body_too_large"
-                                                       if req.error == 413 else None)), False))
+            conn.write(
+                self.whole(
+                    error_reply(
+                        APIError(
+                            req.error, msg, code="body_too_large" if req.error == 413 else None
+                        )
+                    ),
+                    False,
+                )
+            )
             return False
         path, _, query = req.url.partition(b"?")
         endpoint = HOT.get(path) if req.method == b"POST" else None
@@ -285,15 +320,19 @@ class GatewayServer:
             return await self._asgi(conn, req, path, query, keep)
         try:
             auth = req.header(b"authorization")
-            reply = await self.service.gateway.handle(endpoint, req.body, auth.decode("latin-1") if auth else None)
+            reply = await self.service.gateway.handle(
+                endpoint, req.body, auth.decode("latin-1") if auth else None
+            )
         except APIError as exc:
             reply = error_reply(exc)
-        except Exception:  # noqa: BLE001 - logged here, never sent to the client
+        except Exception:
             log.exception("internal error on %s", path.decode("latin-1"))
             reply = error_reply(APIError.internal())
         return await self.send_reply(conn, reply, keep, chunked=req.version != "1.0")
 
-    def _head(self, status: int, media_type: bytes, headers: list[tuple[str, str]], keep: bool) -> list[bytes]:
+    def _head(
+        self, status: int, media_type: bytes, headers: list[tuple[str, str]], keep: bool
+    ) -> list[bytes]:
         out = [_status_line(status), self.date, b"content-type: ", media_type, b"\r\n"]
         for k, v in headers:
             out += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
@@ -314,7 +353,9 @@ class GatewayServer:
         head += (b"content-length: %d\r\n\r\n" % len(reply.body), reply.body)
         return b"".join(head)
 
-    async def send_reply(self, conn: Connection, reply: Any, keep: bool, chunked: bool = True) -> bool:
+    async def send_reply(
+        self, conn: Connection, reply: Any, keep: bool, chunked: bool = True
+    ) -> bool:
         """Write a pipeline ``Reply``; a stream is driven to its end (or closed when the client
         goes). ``chunked=False`` (HTTP/1.0 clients): the stream's end is the connection's end."""
         if reply.stream is None:
@@ -322,14 +363,18 @@ class GatewayServer:
             return keep
         keep = keep and chunked
         head = self._head(reply.status, b"text/event-stream", reply.headers, keep)
-        head.append(b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" if chunked else b"\r\n")
+        head.append(
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n" if chunked else b"\r\n"
+        )
         pending = b"".join(head)  # the head leaves with the first events: one write
         stream, ended = reply.stream, False
         try:
             async for chunk in stream:
                 if conn.closed:
                     break
-                ended = chunk.endswith(wire.DONE)  # the last event: the stream's terminator goes with it
+                ended = chunk.endswith(
+                    wire.DONE
+                )  # the last event: the stream's terminator goes with it
                 if chunked:
                     chunk = b"%x\r\n%s\r\n%s" % (len(chunk), chunk, b"0\r\n\r\n" if ended else b"")
                 conn.write(pending + chunk)
@@ -344,17 +389,36 @@ class GatewayServer:
         return keep and not conn.closed
 
     # ---------------------------------------------------------------- everything else: ASGI
-    async def _asgi(self, conn: Connection, req: _Req, path: bytes, query: bytes, keep: bool) -> bool:
+    async def _asgi(
+        self, conn: Connection, req: _Req, path: bytes, query: bytes, keep: bool
+    ) -> bool:
         from urllib.parse import unquote
 
         raw = path.decode("latin-1")
-        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": req.version,
-                 "method": req.method.decode("ascii"), "scheme": "http", "path": unquote(raw) if "%" in raw else raw,
-                 "raw_path": path, "query_string": query, "root_path": "", "headers": req.headers,
-                 "server": (self.host, self.port), "client": conn.transport.get_extra_info("peername"),
-                 "state": {}}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": req.version,
+            "method": req.method.decode("ascii"),
+            "scheme": "http",
+            "path": unquote(raw) if "%" in raw else raw,
+            "raw_path": path,
+            "query_string": query,
+            "root_path": "",
+            "headers": req.headers,
+            "server": (self.host, self.port),
+            "client": conn.transport.get_extra_info("peername"),
+            "state": {},
+        }
         head_only = req.method == b"HEAD"
-        st = {"body_sent": False, "started": False, "chunked": False, "done": False, "head": b"", "close": False}
+        st = {
+            "body_sent": False,
+            "started": False,
+            "chunked": False,
+            "done": False,
+            "head": b"",
+            "close": False,
+        }
 
         async def receive() -> dict:
             if not st["body_sent"]:
@@ -383,7 +447,9 @@ class GatewayServer:
                 if head_only:
                     body = b""
                 elif st["chunked"]:
-                    body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (b"" if more else b"0\r\n\r\n")
+                    body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
+                        b"" if more else b"0\r\n\r\n"
+                    )
                 conn.write(st["head"] + body)
                 st["head"], st["done"] = b"", not more
                 if more:
@@ -391,10 +457,9 @@ class GatewayServer:
 
         try:
             await self.app(scope, receive, send)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("internal error on %s", raw)
             if not st["started"]:
                 conn.write(self.whole(error_reply(APIError.internal()), False))
             return False
         return keep and st["done"] and not st["close"] and not conn.closed
-

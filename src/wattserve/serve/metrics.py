@@ -18,7 +18,25 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from wattserve.serve.energy import METHOD
 
-_LAT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_LAT_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+)
 
 
 class _Live:
@@ -27,13 +45,22 @@ class _Live:
     def __init__(self, pool: Any, cache: Any, accountant: Any) -> None:
         self.pool, self.cache, self.accountant = pool, cache, accountant
 
-    def collect(self):  # noqa: ANN201 - prometheus collector protocol
-        healthy = GaugeMetricFamily("wattserve_replica_healthy", "1 when the replica passes health checks",
-                                    labels=["model", "replica"])
-        inflight = GaugeMetricFamily("wattserve_replica_outstanding_requests",
-                                     "requests in flight on the replica", labels=["model", "replica"])
-        failures = GaugeMetricFamily("wattserve_replica_failures", "failures seen on the replica",
-                                     labels=["model", "replica"])
+    def collect(self):
+        healthy = GaugeMetricFamily(
+            "wattserve_replica_healthy",
+            "1 when the replica passes health checks",
+            labels=["model", "replica"],
+        )
+        inflight = GaugeMetricFamily(
+            "wattserve_replica_outstanding_requests",
+            "requests in flight on the replica",
+            labels=["model", "replica"],
+        )
+        failures = GaugeMetricFamily(
+            "wattserve_replica_failures",
+            "failures seen on the replica",
+            labels=["model", "replica"],
+        )
         for r in self.pool.replicas:
             healthy.add_metric([r.model, r.name], 1.0 if r.healthy else 0.0)
             inflight.add_metric([r.model, r.name], r.outstanding)
@@ -41,7 +68,9 @@ class _Live:
         yield healthy
         yield inflight
         yield failures
-        q = GaugeMetricFamily("wattserve_queue_depth", "requests in flight in the gateway, all replicas")
+        q = GaugeMetricFamily(
+            "wattserve_queue_depth", "requests in flight in the gateway, all replicas"
+        )
         q.add_metric([], self.pool.outstanding())
         yield q
         if self.cache is not None:
@@ -53,11 +82,16 @@ class _Live:
             b.add_metric([], st["bytes"])
             yield b
         if self.accountant is not None and self.accountant.enabled:
-            idle = GaugeMetricFamily("wattserve_device_idle_joules",
-                                     "metered joules with no request in flight (charged to nobody)",
-                                     labels=["device", "source"])
-            metered = GaugeMetricFamily("wattserve_device_metered_joules", "joules the meter read per device",
-                                        labels=["device", "source"])
+            idle = GaugeMetricFamily(
+                "wattserve_device_idle_joules",
+                "metered joules with no request in flight (charged to nobody)",
+                labels=["device", "source"],
+            )
+            metered = GaugeMetricFamily(
+                "wattserve_device_metered_joules",
+                "joules the meter read per device",
+                labels=["device", "source"],
+            )
             for name, s in self.accountant.summary().items():
                 idle.add_metric([name, self.accountant.source], s["idle_j"])
                 metered.add_metric([name, self.accountant.source], s["metered_j"])
@@ -78,7 +112,9 @@ class _Hist:
 
     def exposition(self) -> tuple[list[tuple[str, float]], float]:
         out, acc = [], 0
-        for bound, n in zip((*(str(float(b)) for b in _LAT_BUCKETS), "+Inf"), self.counts, strict=True):
+        for bound, n in zip(
+            (*(str(float(b)) for b in _LAT_BUCKETS), "+Inf"), self.counts, strict=True
+        ):
             acc += n
             out.append((bound, acc))
         return out, self.sum
@@ -89,7 +125,9 @@ class _Outcome:
 
     __slots__ = ("key", "n", "ttft", "e2e", "tok", "energy")
 
-    def __init__(self, m: "GatewayMetrics", model: str, status: str, cache: str, source: str) -> None:
+    def __init__(
+        self, m: GatewayMetrics, model: str, status: str, cache: str, source: str
+    ) -> None:
         self.key = (model, status, cache)
         self.n = 0
         self.ttft = m._ttft.setdefault(model, _Hist())
@@ -101,40 +139,58 @@ class _Outcome:
 class _Hot:
     """Collector of the per-request series (counted by ``GatewayMetrics``)."""
 
-    def __init__(self, m: "GatewayMetrics") -> None:
+    def __init__(self, m: GatewayMetrics) -> None:
         self.m = m
 
-    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+    def collect(self):
         m = self.m
-        req = CounterMetricFamily("wattserve_requests", "requests answered, by model, HTTP status and cache outcome",
-                                  labels=["model", "status", "cache"])
+        req = CounterMetricFamily(
+            "wattserve_requests",
+            "requests answered, by model, HTTP status and cache outcome",
+            labels=["model", "status", "cache"],
+        )
         for key, n in m.requests_by_outcome().items():
             req.add_metric(list(key), n)
         yield req
         for name, doc, hists in (
-                ("wattserve_ttft_seconds", "time to first token seen by the gateway (cache hits included)", m._ttft),
-                ("wattserve_e2e_seconds", "end-to-end latency in the gateway", m._e2e)):
+            (
+                "wattserve_ttft_seconds",
+                "time to first token seen by the gateway (cache hits included)",
+                m._ttft,
+            ),
+            ("wattserve_e2e_seconds", "end-to-end latency in the gateway", m._e2e),
+        ):
             h = HistogramMetricFamily(name, doc, labels=["model"])
             for model, hist in hists.items():
                 if any(hist.counts):  # a model with only failed requests has no latency yet
                     buckets, total = hist.exposition()
                     h.add_metric([model], buckets, total)
             yield h
-        tok = CounterMetricFamily("wattserve_tokens", "tokens served, by model and kind (prompt/completion)",
-                                  labels=["model", "kind"])
+        tok = CounterMetricFamily(
+            "wattserve_tokens",
+            "tokens served, by model and kind (prompt/completion)",
+            labels=["model", "kind"],
+        )
         for model, (p, c) in m._tokens.items():
             tok.add_metric([model, "prompt"], p)
             tok.add_metric([model, "completion"], c)
         yield tok
-        e = CounterMetricFamily("wattserve_energy_joules", f"joules attributed to answered requests; method {METHOD}",
-                                labels=["model", "source"])
+        e = CounterMetricFamily(
+            "wattserve_energy_joules",
+            f"joules attributed to answered requests; method {METHOD}",
+            labels=["model", "source"],
+        )
         for (model, source), j in m._energy.items():
             e.add_metric([model, source], j)
         yield e
-        hits = CounterMetricFamily("wattserve_cache_hits", "answers served from the response cache", labels=["model"])
-        saved = CounterMetricFamily("wattserve_cache_saved_joules",
-                                    "joules the cache saved: the stored cost of each answer served from it",
-                                    labels=["model"])
+        hits = CounterMetricFamily(
+            "wattserve_cache_hits", "answers served from the response cache", labels=["model"]
+        )
+        saved = CounterMetricFamily(
+            "wattserve_cache_saved_joules",
+            "joules the cache saved: the stored cost of each answer served from it",
+            labels=["model"],
+        )
         for model, (n, j) in m._hits.items():
             hits.add_metric([model], n)
             saved.add_metric([model], j)
@@ -146,10 +202,18 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.retries = Counter("wattserve_retries", "requests retried on another replica before their first byte",
-                               ["model"], registry=r)
-        self.routed = Counter("wattserve_routed", "multiplexer decisions, by requested group and chosen model",
-                              ["group", "model"], registry=r)
+        self.retries = Counter(
+            "wattserve_retries",
+            "requests retried on another replica before their first byte",
+            ["model"],
+            registry=r,
+        )
+        self.routed = Counter(
+            "wattserve_routed",
+            "multiplexer decisions, by requested group and chosen model",
+            ["group", "model"],
+            registry=r,
+        )
         self._outcomes: dict[tuple, _Outcome] = {}
         self._ttft: dict[str, _Hist] = {}
         self._e2e: dict[str, _Hist] = {}
@@ -167,8 +231,18 @@ class GatewayMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def done(self, model: str, status: int, cache: str, ttft_s: float | None, e2e_s: float,
-             input_tokens: int, output_tokens: int, energy_j: float | None, source: str) -> None:
+    def done(
+        self,
+        model: str,
+        status: int,
+        cache: str,
+        ttft_s: float | None,
+        e2e_s: float,
+        input_tokens: int,
+        output_tokens: int,
+        energy_j: float | None,
+        source: str,
+    ) -> None:
         key = (model, status, cache, source)
         o = self._outcomes.get(key)
         if o is None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from wattserve.serve.health import HealthChecker
 from wattserve.serve.replica import Replica, mark_down
@@ -11,7 +12,9 @@ from wattserve.types import Request
 
 
 class ReplicaPool:
-    def __init__(self, replicas: Iterable[Replica], balancer: Any, health: HealthChecker | None = None) -> None:
+    def __init__(
+        self, replicas: Iterable[Replica], balancer: Any, health: HealthChecker | None = None
+    ) -> None:
         self.replicas: list[Replica] = list(replicas)
         self.balancer = balancer
         self.by_model: dict[str, list[Replica]] = {}
@@ -25,7 +28,9 @@ class ReplicaPool:
         return list(self.by_model)
 
     async def start(self, health_loop: bool = True) -> None:
-        for r in self.replicas:  # one at a time: in-process engines load models (not thread-safe to import)
+        for r in (
+            self.replicas
+        ):  # one at a time: in-process engines load models (not thread-safe to import)
             await r.start()
         await self.health.check_all()
         if health_loop:

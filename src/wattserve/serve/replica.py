@@ -11,7 +11,8 @@ parsing each event only to learn the text and usage it needs for the cache and m
 from __future__ import annotations
 
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from wattserve.engines.openai_http import api_base
 from wattserve.errors import EngineUnavailable, WattserveError
@@ -23,8 +24,14 @@ class UpstreamError(Exception):
     """A replica failed. ``retryable``: nothing reached the client yet and another replica
     may answer; ``status``/``body``: an upstream HTTP answer to pass on as-is (4xx)."""
 
-    def __init__(self, message: str, retryable: bool = True, status: int = 502,
-                 body: bytes | None = None, down: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        retryable: bool = True,
+        status: int = 502,
+        body: bytes | None = None,
+        down: bool = True,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.down = down  # the replica looks dead (no connection, timeout), not just one bad answer
@@ -59,16 +66,31 @@ class Replica:
         return None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "kind": self.kind, "device": self.device,
-                "healthy": self.healthy, "outstanding": self.outstanding, "served": self.served,
-                "failures": self.failures, "last_error": self.last_error}
+        return {
+            "name": self.name,
+            "model": self.model,
+            "kind": self.kind,
+            "device": self.device,
+            "healthy": self.healthy,
+            "outstanding": self.outstanding,
+            "served": self.served,
+            "failures": self.failures,
+            "last_error": self.last_error,
+        }
 
 
 class HttpReplica(Replica):
     kind = "http"
 
-    def __init__(self, name: str, model: str, base_url: str, engine_model: str | None = None,
-                 device: str = "cpu", slots: int = 8) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        base_url: str,
+        engine_model: str | None = None,
+        device: str = "cpu",
+        slots: int = 8,
+    ) -> None:
         super().__init__(name, model, device, slots)
         self.base_url = api_base(base_url)
         self.engine_model = engine_model or model
@@ -101,8 +123,13 @@ class HttpReplica(Replica):
                 data = b""
             if resp.status >= 500 or resp.status == 429:
                 raise UpstreamError(f"{self.name}: upstream status {resp.status}", down=False)
-            raise UpstreamError(f"{self.name}: upstream status {resp.status}", retryable=False,
-                                status=resp.status, body=data, down=False)
+            raise UpstreamError(
+                f"{self.name}: upstream status {resp.status}",
+                retryable=False,
+                status=resp.status,
+                body=data,
+                down=False,
+            )
         return resp
 
     async def aclose(self) -> None:
@@ -114,8 +141,15 @@ class EngineReplica(Replica):
 
     kind = "engine"
 
-    def __init__(self, name: str, model: str, engine: Any, engine_model: str | None = None,
-                 device: str = "cpu", slots: int = 8) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        engine: Any,
+        engine_model: str | None = None,
+        device: str = "cpu",
+        slots: int = 8,
+    ) -> None:
         super().__init__(name, model, device, slots)
         self.engine = engine
         self.engine_model = engine_model or model
@@ -130,9 +164,10 @@ class EngineReplica(Replica):
                     await res
             except WattserveError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one clear line for the user
-                raise EngineUnavailable(f"replica {self.name}: the engine did not start: "
-                                        f"{type(exc).__name__}: {exc}") from exc
+            except Exception as exc:
+                raise EngineUnavailable(
+                    f"replica {self.name}: the engine did not start: {type(exc).__name__}: {exc}"
+                ) from exc
         self._started = True
 
     async def probe(self, timeout_s: float) -> bool:

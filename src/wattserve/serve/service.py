@@ -21,7 +21,9 @@ def build_cache(config: ServeConfig) -> Any:
     from wattserve.cache import ResponseCache, open_store
 
     store = open_store(f"sqlite:{c.persist_path}") if c.persist_path else None
-    return ResponseCache(c.policy, capacity_entries=c.capacity_entries, capacity_bytes=c.capacity_bytes, store=store)
+    return ResponseCache(
+        c.policy, capacity_entries=c.capacity_entries, capacity_bytes=c.capacity_bytes, store=store
+    )
 
 
 def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
@@ -37,8 +39,10 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
     served = {m.name for m in config.models}
     missing = [m for m in router.models if m not in served]
     if missing:
-        raise ConfigError(f"the router picks among {', '.join(router.models)}, but {', '.join(missing)} "
-                          "is not a served model")
+        raise ConfigError(
+            f"the router picks among {', '.join(router.models)}, but {', '.join(missing)} "
+            "is not a served model"
+        )
     return router
 
 
@@ -64,8 +68,10 @@ def load_fits(config: ServeConfig) -> dict[str, Any]:
             found = [f for f in read_fits(p) if f.quantity == "energy_j"]
         match = [f for f in found if f.model == m.name] or (found if len(found) == 1 else [])
         if not match:
-            raise ConfigError(f"{p} has no energy_j fit for model {m.name!r} "
-                              f"(it has: {', '.join(sorted({f.model for f in found})) or 'none'})")
+            raise ConfigError(
+                f"{p} has no energy_j fit for model {m.name!r} "
+                f"(it has: {', '.join(sorted({f.model for f in found})) or 'none'})"
+            )
         fits[m.name] = match[0]
     return fits
 
@@ -95,11 +101,27 @@ class Service:
             for spec in m.replicas:
                 for item in await self.launcher.launch(m.name, spec):
                     if item.engine is not None:
-                        out.append(EngineReplica(item.name, m.name, item.engine, item.engine_model,
-                                                 item.device, item.slots))
+                        out.append(
+                            EngineReplica(
+                                item.name,
+                                m.name,
+                                item.engine,
+                                item.engine_model,
+                                item.device,
+                                item.slots,
+                            )
+                        )
                     else:
-                        out.append(HttpReplica(item.name, m.name, item.url, item.engine_model,
-                                               item.device, item.slots))
+                        out.append(
+                            HttpReplica(
+                                item.name,
+                                m.name,
+                                item.url,
+                                item.engine_model,
+                                item.device,
+                                item.slots,
+                            )
+                        )
         return out
 
     async def start(self) -> None:
@@ -113,7 +135,9 @@ class Service:
         cfg = self.config
         keys = ApiKeys.load(cfg.auth.keys_file, cfg.auth.keys_env, cfg.auth.required)
         fits = load_fits(cfg)
-        per_token = {m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None}
+        per_token = {
+            m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None
+        }
         energy_fn = fit_energy_fn(fits, per_token)
         router = build_router(cfg, fits)
         self.cache = build_cache(cfg)
@@ -121,7 +145,9 @@ class Service:
         self.accountant = EnergyAccountant(meter, cfg.energy.interval_s)
         try:
             replicas = self._given if self._given is not None else await self._replicas()
-            health = HealthChecker(replicas, cfg.health.interval_s, cfg.health.timeout_s, cfg.health.retry_after_s)
+            health = HealthChecker(
+                replicas, cfg.health.interval_s, cfg.health.timeout_s, cfg.health.retry_after_s
+            )
             self.pool = ReplicaPool(replicas, make_balancer(cfg.balancer, energy_fn), health)
             await self.pool.start()
         except BaseException:
@@ -130,22 +156,38 @@ class Service:
         self.accountant.start()
         self.metrics.attach(self.pool, self.cache, self.accountant)
         self.gateway = Gateway(
-            self.pool, cache=self.cache, router=router, accountant=self.accountant, metrics=self.metrics,
-            keys=keys, default_max_tokens=cfg.default_max_tokens, max_tokens_limit=cfg.max_tokens_limit,
-            first_token_s=cfg.timeouts.first_token_s, total_s=cfg.timeouts.total_s,
-            connect_s=cfg.timeouts.connect_s, log_content=cfg.log_content,
+            self.pool,
+            cache=self.cache,
+            router=router,
+            accountant=self.accountant,
+            metrics=self.metrics,
+            keys=keys,
+            default_max_tokens=cfg.default_max_tokens,
+            max_tokens_limit=cfg.max_tokens_limit,
+            first_token_s=cfg.timeouts.first_token_s,
+            total_s=cfg.timeouts.total_s,
+            connect_s=cfg.timeouts.connect_s,
+            log_content=cfg.log_content,
             cost_estimate=lambda model, i, o: energy_fn(_ModelOnly(model), i, o),
         )
         self.started = True
-        log.warning("gateway ready: %d replica(s) of %s; energy: %s", len(self.pool.replicas),
-                    ", ".join(self.pool.models), self.meter_reason)
+        log.warning(
+            "gateway ready: %d replica(s) of %s; energy: %s",
+            len(self.pool.replicas),
+            ", ".join(self.pool.models),
+            self.meter_reason,
+        )
 
     async def stop(self) -> None:
         """Drain in-flight requests (up to ``grace_s``), stop replicas, flush the cache store."""
         if self.gateway is not None:
             left = await self.gateway.drain(self.config.grace_s)
             if left:
-                log.warning("%d request(s) still in flight after the %g s grace period", left, self.config.grace_s)
+                log.warning(
+                    "%d request(s) still in flight after the %g s grace period",
+                    left,
+                    self.config.grace_s,
+                )
         if self.pool is not None:
             await self.pool.aclose()
         if self.launcher is not None:
@@ -167,9 +209,14 @@ class Service:
         return {
             "models": per_model,
             "cache": self.cache.stats() if self.cache is not None else None,
-            "energy": {"charged_j": charged, "saved_j": saved, "source": self.accountant.source if self.accountant else "null",
-                       "meter": self.meter_reason, "method": self.accountant.method if self.accountant else "",
-                       "devices": self.accountant.summary() if self.accountant else {}},
+            "energy": {
+                "charged_j": charged,
+                "saved_j": saved,
+                "source": self.accountant.source if self.accountant else "null",
+                "meter": self.meter_reason,
+                "method": self.accountant.method if self.accountant else "",
+                "devices": self.accountant.summary() if self.accountant else {},
+            },
             "replicas": [r.describe() for r in self.pool.replicas] if self.pool else [],
         }
 

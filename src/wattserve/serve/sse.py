@@ -23,8 +23,12 @@ import orjson
 
 DONE = b"[DONE]"
 _DONE_EVENT = b"data: [DONE]\n\n"
-ERROR_EVENT = "upstream error event"  # the replica answered with an error event: passed on, not a failure
-_DATA = re.compile(rb"^data:[ \t]*([^\n]*[^\s])", re.M)  # the payload, trimmed; empty data lines skipped
+ERROR_EVENT = (
+    "upstream error event"  # the replica answered with an error event: passed on, not a failure
+)
+_DATA = re.compile(
+    rb"^data:[ \t]*([^\n]*[^\s])", re.M
+)  # the payload, trimmed; empty data lines skipped
 
 
 # gc=False: decoded chunks hold only strings, numbers and each other (no cycles), so the
@@ -104,7 +108,7 @@ class StreamBooks:
         lines, ``[DONE]`` inside, odd spacing) is split into payloads first."""
         done = False
         if region.endswith(_DONE_EVENT):
-            region = region[:-len(_DONE_EVENT)]
+            region = region[: -len(_DONE_EVENT)]
             done = True
         if not region:
             return b"", done, None
@@ -120,14 +124,16 @@ class StreamBooks:
         if cut is None and drop is None:
             self.n += len(chunks)
             return region, done, None
-        if cut is None and drop == [len(chunks) - 1]:  # the usage-only event is the last: cut it off
+        if cut is None and drop == [
+            len(chunks) - 1
+        ]:  # the usage-only event is the last: cut it off
             self.n += len(chunks) - 1
-            return region[:region.rfind(b"\n\ndata: ") + 2], done, None
+            return region[: region.rfind(b"\n\ndata: ") + 2], done, None
         return self._out(payloads(region), cut, drop, done, error)
 
     def _take_payloads(self, events: list[bytes], done: bool) -> tuple[bytes, bool, str | None]:
         if DONE in events:
-            events = events[:events.index(DONE)]
+            events = events[: events.index(DONE)]
             done = True
         if not events:
             return b"", done, None
@@ -188,20 +194,32 @@ class StreamBooks:
                         self.finish = str(c["finish_reason"])
                 u = d.get("usage")
                 if u:
-                    self.in_tok, self.out_tok = int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0)
+                    self.in_tok, self.out_tok = (
+                        int(u.get("prompt_tokens") or 0),
+                        int(u.get("completion_tokens") or 0),
+                    )
                     if not choices:
                         drop = [i] if drop is None else drop + [i]
         except (AttributeError, TypeError, KeyError, IndexError, ValueError):
             return b"", done, "upstream sent an event that is not an OpenAI chunk"
         return self._out(events, cut, drop, done, error)
 
-    def _out(self, events: list[bytes], cut: int | None, drop: list[int] | None, done: bool,
-             error: str | None) -> tuple[bytes, bool, str | None]:
+    def _out(
+        self,
+        events: list[bytes],
+        cut: int | None,
+        drop: list[int] | None,
+        done: bool,
+        error: str | None,
+    ) -> tuple[bytes, bool, str | None]:
         if cut is not None:  # an error event ends the stream: nothing after it is passed on
-            events = events[:cut + 1]
+            events = events[: cut + 1]
         if drop is not None:  # usually one usage event, the last
-            events = events[:drop[0]] + events[drop[0] + 1:] if len(drop) == 1 else \
-                [e for j, e in enumerate(events) if j not in drop]
+            events = (
+                events[: drop[0]] + events[drop[0] + 1 :]
+                if len(drop) == 1
+                else [e for j, e in enumerate(events) if j not in drop]
+            )
         if not events:
             return b"", done, error
         self.n += len(events)

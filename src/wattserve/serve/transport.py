@@ -58,7 +58,9 @@ class CoalescingTransport:
     def is_closing(self) -> bool:
         return self._t.is_closing()
 
-    def __getattr__(self, name: str) -> Any:  # pause/resume_reading, get_extra_info, set_protocol ...
+    def __getattr__(
+        self, name: str
+    ) -> Any:  # pause/resume_reading, get_extra_info, set_protocol ...
         return getattr(self._t, name)
 
 

@@ -21,7 +21,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
-ERRORS = (OSError, TimeoutError)  # what a request or a read may raise (ConnectionError is an OSError)
+ERRORS = (
+    OSError,
+    TimeoutError,
+)  # what a request or a read may raise (ConnectionError is an OSError)
 _HIGH, _LOW = 1 << 20, 1 << 16  # pause reading above 1 MiB buffered, resume below 64 KiB
 _MAX_IDLE = 256
 
@@ -45,7 +48,7 @@ class Response(asyncio.Protocol):
     """One keep-alive connection; while a request is on it, also that request's response
     (``status``, ``read()``, ``readany()``, then ``release()`` or ``close()``)."""
 
-    def __init__(self, origin: "Origin") -> None:
+    def __init__(self, origin: Origin) -> None:
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -87,8 +90,11 @@ class Response(asyncio.Protocol):
         if self._headers_done and not self._done and not self._framed:
             self.on_message_complete()  # a close-delimited body ends here
         elif not self._done:
-            self._fail(ConnectionResetError("the replica closed the connection"
-                                            + (f" ({exc})" if exc else "")))
+            self._fail(
+                ConnectionResetError(
+                    "the replica closed the connection" + (f" ({exc})" if exc else "")
+                )
+            )
 
     # ---------------------------------------------------------------- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -98,8 +104,12 @@ class Response(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
-        self._keep_alive = self.parser.should_keep_alive()  # read here: llhttp resets it after the body
-        self._headers_done = True  # no wake-up: _send waits for the first body bytes (or the end) too
+        self._keep_alive = (
+            self.parser.should_keep_alive()
+        )  # read here: llhttp resets it after the body
+        self._headers_done = (
+            True  # no wake-up: _send waits for the first body bytes (or the end) too
+        )
 
     def on_body(self, body: bytes) -> None:
         self._buf.append(body)
@@ -134,9 +144,13 @@ class Response(asyncio.Protocol):
             w.set_exception(exc)
 
     def _timed_out(self) -> None:
-        self._fail(UpstreamTimeout(f"no bytes from the replica within {self._read_s:g} s"
-                                   if self.origin.loop.time() < self._deadline
-                                   else "the replica's answer exceeded the total timeout"))
+        self._fail(
+            UpstreamTimeout(
+                f"no bytes from the replica within {self._read_s:g} s"
+                if self.origin.loop.time() < self._deadline
+                else "the replica's answer exceeded the total timeout"
+            )
+        )
 
     async def _wait(self) -> None:
         if self._exc is not None:
@@ -232,17 +246,20 @@ class Origin:
         if head is None:
             head = self._heads[(method, path)] = (
                 f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-                "Accept: */*\r\nContent-Type: application/json\r\nContent-Length: ").encode("latin-1")
+                "Accept: */*\r\nContent-Type: application/json\r\nContent-Length: "
+            ).encode("latin-1")
         return head
 
     async def _connect(self, timeouts: Timeouts) -> Response:
         try:
             async with asyncio.timeout(timeouts.connect_s):
-                _, conn = await self.loop.create_connection(lambda: Response(self), self.host, self.port,
-                                                            ssl=self.ssl)
+                _, conn = await self.loop.create_connection(
+                    lambda: Response(self), self.host, self.port, ssl=self.ssl
+                )
         except TimeoutError:
-            raise UpstreamTimeout(f"no connection to {self.host}:{self.port} within {timeouts.connect_s:g} s") \
-                from None
+            raise UpstreamTimeout(
+                f"no connection to {self.host}:{self.port} within {timeouts.connect_s:g} s"
+            ) from None
         return conn
 
     async def request(self, method: str, path: str, body: bytes, timeouts: Timeouts) -> Response:

@@ -11,7 +11,7 @@ State per lane is dense over the ``Q`` distinct queries, so use it for small ``Q
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -69,14 +69,20 @@ def simulate_lanes(
         if run is not None:
             kf0 = known_frequency if known_frequency is not None else np.zeros((1, Q))
             kc0 = known_cost if known_cost is not None else np.zeros((1, Q))
-            args = (np.ascontiguousarray(queries, dtype=np.int64), np.ascontiguousarray(costs, dtype=np.float64),
-                    np.ascontiguousarray(kf0, dtype=np.float64), np.ascontiguousarray(kc0, dtype=np.float64))
+            args = (
+                np.ascontiguousarray(queries, dtype=np.int64),
+                np.ascontiguousarray(costs, dtype=np.float64),
+                np.ascontiguousarray(kf0, dtype=np.float64),
+                np.ascontiguousarray(kc0, dtype=np.float64),
+            )
             code64 = code.astype(np.int64)
             totals = np.empty(B)
             chunk = max(1, -(-B // 50))  # report progress about 50 times
             for lo in range(0, B, chunk):
                 hi = min(B, lo + chunk)
-                totals[lo:hi] = run(code64[lo:hi], off[lo:hi], *args, source[lo:hi], int(capacity), int(Q))
+                totals[lo:hi] = run(
+                    code64[lo:hi], off[lo:hi], *args, source[lo:hi], int(capacity), int(Q)
+                )
                 if progress is not None:
                     progress((hi - lo) / B)
             return totals

@@ -21,7 +21,9 @@ def compiled():
         return None
 
     @numba.njit(cache=True, nogil=True)
-    def run(code, off, q_rows, c_rows, kf, kc, source, capacity, n_queries):  # pragma: no cover - jitted
+    def run(
+        code, off, q_rows, c_rows, kf, kc, source, capacity, n_queries
+    ):  # pragma: no cover - jitted
         n_lanes = source.shape[0]
         T = q_rows.shape[1]
         totals = np.zeros(n_lanes)

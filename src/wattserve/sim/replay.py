@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,9 +15,14 @@ from wattserve.sim.trace import Scenario
 DENSE_LIMIT = 512  # distinct queries up to which the vectorised engine is used
 
 
-def replay_table(scen: Scenario, selectors: Sequence[Selector], policies: Sequence[str],
-                 variants: Sequence[str], capacity: int,
-                 progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+def replay_table(
+    scen: Scenario,
+    selectors: Sequence[Selector],
+    policies: Sequence[str],
+    variants: Sequence[str],
+    capacity: int,
+    progress: Callable[[float], None] | None = None,
+) -> list[dict[str, Any]]:
     """Total cost per combination, rows in the same schema as ``run_zhu``."""
     rows = []
     Q = scen.n_queries
@@ -33,15 +39,35 @@ def replay_table(scen: Scenario, selectors: Sequence[Selector], policies: Sequen
             if Q <= DENSE_LIMIT:
                 B = len(policies)
                 out = simulate_lanes(
-                    list(policies), scen.queries[None, :], costs[None, :], capacity, Q,
+                    list(policies),
+                    scen.queries[None, :],
+                    costs[None, :],
+                    capacity,
+                    Q,
                     known_frequency=None if kf is None else kf[None, :],
-                    known_cost=None if kc is None else kc[None, :], progress=progress,
-                    source=np.zeros(B, dtype=np.int64))
+                    known_cost=None if kc is None else kc[None, :],
+                    progress=progress,
+                    source=np.zeros(B, dtype=np.int64),
+                )
                 totals = out.tolist()
             else:
-                totals = [simulate_sequential(p, scen.queries, costs, capacity, kf, kc, progress=progress)[0]
-                          for p in policies]
+                totals = [
+                    simulate_sequential(
+                        p, scen.queries, costs, capacity, kf, kc, progress=progress
+                    )[0]
+                    for p in policies
+                ]
             for policy, total in zip(policies, totals):
-                rows.append({"alpha": None, "ratio": None, "variant": variant, "policy": policy,
-                             "selector": sel.label, "mean_cost": float(total), "sem_cost": 0.0, "seeds": 1})
+                rows.append(
+                    {
+                        "alpha": None,
+                        "ratio": None,
+                        "variant": variant,
+                        "policy": policy,
+                        "selector": sel.label,
+                        "mean_cost": float(total),
+                        "sem_cost": 0.0,
+                        "seeds": 1,
+                    }
+                )
     return rows

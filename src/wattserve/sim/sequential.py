@@ -7,7 +7,7 @@ the true frequencies and expected costs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -40,15 +40,24 @@ def power_popularity(n_queries: int, alpha: float) -> np.ndarray:
     return np.diff(edges)
 
 
-def zhu_scenario(seed: int, alpha: float, ratio: float, n_queries: int = 20, n_requests: int = 10_000,
-                 noise_sd: float = 1.0, min_cost: float = 0.1) -> Scenario:
+def zhu_scenario(
+    seed: int,
+    alpha: float,
+    ratio: float,
+    n_queries: int = 20,
+    n_requests: int = 10_000,
+    noise_sd: float = 1.0,
+    min_cost: float = 0.1,
+) -> Scenario:
     """The synthetic setting of Zhu et al.: power-law popularity, two models whose cost per
     query is 1 or 1 + ratio with probability 1/2 each (independently), N(0, 1) noise per
     request clipped below at ``min_cost``."""
     if not 0 < alpha:
         raise ConfigError("alpha must be positive")
     rng = np.random.default_rng(seed)
-    queries = np.minimum(np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1).astype(np.int64)
+    queries = np.minimum(
+        np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1
+    ).astype(np.int64)
     base = np.where(rng.random((n_queries, 2)) < 0.5, 1.0, 1.0 + ratio)
     noise = rng.normal(0.0, noise_sd, size=(n_requests, 2))
     noisy = np.maximum(base[queries] + noise, min_cost)
@@ -58,10 +67,14 @@ def zhu_scenario(seed: int, alpha: float, ratio: float, n_queries: int = 20, n_r
 
 def power_trace(n_requests: int, n_queries: int, alpha: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return np.minimum(np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1).astype(np.int64)
+    return np.minimum(
+        np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1
+    ).astype(np.int64)
 
 
-def load_trace(path: str | Path, seed: int = 0, noise_sd: float = 0.0, min_cost: float = 0.1) -> tuple[Scenario, list[str]]:
+def load_trace(
+    path: str | Path, seed: int = 0, noise_sd: float = 0.0, min_cost: float = 0.1
+) -> tuple[Scenario, list[str]]:
     """A trace file (CSV or JSONL): one row per request with a ``query`` column and one
     ``cost_<model>`` column per model (that request's cost on that model)."""
     import pandas as pd
@@ -87,6 +100,10 @@ def load_trace(path: str | Path, seed: int = 0, noise_sd: float = 0.0, min_cost:
     counts = np.bincount(queries, minlength=n_q)
     base /= counts[:, None]
     rng = np.random.default_rng(seed)
-    noisy = np.maximum(per_req + rng.normal(0.0, noise_sd, size=per_req.shape), min_cost) if noise_sd else per_req
+    noisy = (
+        np.maximum(per_req + rng.normal(0.0, noise_sd, size=per_req.shape), min_cost)
+        if noise_sd
+        else per_req
+    )
     scen = Scenario(queries, base, noisy, rng.random(len(df)), counts / counts.sum())
     return scen, [str(c)[5:] for c in cost_cols]

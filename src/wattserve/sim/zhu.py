@@ -12,8 +12,9 @@ variants know frequencies and expected costs, online ones estimate them; 100 see
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,10 +41,14 @@ class ZhuConfig:
 
 
 def _selectors(cfg: ZhuConfig) -> list[Selector]:
-    return [Selector("model", 0), Selector("model", 1)] + [Selector("mux", accuracy=a) for a in cfg.accuracies]
+    return [Selector("model", 0), Selector("model", 1)] + [
+        Selector("mux", accuracy=a) for a in cfg.accuracies
+    ]
 
 
-def run_zhu(cfg: ZhuConfig, progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+def run_zhu(
+    cfg: ZhuConfig, progress: Callable[[float], None] | None = None
+) -> list[dict[str, Any]]:
     """Mean total cost over seeds for every (alpha, ratio, variant, policy, selector)."""
     sels = _selectors(cfg)
     settings = list(itertools.product(cfg.alphas, cfg.ratios))
@@ -64,9 +69,18 @@ def run_zhu(cfg: ZhuConfig, progress: Callable[[float], None] | None = None) -> 
     lane_policy = [p for _, p in combos for _ in range(n)]
     lane_offline = np.array([v == "offline" for v, _ in combos for _ in range(n)])
     source = np.tile(np.arange(n), len(combos))
-    out = simulate_lanes(lane_policy, np.stack(qs), np.stack(cs), cfg.capacity, cfg.n_queries,
-                         known_frequency=np.stack(kfs), known_cost=np.stack(kcs), offline=lane_offline,
-                         progress=progress, source=source)
+    out = simulate_lanes(
+        lane_policy,
+        np.stack(qs),
+        np.stack(cs),
+        cfg.capacity,
+        cfg.n_queries,
+        known_frequency=np.stack(kfs),
+        known_cost=np.stack(kcs),
+        offline=lane_offline,
+        progress=progress,
+        source=source,
+    )
     totals: dict[tuple, list[float]] = {}
     for i, total in enumerate(out.tolist()):
         variant, policy = combos[i // n]
@@ -75,18 +89,28 @@ def run_zhu(cfg: ZhuConfig, progress: Callable[[float], None] | None = None) -> 
     rows = []
     for (alpha, ratio, variant, policy, label), vals in totals.items():
         v = np.asarray(vals)
-        rows.append({
-            "alpha": alpha, "ratio": ratio, "variant": variant, "policy": policy, "selector": label,
-            "mean_cost": float(v.mean()), "sem_cost": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0,
-            "seeds": len(v),
-        })
+        rows.append(
+            {
+                "alpha": alpha,
+                "ratio": ratio,
+                "variant": variant,
+                "policy": policy,
+                "selector": label,
+                "mean_cost": float(v.mean()),
+                "sem_cost": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0,
+                "seeds": len(v),
+            }
+        )
     return rows
 
 
 def summarise(rows: list[dict[str, Any]], accuracies: Sequence[float]) -> list[dict[str, Any]]:
     """Per (alpha, ratio, variant, accuracy): baseline LFU+model1, best cache alone, best
     multiplexer alone (under LFU), best combination, and the improvement factors."""
-    idx = {(r["alpha"], r["ratio"], r["variant"], r["policy"], r["selector"]): r["mean_cost"] for r in rows}
+    idx = {
+        (r["alpha"], r["ratio"], r["variant"], r["policy"], r["selector"]): r["mean_cost"]
+        for r in rows
+    }
     out = []
     keys = sorted({(r["alpha"], r["ratio"], r["variant"]) for r in rows})
     for alpha, ratio, variant in keys:
@@ -95,21 +119,37 @@ def summarise(rows: list[dict[str, Any]], accuracies: Sequence[float]) -> list[d
             base = idx.get((alpha, ratio, variant, "lfu", "model1"))
             if base is None:
                 continue
-            cache_only = {(p, s): c for (a, r_, v, p, s), c in idx.items()
-                          if (a, r_, v) == (alpha, ratio, variant) and s in ("model1", "model2")}
-            combos = {(p, s): c for (a, r_, v, p, s), c in idx.items()
-                      if (a, r_, v) == (alpha, ratio, variant) and s in ("model1", "model2", mux)}
+            cache_only = {
+                (p, s): c
+                for (a, r_, v, p, s), c in idx.items()
+                if (a, r_, v) == (alpha, ratio, variant) and s in ("model1", "model2")
+            }
+            combos = {
+                (p, s): c
+                for (a, r_, v, p, s), c in idx.items()
+                if (a, r_, v) == (alpha, ratio, variant) and s in ("model1", "model2", mux)
+            }
             (bp, bs), best = min(combos.items(), key=lambda kv: kv[1])
             (cp, cs_), cache_best = min(cache_only.items(), key=lambda kv: kv[1])
             mux_lfu = idx.get((alpha, ratio, variant, "lfu", mux), float("nan"))
             lec_mux = idx.get((alpha, ratio, variant, "lec", mux), float("nan"))
-            out.append({
-                "alpha": alpha, "ratio": ratio, "variant": variant, "accuracy": acc,
-                "baseline_lfu_model1": base, "best": best, "best_policy": bp, "best_selector": bs,
-                "improvement": base / best,
-                "cache_alone_best": cache_best, "cache_alone": f"{cp}+{cs_}",
-                "mux_alone_lfu": mux_lfu, "lec_mux": lec_mux,
-                "lec_mux_vs_cache_alone": cache_best / lec_mux,
-                "lec_mux_vs_mux_alone": mux_lfu / lec_mux,
-            })
+            out.append(
+                {
+                    "alpha": alpha,
+                    "ratio": ratio,
+                    "variant": variant,
+                    "accuracy": acc,
+                    "baseline_lfu_model1": base,
+                    "best": best,
+                    "best_policy": bp,
+                    "best_selector": bs,
+                    "improvement": base / best,
+                    "cache_alone_best": cache_best,
+                    "cache_alone": f"{cp}+{cs_}",
+                    "mux_alone_lfu": mux_lfu,
+                    "lec_mux": lec_mux,
+                    "lec_mux_vs_cache_alone": cache_best / lec_mux,
+                    "lec_mux_vs_mux_alone": mux_lfu / lec_mux,
+                }
+            )
     return out

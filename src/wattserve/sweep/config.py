@@ -11,7 +11,9 @@ from wattserve.errors import ConfigError
 
 
 def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
 
 
 class SweepConfig(BaseModel):
@@ -56,7 +58,9 @@ class SweepConfig(BaseModel):
         known = ("auto", "local", "llama-cpp", "simulated", "mock", "all")
         bad = [b for b in v if b not in known]
         if bad or not v:
-            raise ValueError(f"unknown backend(s) {', '.join(bad) or '(none)'}; choose from {', '.join(known)}")
+            raise ValueError(
+                f"unknown backend(s) {', '.join(bad) or '(none)'}; choose from {', '.join(known)}"
+            )
         if "all" in v and len(v) > 1:
             raise ValueError("'all' already means every installed CPU engine")
         return list(dict.fromkeys(v))
@@ -86,7 +90,9 @@ class SweepConfig(BaseModel):
     @classmethod
     def _objective(cls, v: str) -> str:
         if v not in ("throughput", "energy"):
-            raise ValueError("choose 'throughput' (max tok/s under the SLOs) or 'energy' (min J/token above a floor)")
+            raise ValueError(
+                "choose 'throughput' (max tok/s under the SLOs) or 'energy' (min J/token above a floor)"
+            )
         return v
 
     @field_validator("goodput")
@@ -94,19 +100,26 @@ class SweepConfig(BaseModel):
     def _goodput(cls, v: dict[str, float]) -> dict[str, float]:
         for k, ms in v.items():
             if k not in ("ttft", "tpot", "e2el") or not ms > 0:
-                raise ValueError(f"SLO {k}:{ms:g} invalid; use ttft, tpot or e2el with a positive ms value")
+                raise ValueError(
+                    f"SLO {k}:{ms:g} invalid; use ttft, tpot or e2el with a positive ms value"
+                )
         return v
 
     @classmethod
-    def build(cls, **kwargs: object) -> "SweepConfig":
+    def build(cls, **kwargs: object) -> SweepConfig:
         try:
             return cls(**kwargs)
         except ValidationError as exc:
             parts = []
             for e in exc.errors():
                 loc = ".".join(str(x) for x in e["loc"]).replace("_", "-")
-                loc = {"backends": "backend", "max-concurrencies": "max-concurrency", "request-rates": "request-rate",
-                       "command": "replica-command", "memory-utilization": "gpu-memory-utilization"}.get(loc, loc)
+                loc = {
+                    "backends": "backend",
+                    "max-concurrencies": "max-concurrency",
+                    "request-rates": "request-rate",
+                    "command": "replica-command",
+                    "memory-utilization": "gpu-memory-utilization",
+                }.get(loc, loc)
                 parts.append(f"--{loc}: {e['msg'].removeprefix('Value error, ')}")
             raise ConfigError("invalid sweep options: " + "; ".join(parts)) from None
 

@@ -18,7 +18,8 @@ import json
 import os
 import time
 import uuid
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from wattserve.types import Chunk, Message, Request, Usage
 
@@ -35,8 +36,12 @@ class PacedEngine:
         for i in range(request.max_tokens):
             await asyncio.sleep(self.token_s)
             yield Chunk(text=f" w{i}", t_s=time.perf_counter(), tokens=1)
-        yield Chunk(text="", t_s=time.perf_counter(), finish_reason="length",
-                    usage=Usage(n_in, request.max_tokens, "engine"))
+        yield Chunk(
+            text="",
+            t_s=time.perf_counter(),
+            finish_reason="length",
+            usage=Usage(n_in, request.max_tokens, "engine"),
+        )
 
 
 def build_engine(model: str, backend: str, threads: int, mock_token_s: float) -> Any:
@@ -50,21 +55,34 @@ def build_engine(model: str, backend: str, threads: int, mock_token_s: float) ->
 def to_request(body: dict[str, Any], chat: bool) -> Request:
     rid = str(body.get("request_id") or uuid.uuid4().hex[:12])
     common = dict(
-        id=rid, model=str(body.get("model", "")), max_tokens=int(body.get("max_tokens") or 16),
-        temperature=float(body.get("temperature") or 0.0), ignore_eos=bool(body.get("ignore_eos", False)),
-        stream=bool(body.get("stream", False)), endpoint="chat" if chat else "completions",
+        id=rid,
+        model=str(body.get("model", "")),
+        max_tokens=int(body.get("max_tokens") or 16),
+        temperature=float(body.get("temperature") or 0.0),
+        ignore_eos=bool(body.get("ignore_eos", False)),
+        stream=bool(body.get("stream", False)),
+        endpoint="chat" if chat else "completions",
     )
     if chat:
-        msgs = tuple(Message(str(m.get("role", "user")), str(m.get("content", ""))) for m in body.get("messages", []))
+        msgs = tuple(
+            Message(str(m.get("role", "user")), str(m.get("content", "")))
+            for m in body.get("messages", [])
+        )
         return Request(messages=msgs, **common)
     prompt = body.get("prompt", "")
-    return Request(prompt=prompt if isinstance(prompt, str) else "".join(map(str, prompt)), **common)
+    return Request(
+        prompt=prompt if isinstance(prompt, str) else "".join(map(str, prompt)), **common
+    )
 
 
 def _choice(chat: bool, text: str | None, finish: str | None, stream: bool) -> dict[str, Any]:
     if chat:
         key = "delta" if stream else "message"
-        return {"index": 0, key: {"role": "assistant", "content": text or ""}, "finish_reason": finish}
+        return {
+            "index": 0,
+            key: {"role": "assistant", "content": text or ""},
+            "finish_reason": finish,
+        }
     return {"index": 0, "text": text or "", "finish_reason": finish}
 
 
@@ -72,7 +90,9 @@ def make_app(engine: Any, model: str) -> Any:
     from aiohttp import web
 
     async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": model, "object": "model", "owned_by": "wattserve"}]})
+        return web.json_response(
+            {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "wattserve"}]}
+        )
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "pid": os.getpid()})
@@ -84,14 +104,18 @@ def make_app(engine: Any, model: str) -> Any:
             req = to_request(body, chat)
         except (ValueError, TypeError, AttributeError) as exc:
             return web.json_response({"error": {"message": f"bad request: {exc}"}}, status=400)
-        obj = ("chat.completion" if chat else "text_completion") + (".chunk" if chat and req.stream else "")
+        obj = ("chat.completion" if chat else "text_completion") + (
+            ".chunk" if chat and req.stream else ""
+        )
         head = {"id": req.id, "object": obj, "created": int(time.time()), "model": model}
         parts: list[str] = []
         usage: Usage | None = None
         finish: str | None = None
         resp: web.StreamResponse | None = None
         if req.stream:
-            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+            resp = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            )
             await resp.prepare(http)
         try:
             async for ch in engine.stream(req):
@@ -104,17 +128,29 @@ def make_app(engine: Any, model: str) -> Any:
                         await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
         except Exception as exc:  # noqa: BLE001 - report the engine failure to the client
             if resp is None:
-                return web.json_response({"error": {"message": f"{type(exc).__name__}: {exc}"}}, status=500)
-            await resp.write(b"data: " + json.dumps({"error": {"message": str(exc)}}).encode() + b"\n\n")
+                return web.json_response(
+                    {"error": {"message": f"{type(exc).__name__}: {exc}"}}, status=500
+                )
+            await resp.write(
+                b"data: " + json.dumps({"error": {"message": str(exc)}}).encode() + b"\n\n"
+            )
             return resp
         n_out = usage.output_tokens if usage else len(parts)
         n_in = usage.input_tokens if usage else 0
         use = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
         if resp is None:
-            return web.json_response(head | {"choices": [_choice(chat, "".join(parts), finish or "stop", False)], "usage": use})
+            return web.json_response(
+                head
+                | {
+                    "choices": [_choice(chat, "".join(parts), finish or "stop", False)],
+                    "usage": use,
+                }
+            )
         end = head | {"choices": [_choice(chat, "", finish or "stop", True)]}
         await resp.write(b"data: " + json.dumps(end).encode() + b"\n\n")
-        await resp.write(b"data: " + json.dumps(head | {"choices": [], "usage": use}).encode() + b"\n\n")
+        await resp.write(
+            b"data: " + json.dumps(head | {"choices": [], "usage": use}).encode() + b"\n\n"
+        )
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
@@ -127,7 +163,9 @@ def make_app(engine: Any, model: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m wattserve.sweep.replica_server", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m wattserve.sweep.replica_server", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--model", required=True)
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--threads", type=int, default=1)
@@ -135,7 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--mock-token-s", type=float, default=0.001)
-    ap.add_argument("--parent-pid", type=int, default=0, help="exit when this process is gone (0: never)")
+    ap.add_argument(
+        "--parent-pid", type=int, default=0, help="exit when this process is gone (0: never)"
+    )
     args = ap.parse_args(argv)
     if args.cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",") if c.strip()})

@@ -16,8 +16,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Sequence
+from typing import Any
 
 from wattserve.errors import ConfigError, EngineUnavailable
 from wattserve.types import Chunk, Request
@@ -38,27 +39,58 @@ class ReplicaPlan:
         return f"{self.replicas} replica(s) x {self.threads_per_replica} thread(s){pin}{mem}"
 
 
-def plan_replicas(replicas: int, total_threads: int, pin: bool = True, memory_utilization: float | None = None,
-                  cpu_ids: Sequence[int] | None = None) -> ReplicaPlan:
+def plan_replicas(
+    replicas: int,
+    total_threads: int,
+    pin: bool = True,
+    memory_utilization: float | None = None,
+    cpu_ids: Sequence[int] | None = None,
+) -> ReplicaPlan:
     """Split ``total_threads`` (and cores, and device memory) evenly over ``replicas``."""
     if replicas < 1:
         raise ConfigError(f"replicas must be >= 1, got {replicas}")
     if total_threads < replicas:
-        raise ConfigError(f"{replicas} replicas need at least {replicas} threads (have --threads {total_threads})")
+        raise ConfigError(
+            f"{replicas} replicas need at least {replicas} threads (have --threads {total_threads})"
+        )
     per = total_threads // replicas
     cpus: list[list[int]] = []
     if pin:
-        ids = sorted(cpu_ids if cpu_ids is not None else (os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)))
+        ids = sorted(
+            cpu_ids
+            if cpu_ids is not None
+            else (
+                os.sched_getaffinity(0)
+                if hasattr(os, "sched_getaffinity")
+                else range(os.cpu_count() or 1)
+            )
+        )
         if len(ids) >= replicas * per:
-            cpus = [list(ids[i * per:(i + 1) * per]) for i in range(replicas)]
+            cpus = [list(ids[i * per : (i + 1) * per]) for i in range(replicas)]
     frac = None if memory_utilization is None else memory_utilization / replicas
     return ReplicaPlan(replicas, per, cpus, frac)
 
 
-def replica_command(model: str, backend: str, threads: int, port: int, cpus: Sequence[int], mock_token_s: float) -> list[str]:
-    cmd = [sys.executable, "-m", "wattserve.sweep.replica_server", "--model", model, "--backend", backend,
-           "--threads", str(threads), "--port", str(port), "--mock-token-s", repr(mock_token_s),
-           "--parent-pid", str(os.getpid())]
+def replica_command(
+    model: str, backend: str, threads: int, port: int, cpus: Sequence[int], mock_token_s: float
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "wattserve.sweep.replica_server",
+        "--model",
+        model,
+        "--backend",
+        backend,
+        "--threads",
+        str(threads),
+        "--port",
+        str(port),
+        "--mock-token-s",
+        repr(mock_token_s),
+        "--parent-pid",
+        str(os.getpid()),
+    ]
     if cpus:
         cmd += ["--cpus", ",".join(map(str, cpus))]
     return cmd
@@ -67,9 +99,17 @@ def replica_command(model: str, backend: str, threads: int, port: int, cpus: Seq
 class ReplicaSet:
     """Starts the replica processes of a plan, waits until each answers, stops them all."""
 
-    def __init__(self, model: str, plan: ReplicaPlan, backend: str = "auto", command: str | None = None,
-                 ready_timeout_s: float = 600.0, mock_token_s: float = 0.001, host: str = "127.0.0.1",
-                 omp_wait_policy: str = "passive") -> None:
+    def __init__(
+        self,
+        model: str,
+        plan: ReplicaPlan,
+        backend: str = "auto",
+        command: str | None = None,
+        ready_timeout_s: float = 600.0,
+        mock_token_s: float = 0.001,
+        host: str = "127.0.0.1",
+        omp_wait_policy: str = "passive",
+    ) -> None:
         self.omp_wait_policy = omp_wait_policy
         self.model, self.plan, self.backend, self.command = model, plan, backend, command
         self.ready_timeout_s, self.mock_token_s, self.host = ready_timeout_s, mock_token_s, host
@@ -79,24 +119,38 @@ class ReplicaSet:
     async def start(self) -> list[str]:
         from wattserve.engines.launcher import free_port, wait_ready
 
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.plan.threads_per_replica),
-                   MKL_NUM_THREADS=str(self.plan.threads_per_replica), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   TOKENIZERS_PARALLELISM="false")
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(self.plan.threads_per_replica),
+            MKL_NUM_THREADS=str(self.plan.threads_per_replica),
+            HF_HUB_OFFLINE="1",
+            TRANSFORMERS_OFFLINE="1",
+            TOKENIZERS_PARALLELISM="false",
+        )
         if self.omp_wait_policy != "default":
             env["OMP_WAIT_POLICY"] = self.omp_wait_policy.upper()
         for i in range(self.plan.replicas):
             port = free_port(self.host)
             args = self.command_for(i, port)
             try:
-                proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    args,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
             except OSError as exc:
                 raise EngineUnavailable(f"cannot start replica {args[0]!r}: {exc}") from None
             self.processes.append(proc)
             self.urls.append(f"http://{self.host}:{port}/v1")
         try:
-            await asyncio.gather(*(wait_ready(u + "/models", self.ready_timeout_s, p)
-                                   for u, p in zip(self.urls, self.processes)))
+            await asyncio.gather(
+                *(
+                    wait_ready(u + "/models", self.ready_timeout_s, p)
+                    for u, p in zip(self.urls, self.processes)
+                )
+            )
         except EngineUnavailable as exc:
             err = self._stderr_tail()
             self.stop()
@@ -109,10 +163,18 @@ class ReplicaSet:
 
         if self.command:
             mem = "" if self.plan.memory_fraction is None else f"{self.plan.memory_fraction:g}"
-            return fill(shlex.split(self.command), model=self.model, port=port, index=index, device="0",
-                        memory_fraction=mem)
+            return fill(
+                shlex.split(self.command),
+                model=self.model,
+                port=port,
+                index=index,
+                device="0",
+                memory_fraction=mem,
+            )
         cpus = self.plan.cpus[index] if self.plan.cpus else []
-        return replica_command(self.model, self.backend, self.plan.threads_per_replica, port, cpus, self.mock_token_s)
+        return replica_command(
+            self.model, self.backend, self.plan.threads_per_replica, port, cpus, self.mock_token_s
+        )
 
     def _stderr_tail(self) -> str:
         for p in self.processes:
@@ -154,11 +216,18 @@ class _SSEClientEngine:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
         chat = request.endpoint == "chat"
-        body: dict[str, Any] = {"model": self.model, "max_tokens": request.max_tokens, "stream": True,
-                                "temperature": request.temperature, "ignore_eos": request.ignore_eos,
-                                "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "stream": True,
+            "temperature": request.temperature,
+            "ignore_eos": request.ignore_eos,
+            "stream_options": {"include_usage": True},
+        }
         if chat:
-            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages or ()]
+            body["messages"] = [
+                {"role": m.role, "content": m.content} for m in request.messages or ()
+            ]
         else:
             body["prompt"] = request.prompt or request.text()
         url = f"{self.base_url}/{'chat/completions' if chat else 'completions'}"
@@ -175,10 +244,19 @@ class _SSEClientEngine:
                 t = time.perf_counter()
                 if ev.get("usage"):
                     u = ev["usage"]
-                    yield Chunk("", t, usage=Usage(u["prompt_tokens"], u["completion_tokens"], "usage"))
+                    yield Chunk(
+                        "", t, usage=Usage(u["prompt_tokens"], u["completion_tokens"], "usage")
+                    )
                 for ch in ev.get("choices", []):
-                    text = (ch.get("delta") or {}).get("content", "") if chat else ch.get("text", "")
-                    yield Chunk(text or "", t, tokens=1 if text else 0, finish_reason=ch.get("finish_reason"))
+                    text = (
+                        (ch.get("delta") or {}).get("content", "") if chat else ch.get("text", "")
+                    )
+                    yield Chunk(
+                        text or "",
+                        t,
+                        tokens=1 if text else 0,
+                        finish_reason=ch.get("finish_reason"),
+                    )
 
     async def aclose(self) -> None:
         if self._session is not None:
