@@ -1,7 +1,15 @@
 """Workload-based cost models: energy and runtime as functions of input and output tokens.
 
-Public API: ``predict(fit, input_tokens, output_tokens)`` (vectorised, never negative),
-``load_fits(path)``, ``save_fits(fits, path)``, ``fit_form``, ``FORMS``.
+Public API::
+
+    from wattserve.fit import fit_form, load_groups, predict, save_fits, select_best
+    groups, notes = load_groups(["measurements.csv"])        # or bench run directories
+    fits = [fit_form("context", g.model, g.device, "energy_j", g.input_tokens,
+                     g.output_tokens, g.energy_j, loss="relative") for g in groups]
+    predict(fits[0], 512, 128)                               # joules; vectorised, never negative
+
+``fit_groups`` fits every form to every group (``select="best"`` keeps the lowest CV MAPE);
+``load_fits`` / ``save_fits`` read and write ``ModelFit`` JSON; ``find_fit`` picks one.
 """
 
 from __future__ import annotations
@@ -10,19 +18,26 @@ import warnings
 
 import numpy as np
 
-from wattserve.fit.fitting import fit_form, fit_groups, select_best
-from wattserve.fit.forms import FORMS, get_form
-from wattserve.fit.io import load_fits, save_fits
+from wattserve.fit.fitting import GroupData, fit_form, fit_groups, select_best
+from wattserve.fit.forms import FORMS, Form, get_form
+from wattserve.fit.io import Columns, load_fits, load_groups, read_table, save_fits
 from wattserve.types import ModelFit
 
 __all__ = [
     "FORMS",
+    "Columns",
     "ExtrapolationWarning",
+    "Form",
+    "GroupData",
+    "ModelFit",
     "find_fit",
     "fit_form",
     "fit_groups",
+    "get_form",
     "load_fits",
+    "load_groups",
     "predict",
+    "read_table",
     "save_fits",
     "select_best",
 ]
@@ -48,7 +63,8 @@ def predict(fit: ModelFit, input_tokens, output_tokens, *, warn: bool = True):
         outside = (i < ilo) | (i > ihi) | (o < olo) | (o > ohi)
         if np.any(outside):
             warnings.warn(
-                f"{fit.model} @ {fit.device} {fit.quantity}: {int(np.count_nonzero(outside))} prediction(s) "
+                f"{fit.model} @ {fit.device} {fit.quantity}: "
+                f"{int(np.count_nonzero(outside))} prediction(s) "
                 f"outside the measured range (input {ilo}..{ihi}, output {olo}..{ohi} tokens)",
                 ExtrapolationWarning,
                 stacklevel=2,

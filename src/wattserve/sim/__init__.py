@@ -1,4 +1,4 @@
-"""Trace simulation of the response cache and the model multiplexer with per-(query, model) costs."""
+"""Trace simulation of the response cache and the model multiplexer, per-(query, model) costs."""
 
 from wattserve.sim.batched import simulate_lanes
 from wattserve.sim.selectors import Selector, parse_selector
