@@ -110,16 +110,19 @@ def main() -> None:
             del c
     base, base_wall = best["cachetools.LRUCache"], best_wall["cachetools.LRUCache"]
     print(
-        f"entries={args.entries:,} ops/round={args.ops:,} rounds={args.rounds} (best round; CPU-time rates)"
+        f"entries={args.entries:,} ops/round={args.ops:,} rounds={args.rounds} "
+        "(best round; CPU-time rates)"
     )
     print(f"{'cache':24s} {'ops/s':>12s} {'ratio':>7s} {'wall ratio':>11s} {'hit rate':>9s}")
     for name in names:
         hr = f"{hit[name]:.3f}" if name in hit else "-"
         print(
-            f"{name:24s} {best[name]:12,.0f} {best[name] / base:7.2f} {best_wall[name] / base_wall:11.2f} {hr:>9s}"
+            f"{name:24s} {best[name]:12,.0f} {best[name] / base:7.2f} "
+            f"{best_wall[name] / base_wall:11.2f} {hr:>9s}"
         )
     print(
-        "goal: gdsf and lec at least 0.5 x cachetools.LRUCache (GDSF/LEC here always admit, like cachetools)"
+        "goal: gdsf and lec at least 0.5 x cachetools.LRUCache "
+        "(GDSF/LEC here always admit, like cachetools)"
     )
 
 

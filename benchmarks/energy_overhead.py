@@ -79,12 +79,13 @@ def attribution_speed() -> tuple[float, int]:
     dur = rng.uniform(0.5, 30, n)
     comps = [
         Completion(str(i), "m", "", 100, 100, float(s), float(s), float(s + d))
-        for i, (s, d) in enumerate(zip(sent, dur))
+        for i, (s, d) in enumerate(zip(sent, dur, strict=True))
     ]
     t = np.arange(0, hour + 0.2, 0.2)
     joules = np.cumsum(rng.uniform(50, 300, len(t)) * 0.2)
     series = [
-        EnergyReading(float(a), {"gpu0": float(b)}, {"gpu0": "replay"}) for a, b in zip(t, joules)
+        EnergyReading(float(a), {"gpu0": float(b)}, {"gpu0": "replay"})
+        for a, b in zip(t, joules, strict=True)
     ]
     t0 = time.perf_counter()
     att = attribute_requests(comps, series, window=(0.0, hour))
@@ -120,7 +121,8 @@ def main() -> None:
 
     elapsed, n_readings = attribution_speed()
     print(
-        f"3. attribute_requests: 10,000 requests over {n_readings} readings (1 h at 0.2 s): {elapsed * 1000:.0f} ms"
+        f"3. attribute_requests: 10,000 requests over {n_readings} readings (1 h at 0.2 s): "
+        f"{elapsed * 1000:.0f} ms"
     )
 
 

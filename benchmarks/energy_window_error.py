@@ -66,7 +66,8 @@ def main() -> None:
         return periodic[i:j]
 
     print(
-        f"{'window_s':>9} {'interp p50':>11} {'interp p95':>11} {'marked p50':>11} {'marked p95':>11}"
+        f"{'window_s':>9} {'interp p50':>11} {'interp p95':>11} "
+        f"{'marked p50':>11} {'marked p95':>11}"
     )
     for length in (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0):
         errs_i, errs_m = [], []

@@ -3,9 +3,9 @@
 The same workload (``--num-prompts`` requests of exactly ``--input-len`` random-vocabulary
 tokens, ``--output-len`` output tokens with ignore_eos) is sent through one
 ``LocalEngine`` (smollm2-135m, ``--threads`` CPU threads) with at most C requests in
-flight, for each C in ``--concurrency``; with ``--repeat-first`` the first level runs again at the end so drift
-from other load on the machine shows. Prints output tokens/s per level and the ratio to
-concurrency 1 (the acceptance point: >= 3x at concurrency 8).
+flight, for each C in ``--concurrency``; with ``--repeat-first`` the first level runs again
+at the end so drift from other load on the machine shows. Prints output tokens/s per level
+and the ratio to concurrency 1 (the acceptance point: >= 3x at concurrency 8).
 
     .venv/bin/python benchmarks/engine_batching.py [--threads 1] [--num-prompts 16]
 """
@@ -78,7 +78,8 @@ async def main() -> None:
     t0 = time.perf_counter()
     await engine.start()
     print(
-        f"loaded {a.model} ({engine.resolved_dtype}, {a.threads} thread(s)) in {time.perf_counter() - t0:.1f} s"
+        f"loaded {a.model} ({engine.resolved_dtype}, {a.threads} thread(s)) "
+        f"in {time.perf_counter() - t0:.1f} s"
     )
     reqs = [
         Request(

@@ -3,7 +3,8 @@ and the same through LiteLLM proxy, side by side in one run against one zero-del
 OpenAI server on 127.0.0.1.
 
     .venv/bin/python benchmarks/gateway_overhead.py            # all targets, a few minutes
-    .venv/bin/python benchmarks/gateway_overhead.py --skip-litellm --gateway-modes fast,uvicorn,fastapi
+    .venv/bin/python benchmarks/gateway_overhead.py --skip-litellm \
+        --gateway-modes fast,uvicorn,fastapi
 
 Targets: ``direct`` (the mock itself), ``wattserve`` (the gateway on its own HTTP server),
 ``wattserve-uvicorn`` (the same app on uvicorn, hot routes outside FastAPI's routing),
@@ -171,7 +172,8 @@ server: {server}
     return proc, f"http://127.0.0.1:{port}"
 
 
-# The floor: a bare forwarder (uvicorn + httptools + uvloop + one aiohttp session), no gateway logic.
+# The floor: a bare forwarder (uvicorn + httptools + uvloop + one aiohttp session),
+# no gateway logic.
 FLOOR = r"""
 import sys, aiohttp, uvicorn
 from yarl import URL
@@ -182,7 +184,9 @@ async def app(scope, receive, send):
         while True:
             m = await receive()
             if m["type"] == "lifespan.startup":
-                session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+                session = aiohttp.ClientSession(
+                    cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+                )
                 await send({"type": "lifespan.startup.complete"})
             else:
                 await send({"type": "lifespan.shutdown.complete"}); return
@@ -195,10 +199,11 @@ async def app(scope, receive, send):
         if not m.get("more_body"): break
     async with session.post(UP, data=body, headers={"Content-Type": "application/json"}) as r:
         data = await r.read()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", r.headers["Content-Type"].encode())]})
+    head = [(b"content-type", r.headers["Content-Type"].encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
     await send({"type": "http.response.body", "body": data})
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools", log_level="warning",
-            access_log=False, proxy_headers=False, server_header=False)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), loop="uvloop", http="httptools",
+            log_level="warning", access_log=False, proxy_headers=False, server_header=False)
 """
 
 
@@ -322,8 +327,9 @@ async def measure(
 
 def _line(name: str, r: dict) -> str:
     return (
-        f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} | c=1 p50/p99 ms "
-        f"json {r['p50_json']:.2f}/{r['p99_json']:.2f} stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}"
+        f"{name:18s} req/s json {r['rps_json']:7.1f} stream {r['rps_stream']:7.1f} "
+        f"| c=1 p50/p99 ms json {r['p50_json']:.2f}/{r['p99_json']:.2f} "
+        f"stream {r['p50_stream']:.2f}/{r['p99_stream']:.2f}"
         f" | CPU ms/request json {r['cpu_json']:.3f} stream {r['cpu_stream']:.3f}"
     )
 
@@ -348,8 +354,9 @@ async def main() -> None:
     ap.add_argument(
         "--gateway-modes",
         default="fast",
-        help="comma-separated: fast (the gateway's own HTTP server, the default), uvicorn (the same "
-        "app on uvicorn), fastapi (uvicorn, hot routes through FastAPI's routing)",
+        help="comma-separated: fast (the gateway's own HTTP server, the default), "
+        "uvicorn (the same app on uvicorn), "
+        "fastapi (uvicorn, hot routes through FastAPI's routing)",
     )
     ap.add_argument("--skip-litellm", action="store_true")
     ap.add_argument(
@@ -431,19 +438,20 @@ def report(runs: dict[str, list[dict]], a: argparse.Namespace) -> None:
     for name, rs in runs.items():
         if name in ("direct", "litellm"):
             continue
-        for x, dx in zip(rs, runs["direct"]):
+        for x, dx in zip(rs, runs["direct"], strict=True):
             q = per.setdefault(name, {})
             for tag in ("json", "stream"):
                 q.setdefault(f"ratio_{tag}", []).append(x[f"rps_{tag}"] / dx[f"rps_{tag}"])
                 q.setdefault(f"add50_{tag}", []).append(x[f"p50_{tag}"] - dx[f"p50_{tag}"])
                 q.setdefault(f"add99_{tag}", []).append(x[f"p99_{tag}"] - dx[f"p99_{tag}"])
     print(
-        f"\nconcurrency {a.max_concurrency}, {a.output_len} output tokens, aiohttp client, mock on 127.0.0.1; "
+        f"\nconcurrency {a.max_concurrency}, {a.output_len} output tokens, aiohttp client, "
+        "mock on 127.0.0.1; "
         f"medians over {len(runs['direct'])} interleaved rounds of {a.num_requests} requests"
     )
     print(
-        f"{'target':18s} {'rps json':>9s} {'rps strm':>9s} {'x dir json':>10s} {'x dir strm':>10s} {'+p50 json':>10s}"
-        f" {'+p50 strm':>10s} {'+p99 json':>10s} {'CPU ms/req':>11s}"
+        f"{'target':18s} {'rps json':>9s} {'rps strm':>9s} {'x dir json':>10s} {'x dir strm':>10s}"
+        f" {'+p50 json':>10s} {'+p50 strm':>10s} {'+p99 json':>10s} {'CPU ms/req':>11s}"
     )
     for name, r in rows.items():
         q = {k: _median(v) for k, v in per.get(name, {}).items()}
@@ -464,25 +472,29 @@ def report(runs: dict[str, list[dict]], a: argparse.Namespace) -> None:
                 "add99_json": r["p99_json"] - d["p99_json"],
             }
         print(
-            f"{name:18s} {r['rps_json']:9.1f} {r['rps_stream']:9.1f} {q['ratio_json']:10.2f} {q['ratio_stream']:10.2f} "
+            f"{name:18s} {r['rps_json']:9.1f} {r['rps_stream']:9.1f} "
+            f"{q['ratio_json']:10.2f} {q['ratio_stream']:10.2f} "
             f"{q['add50_json']:+9.2f}ms {q['add50_stream']:+9.2f}ms {q['add99_json']:+9.2f}ms "
             f"{r['cpu_json']:6.3f}/{r['cpu_stream']:.3f}"
         )
     if "wattserve" in rows and "litellm" in rows:
-        w, l = rows["wattserve"], rows["litellm"]
+        w, lite = rows["wattserve"], rows["litellm"]
         print(
-            f"\nwattserve / litellm requests/s: json {w['rps_json'] / l['rps_json']:.1f}x, "
-            f"stream {w['rps_stream'] / l['rps_stream']:.1f}x (goal >= 10x)"
+            f"\nwattserve / litellm requests/s: json {w['rps_json'] / lite['rps_json']:.1f}x, "
+            f"stream {w['rps_stream'] / lite['rps_stream']:.1f}x (goal >= 10x)"
         )
         print(
-            f"litellm CPU per request: json {l['cpu_json']:.2f} ms, stream {l['cpu_stream']:.2f} ms"
+            f"litellm CPU per request: json {lite['cpu_json']:.2f} ms, "
+            f"stream {lite['cpu_stream']:.2f} ms"
         )
     if "wattserve" in per:
         q = per["wattserve"]
         rng = {k: (min(v), max(v)) for k, v in q.items()}
         print(
-            f"wattserve / direct requests/s (median of rounds): json {_median(q['ratio_json']):.2f} "
-            f"[{rng['ratio_json'][0]:.2f}-{rng['ratio_json'][1]:.2f}], stream {_median(q['ratio_stream']):.2f} "
+            "wattserve / direct requests/s (median of rounds): "
+            f"json {_median(q['ratio_json']):.2f} "
+            f"[{rng['ratio_json'][0]:.2f}-{rng['ratio_json'][1]:.2f}], "
+            f"stream {_median(q['ratio_stream']):.2f} "
             f"[{rng['ratio_stream'][0]:.2f}-{rng['ratio_stream'][1]:.2f}] (goal >= 0.5)"
         )
         print(
@@ -491,7 +503,8 @@ def report(runs: dict[str, list[dict]], a: argparse.Namespace) -> None:
         )
         w = rows["wattserve"]
         print(
-            f"gateway CPU per request (its own process; on an idle machine this bounds the added latency): "
+            "gateway CPU per request "
+            "(its own process; on an idle machine this bounds the added latency): "
             f"json {w['cpu_json']:.3f} ms, stream {w['cpu_stream']:.3f} ms"
         )
 

@@ -84,10 +84,12 @@ async def main() -> None:
             r_bare.append(await bare(srv.url, a.requests, a.concurrency))
     mo, mb = sum(r_ours) / len(r_ours), sum(r_bare) / len(r_bare)
     print(
-        f"OpenAIHTTPEngine + complete(): {mo:7.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in r_ours)})"
+        f"OpenAIHTTPEngine + complete(): {mo:7.0f} req/s  "
+        f"(rounds: {', '.join(f'{r:.0f}' for r in r_ours)})"
     )
     print(
-        f"bare aiohttp loop:             {mb:7.0f} req/s  (rounds: {', '.join(f'{r:.0f}' for r in r_bare)})"
+        f"bare aiohttp loop:             {mb:7.0f} req/s  "
+        f"(rounds: {', '.join(f'{r:.0f}' for r in r_bare)})"
     )
     print(f"ours / bare: {mo / mb:.2f}")
 

@@ -436,7 +436,8 @@ def main() -> None:
         )
         from wattserve.bench.runner import run_async
 
-        # the machine is shared and noisy: alternate ours and bare for a few rounds, keep each one's best
+        # the machine is shared and noisy: alternate ours and bare for a few rounds,
+        # keep each one's best
         for k in range(args.rounds):
             for name, fn in (
                 (
@@ -513,8 +514,8 @@ def report(results: dict[str, dict], rate: float) -> None:
     ours_r = results["wattserve"]
     print("\n(ours and bare aiohttp: best of the alternating rounds; peers: one run each)")
     print(
-        "| load generator | max req/s | ours / it (ours' worst round / it) | send err p50 ms | p99 ms (at %g req/s) |"
-        % rate
+        "| load generator | max req/s | ours / it (ours' worst round / it) | send err p50 ms "
+        f"| p99 ms (at {rate:g} req/s) |"
     )
     print("|---|---|---|---|---|")
     for name, r in results.items():
@@ -533,17 +534,20 @@ def report(results: dict[str, dict], rate: float) -> None:
         if "rate" in r:
             got = ours_r["rate"] / r["rate"]
             print(
-                f"goal ours >= {target}x {name}: {got:.2f}x -> {'met' if got >= target else 'NOT met'}"
+                f"goal ours >= {target}x {name}: {got:.2f}x "
+                f"-> {'met' if got >= target else 'NOT met'}"
             )
     if "cpu_us_per_req" in results.get("bare aiohttp", {}):
         a, b = ours_r["cpu_us_per_req"], results["bare aiohttp"]["cpu_us_per_req"]
         print(
-            f"client CPU per request (robust to a busy machine): ours {a:.0f} us, bare aiohttp {b:.0f} us "
+            f"client CPU per request (robust to a busy machine): ours {a:.0f} us, "
+            f"bare aiohttp {b:.0f} us "
             f"-> ours costs {a / b:.2f}x; CPU-bound ceilings {1e6 / a:.0f} and {1e6 / b:.0f} req/s"
         )
     p99 = ours_r["send_err_ms"]["p99"]
     print(
-        f"goal p99 send error <= 2 ms at {rate:g} req/s: {p99:.3f} ms -> {'met' if p99 <= 2 else 'NOT met'}"
+        f"goal p99 send error <= 2 ms at {rate:g} req/s: {p99:.3f} ms "
+        f"-> {'met' if p99 <= 2 else 'NOT met'}"
     )
 
 

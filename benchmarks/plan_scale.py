@@ -14,6 +14,7 @@ HiGHS on the first N queries to show the bound matches it. Greedy runs side by s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -114,7 +115,8 @@ def main() -> None:
     p = build_problem(i, o, tg, quality_target=args.quality_target, makespan_s=makespan)
     t_build = time.perf_counter() - t0
     print(
-        f"{n} queries x {len(tg)} targets ({source}); quality >= {args.quality_target}, makespan {makespan:.4g} s"
+        f"{n} queries x {len(tg)} targets ({source}); quality >= {args.quality_target}, "
+        f"makespan {makespan:.4g} s"
     )
     print(f"build (predict all costs): {t_build:.2f} s")
 
@@ -127,22 +129,27 @@ def main() -> None:
     t_gr, c_gr = time.perf_counter() - t0, time.process_time() - c0
     evg = p.evaluate(g)
     print(
-        f"{'solver':<10} {'wall s':>8} {'cpu s':>8} {'energy J':>14} {'gap vs LP bound':>16} {'quality':>8} feasible"
+        f"{'solver':<10} {'wall s':>8} {'cpu s':>8} {'energy J':>14} {'gap vs LP bound':>16} "
+        f"{'quality':>8} feasible"
     )
     print(
-        f"{'lagrange':<10} {t_lag:8.2f} {c_lag:8.2f} {ev['energy_j']:14.6g} {gap:16.2e} {ev['mean_quality']:8.4f} {ev['feasible']}"
+        f"{'lagrange':<10} {t_lag:8.2f} {c_lag:8.2f} {ev['energy_j']:14.6g} {gap:16.2e} "
+        f"{ev['mean_quality']:8.4f} {ev['feasible']}"
     )
     gg = (evg["energy_j"] - bound) / abs(bound)
     print(
-        f"{'greedy':<10} {t_gr:8.2f} {c_gr:8.2f} {evg['energy_j']:14.6g} {gg:16.2e} {evg['mean_quality']:8.4f} {evg['feasible']}"
+        f"{'greedy':<10} {t_gr:8.2f} {c_gr:8.2f} {evg['energy_j']:14.6g} {gg:16.2e} "
+        f"{evg['mean_quality']:8.4f} {evg['feasible']}"
     )
     print(
-        f"LP (dual) bound {bound:.8g} J; greedy / lagrange energy = {evg['energy_j'] / ev['energy_j']:.4f}"
+        f"LP (dual) bound {bound:.8g} J; "
+        f"greedy / lagrange energy = {evg['energy_j'] / ev['energy_j']:.4f}"
     )
     print(
-        f"goal: < 10 s and gap < 1e-3 -> wall {'met' if t_lag < 10 else 'NOT met'}, cpu {'met' if c_lag < 10 else 'NOT met'}, "
-        f"gap {'met' if gap < 1e-3 else 'NOT met'} (load average {__import__('os').getloadavg()[0]:.1f} on "
-        f"{__import__('os').cpu_count()} cores: wall time on a shared machine is inflated)"
+        f"goal: < 10 s and gap < 1e-3 -> wall {'met' if t_lag < 10 else 'NOT met'}, "
+        f"cpu {'met' if c_lag < 10 else 'NOT met'}, gap {'met' if gap < 1e-3 else 'NOT met'} "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: "
+        "wall time on a shared machine is inflated)"
     )
     if args.check_lp:
         from wattserve.plan.milp import solve_lp
@@ -158,8 +165,9 @@ def main() -> None:
         _, gap_s, bound_s = solve_lagrange(sub)
         t_ls = time.perf_counter() - t0
         print(
-            f"check on {m} queries: HiGHS LP {lp:.10g} J in {t_lp:.1f} s; dual bound {bound_s:.10g} J "
-            f"(rel diff {(lp - bound_s) / lp:.1e}) in {t_ls:.1f} s incl. rounding; speed-up {t_lp / t_ls:.1f}x"
+            f"check on {m} queries: HiGHS LP {lp:.10g} J in {t_lp:.1f} s; "
+            f"dual bound {bound_s:.10g} J (rel diff {(lp - bound_s) / lp:.1e}) "
+            f"in {t_ls:.1f} s incl. rounding; speed-up {t_lp / t_ls:.1f}x"
         )
 
 

@@ -52,8 +52,9 @@ def main() -> None:
     total = simulate_lanes("lec", scen.queries[None, :], costs[None, :], 8, 20, engine=engine)[0]
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(
-        f"[1] kernel, 1 lane x {n:,} requests (online LEC + mux@0.8): {wall:.2f} s wall, {cpu:.2f} s CPU "
-        f"({n / wall / 1e6:.1f} M requests/s); total cost {total:,.0f} vs {costs.sum():,.0f} uncached"
+        f"[1] kernel, 1 lane x {n:,} requests (online LEC + mux@0.8): "
+        f"{wall:.2f} s wall, {cpu:.2f} s CPU ({n / wall / 1e6:.1f} M requests/s); "
+        f"total cost {total:,.0f} vs {costs.sum():,.0f} uncached"
     )
 
     m = n // 8
@@ -78,7 +79,8 @@ def main() -> None:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(
         f"[2] kernel, 8 lanes x {m:,} requests (all policies, offline+online): {wall:.2f} s wall, "
-        f"{cpu:.2f} s CPU; totals {', '.join(f'{p}:{x:,.0f}' for p, x in zip(pols, tot))}"
+        f"{cpu:.2f} s CPU; totals "
+        f"{', '.join(f'{p}:{x:,.0f}' for p, x in zip(pols, tot, strict=True))}"
     )
 
     if not args.skip_replay:

@@ -17,13 +17,15 @@ def _has_gpu() -> bool:
         return False
     try:
         import pynvml
-
+    except ImportError:
+        return False
+    try:
         pynvml.nvmlInit()
         n = pynvml.nvmlDeviceGetCount()
         pynvml.nvmlShutdown()
-        return n > 0
-    except Exception:
+    except pynvml.NVMLError:
         return False
+    return n > 0
 
 
 def pytest_collection_modifyitems(config, items):

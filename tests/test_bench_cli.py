@@ -42,7 +42,7 @@ def wattserve(monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def slow_server():
-    """Mock OpenAI server (own thread, own event loop): 40 tokens, 10 ms apart (~0.4 s a request)."""
+    """Mock OpenAI server (own thread and event loop): 40 tokens, 10 ms apart (~0.4 s a request)."""
     from wattserve.engines.mock_server import MockServer
 
     with MockServer(output_len=40, token_delay_ms=10.0, follow_max_tokens=True) as srv:
@@ -101,11 +101,11 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tmp_path, slow_server,
     r = wattserve("bench", "--resume", str(jsonl.parent))
     assert r.returncode == 0, r.stderr
     lines = jsonl.read_text().splitlines()
-    ids = [json.loads(l)["request_id"] for l in lines]
+    ids = [json.loads(line)["request_id"] for line in lines]
     assert len(lines) == n and len(set(ids)) == n  # no request lost, none duplicated
     assert set(ids) == {f"req-{i}" for i in range(n)}
     assert {r["request_id"] for r in before} <= set(ids)
-    kept = {json.loads(l)["request_id"]: l for l in lines}
+    kept = {json.loads(line)["request_id"]: line for line in lines}
     assert all(
         kept[r["request_id"]] == json.dumps(r) or json.loads(kept[r["request_id"]]) == r
         for r in before

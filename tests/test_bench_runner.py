@@ -94,7 +94,7 @@ async def test_rate_schedule_is_followed():
     by_id = {c.request_id: c.sent_s - run.t0 for c in run.completions}
     sent = [by_id[f"r{i}"] for i in range(30)]
     assert sent == sorted(sent)  # in schedule order
-    assert min(s - o for s, o in zip(sent, offsets)) >= 0  # never early
+    assert min(s - o for s, o in zip(sent, offsets, strict=True)) >= 0  # never early
     st = send_error_stats_ms(run.send_error_s)
     assert 0 <= st["p50"] <= st["p99"] <= st["max"] and st["p50"] < 20.0
 
@@ -158,7 +158,11 @@ def test_resume_skips_finished_reruns_failed_and_dedupes(tmp_path):
     first = run_benchmark(cfg, engine=FakeEngine(fail={"req-3"}), meter=None, run_dir=rdir)
     assert first.status == "complete"
     lines = (rdir / "requests.jsonl").read_text().splitlines()
-    keep = [l for l in lines if json.loads(l)["request_id"] in {"req-0", "req-1", "req-2", "req-3"}]
+    keep = [
+        line
+        for line in lines
+        if json.loads(line)["request_id"] in {"req-0", "req-1", "req-2", "req-3"}
+    ]
     (rdir / "requests.jsonl").write_text("\n".join(keep) + "\n" + keep[0][:40])
     data = json.loads((rdir / "run.json").read_text())
     data.update(status="running", points=[])

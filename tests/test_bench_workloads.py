@@ -34,7 +34,7 @@ def tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     corpus = [
-        "the quick brown fox jumps over the lazy dog %d times, energy per token" % i
+        f"the quick brown fox jumps over the lazy dog {i} times, energy per token"
         for i in range(200)
     ]
     tok.train_from_iterator(

@@ -1,4 +1,4 @@
-"""Canonical keys: equal requests hit, any output-changing parameter misses, tenants are isolated."""
+"""Canonical keys: equal requests hit, any output-changing parameter misses, tenants isolated."""
 
 from __future__ import annotations
 

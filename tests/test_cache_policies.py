@@ -1,4 +1,4 @@
-"""Eviction order of each policy on hand-built cases, and the lazy heap against a brute-force scan."""
+"""Eviction order of each policy on hand-built cases; the lazy heap against a brute-force scan."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_gdsf_inflation_lets_new_entries_overtake_an_old_expensive_one():
     c.put("c", "C", cost=4.0)  # evicts b: L = 4, H(c) = 4 + 4 = 8
     assert c.policy.inflation == 4.0
     assert [e.key for e in c.entries()] == ["c", "a"]
-    assert [e for e in c.entries()][0].cost == 4.0
+    assert list(c.entries())[0].cost == 4.0
     c.put("d", "D", cost=4.0)  # evicts c: L = 8, H(d) = 12 > H(a) = 10
     assert c.policy.inflation == 8.0 and c.eviction_order() == ["a", "d"]
     c.put("e", "E", cost=4.0)  # the old expensive entry is aged out

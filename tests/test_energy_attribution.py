@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -99,7 +100,8 @@ def test_token_methods_by_hand() -> None:
     total = attribute_requests(REQS, MEAS, method="total_tokens")  # weights 20, 40, 80
     assert total.per_request_j["A"] == pytest.approx(100 * 20 / 140)
     assert total.per_request_j["C"] == pytest.approx(100 * 80 / 140)
-    # partial overlap: window [3,10] (70 J); A is 1/4 inside (10 x .25), B 3/4 (30 x .75), C all (60)
+    # partial overlap: window [3,10] (70 J); A is 1/4 inside (10 x .25), B 3/4 (30 x .75),
+    # C all (60)
     series = [
         EnergyReading(0.0, {"gpu0": 0.0}, {"gpu0": "nvml"}),
         EnergyReading(10.0, {"gpu0": 100.0}, {"gpu0": "nvml"}),
@@ -197,7 +199,7 @@ def brute_force(
         }
     )
     out = {c.request_id: 0.0 for c in reqs}
-    for a, b in zip(edges, edges[1:]):
+    for a, b in pairwise(edges):
         covering = [c for c in reqs if c.sent_s <= a and c.end_s >= b]
         for c in covering:
             out[c.request_id] += float(np.interp(b, ts, js) - np.interp(a, ts, js)) / len(covering)

@@ -106,7 +106,7 @@ def test_continuous_batching_matches_sequential(make, monkeypatch):
                 logits = b.step()
                 toks = logits.argmax(-1).tolist()
                 keep = []
-                for r, (seq, tok) in enumerate(zip(b.rows, toks)):
+                for r, (seq, tok) in enumerate(zip(b.rows, toks, strict=True)):
                     i = int(seq.request_id)
                     got[i].append(tok)
                     if len(got[i]) < plan[i][2]:

@@ -65,7 +65,7 @@ def test_best_form_cv_mape_beats_published_form_in_every_group(groups):
         select="best",
     )
     assert len(best) == len(published) == 30
-    for p, b in zip(published, best):
+    for p, b in zip(published, best, strict=True):
         assert (p.model, p.device, p.quantity) == (b.model, b.device, b.quantity)
         assert b.cv_mape <= p.cv_mape
         assert b.cv_mape < 0.25  # the context form with relative loss: 3..18 % on held-out shapes

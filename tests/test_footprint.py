@@ -190,7 +190,8 @@ def test_config_file_dir_and_bundled_names(tmp_path):
 
 
 def test_config_object_with_to_dict():
-    class HFLikeConfig:  # what transformers' PretrainedConfig offers (importing it takes ~10 s here)
+    # what transformers' PretrainedConfig offers (importing it takes ~10 s here)
+    class HFLikeConfig:
         def to_dict(self):
             return dict(LLAMA_GQA)
 

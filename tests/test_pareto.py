@@ -51,7 +51,7 @@ def test_recommend_max_throughput_without_slo():
 
 def test_recommend_under_slo_attainment():
     pts = [dict(p) for p in POINTS]
-    for p, att in zip(pts, [1.0, 0.95, 0.92, 0.5, 0.4]):
+    for p, att in zip(pts, [1.0, 0.95, 0.92, 0.5, 0.4], strict=True):
         p["slo_attainment"] = att
     r = recommend(pts, {"tpot": 50}, min_attainment=0.9)
     assert r.index == 2 and r.feasible == (0, 1, 2)

@@ -144,7 +144,10 @@ def test_infeasible_quality_within_capacity():
     p = build_problem(i, o, capped(big=0.5 * p0.runtime_s[:, 2].sum()), quality_target=0.79)
     with pytest.raises(
         InfeasibleError,
-        match=r"cannot be met within the capacity; the best achievable mean quality within it is 0\.\d+",
+        match=(
+            r"cannot be met within the capacity; "
+            r"the best achievable mean quality within it is 0\.\d+"
+        ),
     ):
         solve(p, "milp")
 
@@ -186,7 +189,8 @@ def test_identical_queries_are_merged_exactly():
     s = solve(p, "milp")
     loads = np.bincount(assignment(p, s), minlength=3)
     assert loads[0] <= 100 and s.mean_quality >= 0.5 - 1e-9
-    # optimum by hand: 'small' only has room for 100; the rest on 'medium' (quality 0.6 keeps the mean >= 0.5)
+    # optimum by hand: 'small' only has room for 100; the rest on 'medium'
+    # (quality 0.6 keeps the mean >= 0.5)
     assert list(loads) == [100, 200, 0]
     assert s.optimality_gap is not None and s.optimality_gap < 1e-6
 

@@ -278,7 +278,8 @@ async def devtools_open(browser: str, url: str, shot: Path, profile: Path) -> di
     """Open ``url``; return script errors, console errors, network requests and page facts."""
     import aiohttp
 
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
         [browser, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -325,7 +326,8 @@ async def devtools_open(browser: str, url: str, shot: Path, profile: Path) -> di
                     returnByValue=True,
                     expression="""({
                     ready: document.body.getAttribute('data-ready'),
-                    plots: Array.from(document.querySelectorAll('img.plot')).map(i => [i.alt, i.naturalWidth, i.complete]),
+                    plots: Array.from(document.querySelectorAll('img.plot'))
+                        .map(i => [i.alt, i.naturalWidth, i.complete]),
                     tables: document.querySelectorAll('table').length,
                     title: document.title})""",
                 )
@@ -340,7 +342,7 @@ async def devtools_open(browser: str, url: str, shot: Path, profile: Path) -> di
                 await asyncio.sleep(0.2)
         import base64
 
-        shot.write_bytes(base64.b64decode(png["data"]))
+        await asyncio.to_thread(shot.write_bytes, base64.b64decode(png["data"]))
         return {
             "facts": facts["result"]["value"],
             "exceptions": [

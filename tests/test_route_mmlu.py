@@ -97,8 +97,14 @@ def test_train_decide_and_eval_commands(mmlu, tmp_path, capsys):
     assert "saved" in text
     r = Router.load(out)
     assert r.cost_specs["gpt-4-1106-preview"] == 30.0
-    easy = "The study of how consumers buy products is called\nA. marketing research\nB. chemistry\nAnswer:"
-    hard = "Let f(x) = x^3 - 3x + 1. How many real roots does f have in [0, 2]?\nA. 0\nB. 1\nC. 2\nD. 3"
+    easy = (
+        "The study of how consumers buy products is called\n"
+        "A. marketing research\nB. chemistry\nAnswer:"
+    )
+    hard = (
+        "Let f(x) = x^3 - 3x + 1. How many real roots does f have in [0, 2]?\n"
+        "A. 0\nB. 1\nC. 2\nD. 3"
+    )
     d_easy = json.loads(run(["route", "decide", "--router", str(out), "--prompt", easy]))
     d_hard = json.loads(run(["route", "decide", "--router", str(out), "--prompt", hard]))
     weak = "mistralai/Mixtral-8x7B-Instruct-v0.1"

@@ -1,4 +1,5 @@
-"""Router rules over N models, reasons and scores, cost specs, policy parsing, persistence, calibration."""
+"""Router rules over N models, reasons and scores, cost specs, policy parsing,
+persistence, calibration."""
 
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def test_calibration_to_a_share_and_to_a_quality():
     n = 400
     texts = [f"p{i}" for i in range(n)]
     qw = rng.random(n)
-    table = {t: [w, 0.9] for t, w in zip(texts, qw)}
+    table = {t: [w, 0.9] for t, w in zip(texts, qw, strict=True)}
     r = Router(
         ("weak", "strong"), {"weak": 1.0, "strong": 10.0}, TableScorer(("weak", "strong"), table)
     )
@@ -143,7 +144,7 @@ def test_calibration_to_a_share_and_to_a_quality():
     labels = np.column_stack([(qw > 0.5).astype(float), np.ones(n)])
     t = threshold_for_quality(r, texts, labels, target_quality=1.0)
     picks = r.with_threshold(t).route_many([req(x) for x in texts])
-    assert all(m == "strong" for m, w in zip(picks, qw) if w <= 0.5)
+    assert all(m == "strong" for m, w in zip(picks, qw, strict=True) if w <= 0.5)
     assert np.mean([m == "strong" for m in picks]) == pytest.approx(np.mean(qw <= 0.5), abs=0.01)
     with pytest.raises(ConfigError):
         threshold_for_quality(r, texts, labels * 0.5, target_quality=0.9)
@@ -168,7 +169,7 @@ def test_gain_objective_upgrades_only_when_the_quality_gain_is_worth_it():
     # calibration works on the gain knob too
     texts = list(table)
     t = threshold_for_share(r, texts, 1 / 3)
-    assert [m for m in r.with_threshold(t).route_many([req(x) for x in texts])].count("large") == 1
+    assert r.with_threshold(t).route_many([req(x) for x in texts]).count("large") == 1
 
 
 def test_embedding_and_tfidf_scorers_learn_which_prompts_the_weak_model_fails():

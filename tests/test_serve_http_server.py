@@ -15,15 +15,15 @@ from tests.test_serve_support import config, gateway, mock_replicas
 
 def _post(path: str, body: bytes, extra: bytes = b"") -> bytes:
     return (
-        b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%sContent-Length: %d\r\n\r\n%s"
-        % (path.encode(), extra, len(body), body)
+        b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"%sContent-Length: %d\r\n\r\n%s" % (path.encode(), extra, len(body), body)
     )
 
 
 def _read_answers(
     sock: socket.socket, n: int, timeout_s: float = 10.0
 ) -> list[tuple[int, dict, bytes]]:
-    """Read ``n`` sized HTTP answers off ``sock`` (the gateway's JSON answers carry Content-Length)."""
+    """Read ``n`` sized HTTP answers off ``sock`` (JSON answers set Content-Length)."""
     sock.settimeout(timeout_s)
     buf, out = b"", []
     while len(out) < n:

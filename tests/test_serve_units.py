@@ -219,7 +219,10 @@ async def test_pipeline_over_an_engine_streams_and_caches():
 
     engine = FakeEngine()
     gw = _gateway(engine, ResponseCache("lru", capacity_entries=10))
-    body = b'{"model": "m", "prompt": "hi", "stream": true, "temperature": 0, "stream_options": {"include_usage": true}}'
+    body = (
+        b'{"model": "m", "prompt": "hi", "stream": true, "temperature": 0, '
+        b'"stream_options": {"include_usage": true}}'
+    )
     reply = await gw.handle("completions", body)
     assert reply.status == 200 and dict(reply.headers)["x-wattserve-replica"] == "m/engine-0"
     out = await _drain(reply)
@@ -294,7 +297,7 @@ async def test_multiplexer_routes_auto_and_router_policy_names():
     gw = Gateway(pool, router=router, metrics=GatewayMetrics())
 
     async def served_by(model: str) -> tuple[int, str]:
-        body = ('{"model": "%s", "prompt": "hi", "temperature": 0.5}' % model).encode()
+        body = f'{{"model": "{model}", "prompt": "hi", "temperature": 0.5}}'.encode()
         reply = await gw.handle("completions", body)
         return reply.status, dict(reply.headers).get("x-wattserve-model", "")
 

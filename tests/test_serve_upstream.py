@@ -1,4 +1,4 @@
-"""The gateway's keep-alive HTTP/1.1 client (serve/upstream.py) against scripted servers on 127.0.0.1."""
+"""The gateway's keep-alive HTTP/1.1 client (serve/upstream.py) vs scripted servers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from wattserve.serve.upstream import Origin, Timeouts, UpstreamTimeout
+from wattserve.serve.upstream import Origin, Timeouts, UpstreamTimeoutError
 
 T = Timeouts(connect_s=2.0, read_s=2.0, total_s=5.0)
 
@@ -70,7 +70,8 @@ async def test_sized_answers_reuse_one_connection():
 async def test_chunked_stream_arrives_in_pieces_and_the_connection_is_pooled_after_done():
     async def answer(r, w, n):
         w.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
         )
         for part in (b"data: 1\n\n", b"data: [DONE]\n\n"):
             w.write(b"%x\r\n%s\r\n" % (len(part), part))
@@ -127,7 +128,7 @@ async def test_read_timeout_connection_refused_and_a_stream_cut_short():
         await asyncio.sleep(10)
 
     async with scripted(silent) as (url, _):
-        with pytest.raises(UpstreamTimeout):
+        with pytest.raises(UpstreamTimeoutError):
             await Origin(url).request(
                 "POST", "/completions", b"{}", Timeouts(read_s=0.2, total_s=5)
             )
@@ -161,7 +162,7 @@ async def test_total_timeout_ends_a_slow_stream():
         resp = await Origin(url).request(
             "POST", "/completions", b"{}", Timeouts(read_s=1.0, total_s=0.4)
         )
-        with pytest.raises(UpstreamTimeout, match="total"):
+        with pytest.raises(UpstreamTimeoutError, match="total"):
             while await resp.readany():
                 pass
         resp.close()
@@ -174,7 +175,7 @@ def test_bad_urls_are_refused():
     assert (o.host, o.port, o.prefix, o.ssl is not None) == ("example.org", 8443, "/v1", True)
 
 
-async def test_a_reused_connection_that_dies_before_any_answer_byte_is_retried_once_on_a_fresh_one():
+async def test_a_reused_connection_dying_before_any_answer_byte_is_retried_once_on_a_fresh_one():
     async def answer(r, w, n):
         if n == 2:
             return (

@@ -102,20 +102,20 @@ def test_config_errors_are_one_line():
 
 
 def _cfg(tmp_path: Path, **kw) -> SweepConfig:
-    base = dict(
-        backends=["mock"],
-        replicas=[1, 2],
-        max_concurrencies=[1, 4],
-        num_prompts=8,
-        output_len=6,
-        input_len=8,
-        threads=2,
-        meter="modeled",
-        result_dir=str(tmp_path / "sweep"),
-        mock_token_s=0.01,
-        num_warmups=0,
-        timeout_s=30,
-    )
+    base = {
+        "backends": ["mock"],
+        "replicas": [1, 2],
+        "max_concurrencies": [1, 4],
+        "num_prompts": 8,
+        "output_len": 6,
+        "input_len": 8,
+        "threads": 2,
+        "meter": "modeled",
+        "result_dir": str(tmp_path / "sweep"),
+        "mock_token_s": 0.01,
+        "num_warmups": 0,
+        "timeout_s": 30,
+    }
     base.update(kw)
     return SweepConfig(**base)
 

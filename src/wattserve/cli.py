@@ -11,9 +11,21 @@ import importlib
 import os
 import sys
 
+from typing import NoReturn
+
 import typer
 
 from wattserve.errors import WattserveError
+
+try:  # typer >= 0.24 carries its own copy of click
+    from typer._click.exceptions import Abort, ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click.exceptions import (  # type: ignore[assignment,no-redef]
+        Abort,
+        ClickException,
+        NoArgsIsHelpError,
+        UsageError,
+    )
 
 COMMAND_MODULES = (
     "env",
@@ -29,13 +41,16 @@ COMMAND_MODULES = (
     "footprint",
     "sweep",
     "report",
+    "mlenergy",
 )
 
 
 def build_app() -> typer.Typer:
     app = typer.Typer(
         name="wattserve",
-        help="Measure, model, plan and serve small language models at the lowest energy per answer.",
+        help=(
+            "Measure, model, plan and serve small language models at the lowest energy per answer."
+        ),
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -57,7 +72,21 @@ def build_app() -> typer.Typer:
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
+def one_line(message: object) -> str:
+    """A message on one line: parser errors (YAML, pydantic) span several lines."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def _fail(message: object, code: int) -> NoReturn:
+    print(f"error: {one_line(message)}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run the CLI and exit. Every failure ends as one ``error: ...`` line on stderr and a
+    non-zero exit: usage errors (exit 2), ``WattserveError`` (its exit code), operating-system
+    errors such as an unreadable file (exit 2), and anything else as an internal error (exit 1;
+    ``WATTSERVE_DEBUG=1`` re-raises it with its traceback)."""
     # OpenMP threads that spin while waiting starve each other (and the client, the gateway,
     # other replicas) on a shared CPU: measured with the embedded model at 2 threads, a busy
     # core cut concurrency-1 decoding from 9.2 to 6.3 tok/s (and 2.0 in the worst run) with
@@ -67,13 +96,38 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app = build_app()
     try:
-        app(args=argv, prog_name="wattserve")
-    except WattserveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        rv = app(args=argv, prog_name="wattserve", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # `wattserve` or `wattserve fit` alone: the help text
+        exc.show()
         sys.exit(exc.exit_code)
+    except UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        _fail(exc.format_message() + hint, exc.exit_code)
+    except ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except WattserveError as exc:
+        _fail(exc, exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # a file that cannot be read or written, a socket that cannot bind
+        if os.environ.get("WATTSERVE_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", 2)
+    except Exception as exc:  # noqa: BLE001 - the last guard: no traceback for the user
+        if os.environ.get("WATTSERVE_DEBUG"):
+            raise
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} (WATTSERVE_DEBUG=1 shows the traceback)",
+            1,
+        )
+    if rv == 130:  # Ctrl-C inside a command (click turns it into exit code 130)
+        print("interrupted", file=sys.stderr)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

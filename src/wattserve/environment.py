@@ -99,7 +99,7 @@ def memory_facts() -> dict[str, Any]:
 
 
 def torch_facts(import_torch: bool = True) -> dict[str, Any] | None:
-    """Torch thread settings; with ``import_torch=False`` only if this process already loaded torch."""
+    """Torch thread settings; with ``import_torch=False`` only if this process has loaded torch."""
     if not import_torch and "torch" not in sys.modules:
         return None
     try:

@@ -11,7 +11,7 @@ class ConfigError(WattserveError):
     """Bad options, a malformed file, impossible settings."""
 
 
-class EngineUnavailable(WattserveError):
+class EngineUnavailable(WattserveError):  # noqa: N818 - public name, raised and caught project-wide
     """A model, server or library that cannot be reached or loaded."""
 
     exit_code = 3

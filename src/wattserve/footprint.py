@@ -271,16 +271,16 @@ def _count_params(cfg: Mapping[str, Any]) -> tuple[int, int, dict[str, Any]]:
     base = embed + pos + final_norm + layers * (attn + norms) + dense_layers * dense
     total = base + moe_layers * moe_total
     active = base + moe_layers * moe_active
-    facts = dict(
-        model_type=mt,
-        hidden_size=h,
-        num_layers=layers,
-        num_heads=heads,
-        num_kv_heads=kv_heads,
-        head_dim=d,
-        kv_elements=kv_elems,
-        attention=_attention_kind(cfg, heads, kv_heads),
-    )
+    facts = {
+        "model_type": mt,
+        "hidden_size": h,
+        "num_layers": layers,
+        "num_heads": heads,
+        "num_kv_heads": kv_heads,
+        "head_dim": d,
+        "kv_elements": kv_elems,
+        "attention": _attention_kind(cfg, heads, kv_heads),
+    }
     return total, active, facts
 
 
@@ -338,7 +338,8 @@ def footprint(
         weight_bytes, weight_dtype = int(math.ceil(params * WEIGHT_BITS[dtype] / 8)), dtype
         if WEIGHT_BITS[dtype] < 16:
             notes.append(
-                f"all parameters counted at {WEIGHT_BITS[dtype]:g} bits (embeddings/norms often stay wider)"
+                f"all parameters counted at {WEIGHT_BITS[dtype]:g} bits "
+                "(embeddings/norms often stay wider)"
             )
     window, windowed = _sliding(cfg, facts["num_layers"])
     per_token = facts["kv_elements"] * KV_BYTES[kv_dtype] * facts["num_layers"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 SCHEMA_VERSION = 1
@@ -130,7 +131,7 @@ class Completion:
     @property
     def itl_s(self) -> tuple[float, ...]:
         t = self.chunk_t
-        return tuple(b - a for a, b in zip(t, t[1:]))
+        return tuple(b - a for a, b in pairwise(t))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from wattserve.bench import metrics, store
-from wattserve.bench.config import BenchConfig
+from wattserve.bench import metrics, store, vllm_result
+from wattserve.bench.config import BenchConfig, check_inputs
 from wattserve.bench.loads import Concurrent, LoadPoint, make_points, ramp_count
 from wattserve.bench.runner import record_windows, run_async, run_schedule, send_error_stats_ms
 from wattserve.bench.workloads import Workload, build_workload
@@ -71,7 +71,7 @@ def environment() -> dict[str, Any]:
 
 
 def _footprint(model: str) -> dict[str, Any] | None:
-    """The measured model's memory footprint (wattserve.footprint); None when its config is unknown."""
+    """The model's memory footprint (wattserve.footprint); None when its config is unknown."""
     from wattserve.footprint import footprint_for_model
 
     return footprint_for_model(model)
@@ -259,7 +259,7 @@ async def _run_points(
         )
         todo = [
             (r, o)
-            for r, o in zip(wl.requests, offsets_all)
+            for r, o in zip(wl.requests, offsets_all, strict=True)
             if done_before.get((point.label, r.id), {}).get("error", "x") is not None
         ]
         prev = [
@@ -284,9 +284,7 @@ async def _run_points(
             label=point.label,
             segment=session.segment,
             on_record=session.log.write,
-            on_progress=(lambda d, n, lbl=point.label, k=len(prev): on_progress(lbl, k + d, k + n))
-            if on_progress
-            else None,
+            on_progress=_offset_progress(on_progress, point.label, len(prev)),
             timeout_s=cfg.timeout_s,
             count_tokens=count_tokens_fn(tok),
             ramp_requests=0 if fixed else ramp_count(len(todo)),
@@ -299,6 +297,15 @@ async def _run_points(
         session.save()
         results.append(res)
     return results
+
+
+def _offset_progress(
+    on_progress: ProgressFn | None, label: str, done_before: int
+) -> Callable[[int, int], None] | None:
+    """A point's progress callback counting the requests a resumed run already finished."""
+    if on_progress is None:
+        return None
+    return lambda d, n: on_progress(label, done_before + d, done_before + n)
 
 
 def _from_saved(p: dict[str, Any]) -> dict[str, Any]:
@@ -362,6 +369,15 @@ async def arun_benchmark(
     *,
     _resume: dict[str, Any] | None = None,
 ) -> RunRecord:
+    # every input is checked before an engine starts (loading a model takes seconds)
+    check_inputs(cfg)
+    # dataset files are parsed now; custom and ShareGPT prompts need no tokenizer
+    early_wl = build_workload(cfg, None) if cfg.dataset_name != "random" else None
+    meter_desc: dict[str, Any]
+    if meter is None:
+        meter, meter_desc = open_meter(cfg.meter)
+    else:
+        meter_desc = {"type": type(meter).__name__, "reason": "given by the caller"}
     own_engine = engine is None
     if own_engine:
         engine = make_engine(cfg)
@@ -376,7 +392,12 @@ async def arun_benchmark(
                 f"engine {cfg.model!r} failed to start: {type(exc).__name__}: {exc}"
             ) from None
         await probe(engine, cfg)
-        wl = build_workload(cfg, tokenizer_of(engine))
+        tok = tokenizer_of(engine)
+        wl = (
+            early_wl
+            if early_wl is not None and cfg.dataset_name in ("custom", "sharegpt")
+            else build_workload(cfg, tok)
+        )
         points = make_points(
             cfg.request_rates,
             cfg.max_concurrencies,
@@ -384,11 +405,6 @@ async def arun_benchmark(
             cfg.arrival,
             wl.arrivals_s if cfg.dataset_name == "trace" else None,
         )
-        meter_desc: dict[str, Any]
-        if meter is None:
-            meter, meter_desc = open_meter(cfg.meter)
-        else:
-            meter_desc = {"type": type(meter).__name__, "reason": "given by the caller"}
         if _resume is not None:
             rdir = Path(_resume["run_dir"])
             session = BenchSession(cfg, rdir, meter_desc, _resume["run_json"])
@@ -423,6 +439,13 @@ async def arun_benchmark(
                 cfg, session, engine, wl, points, sampler, done_before, on_progress
             )
             status = "complete"
+            vllm_result.attach_results(
+                cfg,
+                rdir,
+                session.data,
+                {r.label: r.summary for r in results},
+                tokenizer_id=getattr(tok, "name_or_path", None) if tok is not None else None,
+            )
         finally:
             if sampler is not None:
                 sampler.stop()

@@ -56,7 +56,9 @@ def usable_objectives(
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """``a`` dominates ``b`` (both oriented so larger is better)."""
-    return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+    return all(x >= y for x, y in zip(a, b, strict=True)) and any(
+        x > y for x, y in zip(a, b, strict=True)
+    )
 
 
 def pareto_mask(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,10 +48,11 @@ class Workload:
 
 
 def _lengths(n: int, mean: int, ratio: float, rng: np.random.Generator) -> list[int]:
-    """Uniform integers in [mean*(1-ratio), mean*(1+ratio)] (vLLM's --random-range-ratio)."""
+    """Uniform integers in [floor(mean*(1-ratio)), ceil(mean*(1+ratio))], at least 1 (as
+    vLLM's --random-range-ratio)."""
     if ratio <= 0:
         return [mean] * n
-    lo, hi = max(1, int(mean * (1 - ratio))), max(1, int(mean * (1 + ratio)))
+    lo, hi = max(1, math.floor(mean * (1 - ratio))), max(1, math.ceil(mean * (1 + ratio)))
     return rng.integers(lo, hi + 1, size=n).tolist()
 
 
@@ -124,7 +126,7 @@ def random_workload(
     ins = _lengths(n, input_len, range_ratio, rng)
     outs = _lengths(n, output_len, range_ratio, rng)
     reqs = []
-    for i, (li, lo) in enumerate(zip(ins, outs)):
+    for i, (li, lo) in enumerate(zip(ins, outs, strict=True)):
         text = (
             tokenized_prompt(tokenizer, li, rng) if tokenizer is not None else word_prompt(li, rng)
         )
@@ -195,7 +197,7 @@ def custom_workload(
     seed: int = 0,
     ignore_eos: bool = False,
 ) -> Workload:
-    """JSONL or CSV with a ``prompt`` column (or ``text``) and optional ``output_len``/``max_tokens``."""
+    """JSONL or CSV: a ``prompt`` (or ``text``) column, optional ``output_len``/``max_tokens``."""
     p = Path(path)
     rows = _read_rows(p)
     if not rows:
@@ -290,7 +292,7 @@ def sharegpt_workload(
     endpoint: str = "chat",
     seed: int = 0,
 ) -> Workload:
-    """A ShareGPT-style JSON list: the first human turn is the prompt; --output-len caps the reply."""
+    """A ShareGPT-style JSON list: the first human turn is the prompt; --output-len caps replies."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))

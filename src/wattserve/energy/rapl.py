@@ -60,7 +60,8 @@ def discover_zones(
     root = Path(root)
     if not root.is_dir():
         raise MeterError(
-            f"no RAPL powercap tree at {root} (not Linux, a VM without RAPL, or no intel_rapl driver)"
+            f"no RAPL powercap tree at {root} "
+            "(not Linux, a VM without RAPL, or no intel_rapl driver)"
         )
     seen: set[Path] = set()
     zones: list[RaplZone] = []

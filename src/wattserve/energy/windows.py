@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,8 @@ def measure(
     last = max(r.t_s for r in readings)
     if t0 < first - tolerance_s or t1 > last + tolerance_s:
         raise WindowError(
-            f"window {name!r} [{t0:.3f}, {t1:.3f}] lies outside the recorded series [{first:.3f}, {last:.3f}]"
+            f"window {name!r} [{t0:.3f}, {t1:.3f}] lies outside the recorded series "
+            f"[{first:.3f}, {last:.3f}]"
         )
     curves = device_curves(readings) if curves is None else curves
     sources = last_sources(readings)
@@ -118,10 +120,10 @@ def stitch_resets(readings: Sequence[EnergyReading]) -> tuple[list[EnergyReading
 
 
 def power_series(readings: Sequence[EnergyReading]) -> list[tuple[float, dict[str, float]]]:
-    """Average watts per device between consecutive readings, stamped at each interval's midpoint."""
+    """Average watts per device between consecutive readings, stamped at each interval's middle."""
     out: list[tuple[float, dict[str, float]]] = []
     ordered = sorted(readings, key=lambda r: r.t_s)
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in pairwise(ordered):
         dt = b.t_s - a.t_s
         if dt <= 0:
             continue

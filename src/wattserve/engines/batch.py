@@ -154,7 +154,7 @@ class DecodeBatch:
         for _, mask, width in parts:  # drop leading columns that are padding in every row
             live = mask[:, :width].any(dim=0).nonzero()
             starts.append(int(live[0]) if live.numel() else width)
-        width = max(w - s for (_, _, w), s in zip(parts, starts))
+        width = max(w - s for (_, _, w), s in zip(parts, starts, strict=True))
         rows = sum(m.shape[0] for _, m, _ in parts)
         cap = width + HEADROOM
         ref = parts[0][0][0][0]
@@ -164,7 +164,7 @@ class DecodeBatch:
             k = torch.zeros(shape, dtype=ref.dtype)
             v = torch.zeros(shape, dtype=ref.dtype)
             r = 0
-            for (kv, mask, w), s in zip(parts, starts):
+            for (kv, mask, w), s in zip(parts, starts, strict=True):
                 n, off = mask.shape[0], width - (w - s)
                 k[r : r + n, :, off:width] = kv[layer][0][:, :, s:w]
                 v[r : r + n, :, off:width] = kv[layer][1][:, :, s:w]
@@ -172,7 +172,7 @@ class DecodeBatch:
             new_kv.append((k, v))
         new_mask = torch.zeros((rows, cap), dtype=torch.bool)
         r = 0
-        for (_, mask, w), s in zip(parts, starts):
+        for (_, mask, w), s in zip(parts, starts, strict=True):
             n, off = mask.shape[0], width - (w - s)
             new_mask[r : r + n, off:width] = mask[:, s:w]
             r += n

@@ -30,7 +30,8 @@ def create_engine(
             raise ConfigError("the openai backend needs --base-url")
         if backend not in ("auto", "openai"):
             raise ConfigError(
-                f"--base-url selects the OpenAI HTTP client; backend {backend!r} cannot be used with it"
+                f"--base-url selects the OpenAI HTTP client; backend {backend!r} "
+                "cannot be used with it"
             )
         from wattserve.engines.openai_http import OpenAIHTTPEngine
 

@@ -100,13 +100,13 @@ class Launcher:
         index = sum(1 for item in self.launched if item.model == model)
         for i in range(spec.copies):
             name = f"{model}/{spec.kind}-{index + i}"
-            base = dict(
-                name=name,
-                model=model,
-                device=spec.device,
-                slots=spec.slots,
-                engine_model=engine_model,
-            )
+            base = {
+                "name": name,
+                "model": model,
+                "device": spec.device,
+                "slots": spec.slots,
+                "engine_model": engine_model,
+            }
             if spec.kind == "url":
                 out.append(Launched(url=spec.url, **base))
             elif spec.kind == "mock":
@@ -149,7 +149,8 @@ class Launcher:
                 )
                 env = dict(os.environ, **spec.env)
                 try:
-                    proc = subprocess.Popen(
+                    proc = await asyncio.to_thread(
+                        subprocess.Popen,
                         args,
                         env=env,
                         stdout=subprocess.DEVNULL,

@@ -63,7 +63,8 @@ class LlamaCppEngine:
             resolved = resolve_model(self.model_name)
             if resolved.gguf_path is None:
                 raise EngineUnavailable(
-                    f"the llama.cpp engine needs a .gguf file; {self.model_name} is a Hugging Face folder"
+                    "the llama.cpp engine needs a .gguf file; "
+                    f"{self.model_name} is a Hugging Face folder"
                 )
             self.llm = Llama(
                 model_path=str(resolved.gguf_path),
@@ -95,17 +96,17 @@ class LlamaCppEngine:
             llm = self.llm
             if llm is None:
                 raise EngineUnavailable("llama.cpp engine is closed")
-            kw: dict[str, Any] = dict(
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                top_p=request.top_p,
-                top_k=0,
-                min_p=0.0,
-                repeat_penalty=1.0,
-                stop=list(request.stop) or None,
-                seed=request.seed,
-                stream=True,
-            )
+            kw: dict[str, Any] = {
+                "max_tokens": request.max_tokens,
+                "temperature": request.temperature,
+                "top_p": request.top_p,
+                "top_k": 0,
+                "min_p": 0.0,
+                "repeat_penalty": 1.0,
+                "stop": list(request.stop) or None,
+                "seed": request.seed,
+                "stream": True,
+            }
             if request.ignore_eos:
                 kw["logit_bias"] = {llm.token_eos(): float("-inf")}
             if request.messages:

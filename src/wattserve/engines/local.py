@@ -311,7 +311,7 @@ class LocalEngine:
         self.steps += 1
         tokens = sample(logits, batch.rows)
         keep: list[int] = []
-        for i, (seq, token) in enumerate(zip(batch.rows, tokens)):
+        for i, (seq, token) in enumerate(zip(batch.rows, tokens, strict=True)):
             if seq.cancelled.is_set():
                 continue
             if not self._emit(seq, seq.accept(token, self.tokenizer)):

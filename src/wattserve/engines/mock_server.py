@@ -83,7 +83,8 @@ class _Frames:
     def usage(self, endpoint: str, n_in: int, n_out: int) -> bytes:
         obj = b"chat.completion.chunk" if endpoint == "chat" else b"text_completion"
         return (
-            b'data: %s,"object":"%s","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'
+            b'data: %s,"object":"%s","choices":[],"usage":'
+            b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'
             % (self.usage_prefix, obj, n_in, n_out, n_in + n_out)
         )
 

@@ -224,7 +224,7 @@ def build_bpe_tokenizer(path: Path) -> Any:
     )
     tk.decoder = decoders.ByteLevel()
     types = meta.get("tokenizer.ggml.token_type", [1] * len(tokens))
-    special = [t for t, ty in zip(tokens, types) if ty == 3]
+    special = [t for t, ty in zip(tokens, types, strict=True) if ty == 3]
     name = lambda key, fallback: tokens[meta[key]] if key in meta else fallback  # noqa: E731
     tok = PreTrainedTokenizerFast(
         tokenizer_object=tk,

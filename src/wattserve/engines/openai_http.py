@@ -41,7 +41,7 @@ def _usage(raw: Any) -> Usage | None:
 
 
 def api_base(base_url: str) -> str:
-    """An OpenAI-compatible server's API root: ``base_url`` without a trailing slash, ending in ``/v1``."""
+    """An OpenAI-compatible server's API root: ``base_url`` without a trailing /, ending in /v1."""
     url = base_url.rstrip("/")
     return url if url.endswith("/v1") else url + "/v1"
 

@@ -15,26 +15,36 @@ from wattserve.report import plots
 from wattserve.report.data import ReportData, load
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
-h1{font-size:1.5em;margin-bottom:0}h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-.sub{color:#666;margin-top:4px}table{border-collapse:collapse;font-size:12px;margin:8px 0;width:auto}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}th{background:#f4f4f4;cursor:pointer}
-td:first-child,th:first-child{text-align:left}tr.front td{background:#f3fbf3}tr.rec td{background:#fff3d6;font-weight:600}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;
+  margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
+h1{font-size:1.5em;margin-bottom:0}
+h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+.sub{color:#666;margin-top:4px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0;width:auto}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
+th{background:#f4f4f4;cursor:pointer}
+td:first-child,th:first-child{text-align:left}
+tr.front td{background:#f3fbf3}tr.rec td{background:#fff3d6;font-weight:600}
 .kv td{text-align:left;white-space:normal}.kv td:first-child{color:#555;width:220px}
-img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}.note{color:#8a5300}.box{background:#fafafa;border:1px solid #eee;padding:8px 12px}
+img.plot{max-width:100%;border:1px solid #eee;margin:6px 0}.note{color:#8a5300}
+.box{background:#fafafa;border:1px solid #eee;padding:8px 12px}
 code{background:#f4f4f4;padding:1px 4px}.scroll{overflow-x:auto}
 """
 
 SCRIPT = """
 (function(){
-  function val(td){var t=td.textContent.trim();var x=parseFloat(t.replace(/[^0-9eE+\\-.]/g,''));return isNaN(x)?t:x;}
+  function val(td){
+    var t=td.textContent.trim();var x=parseFloat(t.replace(/[^0-9eE+\\-.]/g,''));
+    return isNaN(x)?t:x;
+  }
   document.querySelectorAll('table.sortable').forEach(function(tab){
     tab.querySelectorAll('th').forEach(function(th,i){
       th.addEventListener('click',function(){
         var body=tab.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
         var asc=th.dataset.dir!=='asc';th.dataset.dir=asc?'asc':'desc';
         rows.sort(function(a,b){var x=val(a.cells[i]),y=val(b.cells[i]);
-          if(typeof x===typeof y){return (x<y?-1:x>y?1:0)*(asc?1:-1);}return (typeof x==='number'?-1:1)*(asc?1:-1);});
+          if(typeof x===typeof y){return (x<y?-1:x>y?1:0)*(asc?1:-1);}
+          return (typeof x==='number'?-1:1)*(asc?1:-1);});
         rows.forEach(function(r){body.appendChild(r);});
       });
     });
@@ -96,7 +106,8 @@ def table(
         cls = f' class="{classes[k]}"' if classes and classes[k] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
     return (
-        f'<div class="scroll"><table class="{"sortable" if sortable else ""}"><thead><tr>{head}</tr></thead>'
+        f'<div class="scroll"><table class="{"sortable" if sortable else ""}">'
+        f"<thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
 
@@ -114,7 +125,8 @@ def kv_table(d: Mapping[str, Any], skip: Sequence[str] = ()) -> str:
 def img(png: bytes | None, alt: str) -> str:
     if not png:
         return f'<p class="note">{esc(alt)}: no data to plot.</p>'
-    return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    data = base64.b64encode(png).decode()
+    return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _summary_section(rd: ReportData) -> str:
@@ -124,11 +136,12 @@ def _summary_section(rd: ReportData) -> str:
     mask = pareto_mask(rd.rows)
     rec = (rd.recommendation or {}).get("point")
     classes = [
-        "rec" if r.get("point") == rec else ("front" if m else "") for r, m in zip(rd.rows, mask)
+        "rec" if r.get("point") == rec else ("front" if m else "")
+        for r, m in zip(rd.rows, mask, strict=True)
     ]
     rows = [
         [fmt(r.get(k), spec) for k, _, spec in cols] + ["yes" if m else ""]
-        for r, m in zip(rd.rows, mask)
+        for r, m in zip(rd.rows, mask, strict=True)
     ]
     return table([h for _, h, _ in cols] + ["on frontier"], rows, classes)
 
@@ -138,10 +151,11 @@ def _recommendation(rd: ReportData) -> str:
     if not rec:
         return ""
     what = rec.get("point") or "none"
+    front = [str(rd.rows[i].get("point")) for i in rec.get("frontier", []) if i < len(rd.rows)]
     return (
         f'<div class="box"><b>Recommended:</b> {esc(what)} &mdash; {esc(rec.get("reason"))}.<br>'
         f"Frontier over {esc(', '.join(rec.get('objectives_used', [])))}: "
-        f"{esc(', '.join(str(rd.rows[i].get('point')) for i in rec.get('frontier', []) if i < len(rd.rows)))}</div>"
+        f"{esc(', '.join(front))}</div>"
     )
 
 
@@ -255,7 +269,7 @@ def _fits_section(rd: ReportData) -> str:
             esc(f.device),
             esc(f.quantity),
             esc(f.form),
-            esc(", ".join(f"{p}={c:.4g}" for p, c in zip(f.params, f.coefficients))),
+            esc(", ".join(f"{p}={c:.4g}" for p, c in zip(f.params, f.coefficients, strict=True))),
             fmt(f.cv_r2, ".3f"),
             fmt(f.cv_mape, ".3f"),
             esc(f.n_rows),

@@ -56,7 +56,7 @@ def latency_figure(rd: ReportData) -> bytes | None:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8 + 0.12 * len(points)))
     samples = {p: latency_samples(rd.requests[p]) for p in points}
-    for ax, metric in zip(axes, ("TTFT", "TPOT", "E2E")):
+    for ax, metric in zip(axes, ("TTFT", "TPOT", "E2E"), strict=True):
         data = [samples[p][metric] or [math.nan] for p in points]
         ax.boxplot(data, vert=False, showfliers=True, flierprops={"markersize": 3})
         ax.set_yticks(
@@ -116,7 +116,7 @@ def timeline_figure(rd: ReportData) -> bytes | None:
         by_dev: dict[str, list[tuple[float, float]]] = {}
         for t, dev, j in sorted(energy):
             by_dev.setdefault(dev, []).append((t, j))
-        for dev, series in by_dev.items():
+        for series in by_dev.values():
             if len(series) < 2:
                 continue
             t = np.array([s[0] for s in series])
@@ -180,7 +180,7 @@ def pareto_figure(rd: ReportData) -> bytes | None:
     )
     if have_j:
         fig.colorbar(sc, ax=ax, label="J per output token")
-    front = sorted((xi, yi) for xi, yi, m in zip(x, y, mask) if m)
+    front = sorted((xi, yi) for xi, yi, m in zip(x, y, mask, strict=True) if m)
     if len(front) > 1:
         ax.plot(
             [f[0] for f in front],
@@ -190,7 +190,7 @@ def pareto_figure(rd: ReportData) -> bytes | None:
             zorder=2,
             label="frontier (outlined)",
         )
-    for r, xi, yi in zip(rows, x, y):
+    for r, xi, yi in zip(rows, x, y, strict=True):
         ax.annotate(
             str(r.get("point")), (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points"
         )
@@ -214,7 +214,7 @@ def pareto_figure(rd: ReportData) -> bytes | None:
     if have_j:
         ax2 = axes[1]
         ax2.scatter(x, [float(v) for v in j], c=["C3" if m else "C7" for m in mask], s=50, zorder=3)
-        for r, xi, ji in zip(rows, x, j):
+        for r, xi, ji in zip(rows, x, j, strict=True):
             ax2.annotate(
                 str(r.get("point")),
                 (xi, float(ji)),

@@ -81,7 +81,11 @@ class Router:
         if len(self.models) < 2:
             raise ConfigError("a router needs at least two models")
         if not isinstance(costs, Mapping):
-            costs = dict(zip(self.models, costs))
+            if len(costs) != len(self.models):
+                raise ConfigError(
+                    f"{len(costs)} cost(s) given for {len(self.models)} models (one per model)"
+                )
+            costs = dict(zip(self.models, costs, strict=True))
         missing = [m for m in self.models if m not in costs]
         if missing:
             raise ConfigError(f"no cost given for model(s): {', '.join(missing)}")
@@ -164,8 +168,9 @@ class Router:
                 reason = f"no pricier model gains >= {self.threshold:.3f} quality per cost span"
             else:
                 reason = (
-                    f"predicted quality {q[0, j]:.3f} vs {q[0, cheapest]:.3f} on {self.models[cheapest]}:"
-                    f" gain worth its cost at threshold {self.threshold:.3f}"
+                    f"predicted quality {q[0, j]:.3f} vs {q[0, cheapest]:.3f} "
+                    f"on {self.models[cheapest]}: gain worth its cost "
+                    f"at threshold {self.threshold:.3f}"
                 )
         elif q[0, j] >= self.threshold:
             cheaper = [m for i, m in enumerate(self.models) if c[0, i] < c[0, j]]

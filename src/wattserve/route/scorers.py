@@ -86,7 +86,7 @@ class _PerModelLogistic:
 
     def predict(self, X: Any, n: int) -> np.ndarray:
         cols = []
-        for clf, const in zip(self.clfs, self.constant):
+        for clf, const in zip(self.clfs, self.constant, strict=True):
             cols.append(np.full(n, const) if clf is None else clf.predict_proba(X)[:, 1])
         return np.column_stack(cols)
 

@@ -311,7 +311,7 @@ def create_app(config: ServeConfig, service: Any = None) -> Any:
 
 
 class BackgroundServer:
-    """The gateway in a thread on 127.0.0.1 (tests, the demo, the benchmark). ``with`` starts/stops it."""
+    """The gateway in a thread on 127.0.0.1 (tests, demo, benchmark); ``with`` starts/stops it."""
 
     def __init__(
         self, app: Any, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0
@@ -415,7 +415,8 @@ def make_server(
 def uvicorn_config(
     app: Any, host: str, port: int, grace_s: float, log_level: str = "warning"
 ) -> Any:
-    """uvicorn settings: httptools parser (coalesced writes) when installed, no access log, lifespan handled by ``serve``."""
+    """uvicorn settings: the httptools parser (coalesced writes) when installed, no access log,
+    lifespan handled by ``serve``."""
     import uvicorn
 
     http: Any

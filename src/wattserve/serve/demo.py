@@ -50,7 +50,7 @@ def workload(n: int, seed: int = 0) -> list[dict[str, Any]]:
 
 def _send(client: Any, model: str, item: dict[str, Any], max_tokens: int) -> tuple[dict, dict]:
     """One request; returns (usage extras, headers)."""
-    kw = dict(model=model, max_tokens=max_tokens, temperature=0)
+    kw = {"model": model, "max_tokens": max_tokens, "temperature": 0}
     if item["chat"]:
         api = client.chat.completions
         kw["messages"] = [{"role": "user", "content": item["prompt"]}]

@@ -12,9 +12,9 @@ duration, and the charges of an interval add up to its busy joules. The rest (ti
 request in flight) is idle energy (counted, charged to nobody). A request that ends closes the open
 interval with a fresh meter read when the last read is at least ``min_read_s`` old, so its
 charge is metered to its end; one ending sooner is charged that short part at the previous
-interval's rate (an estimate, at most ``min_read_s`` of its share). Replicas on one device share that device's joules;
-the meter's device keys are matched to a replica's ``device`` by prefix (all keys when none
-match, e.g. the single ``cpu`` key of the modeled CPU meter).
+interval's rate (an estimate, at most ``min_read_s`` of its share). Replicas on one device
+share that device's joules; the meter's device keys are matched to a replica's ``device`` by
+prefix (all keys when none match, e.g. the single ``cpu`` key of the modeled CPU meter).
 """
 
 from __future__ import annotations

@@ -288,9 +288,10 @@ class GatewayServer:
                 c.transport.close()
             elif c._waiter is not None and not c._waiter.done():
                 c._waiter.set_result(None)
-        end = self.loop.time() + self.grace_s
-        while any(c.busy for c in self.connections) and self.loop.time() < end:
-            await asyncio.sleep(0.02)
+        # each connection's task ends after the answer it is writing (and any it had queued)
+        pending = [c.task for c in self.connections if c.busy or c.queue]
+        if pending:
+            await asyncio.wait(pending, timeout=self.grace_s)
         for c in list(self.connections):
             c.transport.close()
         if self.install_signal_handlers:

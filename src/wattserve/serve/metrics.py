@@ -125,9 +125,7 @@ class _Outcome:
 
     __slots__ = ("key", "n", "ttft", "e2e", "tok", "energy")
 
-    def __init__(
-        self, m: GatewayMetrics, model: str, status: str, cache: str, source: str
-    ) -> None:
+    def __init__(self, m: GatewayMetrics, model: str, status: str, cache: str, source: str) -> None:
         self.key = (model, status, cache)
         self.n = 0
         self.ttft = m._ttft.setdefault(model, _Hist())

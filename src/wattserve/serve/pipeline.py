@@ -12,6 +12,7 @@ How an answer travels from a replica to the client is in ``wattserve.serve.relay
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -59,6 +60,7 @@ class Gateway:
         )
         self.in_flight = 0
         self.draining = False
+        self._idle: asyncio.Event | None = None  # set when in_flight drops to 0 during drain()
         self._seq = 0
         self._prefix = os.urandom(6).hex()
 
@@ -86,14 +88,14 @@ class Gateway:
             key = None
             if self.cache is not None:
                 if is_cacheable(req):
-                    key = make_key(tenant, group, req)
-                    hit = self.cache.get(key)
+                    key = make_key(tenant, group, req, body)
+                    hit = await self.cache.aget(key)
                     if hit is None and key in self._flights:  # the same answer is being computed
                         try:
                             await asyncio.wait_for(asyncio.shield(self._flights[key]), self.total_s)
                         except (TimeoutError, Exception):  # noqa: BLE001 - then compute it ourselves
                             pass
-                        hit = self.cache.get(key)
+                        hit = await self.cache.aget(key)
                     if hit is not None:
                         return self._from_cache(req, body, model, hit, t0)
             ctx = Ctx(req, body, group, model, key, t0)
@@ -258,6 +260,8 @@ class Gateway:
         assert rep is not None
         rep.outstanding -= 1
         self.in_flight -= 1
+        if self._idle is not None and not self.in_flight:
+            self._idle.set()
         if ok:
             rep.served += 1
         if self.accountant is None:
@@ -333,7 +337,8 @@ class Gateway:
     async def drain(self, grace_s: float) -> int:
         """Refuse new requests and wait up to ``grace_s`` for in-flight ones; returns those left."""
         self.draining = True
-        end = time.monotonic() + grace_s
-        while self.in_flight and time.monotonic() < end:
-            await asyncio.sleep(0.02)
+        if self.in_flight:
+            self._idle = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_s)
         return self.in_flight

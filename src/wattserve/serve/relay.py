@@ -78,7 +78,7 @@ class Ctx:
         self.flight: str | None = None  # the cache key this request computes for waiting twins
 
 
-# ---------------------------------------------------------------------- HTTP replicas (pass-through)
+# ------------------------------------------------------------ HTTP replicas (pass-through)
 async def http_answer(gw: Any, ctx: Ctx, rep: HttpReplica) -> Reply:
     """Forward to an OpenAI-compatible replica; a stream is returned once its first event came."""
     fwd = dict(ctx.body)

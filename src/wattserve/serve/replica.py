@@ -16,7 +16,7 @@ from typing import Any
 
 from wattserve.engines.openai_http import api_base
 from wattserve.errors import EngineUnavailable, WattserveError
-from wattserve.serve.upstream import ERRORS, Origin, Response, Timeouts, UpstreamTimeout
+from wattserve.serve.upstream import ERRORS, Origin, Response, Timeouts, UpstreamTimeoutError
 from wattserve.types import Chunk, Request
 
 
@@ -107,10 +107,10 @@ class HttpReplica(Replica):
             return False
 
     async def open(self, path: str, body: bytes, timeouts: Timeouts) -> Response:
-        """POST ``body`` and return the response once its head and first body bytes arrived (2xx only)."""
+        """POST ``body``; the response once its head and first body bytes arrived (2xx only)."""
         try:
             resp = await self.origin.request("POST", path, body, timeouts)
-        except UpstreamTimeout as exc:
+        except UpstreamTimeoutError as exc:
             raise UpstreamError(f"{self.name}: {exc}") from None
         except ERRORS as exc:
             raise UpstreamError(f"{self.name}: {type(exc).__name__}: {exc}") from None

@@ -18,9 +18,9 @@ def build_cache(config: ServeConfig) -> Any:
     c = config.cache
     if not c.enabled:
         return None
-    from wattserve.cache import ResponseCache, open_store
+    from wattserve.cache import ResponseCache, open_async_store
 
-    store = open_store(f"sqlite:{c.persist_path}") if c.persist_path else None
+    store = open_async_store(c.store or "memory", path=c.path, url=c.url, prefix=c.prefix)
     return ResponseCache(
         c.policy, capacity_entries=c.capacity_entries, capacity_bytes=c.capacity_bytes, store=store
     )
@@ -34,7 +34,7 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
         return None
     from wattserve.route import Router
 
-    costs = {m: f for m, f in fits.items()} if r.use_fits else None
+    costs = dict(fits) if r.use_fits else None
     router = Router.load(r.file, costs=costs)
     served = {m.name for m in config.models}
     missing = [m for m in router.models if m not in served]
@@ -141,6 +141,8 @@ class Service:
         energy_fn = fit_energy_fn(fits, per_token)
         router = build_router(cfg, fits)
         self.cache = build_cache(cfg)
+        if self.cache is not None:
+            await self.cache.aopen()  # connects and loads its store
         meter, self.meter_reason = make_meter(cfg.energy.meter)
         self.accountant = EnergyAccountant(meter, cfg.energy.interval_s)
         try:
@@ -195,7 +197,7 @@ class Service:
         if self.accountant is not None:
             await self.accountant.aclose()
         if self.cache is not None:
-            self.cache.close()
+            await self.cache.aclose()
         self.started = False
 
     def stats(self) -> dict[str, Any]:

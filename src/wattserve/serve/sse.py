@@ -147,7 +147,7 @@ class StreamBooks:
         return self._out(events, cut, drop, done, error)
 
     def _book(self, chunks: list[_Chunk]) -> tuple[int | None, list[int] | None, str | None]:
-        """Book decoded chunks: (index of an error event or None, usage-only events to drop, error)."""
+        """Book decoded chunks: (error event index or None, usage-only events to drop, error)."""
         drop = None
         parts = self.parts
         for i, ch in enumerate(chunks):

@@ -29,7 +29,7 @@ _HIGH, _LOW = 1 << 20, 1 << 16  # pause reading above 1 MiB buffered, resume bel
 _MAX_IDLE = 256
 
 
-class UpstreamTimeout(TimeoutError):
+class UpstreamTimeoutError(TimeoutError):
     pass
 
 
@@ -145,7 +145,7 @@ class Response(asyncio.Protocol):
 
     def _timed_out(self) -> None:
         self._fail(
-            UpstreamTimeout(
+            UpstreamTimeoutError(
                 f"no bytes from the replica within {self._read_s:g} s"
                 if self.origin.loop.time() < self._deadline
                 else "the replica's answer exceeded the total timeout"
@@ -257,7 +257,7 @@ class Origin:
                     lambda: Response(self), self.host, self.port, ssl=self.ssl
                 )
         except TimeoutError:
-            raise UpstreamTimeout(
+            raise UpstreamTimeoutError(
                 f"no connection to {self.host}:{self.port} within {timeouts.connect_s:g} s"
             ) from None
         return conn

@@ -60,7 +60,7 @@ class APIError(Exception):
 
     @classmethod
     def internal(cls) -> APIError:
-        """The answer to an unexpected failure in the gateway (logged, never sent as a traceback)."""
+        """The answer to an unexpected failure in the gateway (logged, never sent as traceback)."""
         return cls(500, "internal error in the gateway", type="server_error")
 
     def payload(self) -> dict[str, Any]:

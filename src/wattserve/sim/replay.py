@@ -57,7 +57,7 @@ def replay_table(
                     )[0]
                     for p in policies
                 ]
-            for policy, total in zip(policies, totals):
+            for policy, total in zip(policies, totals, strict=True):
                 rows.append(
                     {
                         "alpha": None,

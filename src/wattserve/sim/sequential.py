@@ -23,7 +23,7 @@ def simulate_sequential(
     known_cost: np.ndarray | None = None,
     progress: Callable[[float], None] | None = None,  # told each fraction of the work done
 ) -> tuple[float, np.ndarray]:
-    """(total cost, miss mask) of serving ``queries`` (T,) whose recompute costs are ``costs`` (T,)."""
+    """(total cost, miss mask) of serving ``queries`` (T,) with recompute costs ``costs`` (T,)."""
     offline = known_frequency is not None
     if offline:
         kf = known_frequency.tolist()
@@ -42,7 +42,7 @@ def simulate_sequential(
     ncost: dict[int, int] = {}
     total = 0.0
     step = max(1, len(q_list) // 100)
-    for t, (q, r) in enumerate(zip(q_list, c_list)):
+    for t, (q, r) in enumerate(zip(q_list, c_list, strict=True)):
         if get(q) is None:
             missed[t] = True
             total += r

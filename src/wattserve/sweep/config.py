@@ -91,7 +91,8 @@ class SweepConfig(BaseModel):
     def _objective(cls, v: str) -> str:
         if v not in ("throughput", "energy"):
             raise ValueError(
-                "choose 'throughput' (max tok/s under the SLOs) or 'energy' (min J/token above a floor)"
+                "choose 'throughput' (max tok/s under the SLOs) "
+                "or 'energy' (min J/token above a floor)"
             )
         return v
 

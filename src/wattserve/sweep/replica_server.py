@@ -53,25 +53,26 @@ def build_engine(model: str, backend: str, threads: int, mock_token_s: float) ->
 
 
 def to_request(body: dict[str, Any], chat: bool) -> Request:
-    rid = str(body.get("request_id") or uuid.uuid4().hex[:12])
-    common = dict(
-        id=rid,
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    if chat:
+        messages = tuple(
+            Message(str(m.get("role", "user")), str(m.get("content", "")))
+            for m in body.get("messages", [])
+        )
+    else:
+        raw = body.get("prompt", "")
+        prompt = raw if isinstance(raw, str) else "".join(map(str, raw))
+    return Request(
+        id=str(body.get("request_id") or uuid.uuid4().hex[:12]),
         model=str(body.get("model", "")),
+        prompt=prompt,
+        messages=messages,
         max_tokens=int(body.get("max_tokens") or 16),
         temperature=float(body.get("temperature") or 0.0),
         ignore_eos=bool(body.get("ignore_eos", False)),
         stream=bool(body.get("stream", False)),
         endpoint="chat" if chat else "completions",
-    )
-    if chat:
-        msgs = tuple(
-            Message(str(m.get("role", "user")), str(m.get("content", "")))
-            for m in body.get("messages", [])
-        )
-        return Request(messages=msgs, **common)
-    prompt = body.get("prompt", "")
-    return Request(
-        prompt=prompt if isinstance(prompt, str) else "".join(map(str, prompt)), **common
     )
 
 

@@ -133,7 +133,8 @@ class ReplicaSet:
             port = free_port(self.host)
             args = self.command_for(i, port)
             try:
-                proc = subprocess.Popen(
+                proc = await asyncio.to_thread(
+                    subprocess.Popen,
                     args,
                     env=env,
                     stdout=subprocess.DEVNULL,
@@ -148,7 +149,7 @@ class ReplicaSet:
             await asyncio.gather(
                 *(
                     wait_ready(u + "/models", self.ready_timeout_s, p)
-                    for u, p in zip(self.urls, self.processes)
+                    for u, p in zip(self.urls, self.processes, strict=True)
                 )
             )
         except EngineUnavailable as exc:

@@ -80,7 +80,7 @@ def read_rows(result_dir: Path) -> list[dict[str, Any]]:
 
 def write_rows(result_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite summary.csv atomically with the frontier recomputed over all rows."""
-    for r, on in zip(rows, pareto.pareto_mask(rows)):
+    for r, on in zip(rows, pareto.pareto_mask(rows), strict=True):
         r["pareto"] = int(on)
     fields: list[str] = []
     for r in rows:
