@@ -6,9 +6,8 @@ feature matrix, one column per parameter), ``fit(in, out, y, loss)`` -> coeffici
 (weighted) least-squares solve; the non-negative forms use NNLS so every coefficient is a
 physical cost (J or s per unit) and no prediction is ever negative.
 
-Loss ``squared`` minimises sum (y - yhat)^2 (what the published fits do; dominated by the
-largest requests). Loss ``relative`` minimises sum ((y - yhat) / y)^2, which treats a short
-request's error as seriously as a long one's and is what keeps MAPE low.
+Losses (``squared``, ``relative``, ``log``, ``huber-relative``) live in
+``wattserve.fit.losses``; the form only supplies the design matrix.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Loss = str  # "squared" | "relative"
-LOSSES = ("squared", "relative")
+from wattserve.fit.losses import LOSSES, solve
+
+Loss = str  # one of LOSSES
 
 
 def _as_float(a) -> np.ndarray:
@@ -46,28 +46,11 @@ class Form:
         return tuple(u.replace("{q}", quantity_unit) for u in self.param_units)
 
     def fit(self, input_tokens, output_tokens, y, loss: Loss = "squared") -> np.ndarray:
-        """Least-squares (or NNLS) coefficients under ``loss``."""
-        X = self.design(input_tokens, output_tokens)
-        y = _as_float(y).ravel()
-        if loss == "relative":
-            w = 1.0 / y
-        elif loss == "squared":
-            w = np.ones_like(y)
-        else:
+        """Least-squares (or NNLS) coefficients under ``loss`` (see ``wattserve.fit.losses``)."""
+        if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-        Xw = X * w[:, None]
-        yw = y * w
-        # scale columns to unit norm for conditioning (features span 1 .. 1e7)
-        scale = np.linalg.norm(Xw, axis=0)
-        scale[scale == 0] = 1.0
-        Xs = Xw / scale
-        if self.nonnegative:
-            from scipy.optimize import nnls
-
-            coef_s, _ = nnls(Xs, yw, maxiter=50 * Xs.shape[1])
-        else:
-            coef_s, *_ = np.linalg.lstsq(Xs, yw, rcond=None)
-        return coef_s / scale
+        X = self.design(input_tokens, output_tokens)
+        return solve(X, _as_float(y).ravel(), loss, self.nonnegative)
 
     def predict(self, coef, input_tokens, output_tokens) -> np.ndarray:
         """Raw linear prediction (may be negative for unconstrained forms); shape of the inputs."""
@@ -89,6 +72,14 @@ def _context(i, o):
     # decode: per generated token + attention over a context growing from in to in+out,
     # i.e. sum_{k=0}^{out-1} (in + k) = out*in + out*(out-1)/2 token-contexts.
     return [np.ones_like(i), i, i * i, o, o * i + o * (o - 1.0) / 2.0]
+
+
+def _context_quadratic(i, o):
+    # as ``context``, with a per-step cost that also grows with the square of the context
+    # (attention without an efficient KV cache, memory traffic that grows with it):
+    # sum_{k=0}^{out-1} (in + k)^2 = out*in^2 + in*out*(out-1) + (out-1)*out*(2*out-1)/6.
+    s2 = o * i * i + i * o * (o - 1.0) + (o - 1.0) * o * (2.0 * o - 1.0) / 6.0
+    return [*_context(i, o), s2]
 
 
 FORMS: dict[str, Form] = {
@@ -125,6 +116,29 @@ FORMS: dict[str, Form] = {
             nonnegative=True,
             description="c0 + c1*in + c2*in^2 + c3*out + c4*(out*in + out*(out-1)/2), all c >= 0 "
             "(NNLS): each decode step attends over a context growing from in to in+out",
+        ),
+        Form(
+            name="context-quadratic",
+            params=(
+                "c0_fixed",
+                "c1_prefill",
+                "c2_prefill_attn",
+                "c3_decode",
+                "c4_decode_ctx",
+                "c5_decode_ctx2",
+            ),
+            param_units=(
+                "{q}",
+                "{q}/input token",
+                "{q}/input token^2",
+                "{q}/output token",
+                "{q}/(token of context per decode step)",
+                "{q}/(token of context^2 per decode step)",
+            ),
+            columns=_context_quadratic,
+            nonnegative=True,
+            description="context + c5*sum_k (in+k)^2, all c >= 0 (NNLS): a decode step's cost "
+            "grows with the square of its context as well",
         ),
     )
 }
