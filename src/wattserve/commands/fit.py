@@ -98,17 +98,20 @@ def register(app: typer.Typer) -> None:
         forms: str = typer.Option(
             "all",
             "--form",
-            help="Comma-separated forms (linear-interaction, physical, context) or 'all'.",
+            help="Comma-separated forms (linear-interaction, physical, context, "
+            "context-quadratic) or 'all'.",
         ),
         select: str = typer.Option(
-            "all",
+            "best",
             "--select",
-            help="'all' keeps every form; 'best' keeps the lowest CV MAPE per group.",
+            help="'best' keeps one (form, loss) per group and quantity: one meeting both CV "
+            "R² >= 0.97 and CV MAPE <= 15% first, then the lowest CV MAPE; 'all' keeps every fit.",
         ),
         loss: str = typer.Option(
-            "squared",
+            "all",
             "--loss",
-            help="'squared' (least squares) or 'relative' (least squared relative error).",
+            help="Comma-separated losses or 'all': squared, relative (squared relative error), "
+            "log (squared log error), huber-relative (Huber on relative error).",
         ),
         quantities: str = typer.Option(
             "energy_j,runtime_s", "--quantity", help="Comma-separated: energy_j, runtime_s."
@@ -132,9 +135,7 @@ def register(app: typer.Typer) -> None:
         device_col: str | None = typer.Option(
             None, "--device-col", help="Column with the device/system (default device or system)."
         ),
-        input_col: str | None = typer.Option(
-            None, "--input-col", help="Column with input tokens."
-        ),
+        input_col: str | None = typer.Option(None, "--input-col", help="Column with input tokens."),
         output_col: str | None = typer.Option(
             None, "--output-col", help="Column with output tokens."
         ),
@@ -185,6 +186,11 @@ def register(app: typer.Typer) -> None:
             )
         save_fits(fits, output)
         console.print(fits_table(fits, f"{len(fits)} fits -> {output}", params))
+        if select == "best":
+            from wattserve.fit.fitting import threshold_misses
+
+            for line in threshold_misses(fits):
+                console.print(f"[yellow]{line}[/yellow]")
         if plot is not None:
             from wattserve.fit.plot import predicted_vs_measured
 
