@@ -153,7 +153,7 @@ def test_runs_list_and_show(tmp_path, slow_server, wattserve):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--max-concurrency", "0"], "max-concurrencies"),
+        (["--max-concurrency", "0"], "--max-concurrency: "),
         (["--request-rate", "-2"], "request rate must be > 0"),
         (["--dataset-name", "custom"], "needs --dataset-path"),
         (["--base-url", "http://127.0.0.1:9/v1"], "cannot reach"),

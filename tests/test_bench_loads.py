@@ -59,7 +59,7 @@ def test_sweep_points_one_per_value():
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
-        ({"max_concurrencies": [0]}, "max-concurrencies"),
+        ({"max_concurrencies": [0]}, "--max-concurrency: "),
         ({"request_rates": [-1.0]}, "request rate must be > 0"),
         ({"burstiness": 0.0}, "burstiness"),
         ({"dataset_name": "custom"}, "needs --dataset-path"),

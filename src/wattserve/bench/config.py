@@ -7,7 +7,10 @@ directly; ``run.json`` stores it so ``--resume`` can rebuild the same run.
 from __future__ import annotations
 
 import math
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,6 +19,9 @@ from wattserve.errors import ConfigError
 Backend = Literal["auto", "local", "llama-cpp", "openai", "simulated"]
 MeterName = Literal["auto", "modeled", "rapl", "nvml", "null"]
 METRIC_NAMES = ("ttft", "tpot", "itl", "e2el")
+FILE_DATASETS = ("custom", "trace", "sharegpt")
+# ``vllm bench serve --backend`` names of OpenAI-compatible clients -> (backend, endpoint)
+VLLM_BACKENDS = {"vllm": ("openai", None), "openai-chat": ("openai", "chat")}
 
 
 class BenchConfig(BaseModel):
@@ -51,6 +57,38 @@ class BenchConfig(BaseModel):
     energy_interval_s: float = Field(0.1, gt=0)
     result_dir: str = "runs"
     label: str | None = None
+    # the ``vllm bench serve`` result file (see wattserve.bench.vllm_result)
+    save_result: bool = False
+    save_detailed: bool = False
+    result_filename: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vllm_backend(cls, data: Any) -> Any:
+        """``--backend vllm`` / ``openai-chat`` (vLLM's names) -> the OpenAI HTTP client."""
+        if isinstance(data, dict) and data.get("backend") in VLLM_BACKENDS:
+            backend, endpoint = VLLM_BACKENDS[data["backend"]]
+            data = {**data, "backend": backend}
+            if endpoint is not None:
+                data["endpoint"] = endpoint
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"expected http://HOST:PORT[/v1], got {v!r}")
+        return v.strip()
+
+    @field_validator("result_filename")
+    @classmethod
+    def _result_filename(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or v.endswith(("/", os.sep))):
+            raise ValueError(f"expected a file name, got {v!r}")
+        return v
 
     @field_validator("endpoint", mode="before")
     @classmethod
@@ -114,8 +152,13 @@ class BenchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _dataset(self) -> BenchConfig:
-        if self.dataset_name in ("custom", "trace", "sharegpt") and not self.dataset_path:
+        if self.dataset_name in FILE_DATASETS and not self.dataset_path:
             raise ValueError(f"--dataset-name {self.dataset_name} needs --dataset-path FILE")
+        if self.dataset_name == "random" and self.dataset_path:
+            raise ValueError(
+                "--dataset-name random takes no --dataset-path "
+                "(name the file's format: custom, trace or sharegpt)"
+            )
         if self.backend == "openai" and not self.base_url:
             raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         return self
@@ -124,25 +167,66 @@ class BenchConfig(BaseModel):
     def build(cls, **kwargs: object) -> BenchConfig:
         """Validate, turning pydantic's errors into one readable ``ConfigError``."""
         try:
-            return cls(**kwargs)
+            return cls.model_validate(kwargs)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc)) from None
+
+
+def check_inputs(cfg: BenchConfig) -> None:
+    """What the config alone cannot tell: the dataset file is readable, the result directory
+    can be written. Runs before any engine starts, so a typo fails in milliseconds; creates
+    nothing."""
+    if cfg.dataset_name in FILE_DATASETS and cfg.dataset_path:
+        p = Path(cfg.dataset_path).expanduser()
+        if not p.exists():
+            raise ConfigError(f"--dataset-path {p}: no such file")
+        if not p.is_file():
+            raise ConfigError(f"--dataset-path {p}: not a file")
+        if not os.access(p, os.R_OK):
+            raise ConfigError(f"--dataset-path {p}: not readable")
+    root = Path(cfg.result_dir).expanduser()
+    _check_writable_dir(root, "--result-dir")
+    if cfg.save_result and cfg.result_filename:
+        target = root / Path(cfg.result_filename).expanduser()
+        if target.is_dir():
+            raise ConfigError(f"--result-filename {target}: is a directory")
+        _check_writable_dir(target.parent, "--result-filename")
+
+
+def _check_writable_dir(path: Path, flag: str) -> None:
+    """``path`` is a writable directory, or can be created: its nearest existing ancestor is."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{flag} {path}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {probe} is not writable")
+
+
+# fields whose flag is not the field's name with dashes
+FIELD_FLAGS = {
+    "request_rates": "--request-rate",
+    "max_concurrencies": "--max-concurrency",
+    "timeout_s": "--timeout",
+}
 
 
 def format_validation_error(exc: ValidationError) -> str:
     parts = []
     for e in exc.errors():
-        loc = ".".join(str(x) for x in e["loc"]) if e["loc"] else ""
+        field = str(e["loc"][0]) if e["loc"] else ""
         msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"--{loc.replace('_', '-')}: {msg}" if loc else msg)
+        flag = FIELD_FLAGS.get(field, f"--{field.replace('_', '-')}")
+        parts.append(f"{flag}: {msg}" if field else msg)
     return "invalid benchmark options: " + "; ".join(parts)
 
 
-def parse_list(text: str | None, kind: type, flag: str) -> list | None:
+def parse_list(text: str | None, kind: type, flag: str) -> list[Any] | None:
     """'1,8' -> [1, 8]; 'inf' allowed for floats; '' / None -> None."""
     if text is None or str(text).strip() == "":
         return None
-    out = []
+    out: list[Any] = []
     for part in str(text).replace(" ", ",").split(","):
         if not part:
             continue

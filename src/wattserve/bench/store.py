@@ -184,10 +184,9 @@ class EnergyLog:
         if not rows:
             return 0
         new = self._fields is None
-        if new:
-            self._fields = list(rows[0].keys())
+        fields = self._fields = list(rows[0].keys()) if self._fields is None else self._fields
         with open(self.path, "a", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerows(rows)
@@ -266,16 +265,16 @@ def catalog_upsert(result_dir: str | Path, run_dir: Path, run: Mapping[str, Any]
     points = run.get("points", [])
     sums = [p.get("summary") or {} for p in points]
     best = max(sums, key=lambda s: s.get("output_throughput") or 0, default={})
-    jpt = [s.get("energy_per_output_token_j") for s in sums if s.get("energy_per_output_token_j")]
+    jpt: list[float] = [
+        float(s["energy_per_output_token_j"]) for s in sums if s.get("energy_per_output_token_j")
+    ]
     row = (
         run["run_id"],
         str(run_dir.resolve()),
         cfg.get("label"),
         cfg.get("model"),
         cfg.get("backend"),
-        datetime.fromtimestamp(run.get("wall_start", 0), tz=UTC).strftime(
-            "%Y-%m-%d %H:%M:%S"
-        ),
+        datetime.fromtimestamp(run.get("wall_start", 0), tz=UTC).strftime("%Y-%m-%d %H:%M:%S"),
         run.get("status"),
         len(points),
         sum(s.get("completed", 0) for s in sums),

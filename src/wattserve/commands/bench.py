@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperCommand
 
 from wattserve.errors import ConfigError
 
@@ -14,6 +15,39 @@ HELP = (
     "Benchmark a model: send a workload at a load (fixed concurrency or a request rate), "
     "record every request, energy and a summary per point. Lists sweep: --max-concurrency 1,8."
 )
+
+
+def join_goodput(args: list[str]) -> list[str]:
+    """``--goodput ttft:200 tpot:50`` (vLLM's ``nargs="+"``) -> ``--goodput 'ttft:200 tpot:50'``.
+
+    The values after ``--goodput`` up to the next option (or ``--``) become its one value;
+    ``--goodput`` given several times still adds up.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        out.append(a)
+        i += 1
+        if a == "--goodput" or a.startswith("--goodput="):
+            values = [a.partition("=")[2]] if "=" in a else []
+            while i < len(args) and not args[i].startswith("-"):
+                values.append(args[i])
+                i += 1
+            if values:
+                out[-1] = "--goodput"
+                out.append(" ".join(values))
+        elif a == "--":
+            out.extend(args[i:])
+            break
+    return out
+
+
+class BenchCommand(TyperCommand):
+    """``bench``'s command: takes vLLM's variadic ``--goodput`` (see ``join_goodput``)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, join_goodput(list(args)))
 
 
 def summary_table(points: list[Any], title: str) -> Any:
@@ -67,13 +101,16 @@ def summary_table(points: list[Any], title: str) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("bench", help=HELP)
+    @app.command("bench", help=HELP, cls=BenchCommand)
     def bench(
         model: str | None = typer.Option(
             None, "--model", help="Model name (e.g. smollm2-135m) or served model id."
         ),
         backend: str = typer.Option(
-            "auto", "--backend", help="auto|local|llama-cpp|openai|simulated."
+            "auto",
+            "--backend",
+            help="auto|local|llama-cpp|openai|simulated; vLLM's vllm and openai-chat (chat "
+            "endpoint) mean openai.",
         ),
         base_url: str | None = typer.Option(
             None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."
@@ -90,12 +127,19 @@ def register(app: typer.Typer) -> None:
         dataset_path: str | None = typer.Option(
             None, "--dataset-path", help="JSONL/CSV (custom, trace) or ShareGPT JSON."
         ),
-        input_len: int = typer.Option(64, "--input-len", help="Random dataset: prompt tokens."),
+        input_len: int = typer.Option(
+            64, "--random-input-len", "--input-len", help="Random dataset: prompt tokens."
+        ),
         output_len: int = typer.Option(
-            32, "--output-len", help="Output tokens (ignore_eos for random)."
+            32,
+            "--random-output-len",
+            "--output-len",
+            help="Output tokens (ignore_eos for random).",
         ),
         random_range_ratio: float = typer.Option(
-            0.0, "--random-range-ratio", help="Lengths uniform in L*(1±ratio)."
+            0.0,
+            "--random-range-ratio",
+            help="Lengths uniform in [floor(L*(1-r)), ceil(L*(1+r))], 0 <= r < 1.",
         ),
         num_prompts: int = typer.Option(100, "--num-prompts", help="Requests per point."),
         request_rate: str | None = typer.Option(
@@ -121,14 +165,27 @@ def register(app: typer.Typer) -> None:
             "50,90,99", "--metric-percentiles", help="Percentiles to report."
         ),
         goodput: list[str] | None = typer.Option(
-            None, "--goodput", help="SLOs in ms, e.g. 'ttft:200 tpot:50' (repeatable)."
+            None, "--goodput", help="SLOs in ms: --goodput ttft:200 tpot:50 (ttft, tpot, e2el)."
         ),
         meter: str = typer.Option("auto", "--meter", help="auto|modeled|rapl|nvml|null."),
         timeout: float | None = typer.Option(
             None, "--timeout", help="Per-request timeout, seconds."
         ),
         result_dir: str = typer.Option(
-            "runs", "--result-dir", help="Where run directories and the catalog go."
+            "runs",
+            "--result-dir",
+            help="Where run directories, the catalog and --save-result files go.",
+        ),
+        save_result: bool = typer.Option(
+            False, "--save-result", help="Also write vLLM's result JSON (one per point)."
+        ),
+        save_detailed: bool = typer.Option(
+            False, "--save-detailed", help="With --save-result: per-request lists too."
+        ),
+        result_filename: str | None = typer.Option(
+            None,
+            "--result-filename",
+            help="Result JSON name in --result-dir (default: vLLM's naming).",
         ),
         label: str | None = typer.Option(
             None, "--label", help="Run name prefix (default: the model)."
@@ -178,6 +235,9 @@ def register(app: typer.Typer) -> None:
                 timeout_s=timeout,
                 result_dir=result_dir,
                 label=label,
+                save_result=save_result,
+                save_detailed=save_detailed,
+                result_filename=result_filename,
             )
         _run(cfg if resume is None else None, resume, console)
 
@@ -229,7 +289,8 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
             out.print(f"[dim]{p.label}: {p.energy_note}[/dim]")
         s = p.summary
         if s.goodput_rps is not None:
-            out.print(
-                f"{p.label}: goodput {s.goodput_rps:.2f} req/s, SLO attainment {s.slo_attainment:.1%}"
-            )
+            slo = f"{s.slo_attainment:.1%}" if s.slo_attainment is not None else "-"
+            out.print(f"{p.label}: goodput {s.goodput_rps:.2f} req/s, SLO attainment {slo}")
     out.print(f"results: {run_dir}")
+    for f in bm.store.load_run_json(run_dir).get("result_files", []):
+        out.print(f"result file: {f}")
