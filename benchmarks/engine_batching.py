@@ -5,7 +5,7 @@ tokens, ``--output-len`` output tokens with ignore_eos) is sent through one
 ``LocalEngine`` (smollm2-135m, ``--threads`` CPU threads) with at most C requests in
 flight, for each C in ``--concurrency``; with ``--repeat-first`` the first level runs again
 at the end so drift from other load on the machine shows. Prints output tokens/s per level
-and the ratio to concurrency 1 (the acceptance point: >= 3x at concurrency 8).
+and the ratio to concurrency 1 (the goal: >= 3x at concurrency 8).
 
     .venv/bin/python benchmarks/engine_batching.py [--threads 1] [--num-prompts 16]
 """

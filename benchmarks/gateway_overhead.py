@@ -18,7 +18,7 @@ so each is looked up, missed, forwarded and stored. This 2-core machine is share
 noisy, so direct and the gateways are measured in ``--rounds`` interleaved rounds (a
 different target first each round); ratios and added latencies are taken within each round
 against that round's direct figures, and the medians are reported with their range. LiteLLM
-(~20 requests/s) is measured once, after the rounds. Goals (issue 6): gateway requests/s
+(~20 requests/s) is measured once, after the rounds. Goals: gateway requests/s
 >= 10x LiteLLM's and >= half of direct; added p50 <= 1 ms at concurrency 1.
 """
 

@@ -1,4 +1,4 @@
-"""Metric computations against hand-computed timestamps (CONVENTIONS.md definitions)."""
+"""Metric computations against hand-computed timestamps (docs/conventions.md definitions)."""
 
 from __future__ import annotations
 

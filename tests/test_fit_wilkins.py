@@ -1,4 +1,4 @@
-"""Acceptance on real measurements (Wilkins et al. sweeps): published form reproduced exactly;
+"""Real measurements (Wilkins et al. sweeps): published form reproduced exactly;
 the best form's cross-validated MAPE no worse than the published form's for every group."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Acceptance: a realistic mixed workload on fits of real measurements (Wilkins et al.).
+"""A realistic mixed workload on fits of real measurements (Wilkins et al.).
 
 Thousands of queries drawn over the file's token ranges, five targets on two device types
 (A100, V100): the min-energy plan under a quality target uses measurably less energy than

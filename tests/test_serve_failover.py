@@ -1,4 +1,4 @@
-"""Acceptance 2: one of two replicas is killed during a bounded load (500 requests at
+"""One of two replicas is killed during a bounded load (500 requests at
 concurrency 32). Every request completes or gets a clean error within its timeout; none
 hangs; the dead replica shows as unhealthy in /ready and /metrics."""
 

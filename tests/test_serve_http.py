@@ -1,4 +1,4 @@
-"""Gateway HTTP behaviour: tenant isolation (acceptance 3), API keys, OpenAI-style errors that
+"""Gateway HTTP behaviour: tenant isolation, API keys, OpenAI-style errors that
 never carry a traceback, body limits, the OpenAPI schema, graceful shutdown with cache flush."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Acceptance 1: the official openai SDK, unchanged except base_url, through the gateway."""
+"""The official openai SDK, unchanged except base_url, through the gateway."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def build_app() -> typer.Typer:
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"wattserve.commands.{name}")
-        except ModuleNotFoundError as exc:  # a command not built yet: leave it out
+        except ModuleNotFoundError as exc:  # a command module not present: leave it out
             if exc.name == f"wattserve.commands.{name}":
                 continue
             raise

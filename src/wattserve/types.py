@@ -183,7 +183,7 @@ class Measurement:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """Aggregates of one benchmark run (one sweep point). See CONVENTIONS.md."""
+    """Aggregates of one benchmark run (one sweep point). See docs/conventions.md."""
 
     completed: int
     failed: int

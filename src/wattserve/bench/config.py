@@ -1,6 +1,6 @@
 """``BenchConfig``: everything one benchmark run needs, validated (pydantic v2).
 
-The CLI builds it from flags (names as in ``vllm bench serve``); the sweep engineer builds it
+The CLI builds it from flags (names as in ``vllm bench serve``); the sweep builds it
 directly; ``run.json`` stores it so ``--resume`` can rebuild the same run.
 """
 

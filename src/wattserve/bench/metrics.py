@@ -1,4 +1,4 @@
-"""Completions + energy measurements -> ``RunSummary``: pure functions, see CONVENTIONS.md.
+"""Completions + energy measurements -> ``RunSummary``: pure functions, see docs/conventions.md.
 
 - TTFT: sent -> first content chunk; E2E: sent -> last chunk.
 - TPOT per request: ``(e2e - ttft) / (output_tokens - 1)`` (excludes the first token).

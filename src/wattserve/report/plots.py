@@ -30,7 +30,7 @@ def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def latency_samples(records: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """TTFT, TPOT and E2E in ms per successful request (definitions as in CONVENTIONS.md)."""
+    """TTFT, TPOT and E2E in ms per successful request (definitions as in docs/conventions.md)."""
     out: dict[str, list[float]] = {"TTFT": [], "TPOT": [], "E2E": []}
     for r in _ok(records):
         sent, first, end, n = (

@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 
 def _fit_cost(fit: Any) -> Callable[[Request], float]:
     def cost(request: Request) -> float:
-        from wattserve.fit import predict  # the fit engineer's module, imported lazily
+        from wattserve.fit import predict  # on first use: only fit-costed routers need it
 
         n_in = (
             request.input_tokens
