@@ -220,3 +220,114 @@ def test_exported_requests_load_as_bench_trace(files):
     assert len(w.requests) == len(rows) > 0
     assert sorted(r.max_tokens for r in w.requests) == sorted(r["max_tokens"] for r in rows)
     assert sorted(r.input_tokens for r in w.requests) == sorted(r["input_tokens"] for r in rows)
+
+
+def test_thesis_sweep_writes_assignment_share_and_instances(files):
+    (files / "thesis.yaml").write_text(
+        "fits: fits.json\ntargets:\n"
+        "  - {name: s-a100, model: small, device: a100, quality: 0.4, min_share: 0.1}\n"
+        "  - {name: s-v100, model: small, device: v100, quality: 0.4}\n"
+        "  - {name: b-a100, model: big, device: a100, quality: 0.8, gpus_per_instance: 2}\n"
+    )
+    out = files / "sweep.json"
+    ok(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "thesis.yaml"),
+            "--objective",
+            "weighted",
+            "--zeta",
+            "0:1:0.25",
+            "--accuracy-weighting",
+            "tokens",
+            "--gpu-budget",
+            "a100=3",
+            "-o",
+            str(out),
+        ]
+    )
+    doc = json.loads(out.read_text())
+    assert doc["normalise"] == "global" and doc["accuracy_weighting"] == "tokens"
+    assert [s["zeta"] for s in doc["sweep"]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    for s in doc["sweep"]:
+        assert len(s["assignment"]) == 300
+        assert s["share"]["s-a100"] >= 0.1 and sum(s["share"].values()) == pytest.approx(1.0)
+        assert s["gpus_used"]["a100"] <= 3  # one 'big' instance (2 GPUs) + one 'small' (1)
+        counts = {t: list(s["assignment"].values()).count(t) for t in s["share"]}
+        assert counts == {t: round(v * 300) for t, v in s["share"].items()}
+    assert {b["plan"] for b in doc["baselines"]} >= {"round-robin", "random"}
+
+
+def test_energy_plan_under_gpu_budget_and_min_share(files):
+    out = files / "s.json"
+    ok(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "targets.yaml"),
+            "--min-share",
+            "0.2",
+            "--gpu-budget",
+            "5",
+            "--quality-target",
+            "0.5",
+            "-o",
+            str(out),
+        ]
+    )
+    doc = json.loads(out.read_text())
+    assert min(doc["share"].values()) >= 0.2 and sum(doc["gpus_used"].values()) <= 5
+    assert doc["mean_quality"] >= 0.5 - 1e-9 and "GPU budget system 5" in doc["objective"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--normalise", "minmax"], "--normalise must be one of global, per-query"),
+        (["--accuracy-weighting", "words"], "--accuracy-weighting must be one of none, tokens"),
+        (["--gpu-budget", "many"], "--gpu-budget must be N or DEVICE=N"),
+        (["--gpu-budget", "tpu=4"], "GPU budget for device 'tpu': no target on it"),
+        (["--objective", "weighted", "--zeta", "0:2:0.5"], "--zeta values must lie in [0, 1]"),
+        (["--objective", "weighted", "--zeta", "a,b"], "--zeta must be comma-separated"),
+        (["--min-share", "0.5"], "min share: the targets' minimum shares need 450 queries"),
+    ],
+)
+def test_bad_thesis_options(files, capsys, args, message):
+    code, err = fail(
+        [
+            "plan",
+            "--queries",
+            str(files / "q.jsonl"),
+            "--targets",
+            str(files / "targets.yaml"),
+            *args,
+            "-o",
+            str(files / "s.json"),
+        ],
+        capsys,
+    )
+    assert code != 0 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("min_share: 1.5", "min_share must be between 0 and 1"),
+        ("gpus_per_instance: 1.5", "is not a whole number"),
+        ("gpus_per_instance: 0", "gpus_per_instance must be >= 1"),
+    ],
+)
+def test_bad_target_constraints(files, capsys, entry, message):
+    (files / "bad.yaml").write_text(
+        f"fits: fits.json\ntargets:\n  - {{model: small, device: a100, {entry}}}\n"
+    )
+    code, err = fail(
+        ["plan", "--queries", str(files / "q.jsonl"), "--targets", str(files / "bad.yaml")],
+        capsys,
+    )
+    assert code != 0 and message in err and "Traceback" not in err

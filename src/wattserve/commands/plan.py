@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,8 +15,9 @@ def register(app: typer.Typer) -> None:
     plan_app = typer.Typer(
         cls=DefaultGroup,
         no_args_is_help=True,
-        help="Plan a query batch across (model, device) targets at least energy: `wattserve plan --queries Q "
-        "--targets T` (same as `plan run`); `wattserve plan queries` makes a query set.",
+        help="Plan a query batch across (model, device) targets at least energy: "
+        "`wattserve plan --queries Q --targets T` (same as `plan run`); "
+        "`wattserve plan queries` makes a query set.",
     )
     app.add_typer(plan_app, name="plan")
 
@@ -29,7 +31,8 @@ def register(app: typer.Typer) -> None:
         targets: Path = typer.Option(
             ...,
             "--targets",
-            help="YAML/JSON: fits file and targets (model, device, quality, slots, capacity_s, idle_power_w).",
+            help="YAML/JSON: fits file and targets (model, device, quality, slots, capacity_s, "
+            "idle_power_w, min_share, gpus_per_instance).",
         ),
         fits: Path | None = typer.Option(
             None, "--fits", help="Fits JSON (overrides the one named in the targets file)."
@@ -46,12 +49,40 @@ def register(app: typer.Typer) -> None:
         objective: str = typer.Option(
             "energy",
             "--objective",
-            help="'energy' (min energy s.t. quality) or 'weighted' (zeta*energy_norm - (1-zeta)*quality_norm).",
+            help="'energy' (min energy s.t. quality) or 'weighted' "
+            "(zeta*energy_norm - (1-zeta)*quality_norm).",
         ),
         zeta: str = typer.Option(
             "0,0.25,0.5,0.75,1",
             "--zeta",
-            help="Comma-separated zeta values swept by --objective weighted.",
+            help="Zeta values swept by --objective weighted: comma-separated, or START:STOP:STEP "
+            "(0:1:0.1 is the thesis sweep).",
+        ),
+        normalise: str = typer.Option(
+            "global",
+            "--normalise",
+            help="Weighted objective: 'global' min-max over all (query, target) pairs (the thesis; "
+            "a weighted sum of total energy and quality) or 'per-query' (each query's maximum).",
+        ),
+        accuracy_weighting: str = typer.Option(
+            "none",
+            "--accuracy-weighting",
+            help="'none' (quality as given) or 'tokens': A_K x (input + output tokens), so mean "
+            "quality is the token-weighted accuracy.",
+        ),
+        min_share: float | None = typer.Option(
+            None,
+            "--min-share",
+            min=0.0,
+            max=1.0,
+            help="Least fraction of the queries every target serves (a target's min_share in the "
+            "targets file takes precedence).",
+        ),
+        gpu_budget: str | None = typer.Option(
+            None,
+            "--gpu-budget",
+            help="GPUs for model instances (gpus_per_instance per target): N over all targets, or "
+            "DEVICE=N[,DEVICE=N] per device. Instances per target become plan decisions (MILP).",
         ),
         solver: str = typer.Option(
             "auto", "--solver", help="auto, milp, lp-round, lagrange, greedy."
@@ -66,7 +97,8 @@ def register(app: typer.Typer) -> None:
         export_requests: Path | None = typer.Option(
             None,
             "--export-requests",
-            help="Also write one trace JSONL per target here (replay each with `wattserve bench --dataset-name trace`).",
+            help="Also write one trace JSONL per target here "
+            "(replay each with `wattserve bench --dataset-name trace`).",
         ),
     ) -> None:
         """Solve the plan, compare it with the baselines, write the Schedule JSON."""
@@ -79,9 +111,23 @@ def register(app: typer.Typer) -> None:
         from wattserve.errors import ConfigError
         from wattserve.fit import ExtrapolationWarning
         from wattserve.plan import baselines, build_problem, compare, solve
-        from wattserve.plan.io import quality_matrix, read_queries, read_targets
+        from wattserve.plan.io import parse_gpu_budget, quality_matrix, read_queries, read_targets
+        from wattserve.plan.problem import NORMALISE, WEIGHTING
 
         console = Console()
+        if normalise not in NORMALISE:
+            raise ConfigError(
+                f"--normalise must be one of {', '.join(NORMALISE)}, not {normalise!r}"
+            )
+        if accuracy_weighting not in WEIGHTING:
+            raise ConfigError(
+                f"--accuracy-weighting must be one of {', '.join(WEIGHTING)}, "
+                f"not {accuracy_weighting!r}"
+            )
+        if objective not in ("energy", "weighted"):
+            raise ConfigError(f"unknown objective {objective!r}; use 'energy' or 'weighted'")
+        budget = parse_gpu_budget(gpu_budget)
+        zetas = _zetas(zeta) if objective == "weighted" else []
         qs = read_queries(queries)
         tgs = read_targets(targets, fits)
         with warnings.catch_warnings(record=True) as caught:
@@ -95,56 +141,27 @@ def register(app: typer.Typer) -> None:
                 quality=quality_matrix(qs, tgs),
                 quality_target=quality_target,
                 makespan_s=makespan_s,
+                normalise=normalise,
+                accuracy_weighting=accuracy_weighting,
+                min_share=min_share,
+                gpu_budget=budget,
             )
         for w in caught[:3]:
             console.print(f"[yellow]warning:[/yellow] {w.message}")
         if objective == "weighted":
-            try:
-                zetas = [float(z) for z in zeta.split(",") if z.strip()]
-            except ValueError:
-                raise ConfigError(f"--zeta must be comma-separated numbers, not {zeta!r}") from None
-            t = Table(title="weighted objective sweep: zeta*energy_norm - (1-zeta)*quality_norm")
-            for c in ("zeta", "energy J", "mean quality", "makespan s", "solver", "gap"):
-                t.add_column(c, justify="right")
-            sweep = []
-            for z in zetas:
-                s = solve(
-                    p.with_objective("weighted", z, quality_target=None),
-                    solver,
-                    time_limit_s=time_limit_s,
-                )
-                sweep.append({"zeta": z, **s.to_dict(), "assignment": None})
-                t.add_row(
-                    f"{z:g}",
-                    f"{s.energy_j:.4g}",
-                    f"{s.mean_quality:.4f}",
-                    f"{s.makespan_s:.4g}",
-                    s.solver,
-                    "-" if s.optimality_gap is None else f"{s.optimality_gap:.2e}",
-                )
-            console.print(t)
-            output.write_text(
-                json.dumps({"objective": "weighted", "sweep": sweep}, indent=2) + "\n"
-            )
-            console.print(f"sweep -> {output}")
+            _sweep(p, zetas, solver, time_limit_s, seed, output, console)
             return
-        if objective != "energy":
-            raise ConfigError(f"unknown objective {objective!r}; use 'energy' or 'weighted'")
         sched = solve(p, solver, time_limit_s=time_limit_s)
         assign = np.array([p.target_names.index(sched.assignment[q]) for q in p.query_ids])
         rows = compare(p, {f"plan ({sched.solver})": assign, **baselines(p, seed)})
         t = Table(title=f"{p.n} queries x {p.T} targets: {sched.objective}")
-        for c in (
-            "plan",
-            "energy J",
-            "x plan",
-            "mean quality",
-            "makespan s",
-            "quality",
-            "capacity",
-            "deadlines",
-        ):
+        checks = ["meets_quality", "meets_capacity", "meets_deadlines"]
+        checks += ["meets_min_share"] if p.has_min_share else []
+        checks += ["meets_gpu_budget"] if p.budgets else []
+        for c in ("plan", "energy J", "x plan", "mean quality", "makespan s"):
             t.add_column(c, justify="left" if c == "plan" else "right")
+        for chk in checks:
+            t.add_column(chk.removeprefix("meets_").replace("_", " "), justify="right")
         for r in rows:
             t.add_row(
                 r["plan"],
@@ -152,10 +169,7 @@ def register(app: typer.Typer) -> None:
                 f"{r['energy_vs_plan']:.2f}",
                 f"{r['mean_quality']:.4f}",
                 f"{r['makespan_s']:.4g}",
-                *(
-                    "ok" if r[k] else "[red]no[/red]"
-                    for k in ("meets_quality", "meets_capacity", "meets_deadlines")
-                ),
+                *("ok" if r[chk] else "[red]no[/red]" for chk in checks),
             )
         console.print(t)
         gap = "-" if sched.optimality_gap is None else f"{sched.optimality_gap:.2e}"
@@ -179,10 +193,19 @@ def register(app: typer.Typer) -> None:
                 p.energy_j[k, assign],
                 p.runtime_s[k, assign],
                 p.quality[k, assign],
+                strict=True,
             )
         ]
         output.write_text(
-            json.dumps({**sched.to_dict(), "baselines": rows, "queries": per_query}, indent=1)
+            json.dumps(
+                {
+                    **sched.to_dict(),
+                    **p.describe(assign),
+                    "baselines": rows,
+                    "queries": per_query,
+                },
+                indent=1,
+            )
             + "\n"
         )
         console.print(f"schedule -> {output}")
@@ -210,8 +233,9 @@ def register(app: typer.Typer) -> None:
                 path.write_text("\n".join(lines) + ("\n" if lines else ""))
                 if lines:
                     console.print(
-                        f"replay {name}: wattserve bench --model '{tgs[t_idx].model}' --base-url URL "
-                        f"--dataset-name trace --dataset-path {path} --max-concurrency {tgs[t_idx].slots}"
+                        f"replay {name}: wattserve bench --model '{tgs[t_idx].model}' "
+                        f"--base-url URL --dataset-name trace --dataset-path {path} "
+                        f"--max-concurrency {tgs[t_idx].slots}"
                     )
             console.print(f"requests per target -> {export_requests}")
 
@@ -236,3 +260,79 @@ def register(app: typer.Typer) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(output, index=False)
         print(f"{len(df)} queries -> {output}")
+
+
+def _zetas(text: str) -> list[float]:
+    """``0,0.5,1`` or ``START:STOP:STEP`` (inclusive of STOP); every value within [0, 1]."""
+    from wattserve.errors import ConfigError
+
+    bad = ConfigError(f"--zeta must be comma-separated numbers or START:STOP:STEP, not {text!r}")
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0 or stop < start:
+                raise bad
+            k = int(round((stop - start) / step))
+            values = [round(start + j * step, 12) for j in range(k + 1)]
+        else:
+            values = [float(z) for z in text.split(",") if z.strip()]
+    except ValueError:
+        raise bad from None
+    if not values or any(not 0.0 <= z <= 1.0 for z in values):
+        raise ConfigError(f"--zeta values must lie in [0, 1], got {text!r}")
+    return values
+
+
+def _sweep(
+    p: Any,
+    zetas: list[float],
+    solver: str,
+    time_limit_s: float,
+    seed: int,
+    output: Path,
+    console: Any,
+) -> None:
+    """Solve the weighted objective at each zeta; write every plan with its assignment."""
+    from rich.table import Table
+
+    from wattserve.plan import baselines, compare, solve
+
+    t = Table(
+        title=f"weighted objective sweep ({p.normalise} normalisation): "
+        "zeta*energy_norm - (1-zeta)*quality_norm"
+    )
+    for c in ("zeta", "energy J", "mean quality", "share per target", "solver", "gap"):
+        t.add_column(c, justify="left" if c == "share per target" else "right")
+    sweep = []
+    for z in zetas:
+        q = p.with_objective("weighted", z, quality_target=None)
+        s = solve(q, solver, time_limit_s=time_limit_s)
+        assign = [p.target_names.index(s.assignment[i]) for i in p.query_ids]
+        info = q.describe(assign)
+        sweep.append({"zeta": z, **s.to_dict(), **info})
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in info["share"].items() if v > 0)
+        t.add_row(
+            f"{z:g}",
+            f"{s.energy_j:.4g}",
+            f"{s.mean_quality:.4f}",
+            shares,
+            s.solver,
+            "-" if s.optimality_gap is None else f"{s.optimality_gap:.2e}",
+        )
+    console.print(t)
+    base_rows = compare(p, baselines(p, seed))
+    for r in base_rows:
+        if r["plan"] in ("round-robin", "random"):
+            console.print(
+                f"{r['plan']}: {r['energy_j']:.4g} J, mean quality {r['mean_quality']:.4f}"
+            )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "objective": "weighted",
+        "normalise": p.normalise,
+        "accuracy_weighting": p.weighting,
+        "sweep": sweep,
+        "baselines": base_rows,
+    }
+    output.write_text(json.dumps(doc, indent=1) + "\n")
+    console.print(f"sweep -> {output}")

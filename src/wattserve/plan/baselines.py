@@ -33,6 +33,8 @@ def compare(p: Problem, plans: dict[str, np.ndarray]) -> list[dict]:
                 "meets_quality": ev["meets_quality"],
                 "meets_capacity": ev["meets_capacity"],
                 "meets_deadlines": ev["meets_deadlines"],
+                "meets_min_share": ev["meets_min_share"],
+                "meets_gpu_budget": ev["meets_gpu_budget"],
                 "feasible": ev["feasible"],
                 "energy_vs_plan": ev["energy_j"] / ref if ref else float("nan"),
             }

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from wattserve.errors import ConfigError
 from wattserve.plan.problem import Target
+from wattserve.readers import read_csv
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ def read_queries(path: str | Path) -> QuerySet:
     ]
     if missing:
         raise ConfigError(
-            f"{path}: missing column(s) {', '.join(missing)} (output may also be expected_output_tokens or "
-            f"max_tokens); columns are: {', '.join(map(str, df.columns))}"
+            f"{path}: missing column(s) {', '.join(missing)} (output may also be "
+            f"expected_output_tokens or max_tokens); columns are: {', '.join(map(str, df.columns))}"
         )
     ids = [str(x) for x in df["id"]] if "id" in df else [str(k) for k in range(len(df))]
     if len(set(ids)) != len(ids):
@@ -81,22 +83,23 @@ def read_queries(path: str | Path) -> QuerySet:
 
 def read_targets(path: str | Path, fits_path: str | Path | None = None) -> list[Target]:
     """A YAML/JSON file: ``{fits: FITS.json, targets: [{name, model, device, quality, slots,
-    capacity_s, idle_power_w}, ...]}``; ``fits`` is relative to the targets file. When the
-    fits file holds several forms for a (model, device, quantity), the lowest CV MAPE is used."""
+    capacity_s, idle_power_w, min_share, gpus_per_instance}, ...]}``; ``fits`` is relative to
+    the targets file. When the fits file holds several forms for a (model, device, quantity),
+    the lowest CV MAPE is used."""
     from wattserve.fit import load_fits, select_best
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such targets file")
     text = path.read_text()
+    import yaml
+
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
             doc = yaml.safe_load(text)
         else:
             doc = json.loads(text)
-    except Exception as exc:  # yaml.YAMLError / JSONDecodeError
+    except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise ConfigError(f"{path}: cannot parse ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("targets"), list) or not doc["targets"]:
         raise ConfigError(f"{path}: expected a mapping with a non-empty 'targets' list")
@@ -118,7 +121,8 @@ def read_targets(path: str | Path, fits_path: str | Path | None = None) -> list[
             if not cands:
                 have = sorted({f"{f.model} @ {f.device}" for f in fits})
                 raise ConfigError(
-                    f"{path}: no {q} fit for {t['model']} @ {t['device']} in {fp}; fits exist for: {', '.join(have)}"
+                    f"{path}: no {q} fit for {t['model']} @ {t['device']} in {fp}; "
+                    f"fits exist for: {', '.join(have)}"
                 )
             found[q] = select_best(cands)
         try:
@@ -133,14 +137,54 @@ def read_targets(path: str | Path, fits_path: str | Path | None = None) -> list[
                     slots=int(t.get("slots", 1)),
                     capacity_s=None if t.get("capacity_s") is None else float(t["capacity_s"]),
                     idle_power_w=float(t.get("idle_power_w", 0.0)),
+                    min_share=float(t.get("min_share", 0.0)),
+                    gpus_per_instance=_whole(t.get("gpus_per_instance", 1)),
                 )
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: target #{k + 1} has a bad value ({exc})") from None
+        last = targets[-1]
+        if not 0.0 <= last.min_share <= 1.0:
+            raise ConfigError(f"{path}: target {last.name}: min_share must be between 0 and 1")
+        if last.gpus_per_instance < 1:
+            raise ConfigError(f"{path}: target {last.name}: gpus_per_instance must be >= 1")
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: target names are not unique")
     return targets
+
+
+def _whole(x: Any) -> int:
+    """An integer count from YAML (2 or 2.0, not 2.5 or true)."""
+    if isinstance(x, bool) or float(x) != int(float(x)):
+        raise ValueError(f"{x!r} is not a whole number")
+    return int(float(x))
+
+
+def parse_gpu_budget(text: str | None) -> int | dict[str, int] | None:
+    """``N`` (one budget over all targets) or ``DEVICE=N,DEVICE=N`` (one per device)."""
+    if text is None or not text.strip():
+        return None
+    try:
+        if "=" not in text:
+            return _nonneg(int(text))
+        out = {}
+        for part in text.split(","):
+            dev, sep, num = part.rpartition("=")
+            if not sep or not dev.strip():
+                raise ValueError(part)
+            out[dev.strip()] = _nonneg(int(num))
+        return out
+    except ValueError:
+        raise ConfigError(
+            f"--gpu-budget must be N or DEVICE=N[,DEVICE=N] with whole N >= 0, not {text!r}"
+        ) from None
+
+
+def _nonneg(k: int) -> int:
+    if k < 0:
+        raise ValueError(k)
+    return k
 
 
 def quality_matrix(qs: QuerySet, targets: list[Target]) -> np.ndarray | None:
@@ -161,7 +205,7 @@ def synth_queries(source_csv: str | Path, n: int, seed: int = 0):
     output ranges (the continuous version of the grid distribution)."""
     import pandas as pd
 
-    df = pd.read_csv(source_csv)
+    df = read_csv(source_csv)
     for c in ("input_tokens", "output_tokens"):
         if c not in df:
             raise ConfigError(f"{source_csv}: needs an {c} column")
