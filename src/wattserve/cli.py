@@ -42,6 +42,8 @@ COMMAND_MODULES = (
     "sweep",
     "report",
     "mlenergy",
+    "tasks",
+    "eval",
 )
 
 

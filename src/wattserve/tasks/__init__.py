@@ -1,0 +1,27 @@
+"""Checkable tasks generated here: few-shot completion prompts with reference answers.
+
+    items = make_tasks("arithmetic", n=300, seed=0)
+    check(items[0], " 65\\n")  # -> True when 65 is the answer
+
+Families (``FAMILIES``): ``arithmetic``, ``facts``, ``facts-mc``, ``words``; each has graded
+difficulty levels. Everything comes from code and the tables in ``wattserve/data/tasks``.
+"""
+
+from wattserve.tasks.checkers import check, extract, first_line, normalise
+from wattserve.tasks.families import FAMILIES, Family, make_tasks
+from wattserve.tasks.io import read_tasks, write_tasks
+from wattserve.tasks.items import CHECKERS, TaskItem
+
+__all__ = [
+    "CHECKERS",
+    "FAMILIES",
+    "Family",
+    "TaskItem",
+    "check",
+    "extract",
+    "first_line",
+    "make_tasks",
+    "normalise",
+    "read_tasks",
+    "write_tasks",
+]

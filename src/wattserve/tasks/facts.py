@@ -1,0 +1,121 @@
+"""Country facts from the shipped table, as completions (``facts``) or choices (``facts-mc``).
+
+Difficulty is the country's familiarity tier (1 well known .. 3 obscure). Solved examples
+always come from tier-1 countries, so a hard item is hard for its question alone.
+
+``facts`` asks a capital or a continent as a sentence to complete::
+
+    The capital of France is Paris.
+    ...
+    The capital of Kenya is
+
+``facts-mc`` asks the same facts with four lettered options and reads the letter::
+
+    Question: What is the capital of Peru?
+    A. Quito
+    B. Lima
+    ...
+    Answer: B
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from wattserve.tasks.checkers import alternatives_pattern
+from wattserve.tasks.draft import Draft
+from wattserve.tasks.tables import CONTINENTS, Country, countries
+
+LEVELS = (1, 2, 3)
+RELATIONS = ("capital", "continent")
+SHOTS = 4
+MC_SHOTS = 3
+LETTERS = "ABCD"
+
+
+def pool(level: int) -> list[tuple[str, Country]]:
+    """Every (relation, country) question at a tier, in table order."""
+    return [(rel, c) for c in countries() if c.tier == level for rel in RELATIONS]
+
+
+def _shot_countries(rng: random.Random, exclude: Country, k: int) -> list[Country]:
+    known = [c for c in countries() if c.tier == 1 and c != exclude]
+    return rng.sample(known, k)
+
+
+def _sentence(relation: str, c: Country, answer: bool) -> str:
+    if relation == "capital":
+        return f"The capital of {c.name} is" + (f" {c.capital}." if answer else "")
+    name = c.name[0].upper() + c.name[1:]
+    return f"{name} is a country in" + (f" {c.continent}." if answer else "")
+
+
+def _answer_fields(relation: str, c: Country) -> dict[str, Any]:
+    if relation == "capital" and c.aliases:
+        return {
+            "answer": c.capital,
+            "checker": "regex",
+            "pattern": alternatives_pattern([c.capital, *c.aliases]),
+        }
+    return {"answer": c.capital if relation == "capital" else c.continent, "checker": "exact"}
+
+
+def build(rng: random.Random, level: int, question: tuple[str, Country]) -> Draft:
+    relation, c = question
+    shots = [_sentence(relation, s, True) for s in _shot_countries(rng, c, SHOTS)]
+    return Draft(
+        key=f"{relation}:{c.name}",
+        difficulty=level,
+        prompt="\n".join([*shots, _sentence(relation, c, False)]),
+        meta={"relation": relation, "country": c.name},
+        **_answer_fields(relation, c),
+    )
+
+
+def _options(rng: random.Random, relation: str, c: Country) -> tuple[list[str], int]:
+    """Four option texts with the right one at a random position, and that position."""
+    if relation == "continent":
+        wrong = rng.sample([x for x in CONTINENTS if x != c.continent], 3)
+        right = c.continent
+    else:
+        taken = {c.capital, *c.aliases}
+        near = [x.capital for x in countries() if x.continent == c.continent and x != c]
+        near = [x for x in near if x not in taken]
+        far = [x.capital for x in countries() if x.capital not in taken and x.capital not in near]
+        wrong = rng.sample(near, 3) if len(near) >= 3 else near + rng.sample(far, 3 - len(near))
+        right = c.capital
+    pos = rng.randrange(4)
+    opts = list(wrong)
+    opts.insert(pos, right)
+    return opts, pos
+
+
+def _mc_block(relation: str, c: Country, opts: list[str], answer: str | None) -> str:
+    q = (
+        f"What is the capital of {c.name}?"
+        if relation == "capital"
+        else f"On which continent is {c.name}?"
+    )
+    lines = [f"Question: {q}", *(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))]
+    lines.append("Answer:" + (f" {answer}" if answer else ""))
+    return "\n".join(lines)
+
+
+def build_mc(rng: random.Random, level: int, question: tuple[str, Country]) -> Draft:
+    relation, c = question
+    blocks = []
+    for s in _shot_countries(rng, c, MC_SHOTS):
+        opts, pos = _options(rng, relation, s)
+        blocks.append(_mc_block(relation, s, opts, LETTERS[pos]))
+    opts, pos = _options(rng, relation, c)
+    blocks.append(_mc_block(relation, c, opts, None))
+    return Draft(
+        key=f"{relation}:{c.name}",
+        difficulty=level,
+        prompt="\n\n".join(blocks),
+        answer=LETTERS[pos],
+        checker="choice",
+        choices=tuple(opts),
+        meta={"relation": relation, "country": c.name},
+    )
