@@ -178,6 +178,11 @@ def _print(result: Any) -> None:
             f"{d['family']}: {d['model']} - {d['baseline']} accuracy {d['delta']:+.3f} "
             f"[{lo:+.3f}, {hi:+.3f}] on {d['n']} shared items ({mark})"
         )
+    for r in result.summary.get("rows", []):
+        levels = r.get("by_difficulty") or {}
+        if r["family"] != "all" and levels:
+            cells = "  ".join(f"{k}: {v['accuracy']:.2f} ({v['n']})" for k, v in levels.items())
+            out.print(f"[dim]{r['model']} {r['family']} accuracy by difficulty  {cells}[/dim]")
     routing = result.routing
     out.print(f"routing dataset: {routing['items']} items; train with: {routing['route_train']}")
     out.print(f"results: {result.run_dir}")
