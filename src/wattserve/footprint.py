@@ -178,9 +178,9 @@ def load_config(name_or_path: Any) -> tuple[dict[str, Any], str, str]:
             return json.loads(path.read_text()), text, "config"
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read model config {path}: {exc}") from exc
-    cfg = _bundled(text)
-    if cfg is not None:
-        return cfg, text, f"bundled:{ALIASES.get(text.lower(), text.lower())}"
+    bundled = _bundled(text)
+    if bundled is not None:
+        return bundled, text, f"bundled:{ALIASES.get(text.lower(), text.lower())}"
     raise ConfigError(
         f"no config.json for {text!r}: give a local config.json, a model directory, a .gguf file, "
         f"or one of the bundled examples: {', '.join(bundled_configs())}"

@@ -68,7 +68,8 @@ def pareto_mask(
     used = usable_objectives(points, objectives)
     if not used:
         return [True] * len(points)
-    vecs = [[_num(p[k]) * (1 if s == "max" else -1) for k, s in used.items()] for p in points]
+    # every used objective is finite on every point (usable_objectives)
+    vecs = [[float(p[k]) * (1 if s == "max" else -1) for k, s in used.items()] for p in points]
     return [
         not any(dominates(o, v) for j, o in enumerate(vecs) if j != i) for i, v in enumerate(vecs)
     ]

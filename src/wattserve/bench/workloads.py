@@ -300,7 +300,7 @@ def sharegpt_workload(
         raise ConfigError(f"dataset file not found: {p}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: not a ShareGPT JSON list ({exc})") from None
-    reqs = []
+    reqs: list[Request] = []
     for item in data if isinstance(data, list) else []:
         turns = item.get("conversations") or [] if isinstance(item, dict) else []
         first = next((t.get("value") for t in turns if t.get("from") in ("human", "user")), None)

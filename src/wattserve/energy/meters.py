@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from wattserve.energy.errors import MeterError
-from wattserve.energy.modeled import ModeledCpuMeter
+from wattserve.energy.modeled import ModeledCpuMeter, Scope
 from wattserve.energy.nvml import NvmlMeter
 from wattserve.energy.rapl import DEFAULT_ROOT, RaplMeter, rapl_status
 from wattserve.energy.replay import ReplayMeter
@@ -115,24 +115,31 @@ def _gpu_reason(meter: NvmlMeter) -> str:
     return f"NVML: {len(names)} NVIDIA GPU(s) ({label}; {' + '.join(modes)}; {meter.selection})"
 
 
+_MODELED_SCOPES: dict[str, Scope] = {
+    "modeled": "system",
+    "modeled:system": "system",
+    "modeled:process": "process",
+    "modeled:cgroup": "cgroup",
+}
+
+
 def _one(kind: str, rapl_root: Path | str) -> tuple[Any, str]:
     kind = kind.strip()
     if kind == "nvml":
-        meter = NvmlMeter()
-        return meter, _gpu_reason(meter)
+        nvml = NvmlMeter()
+        return nvml, _gpu_reason(nvml)
     if kind == "rapl":
-        meter = RaplMeter(root=rapl_root)
-        return meter, f"RAPL powercap counters ({', '.join(meter.devices)})"
-    if kind in ("modeled", "modeled:system", "modeled:process", "modeled:cgroup"):
-        scope = kind.split(":", 1)[1] if ":" in kind else "system"
-        meter = ModeledCpuMeter(scope=scope)
-        return meter, meter.describe()
+        rapl = RaplMeter(root=rapl_root)
+        return rapl, f"RAPL powercap counters ({', '.join(rapl.devices)})"
+    if kind in _MODELED_SCOPES:
+        modeled = ModeledCpuMeter(scope=_MODELED_SCOPES[kind])
+        return modeled, modeled.describe()
     if kind == "null":
         return NullMeter(), "no energy measured (null meter chosen)"
     if kind.startswith("replay:"):
         path = kind.split(":", 1)[1]
-        meter = ReplayMeter(path)
-        return meter, f"replaying recorded counters from {path} ({', '.join(meter.devices)})"
+        replay = ReplayMeter(path)
+        return replay, f"replaying recorded counters from {path} ({', '.join(replay.devices)})"
     raise ConfigError(
         f"unknown meter {kind!r}; choose one of {', '.join(METER_CHOICES)} "
         "(combine with '+', e.g. nvml+rapl)"

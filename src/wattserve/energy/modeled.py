@@ -25,6 +25,8 @@ from typing import Literal
 from wattserve.energy.errors import MeterError
 from wattserve.types import EnergyReading
 
+Scope = Literal["process", "system", "cgroup"]  # whose CPU time is counted
+
 # (pattern on the model name, family, TDP watts per *physical* core); rough figures from
 # vendor TDPs of typical parts, e.g. EPYC 7763 280 W / 64 cores, Xeon Platinum 8380 270 W / 40.
 TDP_PER_CORE_W: tuple[tuple[str, str, float], ...] = (
@@ -115,7 +117,7 @@ class ModeledCpuMeter:
 
     def __init__(
         self,
-        scope: Literal["process", "system", "cgroup"] = "process",
+        scope: Scope = "process",
         idle_w: float | None = None,
         active_w: float | None = None,
         cores: int | None = None,
@@ -126,12 +128,17 @@ class ModeledCpuMeter:
 
         if scope not in ("process", "system", "cgroup"):
             raise MeterError(f"scope must be 'process', 'system' or 'cgroup', not {scope!r}")
-        base = default_power_model() if idle_w is None or active_w is None else None
-        self.model = PowerModel(
-            idle_w=base.idle_w if idle_w is None else float(idle_w),
-            active_w=base.active_w if active_w is None else float(active_w),
-            basis=base.basis if base and idle_w is None and active_w is None else "configured",
-        )
+        if idle_w is not None and active_w is not None:
+            self.model = PowerModel(
+                idle_w=float(idle_w), active_w=float(active_w), basis="configured"
+            )
+        else:
+            base = default_power_model()
+            self.model = PowerModel(
+                idle_w=base.idle_w if idle_w is None else float(idle_w),
+                active_w=base.active_w if active_w is None else float(active_w),
+                basis=base.basis if idle_w is None and active_w is None else "configured",
+            )
         self.scope = scope
         self.cores = (
             int(cores)

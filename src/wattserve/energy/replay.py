@@ -76,7 +76,7 @@ class ReplayMeter:
             except ValueError as exc:  # WindowError on a malformed row
                 raise MeterError(f"{source}: {exc}") from exc
         else:
-            items = list(source)
+            items: list[Any] = list(source)  # readings, or rows for from_rows
             self.origin = "memory"
             readings = (
                 items if all(isinstance(r, EnergyReading) for r in items) else from_rows(items)

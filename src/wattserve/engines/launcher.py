@@ -72,9 +72,11 @@ async def wait_ready(
     async with aiohttp.ClientSession() as session:
         while True:
             if process is not None and process.poll() is not None:
+                args = process.args
+                cmd = " ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args)
                 raise EngineUnavailable(
                     f"replica process exited with code {process.returncode} before "
-                    f"it was ready ({' '.join(map(str, process.args))})"
+                    f"it was ready ({cmd})"
                 )
             try:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:

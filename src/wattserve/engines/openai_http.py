@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -21,15 +21,17 @@ from wattserve.types import Chunk, Request, Usage
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
+_dumps: Callable[[Any], bytes]
+_loads: Callable[[bytes | str], Any]
 try:  # orjson parses SSE frames several times faster; plain json works too
     from orjson import dumps as _dumps
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover
 
-    def _dumps(obj: Any) -> bytes:
+    def _json_dumps(obj: Any) -> bytes:
         return json.dumps(obj).encode()
 
-    _loads = json.loads
+    _dumps, _loads = _json_dumps, json.loads
 
 
 def _usage(raw: Any) -> Usage | None:

@@ -119,11 +119,11 @@ def timeline_figure(rd: ReportData) -> bytes | None:
         for series in by_dev.values():
             if len(series) < 2:
                 continue
-            t = np.array([s[0] for s in series])
-            j = np.array([s[1] for s in series])
-            watts = np.diff(j) / np.maximum(np.diff(t), 1e-9)
-            ax2.plot(offset + t[1:] - t0, watts, color=color, lw=1)
-            ax3.plot(offset + t - t0, j - j[0], color=color, lw=1, ls="--")
+            ts = np.array([s[0] for s in series])
+            js = np.array([s[1] for s in series])
+            watts = np.diff(js) / np.maximum(np.diff(ts), 1e-9)
+            ax2.plot(offset + ts[1:] - t0, watts, color=color, lw=1)
+            ax3.plot(offset + ts - t0, js - js[0], color=color, lw=1, ls="--")
         ax1.axvline(offset, color="grey", lw=0.5)
         ax1.text(
             offset,
@@ -163,12 +163,12 @@ def pareto_figure(rd: ReportData) -> bytes | None:
     rec_point = (rd.recommendation or {}).get("point")
     x = [float(r["tok_s_per_device"]) for r in rows]
     y = [float(r["tok_s_per_user"]) for r in rows]
-    j = [r.get("j_per_token") for r in rows]
-    have_j = all(v is not None for v in j)
+    j = [float(r["j_per_token"]) for r in rows if r.get("j_per_token") is not None]
+    have_j = len(j) == len(rows)
     fig, axes = plt.subplots(1, 2 if have_j else 1, figsize=(13 if have_j else 7, 5))
     axes = list(axes) if have_j else [axes]
     ax = axes[0]
-    color = {"c": [float(v) for v in j], "cmap": "viridis_r"} if have_j else {"c": "C0"}
+    color = {"c": j, "cmap": "viridis_r"} if have_j else {"c": "C0"}
     sc = ax.scatter(
         x,
         y,
@@ -213,11 +213,11 @@ def pareto_figure(rd: ReportData) -> bytes | None:
     ax.legend(fontsize=8, loc="best")
     if have_j:
         ax2 = axes[1]
-        ax2.scatter(x, [float(v) for v in j], c=["C3" if m else "C7" for m in mask], s=50, zorder=3)
+        ax2.scatter(x, j, c=["C3" if m else "C7" for m in mask], s=50, zorder=3)
         for r, xi, ji in zip(rows, x, j, strict=True):
             ax2.annotate(
                 str(r.get("point")),
-                (xi, float(ji)),
+                (xi, ji),
                 fontsize=7,
                 xytext=(4, 3),
                 textcoords="offset points",
@@ -225,7 +225,7 @@ def pareto_figure(rd: ReportData) -> bytes | None:
             if r.get("point") == rec_point:
                 ax2.scatter(
                     [xi],
-                    [float(ji)],
+                    [ji],
                     marker="*",
                     s=420,
                     facecolors="none",

@@ -66,6 +66,7 @@ def load_labelled_csvs(paths: Sequence[str | Path] | str | Path) -> LabelledProm
             raise ConfigError(f"{f}: model columns {cols} differ from {models}")
         d["_group"] = f.stem.removeprefix("mmlu_")
         frames.append(d)
+    assert models is not None  # set by the first of the (non-empty) files
     data = pd.concat(frames, ignore_index=True)
     data = data.dropna(subset=["prompt"])
     labels = data[models].astype(float).to_numpy()

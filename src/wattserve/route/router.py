@@ -204,7 +204,7 @@ class Router:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        costs = {}
+        costs: dict[str, CostSpec | None] = {}
         for m, spec in self.cost_specs.items():
             if callable(spec) and not hasattr(spec, "coefficients"):
                 costs[m] = None  # callables are supplied again at load time

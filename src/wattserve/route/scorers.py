@@ -15,7 +15,7 @@ A scorer is anything with ``predict_quality(texts) -> array (n_texts, n_models)`
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,7 +196,7 @@ def _tfidf_words(**kwargs: Any) -> TfidfScorer:
     return TfidfScorer(shape_features=False, **kwargs)
 
 
-SCORERS = {
+SCORERS: dict[str, Callable[..., Any]] = {
     "prior": PriorScorer,
     "tfidf": TfidfScorer,
     "tfidf-words": _tfidf_words,

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -305,9 +306,7 @@ def create_app(config: ServeConfig, service: Any = None) -> Any:
 
         service = Service(config)
     api = build_api(service)
-    app = FastRoutes(api, service)
-    app.service = service  # type: ignore[attr-defined]
-    return app
+    return FastRoutes(api, service)  # its .service is the one the servers read
 
 
 class BackgroundServer:
@@ -401,15 +400,23 @@ def make_server(
     if app.service.config.server == "uvicorn":
         import uvicorn
 
-        server = uvicorn.Server(uvicorn_config(app, host, port, grace_s, log_level))
-        if not signals:
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        return server
+        config = uvicorn_config(app, host, port, grace_s, log_level)
+        if signals:
+            return uvicorn.Server(config)
+
+        class QuietServer(uvicorn.Server):
+            """uvicorn that leaves the process's signal handlers alone."""
+
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return QuietServer(config)
     from wattserve.serve.http_server import GatewayServer
 
-    server = GatewayServer(app, host, port, grace_s)
-    server.install_signal_handlers = signals
-    return server
+    gateway = GatewayServer(app, host, port, grace_s)
+    gateway.install_signal_handlers = signals
+    return gateway
 
 
 def uvicorn_config(
@@ -434,7 +441,8 @@ def uvicorn_config(
         log_level=log_level,
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=grace_s,
+        # uvicorn annotates int but hands it to asyncio.wait_for, which takes float seconds
+        timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]
         timeout_keep_alive=30,
         proxy_headers=False,
         server_header=False,

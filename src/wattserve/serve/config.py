@@ -90,15 +90,15 @@ class CacheConfig(_Strict):
 
 
 class HealthConfig(_Strict):
-    interval_s: float = Field(2.0, gt=0)
-    timeout_s: float = Field(1.0, gt=0)
-    retry_after_s: float = Field(2.0, gt=0)  # an unhealthy replica is probed again after this
+    interval_s: float = Field(default=2.0, gt=0)
+    timeout_s: float = Field(default=1.0, gt=0)
+    retry_after_s: float = Field(default=2.0, gt=0)  # an unhealthy replica is re-probed after
 
 
 class TimeoutConfig(_Strict):
-    connect_s: float = Field(2.0, gt=0)
-    first_token_s: float = Field(30.0, gt=0)
-    total_s: float = Field(300.0, gt=0)
+    connect_s: float = Field(default=2.0, gt=0)
+    first_token_s: float = Field(default=30.0, gt=0)
+    total_s: float = Field(default=300.0, gt=0)
 
 
 class AuthConfig(_Strict):
@@ -113,7 +113,7 @@ class EnergyConfig(_Strict):
     meter: str = (
         "auto"  # auto | nvml | rapl | modeled | modeled:process | null | replay:PATH ('+' joins)
     )
-    interval_s: float = Field(0.5, gt=0)
+    interval_s: float = Field(default=0.5, gt=0)
     attribution: Literal["active_time"] = "active_time"
 
 

@@ -65,6 +65,16 @@ class _Req:
         return next((v for k, v in self.headers if k == name), None)
 
 
+class _AsgiState:
+    """How far one ASGI answer has got: request body handed over, head built, body written."""
+
+    __slots__ = ("body_sent", "started", "chunked", "done", "head", "close")
+
+    def __init__(self) -> None:
+        self.body_sent = self.started = self.chunked = self.done = self.close = False
+        self.head = b""
+
+
 class Connection(asyncio.Protocol):
     """One client connection: parses requests, answers them one after another in a task."""
 
@@ -412,18 +422,11 @@ class GatewayServer:
             "state": {},
         }
         head_only = req.method == b"HEAD"
-        st = {
-            "body_sent": False,
-            "started": False,
-            "chunked": False,
-            "done": False,
-            "head": b"",
-            "close": False,
-        }
+        st = _AsgiState()
 
         async def receive() -> dict:
-            if not st["body_sent"]:
-                st["body_sent"] = True
+            if not st.body_sent:
+                st.body_sent = True
                 return {"type": "http.request", "body": req.body, "more_body": False}
             await conn.lost  # the app waits for a disconnect (cancelled when its response ends)
             return {"type": "http.disconnect"}
@@ -432,27 +435,27 @@ class GatewayServer:
             if msg["type"] == "http.response.start":
                 headers = list(msg.get("headers", []))
                 sized = any(k.lower() == b"content-length" for k, _ in headers)
-                st["chunked"] = not sized and req.version != "1.0"
-                if not sized and not st["chunked"]:
-                    st["close"] = True  # an HTTP/1.0 client: the body ends with the connection
+                st.chunked = not sized and req.version != "1.0"
+                if not sized and not st.chunked:
+                    st.close = True  # an HTTP/1.0 client: the body ends with the connection
                 out = [_status_line(msg["status"]), self.date]
                 for k, v in headers:
                     out += (k, b": ", v, b"\r\n")
-                if not keep or st["close"]:
+                if not keep or st.close:
                     out.append(b"connection: close\r\n")
-                if st["chunked"] and not head_only:
+                if st.chunked and not head_only:
                     out.append(b"transfer-encoding: chunked\r\n")
-                st["head"], st["started"] = b"".join(out) + b"\r\n", True
-            elif msg["type"] == "http.response.body" and st["started"] and not st["done"]:
+                st.head, st.started = b"".join(out) + b"\r\n", True
+            elif msg["type"] == "http.response.body" and st.started and not st.done:
                 body, more = msg.get("body", b""), msg.get("more_body", False)
                 if head_only:
                     body = b""
-                elif st["chunked"]:
+                elif st.chunked:
                     body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
                         b"" if more else b"0\r\n\r\n"
                     )
-                conn.write(st["head"] + body)
-                st["head"], st["done"] = b"", not more
+                conn.write(st.head + body)
+                st.head, st.done = b"", not more
                 if more:
                     await conn.drain()
 
@@ -460,7 +463,7 @@ class GatewayServer:
             await self.app(scope, receive, send)
         except Exception:
             log.exception("internal error on %s", raw)
-            if not st["started"]:
+            if not st.started:
                 conn.write(self.whole(error_reply(APIError.internal()), False))
             return False
-        return keep and st["done"] and not st["close"] and not conn.closed
+        return keep and st.done and not st.close and not conn.closed

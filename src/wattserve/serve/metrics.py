@@ -110,8 +110,10 @@ class _Hist:
         self.counts[bisect_left(_LAT_BUCKETS, v)] += 1
         self.sum += v
 
-    def exposition(self) -> tuple[list[tuple[str, float]], float]:
-        out, acc = [], 0
+    def exposition(self) -> tuple[list[tuple[str, int]], float]:
+        """(cumulative count per bucket bound, sum of observations)."""
+        out: list[tuple[str, int]] = []
+        acc = 0
         for bound, n in zip(
             (*(str(float(b)) for b in _LAT_BUCKETS), "+Inf"), self.counts, strict=True
         ):
@@ -189,9 +191,9 @@ class _Hot:
             "joules the cache saved: the stored cost of each answer served from it",
             labels=["model"],
         )
-        for model, (n, j) in m._hits.items():
-            hits.add_metric([model], n)
-            saved.add_metric([model], j)
+        for model, (count, joules) in m._hits.items():
+            hits.add_metric([model], count)
+            saved.add_metric([model], joules)
         yield hits
         yield saved
 

@@ -30,7 +30,7 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
     """The multiplexer for ``model="auto"`` / ``router-<name>[-<threshold>]``: a trained
     ``wattserve.route.Router``; every model it picks from must be served here."""
     r = config.router
-    if not r.enabled:
+    if not r.enabled or r.file is None:  # enabled means a file (RouterConfig checks it)
         return None
     from wattserve.route import Router
 

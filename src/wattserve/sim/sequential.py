@@ -24,8 +24,7 @@ def simulate_sequential(
     progress: Callable[[float], None] | None = None,  # told each fraction of the work done
 ) -> tuple[float, np.ndarray]:
     """(total cost, miss mask) of serving ``queries`` (T,) with recompute costs ``costs`` (T,)."""
-    offline = known_frequency is not None
-    if offline:
+    if known_frequency is not None:
         kf = known_frequency.tolist()
         kwargs = {"frequency": kf.__getitem__} if policy != "lru" else {}
         pol = make_policy(policy, **kwargs)

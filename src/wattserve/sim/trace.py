@@ -13,6 +13,7 @@ models ``m``:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def power_popularity(n_queries: int, alpha: float) -> np.ndarray:
 
 
 def zhu_scenario(
-    seed: int,
+    seed: int | Sequence[int],  # anything numpy's default_rng takes (an entropy list too)
     alpha: float,
     ratio: float,
     n_queries: int = 20,

@@ -109,7 +109,7 @@ class SweepConfig(BaseModel):
     @classmethod
     def build(cls, **kwargs: object) -> SweepConfig:
         try:
-            return cls(**kwargs)
+            return cls.model_validate(kwargs)
         except ValidationError as exc:
             parts = []
             for e in exc.errors():
