@@ -11,10 +11,21 @@ takes (a query CSV; a targets YAML naming a fit per model and device)::
     schedule = solve(problem)                 # Schedule: assignment, energy_j, mean_quality
 """
 
+from typing import TYPE_CHECKING
+
+from wattserve._lazy import lazy_exports
 from wattserve.plan.baselines import baselines, compare
-from wattserve.plan.io import QuerySet, quality_matrix, read_queries, read_targets, synth_queries
 from wattserve.plan.problem import InfeasibleError, Problem, Target, build_problem
 from wattserve.plan.solve import SOLVERS, explain, solve
+
+if TYPE_CHECKING:
+    from wattserve.plan.io import (
+        QuerySet,
+        quality_matrix,
+        read_queries,
+        read_targets,
+        synth_queries,
+    )
 
 __all__ = [
     "SOLVERS",
@@ -32,3 +43,17 @@ __all__ = [
     "solve",
     "synth_queries",
 ]
+
+# the file readers load on first use: solving needs none of them
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "wattserve.plan.io": (
+            "QuerySet",
+            "quality_matrix",
+            "read_queries",
+            "read_targets",
+            "synth_queries",
+        )
+    },
+)
