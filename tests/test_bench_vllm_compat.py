@@ -111,14 +111,17 @@ def test_vllm_command_line_writes_vllm_result_in_ms(tmp_path, server, wattserve)
     assert res["total_input_tokens"] == 8 * 32  # the mock counts prompt words, one per token
     assert 1 <= res["max_concurrent_requests"] <= 2
     # milliseconds: the server waits 20 ms before the first token and 5 ms between tokens
+    # (lower bounds only: a busy client reads late, never early)
     assert 20 <= res["mean_ttft_ms"] < 1000 and res["median_ttft_ms"] <= res["p99_ttft_ms"]
-    assert 4 <= res["mean_tpot_ms"] < 500 and 4 <= res["median_itl_ms"] < 500
-    assert res["mean_e2el_ms"] >= 20 + 7 * 4
+    assert res["mean_e2el_ms"] >= 20 + 7 * 5 and 0 < res["mean_tpot_ms"] < 500
+    assert 0 <= res["median_itl_ms"] < 500
     # the same numbers as the raw records (seconds) in requests.jsonl
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     recs = store.read_requests(run_dir / store.REQUESTS)
     ttft = [r["first_token_s"] - r["sent_s"] for r in recs]
+    tpot = [(r["end_s"] - r["first_token_s"]) / 7 for r in recs]
     assert res["mean_ttft_ms"] == pytest.approx(1000 * float(np.mean(ttft)), rel=1e-6)
+    assert res["mean_tpot_ms"] == pytest.approx(1000 * float(np.mean(tpot)), rel=1e-6)
     assert res["duration"] < 60 and res["output_throughput"] == pytest.approx(64 / res["duration"])
     # goodput: both SLOs from one --goodput flag, every request met them
     assert res["request_goodput"] == pytest.approx(res["request_throughput"])
@@ -147,7 +150,7 @@ def test_repeated_goodput_detailed_and_result_filename_per_point(tmp_path, serve
         assert res["request_goodput"] == 0.0
         assert res["output_lens"] == [8] * 8 and res["input_lens"] == [32] * 8
         assert [len(x) for x in res["itls"]] == [7] * 8 and res["errors"] == [""] * 8
-        assert all(0.015 < t < 1.0 for t in res["ttfts"])  # per-request lists in s, as vLLM's
+        assert all(0.015 < t < 30.0 for t in res["ttfts"])  # per-request lists in s, as vLLM's
         assert all(t == " tok" * 8 for t in res["generated_texts"])
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     cfg = store.load_run_json(run_dir)["config"]
