@@ -7,8 +7,10 @@ WS     := $(VENV)/bin/wattserve
 STAMP  := $(VENV)/.installed
 WHEELS := ../shared/wheels
 DEMO_DIR ?= runs/demo
+# what ruff lints and formats (mypy's files are in pyproject.toml: src/wattserve)
+LINT_PATHS := src tests benchmarks examples
 
-.PHONY: install demo test clean
+.PHONY: install demo lint test clean
 
 # uv installs in seconds what pip takes minutes for; torch comes from the CPU wheel on this
 # disk when there is one (uv does not read pip's config), else from `pip install torch==2.13.0`.
@@ -37,7 +39,12 @@ demo: $(STAMP)
 	$(WS) bench --model smollm2-135m --max-concurrency 1,8 --num-prompts 16 --input-len 64 --output-len 32 --threads 2 --result-dir $(DEMO_DIR) --label demo
 	$(WS) demo-gateway --config examples/serve-demo.yaml
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint
 	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 clean:
