@@ -8,8 +8,17 @@ Public API (stable, used by the gateway)::
     value = cache.get(key)            # None on a miss
     cache.put(key, value, cost=joules, size=len(text))
     cache.stats()
+
+On an event loop use an ``AsyncStore`` (``open_async_store``): writes leave the loop, and
+``await cache.aopen()`` / ``await cache.aget(key)`` / ``await cache.aclose()`` read and close it.
 """
 
+from wattserve.cache.async_stores import (
+    AsyncRedisStore,
+    AsyncSQLiteStore,
+    AsyncStore,
+    open_async_store,
+)
 from wattserve.cache.keys import canonical_request, is_cacheable, make_key, namespace
 from wattserve.cache.policies import GDSF, LEC, LFU, LRU, POLICY_NAMES, Policy, make_policy
 from wattserve.cache.response_cache import ResponseCache
@@ -31,4 +40,8 @@ __all__ = [
     "SQLiteStore",
     "RedisStore",
     "open_store",
+    "AsyncStore",
+    "AsyncSQLiteStore",
+    "AsyncRedisStore",
+    "open_async_store",
 ]

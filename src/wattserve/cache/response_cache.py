@@ -15,15 +15,23 @@ admits (classic cache behaviour). Frequencies of keys that missed are remembered
 With a ``store`` (SQLite file, Redis, see ``wattserve.cache.stores``) every admitted entry
 is written through and every eviction deleted, and the cache reloads the store on start,
 so a restart keeps its contents; a shared store (Redis) is also read on a local miss.
+
+On an event loop, give an ``AsyncStore`` (``wattserve.cache.async_stores``): its writes are
+queued and applied off the loop, so ``put`` stays synchronous and cheap; ``await aopen()``
+loads the store, ``await aget(key)`` reads a shared store on a local miss without blocking,
+and ``await aclose()`` flushes it. Synchronous stores keep the synchronous API (the CLI, the
+simulator); ``aget``/``aclose`` work with them too.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from wattserve.cache.async_stores import AsyncStore
 from wattserve.cache.policies import Node, Policy, make_policy
+from wattserve.cache.stores import Record, Row, Store
 from wattserve.errors import ConfigError
 from wattserve.types import CacheEntry
 
@@ -33,7 +41,8 @@ class ResponseCache:
 
     ``policy``: ``"lru" | "lfu" | "gdsf" | "lec"`` or a ``Policy`` object.
     ``capacity_entries`` / ``capacity_bytes``: limits (either, both, or neither = unbounded).
-    ``store``: a store object or a spec string (``sqlite:PATH``, ``redis://HOST:PORT/DB``).
+    ``store``: a store object or a spec string (``sqlite:PATH``, ``redis://HOST:PORT/DB``);
+    an ``AsyncStore`` is loaded by ``await aopen()``, a synchronous one at once.
     """
 
     def __init__(
@@ -41,7 +50,7 @@ class ResponseCache:
         policy: str | Policy = "gdsf",
         capacity_entries: int | None = None,
         capacity_bytes: int | None = None,
-        store: Any = None,
+        store: Store | AsyncStore | str | None = None,
         admission: bool = True,
         history_limit: int | None = None,
     ) -> None:
@@ -56,24 +65,33 @@ class ResponseCache:
         if isinstance(store, str):  # a spec: "sqlite:PATH", "PATH.sqlite", "redis://..."
             from wattserve.cache.stores import open_store
 
-            store = open_store(store)
-        self.store = store
+            self.store: Store | AsyncStore | None = open_store(store)
+        else:
+            self.store = store
+        self._async: AsyncStore | None = None
+        self._sync: Store | None = None
+        if isinstance(self.store, AsyncStore):
+            self._async = self.store
+        else:
+            self._sync = self.store
         self._prio = self.policy.priority
         self._on_evict = self.policy.on_evict
-        self._shared = bool(store is not None and getattr(store, "shared", False))
+        self._shared = bool(self._sync is not None and self._sync.shared)
+        self._ashared = bool(self._async is not None and self._async.shared)
         # GDSF's newcomer always outranks the evicted minimum (H = L + f*c/s >= L), so
         # admission is moot there; its priority is recomputed after L rises.
         self._inflates = bool(getattr(self.policy, "inflates", False))
         self._admission = admission and not self._inflates
         self._lazy = bool(getattr(self.policy, "lazy", False))
         # the online GDSF priority is inlined in ``get`` (its hot path)
-        self._gdsf = (
+        self._gdsf: Any = (
             self.policy
             if getattr(self.policy, "priority", None) == getattr(self.policy, "_online_priority", 0)
             and self._inflates
             else None
         )
         self._entries_only = capacity_entries is not None and capacity_bytes is None
+        self._cap_entries = capacity_entries or 0  # the fast path's bound (entries only)
         self._nodes: dict[Any, Node] = {}
         # heap entries (priority, last access, key): (priority, last access) is unique per
         # entry (every operation ticks the clock), so keys are compared only between
@@ -88,10 +106,37 @@ class ResponseCache:
         self.evictions = 0
         self.rejections = 0
         self.saved_cost = 0.0
-        if store is not None:
-            self._load_store()
+        if self._sync is not None:
+            self._load_rows(self._sync.load_all())
 
     # ------------------------------------------------------------------ public API
+    async def aopen(self) -> None:
+        """Connect an ``AsyncStore`` and load its entries (nothing to do for other stores)."""
+        if self._async is not None:
+            await self._async.aopen()
+            self._load_rows(await self._async.aload_all())
+
+    async def aget(self, key: Any) -> Any:
+        """``get`` for code on an event loop: a shared ``AsyncStore`` is read on a local miss
+        without blocking the loop."""
+        if self._ashared and key not in self._nodes:
+            assert self._async is not None
+            rec = await self._async.aget(key)
+            if rec is not None and key not in self._nodes:  # not put while we waited
+                self._adopt_record(key, rec)
+        return self.get(key)
+
+    async def aclose(self) -> None:
+        """``close`` for code on an event loop: frequencies written, queued writes applied."""
+        if self._async is None:
+            self.close()
+            return
+        for i, node in enumerate(list(self._nodes.values())):
+            self._write(node)
+            if i % 4096 == 4095:  # let the queue drain rather than overflow
+                await self._async.aflush()
+        await self._async.aclose()
+
     def get(self, key: Any) -> Any:
         """The cached value or ``None``; counts a hit or a miss."""
         self._clock = clock = self._clock + 1
@@ -142,7 +187,7 @@ class ResponseCache:
         node = Node(key, value, cost, size, self._history.pop(key, 0) or 1, self._clock)
         node.prio = p = self._prio(node)
         if self._entries_only:  # fast path: one eviction at most, inlined
-            if len(nodes) >= self.capacity_entries:
+            if len(nodes) >= self._cap_entries:
                 heap = self._heap
                 lazy, prio_fn = self._lazy, self._prio
                 while True:
@@ -252,13 +297,15 @@ class ResponseCache:
     def flush(self) -> None:
         """Write current frequencies to the store (done on ``close``)."""
         if self.store is not None:
-            for node in self._nodes.values():
+            for node in list(self._nodes.values()):
                 self._write(node)
 
     def close(self) -> None:
-        if self.store is not None:
+        if self._async is not None:
+            raise ConfigError("this cache has an asynchronous store: use 'await aclose()'")
+        if self._sync is not None:
             self.flush()
-            self.store.close()
+            self._sync.close()
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -333,12 +380,20 @@ class ResponseCache:
 
     def _write(self, node: Node) -> None:
         if self.store is not None:
-            self.store.put(node.key, node.value, node.cost, node.size, node.frequency)
+            try:
+                self.store.put(node.key, node.value, node.cost, node.size, node.frequency)
+            except ConfigError:  # a value the store cannot hold is not kept in memory either
+                self.delete(node.key)
+                raise
 
     def _adopt(self, key: Any) -> Node | None:
-        rec = self.store.get(key)
+        assert self._sync is not None
+        rec = self._sync.get(key)
         if rec is None:
             return None
+        return self._adopt_record(key, rec)
+
+    def _adopt_record(self, key: Any, rec: Record) -> Node | None:
         value, cost, size, freq = rec
         node = Node(key, value, cost, size, freq, self._clock)
         node.prio = self._prio(node)
@@ -349,13 +404,14 @@ class ResponseCache:
         heapq.heappush(self._heap, (node.prio, node.last_access, key))
         return node
 
-    def _load_store(self) -> None:
-        for key, value, cost, size, freq in self.store.load_all():
+    def _load_rows(self, rows: Iterable[Row]) -> None:
+        for key, value, cost, size, freq in rows:
             self._clock += 1
             node = Node(key, value, cost, size, freq, self._clock)
             node.prio = self._prio(node)
             if not self._shrink(node):
-                self.store.delete(key)
+                if self.store is not None:
+                    self.store.delete(key)
                 continue
             self._nodes[key] = node
             self.bytes += size

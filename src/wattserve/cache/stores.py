@@ -5,6 +5,9 @@ A store keeps ``key -> (value, cost, size, frequency)``; values must be JSON-ser
 ones, and reloads everything on start, so a restart keeps the cache. ``shared = True``
 (Redis) makes the cache also look in the store on a local miss, for several gateway
 processes over one Redis. Each process still keeps its own eviction index.
+
+These stores are synchronous (the CLI, the simulator, scripts). Code on an event loop (the
+gateway) uses ``wattserve.cache.async_stores``, which applies writes off the loop.
 """
 
 from __future__ import annotations
@@ -12,13 +15,22 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from wattserve.errors import ConfigError, EngineUnavailable
 
 Record = tuple[Any, float, int, int]  # value, cost, size, frequency
+Row = tuple[str, Any, float, int, int]  # key, value, cost, size, frequency
+# a queued write: ("put", key, json_text, cost, size, frequency) | ("delete", key) | ("clear",)
+WriteOp = tuple[Any, ...]
+
+_UPSERT = (
+    "INSERT INTO cache (key, value, cost, size, frequency, seq) VALUES (?,?,?,?,?,?)"
+    " ON CONFLICT(key) DO UPDATE SET value=excluded.value, cost=excluded.cost,"
+    " size=excluded.size, frequency=excluded.frequency"
+)
 
 
 class Store(Protocol):
@@ -81,15 +93,32 @@ class SQLiteStore:
         with self._lock:
             self._seq += 1
             self._db.execute(
-                "INSERT INTO cache (key, value, cost, size, frequency, seq) VALUES (?,?,?,?,?,?)"
-                " ON CONFLICT(key) DO UPDATE SET value=excluded.value, cost=excluded.cost,"
-                " size=excluded.size, frequency=excluded.frequency",
-                (key, text, float(cost), int(size), int(frequency), self._seq),
+                _UPSERT, (key, text, float(cost), int(size), int(frequency), self._seq)
             )
 
     def delete(self, key: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM cache WHERE key = ?", (key,))
+
+    def write_many(self, ops: Iterable[WriteOp]) -> None:
+        """Apply queued writes in order in one transaction: ``("put", key, json_text, cost,
+        size, frequency)``, ``("delete", key)``, ``("clear",)``."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for op in ops:
+                    if op[0] == "put":
+                        _, key, text, cost, size, freq = op
+                        self._seq += 1
+                        self._db.execute(_UPSERT, (key, text, cost, size, freq, self._seq))
+                    elif op[0] == "delete":
+                        self._db.execute("DELETE FROM cache WHERE key = ?", (op[1],))
+                    else:
+                        self._db.execute("DELETE FROM cache")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def load_all(self) -> Iterator[tuple[str, Any, float, int, int]]:
         with self._lock:
@@ -181,7 +210,7 @@ class RedisStore:
         self._r.close()
 
 
-def open_store(spec: str | None) -> Any:
+def open_store(spec: str | None) -> Store | None:
     """``None``/``memory`` -> no store; ``sqlite:PATH`` or ``*.sqlite``/``*.db``; ``redis://...``."""
     if spec is None or spec in ("", "memory"):
         return None

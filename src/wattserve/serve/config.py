@@ -82,11 +82,45 @@ class RouterConfig(_Strict):
 
 
 class CacheConfig(_Strict):
+    """The response cache and where it persists its entries (``store``):
+
+    - ``memory`` (the default): this process only, lost on restart;
+    - ``sqlite`` with ``path``: a file that survives restarts (flushed on shutdown);
+    - ``redis`` with ``url`` (``redis://HOST:PORT/DB``, ``rediss://``, ``unix://``): shared by
+      every gateway using the same server and ``prefix``, each sees the others' entries.
+
+    ``persist_path: FILE`` is the older spelling of ``store: sqlite`` + ``path: FILE``.
+    """
+
     enabled: bool = True
     policy: Literal["lru", "lfu", "gdsf", "lec"] = "gdsf"
-    capacity_entries: int | None = Field(10000, ge=1)
-    capacity_bytes: int | None = Field(None, ge=1)
-    persist_path: str | None = None  # SQLite file: survives restarts, flushed on shutdown
+    capacity_entries: int | None = Field(default=10000, ge=1)
+    capacity_bytes: int | None = Field(default=None, ge=1)
+    store: Literal["memory", "sqlite", "redis"] | None = None  # None: sqlite if persist_path
+    path: str | None = None  # store: sqlite
+    url: str | None = None  # store: redis
+    prefix: str = Field(default="wattserve:cache:", min_length=1)  # store: redis, the keys' prefix
+    persist_path: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> CacheConfig:
+        if self.persist_path is not None:
+            if self.store not in (None, "sqlite") or self.path not in (None, self.persist_path):
+                raise ValueError("persist_path means store: sqlite; give store/path instead")
+            self.store, self.path = "sqlite", self.persist_path
+        if self.store is None:
+            self.store = "memory"
+        if self.store == "sqlite" and not self.path:
+            raise ValueError("store: sqlite needs 'path' (the SQLite file)")
+        if self.store == "redis" and not (self.url or "").startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("store: redis needs 'url': redis://HOST:PORT/DB")
+        if self.store != "sqlite" and self.path is not None:
+            raise ValueError("'path' is for store: sqlite")
+        if self.store != "redis" and self.url is not None:
+            raise ValueError("'url' is for store: redis")
+        return self
 
 
 class HealthConfig(_Strict):
