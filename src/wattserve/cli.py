@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-
 from typing import NoReturn
 
 import typer
@@ -18,10 +17,9 @@ import typer
 from wattserve.errors import WattserveError
 
 try:  # typer >= 0.24 carries its own copy of click
-    from typer._click.exceptions import Abort, ClickException, NoArgsIsHelpError, UsageError
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older typer runs on click itself
-    from click.exceptions import (  # type: ignore[assignment,no-redef]
-        Abort,
+    from click.exceptions import (  # type: ignore[assignment]
         ClickException,
         NoArgsIsHelpError,
         UsageError,
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         _fail(exc.format_message() + hint, exc.exit_code)
     except ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
-    except Abort:
+    except typer.Abort:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except WattserveError as exc:
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}", 2)
-    except Exception as exc:  # noqa: BLE001 - the last guard: no traceback for the user
+    except Exception as exc:  # the last guard: no traceback for the user
         if os.environ.get("WATTSERVE_DEBUG"):
             raise
         _fail(

@@ -176,8 +176,8 @@ def load_config(name_or_path: Any) -> tuple[dict[str, Any], str, str]:
             return {}, path.name, "gguf"
         try:
             return json.loads(path.read_text()), text, "config"
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read model config {path}: {exc}") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read model config {path}: {exc}") from None
     bundled = _bundled(text)
     if bundled is not None:
         return bundled, text, f"bundled:{ALIASES.get(text.lower(), text.lower())}"

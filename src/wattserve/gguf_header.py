@@ -33,7 +33,22 @@ def read_gguf_header(path: Path) -> tuple[dict[str, Any], list[tuple[str, int, i
 
     A direct header parse: ``gguf.GGUFReader`` decodes every tokenizer string and takes
     seconds; this reads only the header and uses gguf's table of quantisation block sizes.
+    A file that is empty, cut short or holds values the format does not define raises
+    ``ConfigError`` naming the file.
     """
+    import struct
+
+    try:
+        return _parse_header(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (struct.error, ValueError, KeyError, OverflowError, MemoryError) as exc:
+        # struct.error: the header ends early; ValueError: an empty file (mmap) or an unknown
+        # quantisation type; KeyError: a type without block sizes; Overflow/Memory: bad counts
+        raise ConfigError(f"{path}: truncated or malformed GGUF header ({exc})") from None
+
+
+def _parse_header(path: Path) -> tuple[dict[str, Any], list[tuple[str, int, int]]]:
     import mmap
     import struct
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -33,6 +34,10 @@ def _generate(
     from wattserve.types import Message, Request
 
     err = Console(stderr=True)
+    if model.endswith(".gguf") and Path(model).is_file():
+        from wattserve.gguf_header import read_gguf_header
+
+        read_gguf_header(Path(model))  # a cut or foreign file fails here, before any load
     kw = (
         {"dtype": dtype}
         if dtype != "auto" and not base_url and backend in ("auto", "local")
@@ -60,15 +65,15 @@ def _generate(
 
     async def run() -> None:
         t0 = time.perf_counter()
-        with err.status(f"loading {engine.name} ..."):
-            if hasattr(engine, "check"):
-                await engine.check()
-            await engine.start()
-        load_s = time.perf_counter() - t0
         try:
+            with err.status(f"loading {engine.name} ..."):
+                if hasattr(engine, "check"):
+                    await engine.check()
+                await engine.start()
+            load_s = time.perf_counter() - t0
             c = await complete(engine, request, on_chunk=show)
         finally:
-            await engine.aclose()
+            await engine.aclose()  # also when the check fails: no unclosed HTTP session
         sys.stdout.write("\n")
         if c.error:
             raise ConfigError(f"generation failed: {c.error}")
@@ -92,12 +97,14 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(
             "smollm2-135m",
             "--model",
-            help="Short name (smollm2-135m, gemma3-270m), a .gguf file or a Hugging Face folder; with --base-url, the served model name.",
+            help="Short name (smollm2-135m, gemma3-270m), a .gguf file or a Hugging Face folder; "
+            "with --base-url, the served model name.",
         ),
         base_url: str | None = typer.Option(
             None,
             "--base-url",
-            help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: run the model in-process).",
+            help="An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: run the "
+            "model in-process).",
         ),
         backend: str = typer.Option(
             "auto", "--backend", help="auto | local | llama-cpp | simulated | openai."
@@ -122,7 +129,8 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option(
             "auto",
             "--dtype",
-            help="Local engine weights: auto (bfloat16 where the CPU has AMX, else float32), float32, bfloat16.",
+            help="Local engine weights: auto (bfloat16 where the CPU has AMX, else float32), "
+            "float32, bfloat16.",
         ),
     ) -> None:
         """Send one prompt to a model and stream the answer (checks a setup end to end)."""
@@ -169,7 +177,10 @@ def register(app: typer.Typer) -> None:
             None, "--die-mid-stream", min=0, help="Cut every stream after this many tokens."
         ),
     ) -> None:
-        """Run a fast mock OpenAI-compatible server (/v1/chat/completions, /v1/completions, /v1/models, /health)."""
+        """Run a fast mock OpenAI-compatible server.
+
+        Serves /v1/chat/completions, /v1/completions, /v1/models and /health.
+        """
         from wattserve.engines.mock_server import MockConfig, serve
 
         cfg = MockConfig(
@@ -181,6 +192,9 @@ def register(app: typer.Typer) -> None:
             die_mid_stream,
             model,
         )
+        from wattserve.commands.serve import ensure_can_listen
+
+        ensure_can_listen(host, port)
         print(f"mock OpenAI server on http://{host}:{port}/v1 (Ctrl-C to stop)", file=sys.stderr)
         try:
             serve(host, port, cfg)

@@ -29,7 +29,8 @@ def render(env: dict[str, Any], power: dict[str, float] | None = None) -> Any:
     table.add_row("CPU", f"{cpu.get('model')} ({cpu.get('arch')})")
     table.add_row(
         "cores",
-        f"{cpu.get('cores_logical')} logical, {cpu.get('cores_physical')} physical, {cpu.get('cores_usable')} usable",
+        f"{cpu.get('cores_logical')} logical, {cpu.get('cores_physical')} physical, "
+        f"{cpu.get('cores_usable')} usable",
     )
     mem = env.get("memory", {})
     table.add_row(
@@ -50,7 +51,10 @@ def render(env: dict[str, Any], power: dict[str, float] | None = None) -> Any:
         table.add_row("GPUs", f"none ({env.get('gpu_note')})")
     torch = env.get("torch")
     if torch:
-        threads = f"{torch['threads']} (interop {torch['interop_threads']}), CUDA build {torch['cuda_build']}"
+        threads = (
+            f"{torch['threads']} (interop {torch['interop_threads']}), "
+            f"CUDA build {torch['cuda_build']}"
+        )
         table.add_row("torch threads", threads)
     table.add_row("python", f"{env.get('python')} ({env.get('platform')})")
     git = env.get("git")
@@ -95,7 +99,8 @@ def env(
     meter: str = typer.Option(
         "auto",
         "--meter",
-        help="Energy meter: auto, nvml, rapl, modeled (modeled:system, modeled:process, modeled:cgroup), "
+        help="Energy meter: auto, nvml, rapl, modeled (modeled:system, modeled:process, "
+        "modeled:cgroup), "
         "null, replay:PATH; join with + (nvml+rapl).",
     ),
     measure_s: float = typer.Option(
@@ -109,8 +114,7 @@ def env(
     """Show the energy meter picked here (and why) and the machine facts recorded in run.json."""
     import json
 
-    from rich.console import Console
-
+    from wattserve.console import stdout_console
     from wattserve.energy.meters import auto_meter
     from wattserve.environment import collect_environment
 
@@ -127,7 +131,7 @@ def env(
     if json_out:
         typer.echo(json.dumps(record, indent=2, default=str))
     else:
-        Console().print(render(record, power))
+        stdout_console().print(render(record, power))
 
 
 def register(app: typer.Typer) -> None:

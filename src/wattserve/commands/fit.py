@@ -9,7 +9,7 @@ from typer.core import TyperGroup
 
 
 class DefaultGroup(TyperGroup):
-    """A group whose first argument may be the default command's (``fit DATA`` = ``fit run DATA``)."""
+    """A group whose first argument may name the default command's input (``fit DATA``)."""
 
     default_cmd = "run"
 
@@ -72,7 +72,10 @@ def fits_table(fits, title: str = "fits", params: bool = False):
         if params:
             units = get_form(f.form).units(f.units or "?")
             row.append(
-                "\n".join(f"{p}={c:.4g} {u}" for p, c, u in zip(f.params, f.coefficients, units))
+                "\n".join(
+                    f"{p}={c:.4g} {u}"
+                    for p, c, u in zip(f.params, f.coefficients, units, strict=False)
+                )
             )
         t.add_row(*row)
     return t
@@ -151,16 +154,20 @@ def register(app: typer.Typer) -> None:
             None, "--plot", help="Write a predicted-vs-measured PNG here."
         ),
         params: bool = typer.Option(False, "--params", help="Show coefficients with their units."),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the fits as JSON instead of a table (notes on stderr)."
+        ),
     ) -> None:
         """Fit every form to every (model, device) group, with k-fold cross-validation."""
         from rich.console import Console
         from rich.progress import Progress
 
+        from wattserve.console import print_json, stdout_console
         from wattserve.errors import ConfigError
         from wattserve.fit import FORMS, fit_groups, save_fits
         from wattserve.fit.io import Columns, load_groups
 
-        console = Console()
+        console = Console(stderr=True) if as_json else stdout_console()
         form_list = list(FORMS) if forms == "all" else _split(forms)
         qs = _split(quantities)
         for q in qs:
@@ -185,7 +192,10 @@ def register(app: typer.Typer) -> None:
                 progress=lambda: progress.advance(task),
             )
         save_fits(fits, output)
-        console.print(fits_table(fits, f"{len(fits)} fits -> {output}", params))
+        if as_json:
+            print_json({"output": output, "fits": [f.to_dict() for f in fits]})
+        else:
+            console.print(fits_table(fits, f"{len(fits)} fits -> {output}", params))
         if select == "best":
             from wattserve.fit.fitting import threshold_misses
 
@@ -201,10 +211,14 @@ def register(app: typer.Typer) -> None:
     def fit_show(
         fits_path: Path = typer.Argument(..., help="A fits JSON written by `wattserve fit`."),
         params: bool = typer.Option(False, "--params", help="Show coefficients with their units."),
+        as_json: bool = typer.Option(False, "--json", help="Print the fits as JSON."),
     ) -> None:
         """Print the fits in a table (CV R², CV MAPE, in-sample R², ranges)."""
-        from rich.console import Console
-
+        from wattserve.console import print_json, stdout_console
         from wattserve.fit import load_fits
 
-        Console().print(fits_table(load_fits(fits_path), str(fits_path), params))
+        fits = load_fits(fits_path)
+        if as_json:
+            print_json({"path": fits_path, "fits": [f.to_dict() for f in fits]})
+            return
+        stdout_console().print(fits_table(fits, str(fits_path), params))

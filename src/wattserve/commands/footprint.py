@@ -12,7 +12,8 @@ def register(app: typer.Typer) -> None:
     def footprint_cmd(
         model: str | None = typer.Argument(
             None,
-            help="config.json, model directory, .gguf file, or a bundled example name (see --list).",
+            help="config.json, model directory, .gguf file, or a bundled example name "
+            "(see --list).",
         ),
         dtype: str = typer.Option(
             "bf16",
@@ -47,21 +48,22 @@ def register(app: typer.Typer) -> None:
             False, "--list", help="List the bundled example configs and exit."
         ),
     ) -> None:
-        """Memory footprint of a model and how many replicas fit a device (offline, no hub access)."""
-        from rich.console import Console
+        """Memory footprint of a model and how many replicas fit a device (offline, no hub)."""
         from rich.table import Table
 
+        from wattserve.console import stdout_console
         from wattserve.errors import ConfigError
         from wattserve.footprint import GIB, bundled_configs, footprint
 
-        console = Console()
+        console = stdout_console()
         if list_bundled:
             for name in bundled_configs():
                 console.print(name)
             return
         if model is None:
             raise ConfigError(
-                "give a model config (path, directory, .gguf or bundled name); --list shows bundled names"
+                "give a model config (path, directory, .gguf or bundled name); "
+                "--list shows bundled names"
             )
         f = footprint(model, dtype=dtype, kv_dtype=kv_dtype)
         device_bytes = device_memory_gib * GIB
@@ -85,7 +87,8 @@ def register(app: typer.Typer) -> None:
         t.add_row("architecture", f"{f.model_type}, {f.num_layers} layers, hidden {f.hidden_size}")
         t.add_row(
             "attention",
-            f"{f.attention.upper()}: {f.num_heads} query heads, {f.num_kv_heads} KV heads, head dim {f.head_dim}",
+            f"{f.attention.upper()}: {f.num_heads} query heads, {f.num_kv_heads} KV heads, "
+            f"head dim {f.head_dim}",
         )
         t.add_row(
             "parameters",

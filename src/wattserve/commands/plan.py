@@ -100,6 +100,9 @@ def register(app: typer.Typer) -> None:
             help="Also write one trace JSONL per target here "
             "(replay each with `wattserve bench --dataset-name trace`).",
         ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the written JSON to stdout (tables and notes on stderr)."
+        ),
     ) -> None:
         """Solve the plan, compare it with the baselines, write the Schedule JSON."""
         import warnings
@@ -108,13 +111,15 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from wattserve.console import print_json, stdout_console
         from wattserve.errors import ConfigError
         from wattserve.fit import ExtrapolationWarning
         from wattserve.plan import baselines, build_problem, compare, solve
         from wattserve.plan.io import parse_gpu_budget, quality_matrix, read_queries, read_targets
         from wattserve.plan.problem import NORMALISE, WEIGHTING
+        from wattserve.readers import read_json
 
-        console = Console()
+        console = Console(stderr=True) if as_json else stdout_console()
         if normalise not in NORMALISE:
             raise ConfigError(
                 f"--normalise must be one of {', '.join(NORMALISE)}, not {normalise!r}"
@@ -150,6 +155,8 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]warning:[/yellow] {w.message}")
         if objective == "weighted":
             _sweep(p, zetas, solver, time_limit_s, seed, output, console)
+            if as_json:
+                print_json(read_json(output))
             return
         sched = solve(p, solver, time_limit_s=time_limit_s)
         assign = np.array([p.target_names.index(sched.assignment[q]) for q in p.query_ids])
@@ -238,6 +245,8 @@ def register(app: typer.Typer) -> None:
                         f"--max-concurrency {tgs[t_idx].slots}"
                     )
             console.print(f"requests per target -> {export_requests}")
+        if as_json:
+            print_json(read_json(output))
 
     @plan_app.command("queries")
     def plan_queries(

@@ -31,8 +31,15 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.status import Status
 
+        from wattserve.fit import load_fits
+        from wattserve.readers import read_json
         from wattserve.report.html import write_report
 
+        # files named on the command line must load: the report only skips defaults it finds
+        if fits is not None:
+            load_fits(fits)
+        if plan is not None:
+            read_json(plan)
         console = Console(stderr=True)
         with Status("rendering report", console=console):
             dest = write_report(path, output, fits, plan)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Literal
 
 import typer
 
@@ -30,7 +31,15 @@ def _costs(specs: list[str], models: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-def _load(data: Path):
+def _objective(value: str) -> Literal["gain", "threshold"]:
+    if value == "gain":
+        return "gain"
+    if value == "threshold":
+        return "threshold"
+    raise ConfigError(f"--objective must be gain or threshold, not {value!r}")
+
+
+def _load(data: Path) -> Any:
     from wattserve.route.data import load_labelled_csvs
 
     if not data.exists():
@@ -38,7 +47,7 @@ def _load(data: Path):
     return load_labelled_csvs(data)
 
 
-def _scorer(name: str, C: float):
+def _scorer(name: str, C: float) -> Any:
     from wattserve.route.scorers import make_scorer
 
     return make_scorer(name) if name == "prior" else make_scorer(name, C=C)
@@ -82,17 +91,21 @@ def register(app: typer.Typer) -> None:
 
         if sum(x is not None for x in (threshold, target_share, target_quality)) > 1:
             raise ConfigError("give at most one of --threshold, --target-share, --target-quality")
+        rule = _objective(objective)
+        for flag, value in (("--target-share", target_share), ("--target-quality", target_quality)):
+            if value is not None and not 0 <= value <= 1:
+                raise ConfigError(f"{flag} must be in [0, 1]")
+        if c <= 0:
+            raise ConfigError("--C must be positive")
         d = _load(data)
         sc = _scorer(scorer, c).fit(d.texts, d.labels, d.models)
-        if objective not in ("gain", "threshold"):
-            raise ConfigError("--objective must be gain or threshold")
         router = Router(
             d.models,
             _costs(cost, d.models),
             sc,
-            threshold=0.5 if objective == "threshold" else 0.1,
+            threshold=0.5 if rule == "threshold" else 0.1,
             name=name,
-            objective=objective,
+            objective=rule,
         )
         if target_share is not None:
             router.threshold = threshold_for_share(router, list(d.texts), target_share)
@@ -125,6 +138,7 @@ def register(app: typer.Typer) -> None:
         cost: list[str] = typer.Option([], help="MODEL=COST (repeat)"),
         c: float = typer.Option(1.0, "--C", help="inverse regularisation"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
+        as_json: bool = typer.Option(False, "--json", help="same as --format json"),
         output: Path | None = typer.Option(
             None, help="write the full result (with curves) as JSON"
         ),
@@ -140,8 +154,11 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--split must be random or subject")
         if not 0 < test_fraction < 1:
             raise ConfigError("--test-fraction must be between 0 and 1")
-        if objective not in ("gain", "threshold"):
-            raise ConfigError("--objective must be gain or threshold")
+        rule = _objective(objective)
+        if fmt not in ("table", "json"):
+            raise ConfigError(f"--format must be table or json, not {fmt!r}")
+        if c <= 0:
+            raise ConfigError("--C must be positive")
         if seeds < 1:
             raise ConfigError("--seeds must be at least 1")
         d = _load(data)
@@ -153,7 +170,7 @@ def register(app: typer.Typer) -> None:
             if len(train_set) < 10 or len(test_set) < 10:
                 raise ConfigError("too few prompts on one side of the split")
             sc = _scorer(scorer, c).fit(train_set.texts, train_set.labels, d.models)
-            router = Router(d.models, _costs(cost, d.models), sc, objective=objective)
+            router = Router(d.models, _costs(cost, d.models), sc, objective=rule)
             r = evaluate_router(router, list(test_set.texts), test_set.labels)
             r.update(
                 split=split,
@@ -169,7 +186,7 @@ def register(app: typer.Typer) -> None:
             output.write_text(json.dumps(res, indent=2))
         if plot is not None:
             _plot(res, plot)
-        if fmt == "json":
+        if fmt == "json" or as_json:
             typer.echo(json.dumps({k: v for k, v in res.items() if k != "curve"}, indent=2))
             return
         _print(res)
@@ -201,7 +218,7 @@ def register(app: typer.Typer) -> None:
         )
 
 
-def _mean(runs: list[dict]) -> dict:
+def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean of the numeric metrics over seeds (curves averaged point-wise), plus the worst
     seed's share of the curve above random."""
     import numpy as np
@@ -212,7 +229,8 @@ def _mean(runs: list[dict]) -> dict:
             out[k] = float(np.mean([r[k] for r in runs]))
         elif isinstance(v, float) or v is None:
             vals = [r.get(k) for r in runs]
-            out[k] = None if any(x is None for x in vals) else float(np.mean(vals))
+            nums = [float(x) for x in vals if x is not None]
+            out[k] = None if len(nums) < len(vals) else float(np.mean(nums))
     out["curve"] = {
         c: np.mean([r["curve"][c] for r in runs], axis=0).tolist() for c in runs[0]["curve"]
     }
@@ -222,19 +240,21 @@ def _mean(runs: list[dict]) -> dict:
     return out
 
 
-def _print(res: dict) -> None:
-    from rich.console import Console
+def _print(res: dict[str, Any]) -> None:
     from rich.table import Table
+
+    from wattserve.console import stdout_console
 
     seeds = f"mean of seeds {res['seeds']}, " if "seeds" in res else ""
     t = Table(
         title=f"router evaluation ({res['split']} split, {seeds}{res['n']} held-out prompts, "
-        f"weak {res['weak']} {res['weak_quality']:.3f}, strong {res['strong']} {res['strong_quality']:.3f})"
+        f"weak {res['weak']} {res['weak_quality']:.3f}, "
+        f"strong {res['strong']} {res['strong_quality']:.3f})"
     )
     for col in ("metric", "router", "random", "oracle"):
         t.add_column(col, justify="right")
 
-    def f(x):
+    def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
     t.add_row(
@@ -260,13 +280,14 @@ def _print(res: dict) -> None:
         "-",
         f"{res['oracle_cost']:.3f} / {res['oracle_quality']:.3f}",
     )
-    Console().print(t)
-    Console().print(
+    console = stdout_console()
+    console.print(t)
+    console.print(
         "cost is normalised: 0 = always the cheapest model, 1 = always the most expensive"
     )
 
 
-def _plot(res: dict, path: Path) -> None:
+def _plot(res: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

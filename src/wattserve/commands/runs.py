@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import typer
+
+from wattserve.console import print_json, stdout_console
+from wattserve.errors import ConfigError
 
 runs_app = typer.Typer(help="List and show benchmark runs.", no_args_is_help=True)
 
 
-def _console():
-    import os
-
-    from rich.console import Console
-
-    con = Console()
-    return Console(width=160) if not con.is_terminal and "COLUMNS" not in os.environ else con
+def _check_result_dir(result_dir: str) -> None:
+    """The catalog's folder must be a folder that exists: listing never creates one."""
+    root = Path(os.environ.get("WATTSERVE_HOME") or result_dir)
+    if not root.exists():
+        raise ConfigError(
+            f"{root}: no such result directory (run `wattserve bench` first, or pass --result-dir)"
+        )
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a directory (--result-dir names the folder of runs)")
 
 
 def _fmt(v: object, spec: str = ".3g") -> str:
@@ -29,13 +36,18 @@ def _fmt(v: object, spec: str = ".3g") -> str:
 )
 def list_runs(
     result_dir: str = typer.Option("runs", "--result-dir", help="Where runs and the catalog are."),
+    as_json: bool = typer.Option(False, "--json", help="Print the catalog rows as JSON."),
 ) -> None:
     from rich.table import Table
 
     from wattserve.bench import store
 
+    _check_result_dir(result_dir)
     rows = store.catalog_list(result_dir)
-    con = _console()
+    if as_json:
+        print_json(rows)
+        return
+    con = stdout_console()
     if not rows:
         con.print(f"no runs in {store.catalog_path(result_dir)}")
         return
@@ -71,6 +83,9 @@ def list_runs(
 def show_run(
     run: str = typer.Argument(..., help="Run directory, run id, or a unique id prefix."),
     result_dir: str = typer.Option("runs", "--result-dir", help="Where runs and the catalog are."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the run record (run.json) and its path as JSON."
+    ),
 ) -> None:
     from rich.table import Table
 
@@ -78,9 +93,14 @@ def show_run(
     from wattserve.bench.benchmark import load_points
     from wattserve.commands.bench import summary_table
 
+    if not (Path(run) / store.RUN_JSON).is_file():
+        _check_result_dir(result_dir)
     path = store.find_run(run, result_dir)
     data = store.load_run_json(path)
-    con = _console()
+    if as_json:
+        print_json({"path": path, **data})
+        return
+    con = stdout_console()
     info = Table(title=f"run {data.get('run_id')}", show_header=False)
     info.add_column("key")
     info.add_column("value")

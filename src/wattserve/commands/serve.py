@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from wattserve.errors import ConfigError
+
 SERVE_HELP = (
     "Run the OpenAI-compatible gateway described by --config (YAML or TOML): response cache, "
     "model multiplexer, replica pool with health checks, per-request energy, Prometheus /metrics."
@@ -17,6 +19,36 @@ DEMO_HELP = (
 )
 
 
+def demo_config_path() -> Path:
+    """The demo's default config, shipped in the package (found from any directory)."""
+    from importlib import resources
+
+    return Path(str(resources.files("wattserve") / "data" / "serve-demo.yaml"))
+
+
+def ensure_can_listen(host: str, port: int) -> None:
+    """Fail with one clear line, before any replica or model starts, when ``host:port`` cannot
+    be bound (a port in use, an address not on this machine). Port 0 (any free port) passes."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc}") from None
+    with socket.socket(family, kind, proto) as sock:
+        # the servers set SO_REUSEADDR too: a port left in TIME_WAIT is not "in use"
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                + (" (another server holds it)" if exc.errno == 98 else "")
+            ) from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve", help=SERVE_HELP)
     def serve(
@@ -24,7 +56,9 @@ def register(app: typer.Typer) -> None:
             ..., "--config", "-c", help="gateway config file (.yaml/.yml/.toml)"
         ),
         host: str | None = typer.Option(None, "--host", help="override the config's host"),
-        port: int | None = typer.Option(None, "--port", help="override the config's port"),
+        port: int | None = typer.Option(
+            None, "--port", min=1, max=65535, help="override the config's port (1-65535)"
+        ),
         log_level: str = typer.Option("warning", "--log-level", help="gateway log level"),
     ) -> None:
         import logging
@@ -36,6 +70,7 @@ def register(app: typer.Typer) -> None:
             cfg.host = host
         if port is not None:
             cfg.port = port
+        ensure_can_listen(cfg.host, cfg.port)
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
@@ -48,15 +83,19 @@ def register(app: typer.Typer) -> None:
             f"starting wattserve gateway on http://{cfg.host}:{cfg.port}/v1 "
             f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it gracefully"
         )
-        run_loop(serve_app(app_, server))
+        try:
+            run_loop(serve_app(app_, server))
+        except OSError as exc:  # lost a race for the port after the check above
+            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
 
     @app.command("demo-gateway", help=DEMO_HELP)
     def demo_gateway(
-        config: Path = typer.Option(
-            Path("examples/serve-demo.yaml"),
+        config: Path | None = typer.Option(
+            None,
             "--config",
             "-c",
-            help="gateway config (default: the embedded model, two replicas)",
+            help="gateway config (default: the packaged serve-demo.yaml, the embedded model on "
+            "two replicas)",
         ),
         num_prompts: int = typer.Option(24, "--num-prompts", help="requests to send"),
         max_concurrency: int = typer.Option(
@@ -64,9 +103,13 @@ def register(app: typer.Typer) -> None:
         ),
         output_len: int = typer.Option(16, "--output-len", help="max_tokens per request"),
         seed: int = typer.Option(0, "--seed", help="workload seed"),
-        port: int = typer.Option(0, "--port", help="gateway port (0: a free one)"),
+        port: int = typer.Option(
+            0, "--port", min=0, max=65535, help="gateway port (0: a free one)"
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the workload's result as JSON instead of a table."
+        ),
     ) -> None:
-        from wattserve.errors import ConfigError
         from wattserve.serve.config import load_config
         from wattserve.serve.demo import print_report, run_workload
 
@@ -74,18 +117,20 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(
                 "--num-prompts, --max-concurrency and --output-len must be at least 1"
             )
+        config = config or demo_config_path()
         cfg = load_config(config)
         cfg.port = port
+        host = cfg.host if cfg.host != "0.0.0.0" else "127.0.0.1"
+        ensure_can_listen(host, port)
         from rich.console import Console
 
+        from wattserve.console import print_json, stdout_console
         from wattserve.serve.app import BackgroundServer, create_app
 
-        console = Console()
+        console = Console(stderr=True) if as_json else stdout_console()
         with console.status(f"starting the gateway ({config}) and its replicas ..."):
             app = create_app(cfg)
-            server = BackgroundServer(
-                app, cfg.host if cfg.host != "0.0.0.0" else "127.0.0.1", 0, cfg.grace_s
-            )
+            server = BackgroundServer(app, host, 0, cfg.grace_s)
             server.port = port or server.port
             server.start(timeout_s=900)
         try:
@@ -101,7 +146,10 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 console=console,
             )
-            print_report(result, server.url, console)
+            if as_json:
+                print_json({"url": server.url, **vars(result)})
+            else:
+                print_report(result, server.url, console)
         finally:
             with console.status("stopping the gateway ..."):
                 server.stop()

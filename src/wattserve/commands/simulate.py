@@ -21,11 +21,12 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def _print_tables(rows: list[dict], summary: list[dict]) -> None:
-    from rich.console import Console
+def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
-    console = Console()
+    from wattserve.console import stdout_console
+
+    console = stdout_console()
     selectors = sorted({r["selector"] for r in rows}, key=lambda s: (not s.startswith("model"), s))
     table = Table(title="total cost (mean over seeds) per cache policy x model selector")
     for col in ("alpha", "ratio", "variant", "policy", *selectors):
@@ -107,11 +108,12 @@ def register(app: typer.Typer) -> None:
         seeds: int = typer.Option(100, help="seeds to average over (synthetic)"),
         seed: int = typer.Option(0, help="base random seed"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
+        as_json: bool = typer.Option(False, "--json", help="same as --format json"),
         output: Path | None = typer.Option(
             None, help="write the result here (json with --format json)"
         ),
     ) -> None:
-        """Total cost of every {LFU, LRU, GDSF, LEC} x {model 1, model 2, multiplexer} combination."""
+        """Total cost of each {LFU, LRU, GDSF, LEC} x {model 1, model 2, multiplexer} pairing."""
         from rich.progress import Progress
 
         from wattserve.sim.selectors import Selector
@@ -119,6 +121,8 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("table", "json"):
             raise ConfigError("--format must be table or json")
+        if as_json:
+            fmt = "json"
         if (preset is None) == (trace is None):
             raise ConfigError("give exactly one of --preset zhu-synthetic or --trace FILE")
         pols = [p.lower() for p in policy]
@@ -159,6 +163,7 @@ def register(app: typer.Typer) -> None:
                 from wattserve.sim.replay import replay_table
                 from wattserve.sim.trace import load_trace
 
+                assert trace is not None  # exactly one of --preset and --trace, checked above
                 scen, models = load_trace(trace, seed=seed)
                 sels = [Selector("model", i) for i in range(len(models))]
                 sels += [Selector("mux", accuracy=a) for a in accuracy] if len(models) > 1 else []

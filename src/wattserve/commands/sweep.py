@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from wattserve.sweep.run import SweepResult
 
 
 def register(app: typer.Typer) -> None:
@@ -12,7 +18,8 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option(
             "auto",
             "--backend",
-            help="Engine backend(s), comma-separated: auto, local, llama-cpp, mock; 'all' = every installed CPU engine.",
+            help="Engine backend(s), comma-separated: auto, local, llama-cpp, mock; 'all' = every "
+            "installed CPU engine.",
         ),
         replicas: str = typer.Option(
             "1,2", "--replicas", help="Replica counts per device, e.g. 1,2."
@@ -37,12 +44,14 @@ def register(app: typer.Typer) -> None:
         omp_wait_policy: str = typer.Option(
             "passive",
             "--omp-wait-policy",
-            help="OMP_WAIT_POLICY for replicas: passive (robust when cores are shared), active, or default (unset).",
+            help="OMP_WAIT_POLICY for replicas: passive (robust when cores are shared), active, "
+            "or default (unset).",
         ),
         replica_command: str | None = typer.Option(
             None,
             "--replica-command",
-            help="Launch each replica with this command (GPU servers), e.g. 'vllm serve {model} --port {port} --gpu-memory-utilization {memory_fraction}'.",
+            help="Launch each replica with this command (GPU servers), e.g. 'vllm serve {model} "
+            "--port {port} --gpu-memory-utilization {memory_fraction}'.",
         ),
         gpu_memory_utilization: float = typer.Option(
             0.9,
@@ -76,7 +85,8 @@ def register(app: typer.Typer) -> None:
         objective: str = typer.Option(
             "throughput",
             "--objective",
-            help="throughput: max tok/s under the SLOs; energy: min J/token above --throughput-floor.",
+            help="throughput: max tok/s under the SLOs; energy: min J/token above "
+            "--throughput-floor.",
         ),
         throughput_floor: float | None = typer.Option(
             None, "--throughput-floor", min=0.0, help="Minimum device tok/s for --objective energy."
@@ -92,8 +102,11 @@ def register(app: typer.Typer) -> None:
             "--result-dir",
             help="Sweep directory; rerunning with the same one resumes.",
         ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the result as JSON (progress goes to stderr)."
+        ),
     ) -> None:
-        """Sweep replicas per device x concurrency; mark the Pareto frontier; recommend a configuration.
+        """Sweep replicas per device x concurrency, mark the Pareto frontier, recommend a setting.
 
         Each point runs through the bench runner (one run directory per point under
         RESULT_DIR/points); summary.csv gets one row per point. Rerun the same command to
@@ -111,6 +124,9 @@ def register(app: typer.Typer) -> None:
         )
 
         from wattserve.bench.config import parse_goodput, parse_list
+        from wattserve.console import print_json, stdout_console
+        from wattserve.errors import ConfigError
+        from wattserve.readers import read_json
         from wattserve.sweep.config import SweepConfig
         from wattserve.sweep.run import available_backends, run_sweep
 
@@ -118,34 +134,39 @@ def register(app: typer.Typer) -> None:
             raise KeyboardInterrupt
 
         signal.signal(signal.SIGTERM, _term)
-        kw = dict(
-            model=model,
-            backends=[b.strip() for b in backend.split(",") if b.strip()],
-            replicas=parse_list(replicas, int, "--replicas"),
-            max_concurrencies=parse_list(max_concurrency, int, "--max-concurrency"),
-            request_rates=parse_list(request_rate, float, "--request-rate"),
-            pin_cores=not no_pin,
-            omp_wait_policy=omp_wait_policy,
-            command=replica_command,
-            memory_utilization=gpu_memory_utilization,
-            input_len=input_len,
-            output_len=output_len,
-            num_prompts=num_prompts,
-            num_warmups=num_warmups,
-            seed=seed,
-            endpoint=endpoint,
-            goodput=parse_goodput(goodput),
-            min_attainment=min_attainment,
-            objective=objective,
-            throughput_floor=throughput_floor,
-            meter=meter,
-            timeout_s=timeout,
-            result_dir=result_dir,
-        )
+        root = Path(result_dir)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--result-dir {root}: not a directory")
+        if (root / "sweep.json").is_file():  # resuming: the earlier record must be readable
+            read_json(root / "sweep.json")
+        kw: dict[str, Any] = {
+            "model": model,
+            "backends": [b.strip() for b in backend.split(",") if b.strip()],
+            "replicas": parse_list(replicas, int, "--replicas"),
+            "max_concurrencies": parse_list(max_concurrency, int, "--max-concurrency"),
+            "request_rates": parse_list(request_rate, float, "--request-rate"),
+            "pin_cores": not no_pin,
+            "omp_wait_policy": omp_wait_policy,
+            "command": replica_command,
+            "memory_utilization": gpu_memory_utilization,
+            "input_len": input_len,
+            "output_len": output_len,
+            "num_prompts": num_prompts,
+            "num_warmups": num_warmups,
+            "seed": seed,
+            "endpoint": endpoint,
+            "goodput": parse_goodput(goodput),
+            "min_attainment": min_attainment,
+            "objective": objective,
+            "throughput_floor": throughput_floor,
+            "meter": meter,
+            "timeout_s": timeout,
+            "result_dir": result_dir,
+        }
         if threads is not None:
             kw["threads"] = threads
         cfg = SweepConfig.build(**kw)
-        console = Console()
+        console = Console(stderr=True) if as_json else stdout_console()
         n_points = (
             len(available_backends(cfg.backends))
             * len(cfg.replicas)
@@ -170,10 +191,13 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, description=msg.split(":")[0])
 
             result = run_sweep(cfg, on_event)
-        print_result(console, result)
+        if as_json:
+            print_json(result)
+        else:
+            print_result(console, result)
 
 
-def print_result(console: object, result: object) -> None:
+def print_result(console: Any, result: SweepResult) -> None:
     """Points with the frontier marked, the recommendation and the replica comparison."""
     from rich.table import Table
 
@@ -183,9 +207,9 @@ def print_result(console: object, result: object) -> None:
         except (TypeError, ValueError):
             return "-"
 
-    rec = result.recommendation  # type: ignore[attr-defined]
-    rows = result.rows  # type: ignore[attr-defined]
-    t = Table(title=f"sweep points ({result.ran} run, {result.skipped} resumed from summary.csv)")  # type: ignore[attr-defined]
+    rec = result.recommendation
+    rows = result.rows
+    t = Table(title=f"sweep points ({result.ran} run, {result.skipped} resumed from summary.csv)")
     t.add_column("point", no_wrap=True)
     for col in ("repl x thr", "conc", "tok/s dev", "tok/s user", "J/token", "TTFT p50", "frontier"):
         t.add_column(col, justify="right")
@@ -203,8 +227,8 @@ def print_result(console: object, result: object) -> None:
             fmt(r.get("ttft_p50_s"), ".3f"),
             mark,
         )
-    console.print(t)  # type: ignore[attr-defined]
-    if result.comparison:  # type: ignore[attr-defined]
+    console.print(t)
+    if result.comparison:
         c = Table(title="replicas vs one replica with all threads (same concurrency)")
         for col in (
             "backend",
@@ -219,7 +243,7 @@ def print_result(console: object, result: object) -> None:
             c.add_column(
                 col, justify="right", no_wrap=col in ("backend", "1 replica", "N replicas")
             )
-        for r in result.comparison:  # type: ignore[attr-defined]
+        for r in result.comparison:
             c.add_row(
                 r["backend"],
                 str(r["max_concurrency"]),
@@ -230,14 +254,14 @@ def print_result(console: object, result: object) -> None:
                 fmt(r["throughput_ratio"], ".2f") + "x",
                 fmt(r["energy_ratio"], ".2f"),
             )
-        console.print(c)  # type: ignore[attr-defined]
+        console.print(c)
     what = rows[rec.index]["point"] if rec.index is not None else "none"
     console.print(
         f"[bold]recommended:[/bold] {what} - {rec.reason}"
         + ("" if rec.index is None else " (marked 'best'; * = on the Pareto frontier)")
-    )  # type: ignore[attr-defined]
+    )
     console.print(
-        f"frontier: {', '.join(rows[i]['point'] for i in rec.frontier)} "  # type: ignore[attr-defined]
+        f"frontier: {', '.join(rows[i]['point'] for i in rec.frontier)} "
         f"(over {', '.join(rec.objectives_used)})"
     )
-    console.print(f"results: {result.result_dir}/summary.csv, sweep.json")  # type: ignore[attr-defined]
+    console.print(f"results: {result.result_dir}/summary.csv, sweep.json")

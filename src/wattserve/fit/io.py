@@ -11,6 +11,7 @@ import numpy as np
 
 from wattserve.errors import ConfigError
 from wattserve.fit.fitting import GroupData
+from wattserve.readers import read_csv, read_json, read_json_table
 from wattserve.types import ModelFit
 
 FITS_SCHEMA_VERSION = 1
@@ -96,12 +97,9 @@ def read_table(paths: Iterable[str | Path]):
             except ImportError as exc:
                 raise ConfigError(f"{p}: reading Parquet needs pyarrow ({exc})") from None
         elif p.suffix.lower() in (".jsonl", ".json"):
-            frames.append(pd.read_json(p, lines=p.suffix.lower() == ".jsonl"))
+            frames.append(read_json_table(p, lines=p.suffix.lower() == ".jsonl"))
         else:
-            try:
-                frames.append(pd.read_csv(p))
-            except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{p}: cannot read as CSV ({exc})") from None
+            frames.append(read_csv(p))
     if not frames:
         raise ConfigError("no input data given")
     return pd.concat(frames, ignore_index=True)
@@ -226,10 +224,7 @@ def load_fits(path: str | Path) -> list[ModelFit]:
         raise ConfigError(
             f"{path}: no such fits file (write one with `wattserve fit DATA -o {path}`)"
         )
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json(path)
     items = doc.get("fits") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
         raise ConfigError(f"{path}: expected a list of fits or an object with a 'fits' list")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wattserve.errors import ConfigError
+from wattserve.readers import read_csv
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def load_labelled_csvs(paths: Sequence[str | Path] | str | Path) -> LabelledProm
     for f in files:
         if not f.is_file():
             raise ConfigError(f"routing data file not found: {f}")
-        d = pd.read_csv(f)
+        d = read_csv(f)
         if "prompt" not in d.columns or d.shape[1] < 3:
             raise ConfigError(f"{f}: expected a 'prompt' column and at least two model columns")
         cols = [c for c in d.columns if c != "prompt"]

@@ -188,7 +188,10 @@ def load_config(path: str | Path) -> ServeConfig:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {p}: {exc}") from None
     try:
         if p.suffix == ".toml":
             import tomllib
