@@ -13,6 +13,11 @@ the frozen ``wattserve.types.CacheEntry`` alike (same field names). Ties are bro
   keeping the entry = frequency x the cost of recomputing it with the model the
   multiplexer would choose (``recompute_cost(entry)``; by default the cost stored with it).
 
+The gateway and ``wattserve simulate --router`` store that routed cost with each entry at
+put time (``put(key, value, cost=...)``, ``wattserve.route.costs.RoutedCost``: the fitted
+joules of the model the router would pick for the request's token counts), so online LEC
+ranks by ``frequency x routed cost`` and GDSF by ``frequency x routed cost / size``.
+
 Offline variants take ``frequency=`` (a mapping or a callable key -> known frequency) and,
 for LEC/GDSF, ``recompute_cost=``; online variants use the counts the cache keeps.
 Priorities must not decrease between accesses for the cache's lazy heap to stay exact;
@@ -136,9 +141,10 @@ class GDSF(Policy):
 class LEC(Policy):
     """Least Expected Cost: ``frequency * recompute_cost(entry)``.
 
-    ``recompute_cost`` is where the multiplexer enters: pass the expected cost of answering
-    the entry's request again with the model the router would choose (e.g.
-    ``router.expected_cost``-based); without it the cost stored with the entry is used.
+    ``recompute_cost`` is where the multiplexer enters offline: the expected cost of
+    answering the entry's request again with the model the router would choose; without it
+    the cost stored with the entry is used (online, the router's expected cost at put time,
+    ``Router.expected_cost``).
     """
 
     name = "lec"

@@ -83,7 +83,29 @@ def register(app: typer.Typer) -> None:
             None, help="built-in setting: zhu-synthetic (Zhu et al. 2306.02003)"
         ),
         trace: Path | None = typer.Option(
-            None, help="trace CSV/JSONL: a 'query' column and cost_<model> columns"
+            None,
+            help="trace CSV/JSONL: a 'query' column and cost_<model> columns; with --fits a "
+            "request trace (prompt/messages + input_tokens/output_tokens per row, a served "
+            "run's request log or a run directory)",
+        ),
+        fits: Path | None = typer.Option(
+            None, help="fits.json: each answer costs its model's fitted joules (energy_j)"
+        ),
+        router_file: Path | None = typer.Option(
+            None, "--router", help="a router saved by 'route train': picks each model"
+        ),
+        router_costs: str = typer.Option(
+            "training", help="what the router ranks by: training (its file's costs) or fits"
+        ),
+        prompts: Path | None = typer.Option(
+            None, help="JSONL of request_id + prompt/messages for a trace without prompts"
+        ),
+        route_all: bool = typer.Option(
+            False, "--route-all", help="route every request, whatever its model field"
+        ),
+        device: str | None = typer.Option(None, help="use the fits of this device"),
+        capacity_bytes: int | None = typer.Option(
+            None, help="cache capacity in bytes (with --fits; as the gateway's cache)"
         ),
         policy: list[str] = typer.Option(
             ["lfu", "lru", "gdsf", "lec"], help="cache policies (repeat)"
@@ -134,6 +156,30 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"unknown variant {bad_v[0]!r}: offline or online")
         if capacity < 1 or seeds < 1 or num_prompts < 1 or num_queries < 1:
             raise ConfigError("capacity, seeds, --num-prompts and --num-queries must be positive")
+        if fits is not None or router_file is not None:
+            if fits is None or trace is None:
+                raise ConfigError("--router replays a --trace with --fits (the joules)")
+            result = _run_fitted(
+                trace,
+                fits,
+                router_file,
+                router_costs,
+                prompts,
+                route_all,
+                device,
+                pols,
+                capacity,
+                capacity_bytes,
+            )
+            text = json.dumps(result, indent=2)
+            if output is not None:
+                output.write_text(text)
+            if fmt == "json":
+                if output is None:
+                    typer.echo(text)
+                return
+            _print_fitted(result)
+            return
         if any(not 0 <= a <= 1 for a in accuracy):
             raise ConfigError("--accuracy must be in [0, 1]")
         with Progress(transient=True) as bar:
@@ -196,3 +242,86 @@ def register(app: typer.Typer) -> None:
                     {"config": config, "rows": rows, "summary": summary}, indent=2, default=list
                 )
             )
+
+
+def _run_fitted(
+    trace: Path,
+    fits: Path,
+    router_file: Path | None,
+    router_costs: str,
+    prompts: Path | None,
+    route_all: bool,
+    device: str | None,
+    policies: list[str],
+    capacity: int,
+    capacity_bytes: int | None,
+) -> dict[str, Any]:
+    """Replay a request trace with fitted joules and the trained router, once per policy."""
+    from wattserve.fit import load_fits
+    from wattserve.route.costs import describe_router, fitted_joules, router_with_costs
+    from wattserve.sim.fitted import FittedReplay, energy_fits
+    from wattserve.sim.request_trace import is_request_trace, load_request_trace
+
+    if router_costs not in ("training", "fits"):
+        raise ConfigError(f"--router-costs must be training or fits, not {router_costs!r}")
+    if capacity_bytes is not None and capacity_bytes < 1:
+        raise ConfigError("--capacity-bytes must be positive")
+    if not trace.exists():
+        raise ConfigError(f"trace not found: {trace}")
+    if not is_request_trace(trace):
+        raise ConfigError(
+            f"{trace}: --fits replays a request trace (prompt + token counts per row), "
+            "not query + cost_<model> columns"
+        )
+    by_model = energy_fits(load_fits(fits), device)
+    router = (
+        router_with_costs(router_file, router_costs, by_model) if router_file is not None else None
+    )
+    if route_all and router is None:
+        raise ConfigError("--route-all needs --router")
+    requests = load_request_trace(trace, prompts)
+    replay = FittedReplay(fitted_joules(by_model), router, route_all)
+    runs = [replay.run(requests, p, capacity, capacity_bytes).to_dict() for p in policies]
+    return {
+        "config": {
+            "trace": str(trace),
+            "fits": str(fits),
+            "router": describe_router(router) if router is not None else None,
+            "router_costs": router_costs if router is not None else None,
+            "fits_by_model": {m: f"{f.form} @ {f.device}" for m, f in by_model.items()},
+            "capacity": capacity,
+            "capacity_bytes": capacity_bytes,
+            "policies": policies,
+            "requests": len(requests),
+        },
+        "rows": runs,
+    }
+
+
+def _print_fitted(result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from wattserve.console import stdout_console
+
+    cfg = result["config"]
+    console = stdout_console()
+    table = Table(title=f"fitted replay of {cfg['trace']} ({cfg['requests']} requests)")
+    for col in ("policy", "hits", "misses", "hit rate", "simulated J", "saved J", "answers"):
+        table.add_column(col, justify="right")
+    for r in result["rows"]:
+        looked_up = r["hits"] + r["misses"]
+        table.add_row(
+            r["policy"],
+            str(r["hits"]),
+            str(r["misses"]),
+            f"{r['hits'] / looked_up:.3f}" if looked_up else "-",
+            _fmt(r["total_j"]),
+            _fmt(r["saved_j"]),
+            ", ".join(f"{m} {n}" for m, n in sorted(r["answers"].items())),
+        )
+    console.print(table)
+    if cfg["router"]:
+        console.print(cfg["router"])
+    traced = result["rows"][0]["traced_j"] if result["rows"] else None
+    if traced is not None:
+        console.print(f"metered joules in the trace: {_fmt(traced)}")

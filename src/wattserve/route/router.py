@@ -15,7 +15,11 @@ at the request's input and output tokens), the router picks
   use it by default;
 - ``objective="lambda"``: the model minimising ``cost - lam * quality`` (raw units).
 
-The decision carries the reason, the scores and the costs. Thresholds are calibrated
+The decision carries the reason, the scores and the costs. ``cost_source`` names where the
+costs came from (``training``: the file's own; ``fits``: fitted joules; ``fixed``: numbers
+from a config) so a gateway can say what its decisions rest on. ``expected_cost`` is the
+cost of answering a request again through the router (LEC's recompute cost with a
+selector, ``wattserve.route.costs.RoutedCost``). Thresholds are calibrated
 separately (``wattserve.route.calibrate``), as in RouteLLM. The routing policy can
 travel in the OpenAI ``model`` field: ``router-<name>[-<threshold>]``.
 """
@@ -23,6 +27,7 @@ travel in the OpenAI ``model`` field: ``router-<name>[-<threshold>]``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +40,8 @@ from wattserve.errors import ConfigError
 from wattserve.types import Request, RouteDecision
 
 CostSpec = float | int | Callable[[Request], float] | Any  # Any: a ModelFit
+#: ``joules(model, input_tokens, output_tokens)``: a model's joules for one answer, or None
+JoulesFn = Callable[[str, int, int], float | None]
 FORMAT_VERSION = 1
 
 
@@ -76,6 +83,7 @@ class Router:
         objective: Literal["threshold", "gain", "lambda"] = "threshold",
         lam: float = 1.0,
         name: str = "router",
+        cost_source: str = "given",
     ) -> None:
         self.models = tuple(models)
         if len(self.models) < 2:
@@ -106,6 +114,7 @@ class Router:
         self.threshold = float(threshold)
         self.lam = float(lam)
         self.name = name
+        self.cost_source = cost_source  # training | fits | fixed | given (constructor costs)
 
     # ------------------------------------------------------------------ deciding
     def costs_for(
@@ -188,11 +197,67 @@ class Router:
         q = self.quality([r.text() for r in requests])
         return [self.models[j] for j in self.choose(q, self.costs_for(requests))]
 
-    def expected_cost(self, request: Request) -> float:
-        """Cost of answering ``request`` with the model this router would choose (for LEC)."""
-        q = self.quality([request.text()])
+    def pick(
+        self,
+        request: Request,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        scores: Mapping[str, float] | None = None,
+    ) -> str:
+        """The model this router chooses for ``request``, per-request costs evaluated at
+        these token counts (default: the request's own ``input_tokens`` / ``max_tokens``).
+        ``scores`` (a decision's predicted quality per model) skips the scorer."""
+        return self.models[self._pick_index(request, input_tokens, output_tokens, scores)[0]]
+
+    def expected_cost(
+        self,
+        request: Request,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        *,
+        joules: JoulesFn | None = None,
+        scores: Mapping[str, float] | None = None,
+    ) -> float:
+        """Cost of answering ``request`` again through this router: the chosen model's cost
+        at these token counts. With ``joules`` that cost is the model's joules (e.g. its
+        fit), whatever the router ranks by; where ``joules`` knows none, the router's own."""
+        j, c = self._pick_index(request, input_tokens, output_tokens, scores)
+        if joules is not None:
+            n_in, n_out = _tokens(request, input_tokens, output_tokens)
+            e = joules(self.models[j], n_in, n_out)
+            if e is not None:
+                return float(e)
+        return float(c[j])
+
+    def describe_costs(self) -> dict[str, Any]:
+        """Where the costs come from and what each model's is (a number, or ``fit``/
+        ``callable`` for per-request costs): for logs and the gateway's ``/stats``."""
+        costs: dict[str, Any] = {}
+        for m, spec in self.cost_specs.items():
+            if isinstance(spec, (int, float)):
+                costs[m] = float(spec)
+            elif hasattr(spec, "coefficients"):
+                costs[m] = f"fit {getattr(spec, 'quantity', '')} @ {getattr(spec, 'device', '')}"
+            else:
+                costs[m] = "callable"
+        return {"source": self.cost_source, "costs": costs}
+
+    def _pick_index(
+        self,
+        request: Request,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        scores: Mapping[str, float] | None,
+    ) -> tuple[int, np.ndarray]:
+        if input_tokens is not None or output_tokens is not None:
+            n_in, n_out = _tokens(request, input_tokens, output_tokens)
+            request = dataclasses.replace(request, input_tokens=n_in, max_tokens=n_out)
+        if scores is not None and all(m in scores for m in self.models):
+            q = np.array([[float(scores[m]) for m in self.models]])
+        else:
+            q = self.quality([request.text()])
         c = self.costs_for([request])
-        return float(c[0, int(self.choose(q, c)[0])])
+        return int(self.choose(q, c)[0]), c[0]
 
     def with_threshold(self, threshold: float) -> Router:
         """A copy with another threshold (the ``router-<name>-<threshold>`` knob)."""
@@ -225,8 +290,16 @@ class Router:
             pickle.dump(blob, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def load(cls, path: str | Path, costs: Mapping[str, CostSpec] | None = None) -> Router:
-        """Load a router saved by ``save`` (a pickle: load only files you trust)."""
+    def load(
+        cls,
+        path: str | Path,
+        costs: Mapping[str, CostSpec] | None = None,
+        cost_source: str | None = None,
+    ) -> Router:
+        """Load a router saved by ``save`` (a pickle: load only files you trust).
+
+        ``costs`` replace the saved ones for the models they name; ``cost_source`` labels
+        the result (default: ``training`` without ``costs``, ``given`` with them)."""
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"router file not found: {p}")
@@ -249,9 +322,20 @@ class Router:
             objective=blob["objective"],
             lam=blob["lam"],
             name=blob["name"],
+            cost_source=cost_source or ("given" if costs else "training"),
         )
 
     from_file = load
+
+
+def _tokens(
+    request: Request, input_tokens: int | None, output_tokens: int | None
+) -> tuple[int, int]:
+    """Token counts for a cost: the given ones, else the request's (about 4 characters a token)."""
+    n_in = input_tokens if input_tokens is not None else request.input_tokens
+    if n_in is None:
+        n_in = max(1, len(request.text()) // 4)
+    return int(n_in), int(output_tokens if output_tokens is not None else request.max_tokens)
 
 
 _ROUTE_MODEL = re.compile(

@@ -64,13 +64,20 @@ class ModelConfig(_Strict):
 
 class RouterConfig(_Strict):
     """Multiplexing: ``model="auto"`` or ``model="router-<name>[-<threshold>]"`` lets a trained
-    router (``wattserve route train`` -> ``file``) pick among the served models it knows."""
+    router (``wattserve route train`` -> ``file``) pick among the served models it knows.
+
+    ``cost_source`` is what the router ranks models by: ``training`` (the costs the file was
+    trained with, the default), ``fits`` (each model's fitted joules, ``models[].fit``, one
+    for every routed model) or ``fixed`` (``costs``: one number per routed model). The
+    startup log and ``/stats`` name it. ``use_fits: true/false`` is the older spelling of
+    ``cost_source: fits/training``. The cache's recompute cost is fitted joules either way.
+    """
 
     enabled: bool = False
     file: str | None = None  # a router saved by wattserve.route.Router.save
-    use_fits: bool = (
-        True  # cost each model by its served fit (models[].fit) instead of the file's costs
-    )
+    cost_source: Literal["training", "fits", "fixed"] | None = None  # None: training
+    costs: dict[str, float] | None = None  # cost_source: fixed, model -> cost (>= 0)
+    use_fits: bool | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RouterConfig:
@@ -78,6 +85,22 @@ class RouterConfig(_Strict):
             raise ValueError(
                 "router.enabled needs router.file (train one with `wattserve route train`)"
             )
+        if self.use_fits is not None:
+            implied: Literal["fits", "training"] = "fits" if self.use_fits else "training"
+            if self.cost_source not in (None, implied):
+                raise ValueError(
+                    f"use_fits: {str(self.use_fits).lower()} contradicts "
+                    f"cost_source: {self.cost_source}; give cost_source only"
+                )
+            self.cost_source = implied
+        if self.cost_source is None:
+            self.cost_source = "fixed" if self.costs is not None else "training"
+        if self.cost_source == "fixed" and not self.costs:
+            raise ValueError("cost_source: fixed needs 'costs' (model: cost, one per model)")
+        if self.cost_source != "fixed" and self.costs is not None:
+            raise ValueError("'costs' is for cost_source: fixed")
+        if any(not v >= 0 for v in (self.costs or {}).values()):
+            raise ValueError("router costs must be non-negative")
         return self
 
 

@@ -32,10 +32,9 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
     r = config.router
     if not r.enabled or r.file is None:  # enabled means a file (RouterConfig checks it)
         return None
-    from wattserve.route import Router
+    from wattserve.route.costs import describe_router, router_with_costs
 
-    costs = dict(fits) if r.use_fits else None
-    router = Router.load(r.file, costs=costs)
+    router = router_with_costs(r.file, r.cost_source or "training", fits, r.costs)
     served = {m.name for m in config.models}
     missing = [m for m in router.models if m not in served]
     if missing:
@@ -43,6 +42,7 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
             f"the router picks among {', '.join(router.models)}, but {', '.join(missing)} "
             "is not a served model"
         )
+    log.warning("%s", describe_router(router))
     return router
 
 
