@@ -4,6 +4,8 @@ the eviction order follows the router; and the gateway stores exactly that cost.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from routing_support import easy_prompt, energy_fit, hard_prompt, train_router
@@ -75,3 +77,57 @@ def test_recompute_cost_by_model_field(router_file):
     assert recompute(asked(HARD, "weak"), "weak", 20, 40) == pytest.approx(0.5)
     assert RecomputeCost(fitted_joules({}), router)(asked(HARD, "weak"), "weak", 20, 40) is None
     assert recompute(asked(EASY, "router-other-0.5"), "weak", 20, 60) == pytest.approx(0.7)
+
+
+async def test_the_gateway_stores_the_routers_expected_cost(router_file, tmp_path):
+    """Two mock replicas of two models, the trained router, an LEC cache: each entry's cost
+    is the router's expected cost for its request; its metered joules sit beside it."""
+    from wattserve.fit import save_fits
+    from wattserve.serve.config import config_from_dict
+    from wattserve.serve.service import Service
+
+    fits_file = save_fits(list(FITS.values()), tmp_path / "fits.json")
+    replicas = {"weak": 6, "strong": 9}  # answer lengths of the mock servers
+    cfg = config_from_dict(
+        {
+            "models": [
+                {"name": m, "fit": str(fits_file), "replicas": [{"kind": "mock", "mock_tokens": n}]}
+                for m, n in replicas.items()
+            ],
+            "router": {"enabled": True, "file": str(router_file)},
+            "cache": {"policy": "lec", "capacity_entries": 8},
+            "energy": {"meter": "modeled"},
+        }
+    )
+    joules = fitted_joules(FITS)
+    svc = Service(cfg)
+    await svc.start()
+    try:
+        assert svc.stats()["router"]["cost_source"] == "training"
+        asked = [
+            ("auto", EASY.prompt, "weak"),
+            ("router-tfidf", HARD.prompt, "strong"),
+            ("weak", hard_prompt(7), "weak"),  # a named model: its own fitted joules
+        ]
+        for group, prompt, answered_by in asked:
+            before = {e.key for e in svc.cache.entries()}
+            body = {"model": group, "prompt": prompt, "max_tokens": 32, "temperature": 0}
+            reply = await svc.gateway.handle("completions", json.dumps(body).encode())
+            assert reply.status == 200, reply.body
+            assert dict(reply.headers)["x-wattserve-model"] == answered_by
+            (entry,) = [e for e in svc.cache.entries() if e.key not in before]
+            n_in, n_out = entry.value["input_tokens"], entry.value["output_tokens"]
+            assert n_out == replicas[answered_by] and n_in > 0
+            req = Request(id="x", model=group, prompt=prompt, max_tokens=32)
+            if group == "weak":
+                expected = joules("weak", n_in, n_out)
+            else:
+                expected = svc.router.expected_cost(req, n_in, n_out, joules=joules)
+            assert entry.cost == pytest.approx(expected)
+            assert entry.value["expected_j"] == entry.cost
+            assert entry.value["energy_j"] is not None  # metered, recorded beside it
+        # LEC ranks the three by frequency x routed cost: the strong answer is kept longest
+        order = [e.value["model"] for e in svc.cache.entries()]
+        assert order[-1] == "strong"
+    finally:
+        await svc.stop()

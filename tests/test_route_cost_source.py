@@ -7,6 +7,7 @@ every request to the strong model."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -117,3 +118,34 @@ def test_expected_cost_charges_fitted_joules_of_the_routed_model(router_file):
     # without joules: the router's own cost of the model it picks
     assert router.expected_cost(easy, 10, 100) == 1.0
     assert router.expected_cost(hard) == 10.0
+
+
+@pytest.mark.parametrize(("source", "easy_goes_to"), [("training", "weak"), ("fits", "strong")])
+async def test_stats_name_the_source_the_gateway_routes_by(
+    router_file, tmp_path, source, easy_goes_to
+):
+    from wattserve.fit import save_fits
+    from wattserve.serve.service import Service
+
+    fits_file = save_fits(list(FITS.values()), tmp_path / "fits.json")
+    cfg = config_from_dict(
+        {
+            "models": [
+                {"name": m, "fit": str(fits_file), "replicas": [{"kind": "mock"}]}
+                for m in ("weak", "strong")
+            ],
+            "router": {"enabled": True, "file": str(router_file), "cost_source": source},
+            "energy": {"meter": "null"},
+        }
+    )
+    svc = Service(cfg)
+    await svc.start()
+    try:
+        stats = svc.stats()["router"]
+        assert stats["cost_source"] == source and stats["models"] == ["weak", "strong"]
+        body = json.dumps({"model": "auto", "prompt": easy_prompt(2), "max_tokens": 4})
+        reply = await svc.gateway.handle("completions", body.encode())
+        assert reply.status == 200
+        assert dict(reply.headers)["x-wattserve-model"] == easy_goes_to
+    finally:
+        await svc.stop()

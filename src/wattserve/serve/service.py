@@ -85,6 +85,7 @@ class Service:
         self.cache: Any = None
         self.accountant: Any = None
         self.gateway: Any = None
+        self.router: Any = None
         self.meter_reason = ""
         self.started = False
         from wattserve.serve.metrics import GatewayMetrics
@@ -125,6 +126,7 @@ class Service:
         return out
 
     async def start(self) -> None:
+        from wattserve.route.costs import RecomputeCost, fitted_joules
         from wattserve.serve.auth import ApiKeys
         from wattserve.serve.balancers import fit_energy_fn, make_balancer
         from wattserve.serve.energy import EnergyAccountant, make_meter
@@ -139,7 +141,7 @@ class Service:
             m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None
         }
         energy_fn = fit_energy_fn(fits, per_token)
-        router = build_router(cfg, fits)
+        self.router = router = build_router(cfg, fits)
         self.cache = build_cache(cfg)
         if self.cache is not None:
             await self.cache.aopen()  # connects and loads its store
@@ -171,6 +173,7 @@ class Service:
             connect_s=cfg.timeouts.connect_s,
             log_content=cfg.log_content,
             cost_estimate=lambda model, i, o: energy_fn(_ModelOnly(model), i, o),
+            recompute_cost=RecomputeCost(fitted_joules(fits, per_token), router),
         )
         self.started = True
         log.warning(
@@ -220,7 +223,23 @@ class Service:
                 "devices": self.accountant.summary() if self.accountant else {},
             },
             "replicas": [r.describe() for r in self.pool.replicas] if self.pool else [],
+            "router": _router_stats(self.router),
         }
+
+
+def _router_stats(router: Any) -> dict[str, Any] | None:
+    """The router's rule and where its costs come from (``cost_source``), for ``/stats``."""
+    if router is None:
+        return None
+    d = router.describe_costs()
+    return {
+        "name": router.name,
+        "models": list(router.models),
+        "objective": router.objective,
+        "threshold": router.threshold,
+        "cost_source": d["source"],
+        "costs": d["costs"],
+    }
 
 
 class _ModelOnly:
