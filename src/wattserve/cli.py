@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "mlenergy",
     "tasks",
     "eval",
+    "demo",
 )
 
 
