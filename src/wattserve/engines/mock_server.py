@@ -15,7 +15,6 @@ free 127.0.0.1 port in a background thread (default) or a subprocess.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import subprocess
@@ -26,6 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from wattserve.openai import answers, schema
+from wattserve.openai.answers import APIError
 
 TOKEN_TEXT = " tok"
 STATE = web.AppKey("state", dict)
@@ -43,50 +45,24 @@ class MockConfig:
 
 
 class _Frames:
-    """SSE frames encoded once: one per token per endpoint, and the finish frames."""
+    """SSE events encoded once (``wattserve.openai.answers``): a token and the finish events
+    per endpoint; only the usage event is written per request."""
 
     def __init__(self, model: str) -> None:
-        head = {"id": "mock", "created": 0, "model": model}
-
-        def frame(obj: dict[str, Any]) -> bytes:
-            return b"data: " + json.dumps({**head, **obj}, separators=(",", ":")).encode() + b"\n\n"
-
-        self.token = {
-            "chat": frame(
-                {
-                    "object": "chat.completion.chunk",
-                    "choices": [
-                        {"index": 0, "delta": {"content": TOKEN_TEXT}, "finish_reason": None}
-                    ],
-                }
-            ),
-            "completions": frame(
-                {
-                    "object": "text_completion",
-                    "choices": [{"index": 0, "text": TOKEN_TEXT, "finish_reason": None}],
-                }
-            ),
-        }
+        self.model = model
+        self.token = {ep: self._chunk(ep, TOKEN_TEXT) for ep in ("chat", "completions")}
         self.finish = {
-            (ep, reason): frame(
-                {"object": obj, "choices": [{"index": 0, **delta, "finish_reason": reason}]}
-            )
-            for ep, obj, delta in (
-                ("chat", "chat.completion.chunk", {"delta": {}}),
-                ("completions", "text_completion", {"text": ""}),
-            )
+            (ep, reason): self._chunk(ep, None, reason)
+            for ep in ("chat", "completions")
             for reason in ("length", "stop")
         }
-        self.usage_prefix = json.dumps(head, separators=(",", ":"))[:-1].encode()
-        self.done = b"data: [DONE]\n\n"
+
+    def _chunk(self, endpoint: str, text: str | None, finish: str | None = None) -> bytes:
+        return answers.chunk_event(endpoint, "mock", self.model, text, finish, created=0)
 
     def usage(self, endpoint: str, n_in: int, n_out: int) -> bytes:
-        obj = b"chat.completion.chunk" if endpoint == "chat" else b"text_completion"
-        return (
-            b'data: %s,"object":"%s","choices":[],"usage":'
-            b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}\n\n'
-            % (self.usage_prefix, obj, n_in, n_out, n_in + n_out)
-        )
+        u = answers.usage_dict(n_in, n_out)
+        return answers.usage_event(endpoint, "mock", self.model, u, created=0)
 
 
 def _input_tokens(body: dict[str, Any]) -> int:
@@ -115,14 +91,11 @@ def build_app(config: MockConfig) -> web.Application:
     async def complete(request: web.Request, endpoint: str) -> web.StreamResponse:
         state["requests"] += 1
         if config.fail_after is not None and state["requests"] > config.fail_after:
-            return web.json_response(
-                {"error": {"message": "mock failure (fail_after)", "type": "server_error"}},
-                status=500,
-            )
+            return _error(APIError(500, "mock failure (fail_after)", type="server_error"))
         try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return web.json_response({"error": {"message": "invalid JSON body"}}, status=400)
+            body = schema.parse_body(await request.read())
+        except APIError as exc:
+            return _error(exc)
         max_tokens = int(
             body.get("max_tokens") or body.get("max_completion_tokens") or config.output_len
         )
@@ -136,27 +109,16 @@ def build_app(config: MockConfig) -> web.Application:
         if not body.get("stream"):
             if config.token_delay_ms > 0 and n_out > 1:
                 await asyncio.sleep(config.token_delay_ms * (n_out - 1) / 1000)
-            text = TOKEN_TEXT * n_out
-            choice: dict[str, Any] = {"index": 0, "finish_reason": reason}
-            choice.update(
-                {"message": {"role": "assistant", "content": text}}
-                if endpoint == "chat"
-                else {"text": text}
+            whole = answers.full_body(
+                endpoint,
+                "mock",
+                config.model,
+                TOKEN_TEXT * n_out,
+                reason,
+                answers.usage_dict(n_in, n_out),
+                created=0,
             )
-            return web.json_response(
-                {
-                    "id": "mock",
-                    "object": "chat.completion" if endpoint == "chat" else "text_completion",
-                    "created": 0,
-                    "model": config.model,
-                    "choices": [choice],
-                    "usage": {
-                        "prompt_tokens": n_in,
-                        "completion_tokens": n_out,
-                        "total_tokens": n_in + n_out,
-                    },
-                }
-            )
+            return web.Response(body=whole, content_type="application/json")
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -179,7 +141,7 @@ def build_app(config: MockConfig) -> web.Application:
         tail = frames.finish[(endpoint, reason)]
         if (body.get("stream_options") or {}).get("include_usage"):
             tail += frames.usage(endpoint, n_in, n_out)
-        await resp.write(tail + frames.done)
+        await resp.write(tail + answers.DONE)
         await resp.write_eof()
         return resp
 
@@ -196,6 +158,10 @@ def build_app(config: MockConfig) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/completions", completions)
     return app
+
+
+def _error(exc: APIError) -> web.Response:
+    return web.Response(body=exc.body(), status=exc.status, content_type="application/json")
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, config: MockConfig | None = None) -> None:

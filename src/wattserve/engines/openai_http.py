@@ -1,51 +1,38 @@
-"""Streaming client for any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, mocks).
+"""Streaming engine for any OpenAI-compatible server (vLLM, llama.cpp, SGLang, Ollama, mocks).
 
-It is also the load generator's client, so the per-chunk path is kept short: one shared
-aiohttp ``ClientSession`` with a large connection pool, SSE lines read straight off the
-socket, each chunk stamped with ``time.perf_counter()`` on arrival. Token counts come from
-the server's ``usage`` (requested with ``stream_options.include_usage``).
+It is also the load generator's client, so the per-chunk path is kept short: the project's
+OpenAI client (``wattserve.openai.Client``: keep-alive connections, batch SSE decoding into
+typed chunks), each batch of chunks stamped with ``time.perf_counter()`` when its bytes
+arrived. Token counts come from the server's ``usage`` (``stream_options.include_usage``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
+import orjson
 
 from wattserve.errors import ConfigError, EngineUnavailable
+from wattserve.openai.client import Client, StatusError, api_base
+from wattserve.openai.schema import Answer, AnswerError
+from wattserve.openai.sse import SSEError, StreamChunk
+from wattserve.openai.transport import ERRORS, ConnectFailedError, Response, Timeouts
 from wattserve.types import Chunk, Request, Usage
 
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
-_dumps: Callable[[Any], bytes]
-_loads: Callable[[bytes | str], Any]
-try:  # orjson parses SSE frames several times faster; plain json works too
-    from orjson import dumps as _dumps
-    from orjson import loads as _loads
-except ImportError:  # pragma: no cover
 
-    def _json_dumps(obj: Any) -> bytes:
-        return json.dumps(obj).encode()
-
-    _dumps, _loads = _json_dumps, json.loads
+class StreamTruncatedError(EngineUnavailable):
+    """A stream that ended without a finish reason, without ``[DONE]``, or (with
+    ``ignore_eos``) with ``length`` before ``max_tokens`` tokens: the answer is cut short."""
 
 
 def _usage(raw: Any) -> Usage | None:
-    if not raw:
+    if raw is None:
         return None
-    return Usage(
-        int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), source="usage"
-    )
-
-
-def api_base(base_url: str) -> str:
-    """An OpenAI-compatible server's API root: ``base_url`` without a trailing /, ending in /v1."""
-    url = base_url.rstrip("/")
-    return url if url.endswith("/v1") else url + "/v1"
+    return Usage(raw.prompt_tokens or 0, raw.completion_tokens or 0, source="usage")
 
 
 class OpenAIHTTPEngine:
@@ -77,51 +64,29 @@ class OpenAIHTTPEngine:
         self.endpoint = endpoint
         self.stream_mode = stream
         self.max_connections = max_connections
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
-        self.headers = {"Content-Type": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
+        total = 1e9 if timeout_s is None else timeout_s  # None: no limit
+        self.client = Client(
+            url,
+            api_key=api_key,
+            timeouts=Timeouts(connect_s=connect_timeout_s, read_s=total, total_s=total),
+            max_idle=max_connections,
+        )
         self.name = name or url
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    # ------------------------------------------------------------------ session
-    def _get_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            connector = aiohttp.TCPConnector(
-                limit=self.max_connections, limit_per_host=0, ttl_dns_cache=300
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self.timeout,
-                headers=self.headers,
-                auto_decompress=False,
-            )
-            self._loop = loop
-        return self._session
 
     async def start(self) -> None:
-        self._get_session()
+        return None
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed and self._loop is asyncio.get_running_loop():
-            await session.close()
+        await self.client.aclose()
 
     async def check(self) -> list[str]:
         """GET ``/models``; return the served model ids or raise ``EngineUnavailable``."""
         url = f"{self.base_url}/models"
         try:
-            async with self._get_session().get(
-                url, timeout=aiohttp.ClientTimeout(total=10)
-            ) as resp:
-                if resp.status >= 400:
-                    raise EngineUnavailable(f"cannot reach {url}: HTTP {resp.status}")
-                body = await resp.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            body = await self.client.get_json("/models", Timeouts(10.0, 10.0, 10.0))
+            return [str(m.get("id", "")) for m in body.get("data", [])]  # type: ignore[attr-defined]
+        except (*ERRORS, StatusError, ValueError, AttributeError) as exc:
             raise EngineUnavailable(f"cannot reach {url}: {exc or type(exc).__name__}") from exc
-        return [m.get("id", "") for m in (body or {}).get("data", [])]
 
     # ------------------------------------------------------------------ request
     def payload(self, request: Request, stream: bool) -> tuple[str, dict[str, Any]]:
@@ -157,70 +122,67 @@ class OpenAIHTTPEngine:
     async def stream(self, request: Request) -> AsyncIterator[Chunk]:
         stream = request.stream if self.stream_mode is None else self.stream_mode
         url, body = self.payload(request, stream)
-        session = self._get_session()
         try:
-            async with session.post(url, data=_dumps(body)) as resp:
-                if resp.status >= 400:
-                    text = (await resp.text())[:300]
-                    raise EngineUnavailable(f"HTTP {resp.status} from {url}: {text}")
-                if not stream:
-                    data = await resp.json(content_type=None)
-                    yield self._whole(data)
-                    return
-                async for chunk in self._sse(resp, url):
-                    yield chunk
-        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+            resp = await self.client.request("POST", url[len(self.base_url) :], orjson.dumps(body))
+            if not stream:
+                _, answer = await self.client.answer(resp)
+                yield self._whole(answer)
+                return
+            async for chunk in self._sse(resp, url, request):
+                yield chunk
+        except StatusError as exc:
+            raise EngineUnavailable(f"HTTP {exc.status} from {url}: {exc.text}") from exc
+        except ConnectFailedError as exc:
             raise EngineUnavailable(f"cannot reach {url}: {exc}") from exc
-        except (
-            aiohttp.ClientPayloadError,
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError,
-        ) as exc:
+        except (SSEError, AnswerError) as exc:
+            raise EngineUnavailable(f"bad answer from {url}: {exc}") from exc
+        except ERRORS as exc:
             raise EngineUnavailable(
                 f"connection to {url} lost mid-response: {exc or type(exc).__name__}"
             ) from exc
 
-    async def _sse(self, resp: aiohttp.ClientResponse, url: str) -> AsyncIterator[Chunk]:
+    async def _sse(self, resp: Response, url: str, request: Request) -> AsyncIterator[Chunk]:
         done = False
         finish: str | None = None
-        loads = _loads
-        now = time.perf_counter
-        async for line in resp.content:
-            if not line.startswith(b"data:"):
-                continue
-            t = now()
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                done = True
-                break
-            obj = loads(data)
-            if "error" in obj and not obj.get("choices"):
-                raise EngineUnavailable(f"server error from {url}: {obj['error']}")
-            choices = obj.get("choices")
-            usage = _usage(obj.get("usage"))
-            text = ""
-            reason = None
-            if choices:
-                c = choices[0]
-                delta = c.get("delta")
-                text = (delta.get("content") or "") if delta is not None else (c.get("text") or "")
-                reason = c.get("finish_reason")
-                if reason:
-                    finish = reason
-            if text or reason or usage:
-                yield Chunk(text=text, t_s=t, finish_reason=reason, usage=usage)
-        if not done and finish is None:
-            raise EngineUnavailable(f"stream from {url} ended before completion")
+        out_tokens: int | None = None
+        async for t, chunks, ended in self.client.chunks(resp):
+            done = ended
+            for ch in chunks:
+                c = _chunk(ch, url)
+                if c.usage is not None:
+                    out_tokens = c.usage.output_tokens
+                finish = c.finish_reason or finish
+                if c.text or c.finish_reason or c.usage:
+                    yield Chunk(c.text, t, finish_reason=c.finish_reason, usage=c.usage)
+        if not done or finish is None:
+            missing = " and ".join(
+                m for m, gone in (("a finish reason", finish is None), ("[DONE]", not done)) if gone
+            )
+            raise StreamTruncatedError(f"stream from {url} ended without {missing}")
+        short = out_tokens is not None and out_tokens < request.max_tokens
+        if finish == "length" and request.ignore_eos and short:
+            raise StreamTruncatedError(
+                f"stream from {url} ended 'length' after {out_tokens} of "
+                f"{request.max_tokens} tokens with ignore_eos set"
+            )
 
     @staticmethod
-    def _whole(data: dict[str, Any]) -> Chunk:
-        t = time.perf_counter()
-        choices = data.get("choices") or [{}]
-        c = choices[0]
-        text = (c.get("message") or {}).get("content") if "message" in c else c.get("text")
+    def _whole(answer: Answer) -> Chunk:
         return Chunk(
-            text=text or "",
-            t_s=t,
-            finish_reason=c.get("finish_reason"),
-            usage=_usage(data.get("usage")),
+            text=answer.text,
+            t_s=time.perf_counter(),
+            finish_reason=answer.finish_reason,
+            usage=_usage(answer.usage),
         )
+
+
+def _chunk(ch: StreamChunk, url: str) -> Chunk:
+    """One decoded event as a ``Chunk`` (its time is the batch's); an error event raises."""
+    if ch.error is not None and not ch.choices:
+        raise EngineUnavailable(f"server error from {url}: {str(ch.error)[:300]}")
+    text, reason = "", None
+    if ch.choices:
+        c = ch.choices[0]
+        text = (c.delta.content if c.delta is not None else c.text) or ""
+        reason = c.finish_reason
+    return Chunk(text, 0.0, finish_reason=reason, usage=_usage(ch.usage))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from wattserve._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from wattserve.openai.answers import APIError
     from wattserve.serve.app import BackgroundServer, create_app, make_server, run_loop, serve
     from wattserve.serve.config import (
         ModelConfig,
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     )
     from wattserve.serve.pipeline import Gateway
     from wattserve.serve.service import Service
-    from wattserve.serve.wire import APIError
 
 __all__ = [
     "APIError",
@@ -66,6 +66,6 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "wattserve.serve.pipeline": ("Gateway",),
         "wattserve.serve.service": ("Service",),
-        "wattserve.serve.wire": ("APIError",),
+        "wattserve.openai.answers": ("APIError",),
     },
 )

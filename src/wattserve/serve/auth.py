@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from wattserve.errors import ConfigError
-from wattserve.serve.wire import APIError
+from wattserve.openai.answers import APIError
 
 DEFAULT_TENANT = "default"
 

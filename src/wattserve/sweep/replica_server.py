@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from wattserve.types import Chunk, Message, Request, Usage
+from wattserve.openai import answers, schema
+from wattserve.openai.answers import APIError
+from wattserve.protocols import Engine
+from wattserve.types import Chunk, Request, Usage
 
 
 class PacedEngine:
@@ -44,7 +46,7 @@ class PacedEngine:
         )
 
 
-def build_engine(model: str, backend: str, threads: int, mock_token_s: float) -> Any:
+def build_engine(model: str, backend: str, threads: int, mock_token_s: float) -> Engine:
     if backend == "mock":
         return PacedEngine(mock_token_s)
     from wattserve.engines.factory import create_engine
@@ -52,43 +54,13 @@ def build_engine(model: str, backend: str, threads: int, mock_token_s: float) ->
     return create_engine(model, backend=backend, threads=threads)
 
 
-def to_request(body: dict[str, Any], chat: bool) -> Request:
-    messages: tuple[Message, ...] | None = None
-    prompt: str | None = None
-    if chat:
-        messages = tuple(
-            Message(str(m.get("role", "user")), str(m.get("content", "")))
-            for m in body.get("messages", [])
-        )
-    else:
-        raw = body.get("prompt", "")
-        prompt = raw if isinstance(raw, str) else "".join(map(str, raw))
-    return Request(
-        id=str(body.get("request_id") or uuid.uuid4().hex[:12]),
-        model=str(body.get("model", "")),
-        prompt=prompt,
-        messages=messages,
-        max_tokens=int(body.get("max_tokens") or 16),
-        temperature=float(body.get("temperature") or 0.0),
-        ignore_eos=bool(body.get("ignore_eos", False)),
-        stream=bool(body.get("stream", False)),
-        endpoint="chat" if chat else "completions",
-    )
-
-
-def _choice(chat: bool, text: str | None, finish: str | None, stream: bool) -> dict[str, Any]:
-    if chat:
-        key = "delta" if stream else "message"
-        return {
-            "index": 0,
-            key: {"role": "assistant", "content": text or ""},
-            "finish_reason": finish,
-        }
-    return {"index": 0, "text": text or "", "finish_reason": finish}
-
-
-def make_app(engine: Any, model: str) -> Any:
+def make_app(engine: Engine, model: str) -> Any:
+    """The aiohttp app: requests parsed by the OpenAI schema, answers written by its encoders
+    (``wattserve.openai``)."""
     from aiohttp import web
+
+    def error(exc: APIError) -> web.Response:
+        return web.Response(body=exc.body(), status=exc.status, content_type="application/json")
 
     async def models(_: web.Request) -> web.Response:
         return web.json_response(
@@ -99,16 +71,13 @@ def make_app(engine: Any, model: str) -> Any:
         return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def generate(http: web.Request) -> web.StreamResponse:
-        chat = http.path.endswith("chat/completions")
+        ep = "chat" if http.path.endswith("chat/completions") else "completions"
         try:
-            body = await http.json()
-            req = to_request(body, chat)
-        except (ValueError, TypeError, AttributeError) as exc:
-            return web.json_response({"error": {"message": f"bad request: {exc}"}}, status=400)
-        obj = ("chat.completion" if chat else "text_completion") + (
-            ".chunk" if chat and req.stream else ""
-        )
-        head = {"id": req.id, "object": obj, "created": int(time.time()), "model": model}
+            body = schema.parse_body(await http.read())
+            rid = str(body.get("request_id") or uuid.uuid4().hex[:12])
+            req = schema.to_request(ep, body, rid, "default", 16, 1 << 20)
+        except APIError as exc:
+            return error(exc)
         parts: list[str] = []
         usage: Usage | None = None
         finish: str | None = None
@@ -123,36 +92,27 @@ def make_app(engine: Any, model: str) -> Any:
                 usage = ch.usage or usage
                 finish = ch.finish_reason or finish
                 if ch.text:
-                    parts.append(ch.text)
                     if resp is not None:
-                        event = head | {"choices": [_choice(chat, ch.text, None, True)]}
-                        await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                        await resp.write(
+                            answers.chunk_event(ep, rid, model, ch.text, first=not parts)
+                        )
+                    parts.append(ch.text)
         except Exception as exc:  # noqa: BLE001 - report the engine failure to the client
+            failure = APIError(500, f"{type(exc).__name__}: {exc}", type="server_error")
             if resp is None:
-                return web.json_response(
-                    {"error": {"message": f"{type(exc).__name__}: {exc}"}}, status=500
-                )
-            await resp.write(
-                b"data: " + json.dumps({"error": {"message": str(exc)}}).encode() + b"\n\n"
-            )
+                return error(failure)
+            await resp.write(failure.sse())
             return resp
-        n_out = usage.output_tokens if usage else len(parts)
-        n_in = usage.input_tokens if usage else 0
-        use = {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}
+        n_in, n_out = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
+        use = answers.usage_dict(n_in, n_out)
         if resp is None:
-            return web.json_response(
-                head
-                | {
-                    "choices": [_choice(chat, "".join(parts), finish or "stop", False)],
-                    "usage": use,
-                }
-            )
-        end = head | {"choices": [_choice(chat, "", finish or "stop", True)]}
-        await resp.write(b"data: " + json.dumps(end).encode() + b"\n\n")
+            whole = answers.full_body(ep, rid, model, "".join(parts), finish or "stop", use)
+            return web.Response(body=whole, content_type="application/json")
         await resp.write(
-            b"data: " + json.dumps(head | {"choices": [], "usage": use}).encode() + b"\n\n"
+            answers.chunk_event(ep, rid, model, None, finish or "stop")
+            + answers.usage_event(ep, rid, model, use)
+            + answers.DONE
         )
-        await resp.write(b"data: [DONE]\n\n")
         return resp
 
     app = web.Application(client_max_size=8 * 1024 * 1024)

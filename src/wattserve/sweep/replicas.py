@@ -15,12 +15,12 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from wattserve.errors import ConfigError, EngineUnavailable
+from wattserve.protocols import Engine
 from wattserve.types import Chunk, Request
 
 
@@ -199,79 +199,11 @@ class ReplicaSet:
         return [p.pid for p in self.processes]
 
 
-class _SSEClientEngine:
-    """Minimal streaming client for the replica server, used when the project's OpenAI client
-    (``wattserve.engines.factory``) is not installed."""
+def client_engine(base_url: str, model: str) -> Engine:
+    """The OpenAI client engine (``wattserve.openai``) that sends requests to one replica."""
+    from wattserve.engines.openai_http import OpenAIHTTPEngine
 
-    def __init__(self, base_url: str, model: str) -> None:
-        self.base_url, self.model, self.name = base_url.rstrip("/"), model, base_url
-        self._session: Any = None
-
-    async def stream(self, request: Request) -> AsyncIterator[Chunk]:
-        import json
-
-        import aiohttp
-
-        from wattserve.types import Usage
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
-        chat = request.endpoint == "chat"
-        body: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": request.max_tokens,
-            "stream": True,
-            "temperature": request.temperature,
-            "ignore_eos": request.ignore_eos,
-            "stream_options": {"include_usage": True},
-        }
-        if chat:
-            body["messages"] = [
-                {"role": m.role, "content": m.content} for m in request.messages or ()
-            ]
-        else:
-            body["prompt"] = request.prompt or request.text()
-        url = f"{self.base_url}/{'chat/completions' if chat else 'completions'}"
-        async with self._session.post(url, json=body) as resp:
-            if resp.status != 200:
-                raise EngineUnavailable(f"{url}: HTTP {resp.status}: {(await resp.text())[:200]}")
-            async for raw in resp.content:
-                line = raw.strip()
-                if not line.startswith(b"data:") or line == b"data: [DONE]":
-                    continue
-                ev = json.loads(line[5:])
-                if "error" in ev:
-                    raise RuntimeError(ev["error"].get("message", "replica error"))
-                t = time.perf_counter()
-                if ev.get("usage"):
-                    u = ev["usage"]
-                    yield Chunk(
-                        "", t, usage=Usage(u["prompt_tokens"], u["completion_tokens"], "usage")
-                    )
-                for ch in ev.get("choices", []):
-                    text = (
-                        (ch.get("delta") or {}).get("content", "") if chat else ch.get("text", "")
-                    )
-                    yield Chunk(
-                        text or "",
-                        t,
-                        tokens=1 if text else 0,
-                        finish_reason=ch.get("finish_reason"),
-                    )
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
-def client_engine(base_url: str, model: str) -> Any:
-    """The project's OpenAI-compatible client when available, else the minimal one above."""
-    try:
-        from wattserve.engines.factory import create_engine
-    except ImportError:
-        return _SSEClientEngine(base_url, model)
-    return create_engine(model, base_url=base_url, backend="openai")
+    return OpenAIHTTPEngine(base_url, model=model)
 
 
 class RoundRobinEngine:

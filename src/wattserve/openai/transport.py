@@ -1,22 +1,30 @@
-"""The gateway's HTTP/1.1 client to its replicas: keep-alive connections on asyncio protocols,
-parsed by httptools (the response parser uvicorn's server side already uses).
+"""The HTTP transport of the OpenAI client: keep-alive HTTP/1.1 connections on asyncio
+protocols, parsed by httptools (the response parser uvicorn's server side already uses), and
+``MockTransport``, the in-memory stand-in for tests (httpx's ``MockTransport`` in shape).
 
-Why not aiohttp's client, which the rest of wattserve uses: on the gateway's hot path it was
-the largest single cost. A bare forwarder (uvicorn + one aiohttp session) spent 0.38 ms of
-CPU per request in front of the zero-delay mock, the same forwarder with this client 0.15 ms;
-the gateway's own CPU per request fell from 0.59/0.67 ms to 0.33/0.40 ms (JSON/streaming) on
-the 2-core test machine (``benchmarks/gateway_overhead.py``; figures in docs/serve.md). It
-does what the gateway needs and no more: a request with a body, status, streamed body
-(chunked, sized or close-delimited), keep-alive reuse, connect/read/total timeouts,
-back-pressure, TLS through ``ssl``. No redirects, cookies, proxies or compression: replicas
-are OpenAI-compatible servers the gateway config names directly.
+A transport has one method that matters, ``request(method, path, body, timeouts)``, which
+returns a ``Response`` (``status``, ``readany()``, ``read()``, ``release()``, ``close()``)
+once its head and first body bytes are in. Everything above it (the gateway's relay, the
+benchmark's engine, the sweep) talks to that seam only.
+
+Why not aiohttp's client: on the gateway's hot path it was the largest single cost. A bare
+forwarder (uvicorn + one aiohttp session) spent 0.38 ms of CPU per request in front of the
+zero-delay mock, the same forwarder with this client 0.15 ms; the gateway's own CPU per
+request fell from 0.59/0.67 ms to 0.33/0.40 ms (JSON/streaming) on the 2-core test machine
+(``benchmarks/gateway_overhead.py``; figures in docs/serve.md). It does what an OpenAI
+client needs and no more: a request with a body, status, streamed body (chunked, sized or
+close-delimited), keep-alive reuse, connect/read/total timeouts, back-pressure, TLS through
+``ssl``. No redirects, cookies, proxies or compression.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ssl as _ssl
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httptools
@@ -37,6 +45,10 @@ class UpstreamProtocolError(ConnectionError):
     pass
 
 
+class ConnectFailedError(ConnectionRefusedError):
+    """No connection to the server could be made (refused, unreachable, unknown host)."""
+
+
 @dataclass(frozen=True)
 class Timeouts:
     connect_s: float = 2.0
@@ -44,9 +56,32 @@ class Timeouts:
     total_s: float = 300.0
 
 
-class Response(asyncio.Protocol):
-    """One keep-alive connection; while a request is on it, also that request's response
-    (``status``, ``read()``, ``readany()``, then ``release()`` or ``close()``)."""
+class Response(Protocol):
+    """An answer whose head and first body bytes arrived; read it, then release or close it."""
+
+    status: int
+
+    async def readany(self) -> bytes: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Sends one request to one server (``path`` below the server's base URL)."""
+
+    async def request(
+        self, method: str, path: str, body: bytes, timeouts: Timeouts
+    ) -> Connection: ...
+
+    def close(self) -> None: ...
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection; while a request is on it, also that request's ``Response``."""
 
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
@@ -225,9 +260,12 @@ class Response(asyncio.Protocol):
 
 
 class Origin:
-    """Keep-alive connections to one ``scheme://host:port`` (one per replica)."""
+    """The real transport: keep-alive connections to one ``scheme://host:port``; ``headers``
+    go with every request, at most ``max_idle`` idle connections are kept."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(
+        self, base_url: str, headers: Mapping[str, str] | None = None, max_idle: int = _MAX_IDLE
+    ) -> None:
         u = urlsplit(base_url)
         if u.scheme not in ("http", "https") or not u.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -237,7 +275,9 @@ class Origin:
         self.prefix = u.path.rstrip("/")
         host = self.host if ":" not in self.host else f"[{self.host}]"
         self._host_header = host if u.port is None else f"{host}:{u.port}"
-        self._idle: list[Response] = []
+        self._extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self._max_idle = max_idle
+        self._idle: list[Connection] = []
         self._heads: dict[tuple[str, str], bytes] = {}
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
 
@@ -246,23 +286,32 @@ class Origin:
         if head is None:
             head = self._heads[(method, path)] = (
                 f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-                "Accept: */*\r\nContent-Type: application/json\r\nContent-Length: "
+                f"Accept: */*\r\n{self._extra}Content-Type: application/json\r\nContent-Length: "
             ).encode("latin-1")
         return head
 
-    async def _connect(self, timeouts: Timeouts) -> Response:
+    async def _connect(self, timeouts: Timeouts) -> Connection:
         try:
             async with asyncio.timeout(timeouts.connect_s):
                 _, conn = await self.loop.create_connection(
-                    lambda: Response(self), self.host, self.port, ssl=self.ssl
+                    lambda: Connection(self), self.host, self.port, ssl=self.ssl
                 )
         except TimeoutError:
             raise UpstreamTimeoutError(
                 f"no connection to {self.host}:{self.port} within {timeouts.connect_s:g} s"
             ) from None
+        except OSError as exc:
+            raise ConnectFailedError(
+                f"no connection to {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from None
         return conn
 
-    async def request(self, method: str, path: str, body: bytes, timeouts: Timeouts) -> Response:
+    @property
+    def idle(self) -> int:
+        """Kept-alive connections waiting for the next request."""
+        return len(self._idle)
+
+    async def request(self, method: str, path: str, body: bytes, timeouts: Timeouts) -> Connection:
         """Send a request and return its response once its head and first body bytes arrived."""
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
@@ -288,9 +337,9 @@ class Origin:
             raise
         return conn
 
-    def _put(self, conn: Response) -> None:
+    def _put(self, conn: Connection) -> None:
         conn._reset()
-        if len(self._idle) < _MAX_IDLE:
+        if len(self._idle) < self._max_idle:
             self._idle.append(conn)
         else:
             conn.close()
@@ -298,3 +347,60 @@ class Origin:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+
+# ------------------------------------------------------------------------- in memory
+class MockResponse:
+    """A scripted answer: ``parts`` are what successive reads return; ``error`` is raised
+    by the read after the last part (a stream cut short)."""
+
+    def __init__(
+        self, status: int = 200, parts: bytes | Iterable[bytes] = b"", error: OSError | None = None
+    ) -> None:
+        self.status = status
+        self._parts = iter([parts] if isinstance(parts, bytes) else parts)  # read lazily
+        self._error = error
+        self.closed = self.released = False
+
+    async def readany(self) -> bytes:
+        await asyncio.sleep(0)  # a read is a suspension point, as on a socket
+        part = next(self._parts, None)
+        if part is not None:
+            return part
+        if self._error is not None:
+            raise self._error
+        return b""
+
+    async def read(self) -> bytes:
+        parts = []
+        while data := await self.readany():
+            parts.append(data)
+        return b"".join(parts)
+
+    def release(self) -> None:
+        self.released = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+Handler = Callable[[str, str, bytes], "MockResponse | Awaitable[MockResponse]"]
+
+
+class MockTransport:
+    """A transport that answers from ``handler(method, path, body)`` in memory; the handler
+    may raise ``OSError`` or ``TimeoutError`` to stand for a network failure."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[tuple[str, str, bytes]] = []
+
+    async def request(
+        self, method: str, path: str, body: bytes, timeouts: Timeouts
+    ) -> MockResponse:
+        self.requests.append((method, path, body))
+        answer = self.handler(method, path, body)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    def close(self) -> None:
+        return None

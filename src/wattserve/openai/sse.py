@@ -1,5 +1,6 @@
-"""An upstream OpenAI SSE stream, read in batches: the gateway passes the events through and
-learns from them only what the cache and the metrics need (text, finish reason, usage).
+"""OpenAI SSE streams, read in batches: ``SSEReader`` frames events (bounded, linear),
+``decode`` turns them into typed chunks (the client), ``StreamBooks`` passes them through and
+learns only what the gateway's cache and metrics need (text, finish reason, usage).
 
 Batches, not events: everything one socket read brought is decoded in one call. Plain
 ``data: <json>`` events (what vLLM, llama-server, SGLang, Ollama and the mock send) are
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import msgspec
 import orjson
@@ -48,40 +50,93 @@ class _Usage(msgspec.Struct, gc=False):
     completion_tokens: int | None = None
 
 
-class _Chunk(msgspec.Struct, gc=False):
+class StreamChunk(msgspec.Struct, gc=False):
+    """One ``chat.completion.chunk`` / ``text_completion`` event: the fields anyone reads."""
+
     choices: list[_Choice] | None = None
     usage: _Usage | None = None
-    error: msgspec.Raw | None = None
+    error: Any = None  # an error event (msgspec.Raw cannot stand in a union with None)
 
 
-_DECODE = msgspec.json.Decoder(list[_Chunk]).decode
+_DECODE = msgspec.json.Decoder(list[StreamChunk]).decode
+
+
+MAX_EVENT_BYTES = 1 << 20  # an OpenAI chunk is well under 1 KB; 1 MiB leaves room for logprobs
+
+
+class SSEError(ValueError):
+    """The stream is not one the decoder will read (an event larger than the limit)."""
 
 
 class SSEReader:
-    """Incremental reader: ``feed(bytes)`` -> the complete events received so far (bytes)."""
+    """Incremental, bounded reader: ``feed(bytes)`` -> the complete events received so far.
 
-    __slots__ = ("_rest",)
+    Linear in the bytes fed: each read is searched once for the blank line that ends an
+    event, and the pieces of an unfinished event are kept in a list and joined once, when the
+    event is complete. An unfinished event growing past ``max_event_bytes`` raises
+    ``SSEError`` at once instead of being buffered."""
 
-    def __init__(self) -> None:
-        self._rest = b""
+    __slots__ = ("_parts", "_size", "_nl", "_cr", "max_event_bytes")
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._nl = False  # the bytes kept so far end with a newline
+        self._cr = False  # the last read ended with a carriage return (its \n may follow)
+        self.max_event_bytes = max_event_bytes
 
     def feed(self, data: bytes) -> bytes:
         """The complete events that arrived (up to the last blank line); the rest waits."""
-        if self._rest:
-            data = self._rest + data
+        if self._cr:
+            data = b"\r" + data
+            self._cr = False
         if b"\r" in data:
+            if data.endswith(b"\r"):
+                data, self._cr = data[:-1], True
             data = data.replace(b"\r\n", b"\n")
-        end = data.rfind(b"\n\n") + 2
-        if end < 2:
-            self._rest = data
+        if not data:
             return b""
-        self._rest = data[end:]
-        return data[:end]
+        k = data.rfind(b"\n\n")
+        cut = k + 2 if k >= 0 else (1 if self._nl and data[0] == 10 else 0)
+        if not cut:
+            self._size += len(data)
+            if self._size > self.max_event_bytes:
+                raise SSEError(f"an SSE event grew past {self.max_event_bytes} bytes unfinished")
+            self._parts.append(data)
+            self._nl = data[-1] == 10
+            return b""
+        parts, rest = self._parts, data[cut:]
+        if parts:
+            parts.append(data[:cut])
+            region = b"".join(parts)
+        else:
+            region = data if not rest else data[:cut]
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        self._nl = bool(rest) and rest[-1] == 10
+        if self._size > self.max_event_bytes:
+            raise SSEError(f"an SSE event grew past {self.max_event_bytes} bytes unfinished")
+        return region
 
 
 def payloads(region: bytes) -> list[bytes]:
     """The ``data:`` payloads of a region of complete events."""
     return _DATA.findall(region)
+
+
+def decode(region: bytes) -> tuple[list[StreamChunk], bool]:
+    """The chunks of a region of complete events (``SSEReader.feed``) and whether ``[DONE]``
+    came; ``SSEError`` when an event is not an OpenAI chunk (not JSON, or the wrong shape)."""
+    events = payloads(region)
+    done = DONE in events
+    if done:
+        events = events[: events.index(DONE)]
+    if not events:
+        return [], done
+    try:
+        return _DECODE(b"[" + b",".join(events) + b"]"), done
+    except msgspec.MsgspecError as exc:
+        raise SSEError(f"an event is not an OpenAI chunk: {exc}") from None
 
 
 class StreamBooks:
@@ -146,7 +201,7 @@ class StreamBooks:
         cut, drop, error = self._book(chunks)
         return self._out(events, cut, drop, done, error)
 
-    def _book(self, chunks: list[_Chunk]) -> tuple[int | None, list[int] | None, str | None]:
+    def _book(self, chunks: list[StreamChunk]) -> tuple[int | None, list[int] | None, str | None]:
         """Book decoded chunks: (error event index or None, usage-only events to drop, error)."""
         drop = None
         parts = self.parts

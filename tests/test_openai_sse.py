@@ -1,10 +1,10 @@
-"""The gateway's batch SSE reader and stream books (serve/sse.py)."""
+"""The batch SSE reader and stream books (wattserve/openai/sse.py)."""
 
 from __future__ import annotations
 
 import orjson
 
-from wattserve.serve.sse import ERROR_EVENT, SSEReader, StreamBooks, payloads
+from wattserve.openai.sse import ERROR_EVENT, SSEReader, StreamBooks, payloads
 
 
 def _ev(obj: dict) -> bytes:
@@ -163,7 +163,7 @@ def test_fast_and_split_paths_book_and_pass_on_the_same():
 
 
 def test_plain_events_never_need_the_split(monkeypatch):
-    import wattserve.serve.sse as sse
+    import wattserve.openai.sse as sse
 
     def no_split(region: bytes) -> list[bytes]:
         raise AssertionError("split path taken")

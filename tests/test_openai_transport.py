@@ -1,4 +1,4 @@
-"""The gateway's keep-alive HTTP/1.1 client (serve/upstream.py) vs scripted servers on 127.0.0.1."""
+"""The keep-alive HTTP/1.1 transport (wattserve/openai/transport.py) vs scripted servers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from wattserve.serve.upstream import Origin, Timeouts, UpstreamTimeoutError
+from wattserve.openai.transport import Origin, Timeouts, UpstreamTimeoutError
 
 T = Timeouts(connect_s=2.0, read_s=2.0, total_s=5.0)
 
