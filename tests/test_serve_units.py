@@ -14,7 +14,7 @@ from wattserve.serve.auth import ApiKeys
 from wattserve.serve.balancers import EnergyAware, LeastOutstanding, RoundRobin
 from wattserve.serve.config import config_from_dict, load_config
 from wattserve.serve.energy import EnergyAccountant
-from wattserve.serve.wire import APIError
+from wattserve.openai.answers import APIError
 from wattserve.types import Chunk, EnergyReading, Request, Usage
 
 
@@ -327,7 +327,7 @@ async def test_identical_concurrent_requests_run_once():
         "miss",
     ]
     assert len({r.body.split(b'"usage"')[0].split(b'"choices"')[1] for r in replies}) == 1
-    assert not gw._flights
+    assert not gw.books.flights
 
 
 def test_energy_aware_balancer_from_a_fits_file(tmp_path):
@@ -385,7 +385,7 @@ async def test_a_stream_the_client_abandons_is_not_cached():
     agen = reply.stream
     await agen.__anext__()  # the client reads one event and goes away
     await agen.aclose()
-    assert len(cache) == 0 and gw.in_flight == 0 and not gw._flights
+    assert len(cache) == 0 and gw.in_flight == 0 and not gw.books.flights
     again = await gw.handle("completions", body)
     assert dict(again.headers)["x-wattserve-cache"] == "miss"
     await _drain(again)

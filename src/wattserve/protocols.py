@@ -61,7 +61,22 @@ class Balancer(Protocol):
 
 
 class Router(Protocol):
+    """Picks the model for a request; ``with_threshold`` is the same router at another
+    quality threshold (``router-<name>-<threshold>`` in a request's model field)."""
+
+    name: str
+
     def route(self, request: Request) -> RouteDecision: ...
+
+    def with_threshold(self, threshold: float) -> Router: ...
+
+
+class Cache(Protocol):
+    """The gateway's response cache: answers by key, each put with its cost and size."""
+
+    async def aget(self, key: str) -> Any: ...
+
+    def put(self, key: str, value: Any, cost: float = 1.0, size: int = 1) -> bool: ...
 
 
 class Planner(Protocol):

@@ -1,29 +1,34 @@
-"""The serving pipeline, free of any web framework:
+"""The serving pipeline, free of any web framework, one stage after the other:
 
-canonical request -> cache lookup -> multiplexer (``model="auto"`` / ``router-...``) ->
-balancer picks a healthy replica (one retry on another replica before the first byte) ->
-engine streams -> completion stored in the cache with its metered cost -> answer.
+parse (``wattserve.openai.schema``) -> authenticate -> cache lookup -> route (``model="auto"``
+/ ``router-...``) -> pick a healthy replica (one retry on another replica before the first
+byte) -> relay (``wattserve.serve.relay``) -> close the books (``wattserve.serve.ledger``:
+energy, metrics, the cache put, waking identical waiting requests).
 
 ``Gateway.handle(endpoint, raw_body, authorization)`` returns a ``Reply``: status, headers
 and either a whole body or an async iterator of SSE bytes. Errors are OpenAI-style JSON.
-How an answer travels from a replica to the client is in ``wattserve.serve.relay``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from typing import Any
 
 from wattserve.cache.keys import is_cacheable, make_key
-from wattserve.serve import wire
-from wattserve.serve.relay import Ctx, Reply, engine_answer, error_reply, http_answer
-from wattserve.serve.replica import HttpReplica, Replica, UpstreamError
-from wattserve.serve.upstream import Timeouts
-from wattserve.serve.wire import APIError
+from wattserve.openai import answers, schema
+from wattserve.openai.answers import APIError
+from wattserve.openai.transport import Timeouts
+from wattserve.protocols import Cache, Router
+from wattserve.serve.auth import ApiKeys
+from wattserve.serve.energy import EnergyAccountant
+from wattserve.serve.ledger import Books, CostEstimate, Ledger, RecomputeCost
+from wattserve.serve.metrics import GatewayMetrics
+from wattserve.serve.pool import ReplicaPool
+from wattserve.serve.relay import Reply, engine_answer, error_reply, http_answer
+from wattserve.serve.replica import EngineReplica, HttpReplica, Replica, UpstreamError
 from wattserve.types import Request
 
 log = logging.getLogger("wattserve.serve")
@@ -32,37 +37,39 @@ log = logging.getLogger("wattserve.serve")
 class Gateway:
     def __init__(
         self,
-        pool: Any,
+        pool: ReplicaPool,
         *,
-        cache: Any = None,
-        router: Any = None,
-        accountant: Any = None,
-        metrics: Any = None,
-        keys: Any = None,
+        cache: Cache | None = None,
+        router: Router | None = None,
+        accountant: EnergyAccountant | None = None,
+        metrics: GatewayMetrics | None = None,
+        keys: ApiKeys | None = None,
         default_max_tokens: int = 256,
         max_tokens_limit: int = 8192,
         first_token_s: float = 30.0,
         total_s: float = 300.0,
         connect_s: float = 2.0,
         log_content: bool = False,
-        cost_estimate: Any = None,
+        cost_estimate: CostEstimate | None = None,  # (model, in, out tokens) -> J, unmetered
+        recompute_cost: RecomputeCost | None = None,  # the cache cost of an answer
     ) -> None:
         self.pool, self.cache, self.router, self.accountant = pool, cache, router, accountant
         self.metrics, self.keys = metrics, keys
         self.default_max_tokens, self.max_tokens_limit = default_max_tokens, max_tokens_limit
-        self.first_token_s, self.total_s = first_token_s, total_s
+        self.total_s = total_s
         self.timeout = Timeouts(connect_s=connect_s, read_s=first_token_s, total_s=total_s)
-        self._routers: dict[float, Any] = {}  # the router at each threshold named in a model field
-        self._flights: dict[str, asyncio.Future] = {}  # cache key -> done when its answer is stored
-        self.log_content = log_content
-        self.cost_estimate = (
-            cost_estimate  # (model, input_tokens, output_tokens) -> J, when unmetered
+        self.books = Books(
+            pool, cache, accountant, metrics, cost_estimate, log_content, recompute_cost
         )
-        self.in_flight = 0
+        self._routers: dict[float, Router] = {}  # the router at each threshold named in a model
+        self.log_content = log_content
         self.draining = False
-        self._idle: asyncio.Event | None = None  # set when in_flight drops to 0 during drain()
         self._seq = 0
         self._prefix = os.urandom(6).hex()
+
+    @property
+    def in_flight(self) -> int:
+        return self.books.in_flight
 
     # ------------------------------------------------------------------ entry point
     async def handle(self, endpoint: str, raw: bytes, authorization: str | None = None) -> Reply:
@@ -74,10 +81,10 @@ class Gateway:
                     503, "the gateway is shutting down", type="server_error", code="shutting_down"
                 )
             tenant = self.keys.tenant(authorization) if self.keys is not None else "default"
-            body = wire.parse_body(raw)
+            body = schema.parse_body(raw)
             self._seq += 1
             rid = f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{self._prefix}{self._seq:x}"
-            req = wire.to_request(
+            req = schema.to_request(
                 endpoint, body, rid, tenant, self.default_max_tokens, self.max_tokens_limit
             )
             group = req.model
@@ -90,31 +97,26 @@ class Gateway:
                 if is_cacheable(req):
                     key = make_key(tenant, group, req, body)
                     hit = await self.cache.aget(key)
-                    if hit is None and key in self._flights:  # the same answer is being computed
+                    flight = self.books.flights.get(key)
+                    if hit is None and flight is not None:  # the same answer is being computed
                         try:
-                            await asyncio.wait_for(asyncio.shield(self._flights[key]), self.total_s)
+                            await asyncio.wait_for(asyncio.shield(flight), self.total_s)
                         except (TimeoutError, Exception):  # noqa: BLE001 - then compute it ourselves
                             pass
                         hit = await self.cache.aget(key)
                     if hit is not None:
                         return self._from_cache(req, body, model, hit, t0)
-            ctx = Ctx(req, body, group, model, key, t0)
-            if key is not None and key not in self._flights:
-                self._flights[key] = asyncio.get_running_loop().create_future()
-                ctx.flight = key
+            led = self.books.open(req, body, model, key, t0)
             try:
-                reply = await self._forward(ctx)
-            except BaseException:
-                self._land(ctx)
+                return await self._forward(led)
+            except APIError as exc:
+                led.close(error=exc.message, status=exc.status)
+                return error_reply(exc)
+            except BaseException as exc:  # 499: the client went away (nginx's code for it)
+                led.close(error=type(exc).__name__, status=499)
                 raise
-            if reply.stream is None:
-                self._land(ctx)
-            return reply
         except APIError as exc:
-            if self.metrics is not None:
-                self.metrics.done(
-                    label, exc.status, "none", None, time.perf_counter() - t0, 0, 0, None, ""
-                )
+            self.books.refused(label, exc.status, t0)
             return error_reply(exc)
 
     def _resolve(self, req: Request) -> str:
@@ -148,7 +150,7 @@ class Gateway:
             param="model",
         )
 
-    def _router_for(self, name: str) -> Any:
+    def _router_for(self, name: str) -> Router:
         if self.router is None:
             raise APIError(
                 404,
@@ -181,9 +183,11 @@ class Gateway:
         return r
 
     # ------------------------------------------------------------------ cache hits
-    def _from_cache(self, req: Request, body: dict, model: str, hit: dict, t0: float) -> Reply:
+    def _from_cache(
+        self, req: Request, body: dict[str, Any], model: str, hit: dict[str, Any], t0: float
+    ) -> Reply:
         saved = float(hit.get("energy_j") or 0.0)
-        usage = wire.usage_dict(hit["input_tokens"], hit["output_tokens"], 0.0, True)
+        usage = answers.usage_dict(hit["input_tokens"], hit["output_tokens"], 0.0, True)
         ep, rid = req.endpoint, req.id
         headers = [
             ("x-wattserve-model", model),
@@ -198,49 +202,47 @@ class Gateway:
             )
         if not req.stream:
             headers.append(("x-wattserve-energy-j", "0"))
-            return Reply(
-                200, headers, body=wire.full_body(ep, rid, model, hit["text"], hit["finish"], usage)
-            )
-        data = wire.chunk_event(ep, rid, model, hit["text"], None, first=True) + wire.chunk_event(
-            ep, rid, model, None, hit["finish"] or "stop"
-        )
-        if wire.wants_usage(body):
-            data += wire.usage_event(ep, rid, model, usage)
-
-        return Reply(200, headers, body=data + wire.DONE, sse=True)
+            whole = answers.full_body(ep, rid, model, hit["text"], hit["finish"], usage)
+            return Reply(200, headers, body=whole)
+        data = answers.chunk_event(ep, rid, model, hit["text"], None, first=True)
+        data += answers.chunk_event(ep, rid, model, None, hit["finish"] or "stop")
+        if schema.wants_usage(body):
+            data += answers.usage_event(ep, rid, model, usage)
+        return Reply(200, headers, body=data + answers.DONE, sse=True)
 
     # ------------------------------------------------------------------ upstream
-    async def _forward(self, ctx: Ctx) -> Reply:
+    async def _forward(self, led: Ledger) -> Reply:
         """Pick a replica and get its first bytes; on failure before them, try one other replica."""
         tried: list[Replica] = []
+        failed: list[tuple[Replica, UpstreamError]] = []  # counted by the pool once settled
         last: Exception | None = None
         for attempt in range(2):
-            rep = self.pool.pick(ctx.req, ctx.model, tried)
+            rep = self.pool.pick(led.req, led.model, tried)
             if rep is None:
                 break
             if attempt and self.metrics is not None:
-                self.metrics.retries.labels(ctx.model).inc()
+                self.metrics.retries.labels(led.model).inc()
             tried.append(rep)
-            self._begin(ctx, rep)
+            led.engage(rep)
             try:
-                if isinstance(rep, HttpReplica):
-                    return await http_answer(self, ctx, rep)
-                return await engine_answer(self, ctx, rep)
+                reply = await self._relay(led, rep)
             except UpstreamError as exc:
-                self._end(ctx, ok=False)
+                led.disengage()
                 if not exc.retryable:
-                    return self._upstream_answer(ctx, exc)
-                if exc.down:
-                    self.pool.failed(rep, str(exc))
+                    self.pool.settle(failed, answered=True)
+                    return self._upstream_answer(led, exc)
+                failed.append((rep, exc))
                 log.warning("replica %s failed before the first byte: %s", rep.name, exc)
                 last = exc
-            except BaseException:
-                self._end(ctx, ok=False)
-                raise
+                continue
+            self.pool.succeeded(rep)
+            self.pool.settle(failed, answered=True)
+            return reply
+        self.pool.settle(failed, answered=False)
         if last is None:
             raise APIError(
                 503,
-                f"no healthy replica for model {ctx.model!r}",
+                f"no healthy replica for model {led.model!r}",
                 type="server_error",
                 code="no_healthy_replica",
             )
@@ -248,97 +250,20 @@ class Gateway:
             502, f"upstream failed: {last}", type="upstream_error", code="upstream_failed"
         )
 
-    def _begin(self, ctx: Ctx, rep: Replica) -> None:
-        ctx.rep = rep
-        rep.outstanding += 1
-        self.in_flight += 1
-        if self.accountant is not None:
-            ctx.token = self.accountant.begin(rep.device)
+    async def _relay(self, led: Ledger, rep: Replica) -> Reply:
+        if isinstance(rep, HttpReplica):
+            return await http_answer(led, rep, self.timeout)
+        if isinstance(rep, EngineReplica):
+            return await engine_answer(led, rep, self.timeout)
+        raise UpstreamError(f"{rep.name}: a {rep.kind} replica cannot be relayed", fault=None)
 
-    def _end(self, ctx: Ctx, ok: bool) -> float | None:
-        rep = ctx.rep
-        assert rep is not None
-        rep.outstanding -= 1
-        self.in_flight -= 1
-        if self._idle is not None and not self.in_flight:
-            self._idle.set()
-        if ok:
-            rep.served += 1
-        if self.accountant is None:
-            return None
-        return self.accountant.end(rep.device, ctx.token)
-
-    def _land(self, ctx: Ctx) -> None:
-        """Wake the identical requests that waited for this one's answer (single flight)."""
-        if ctx.flight is not None:
-            fut = self._flights.pop(ctx.flight, None)
-            ctx.flight = None
-            if fut is not None and not fut.done():
-                fut.set_result(None)
-
-    def _upstream_answer(self, ctx: Ctx, exc: UpstreamError) -> Reply:
+    def _upstream_answer(self, led: Ledger, exc: UpstreamError) -> Reply:
+        """A replica's own 4xx answer, passed on as it came."""
         body = exc.body or APIError(exc.status, str(exc), type="upstream_error").body()
-        if self.metrics is not None:
-            self.metrics.done(
-                ctx.model, exc.status, "miss", None, time.perf_counter() - ctx.t0, 0, 0, None, ""
-            )
-        return Reply(exc.status, [("x-wattserve-model", ctx.model)], body=body)
-
-    def _headers(self, ctx: Ctx) -> list[tuple[str, str]]:
-        return [
-            ("x-wattserve-model", ctx.model),
-            ("x-wattserve-replica", ctx.rep.name if ctx.rep else "-"),
-            ("x-wattserve-cache", "miss" if ctx.key else "bypass"),
-        ]
-
-    def _finish(
-        self, ctx: Ctx, text: str, finish: str | None, in_tok: int, out_tok: int, error: str | None
-    ) -> dict[str, Any]:
-        """Close the books on an upstream answer: energy, metrics, cache. Returns the usage dict."""
-        energy = self._end(ctx, ok=error is None)
-        source = self.accountant.source if self.accountant is not None else "null"
-        e2e = time.perf_counter() - ctx.t0
-        if self.metrics is not None:
-            self.metrics.done(
-                ctx.model,
-                200 if error is None else 502,
-                "miss" if ctx.key else "bypass",
-                ctx.ttft_s,
-                e2e,
-                in_tok,
-                out_tok,
-                energy,
-                source,
-            )
-        if error is None and ctx.key is not None and self.cache is not None:
-            cost = energy
-            if not cost and self.cost_estimate is not None:
-                cost = self.cost_estimate(ctx.model, in_tok, out_tok)
-            self.cache.put(
-                ctx.key,
-                {
-                    "text": text,
-                    "finish": finish,
-                    "input_tokens": in_tok,
-                    "output_tokens": out_tok,
-                    "energy_j": energy,
-                    "model": ctx.model,
-                },
-                cost=float(cost or 1e-3 * max(1, out_tok)),
-                size=len(text) + 64,
-            )
-        self._land(ctx)
-        if self.log_content and error is None:
-            log.info(
-                "answer %s replica=%s text=%r", ctx.req.id, ctx.rep.name if ctx.rep else "-", text
-            )
-        return wire.usage_dict(in_tok, out_tok, energy, False, source)
+        led.close(error=str(exc), status=exc.status)
+        return Reply(exc.status, [("x-wattserve-model", led.model)], body=body)
 
     async def drain(self, grace_s: float) -> int:
         """Refuse new requests and wait up to ``grace_s`` for in-flight ones; returns those left."""
         self.draining = True
-        if self.in_flight:
-            self._idle = asyncio.Event()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace_s)
-        return self.in_flight
+        return await self.books.wait_idle(grace_s)

@@ -1,28 +1,33 @@
-"""Answers from replicas to the client: pass-through of an HTTP replica's SSE bytes (parsed
-only to learn the text and usage the cache and metrics need) and formatting of an in-process
-engine's chunks. ``gw`` is the ``wattserve.serve.pipeline.Gateway`` doing the books."""
+"""Answers from a replica to the client: pass-through of an HTTP replica's SSE bytes (parsed
+only to learn the text and usage the books need) and formatting of an in-process engine's
+chunks. Each function gets the request's ``Ledger`` and closes it once the answer ended;
+a failure before the first byte raises ``UpstreamError`` (the pipeline may try another
+replica), garbage from upstream included.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import orjson
 
-from wattserve.serve import wire
-from wattserve.serve.replica import EngineReplica, HttpReplica, Replica, UpstreamError
-from wattserve.serve.sse import ERROR_EVENT, SSEReader, StreamBooks
-from wattserve.serve.upstream import ERRORS as _CLIENT_ERRORS
-from wattserve.serve.upstream import Response
-from wattserve.serve.wire import APIError
-from wattserve.types import Request
+from wattserve.openai import answers
+from wattserve.openai.answers import APIError
+from wattserve.openai.schema import AnswerError, decode_answer, wants_usage
+from wattserve.openai.sse import ERROR_EVENT, SSEError, SSEReader, StreamBooks
+from wattserve.openai.transport import ERRORS, Response, Timeouts
+from wattserve.serve.ledger import Ledger
+from wattserve.serve.replica import EngineReplica, HttpReplica, UpstreamError
+from wattserve.types import Chunk
 
 log = logging.getLogger("wattserve.serve")
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+_BAD_STREAM = (*ERRORS, SSEError)
 
 
 @dataclass
@@ -43,153 +48,87 @@ def error_reply(exc: APIError) -> Reply:
     return Reply(exc.status, body=exc.body())
 
 
-class Ctx:
-    """Bookkeeping for one request on one replica."""
+def _energy_header(usage: dict[str, object]) -> tuple[str, str]:
+    e = usage["energy_j"]
+    return ("x-wattserve-energy-j", "" if e is None else f"{e:.6g}")
 
-    __slots__ = (
-        "req",
-        "body",
-        "group",
-        "model",
-        "key",
-        "t0",
-        "rep",
-        "token",
-        "ttft_s",
-        "usage_wanted",
-        "flight",
-    )
 
-    def __init__(
-        self, req: Request, body: dict, group: str, model: str, key: str | None, t0: float
-    ) -> None:
-        self.req, self.body, self.group, self.model, self.key, self.t0 = (
-            req,
-            body,
-            group,
-            model,
-            key,
-            t0,
-        )
-        self.rep: Replica | None = None
-        self.token = 0.0
-        self.ttft_s: float | None = None
-        self.usage_wanted = wire.wants_usage(body)
-        self.flight: str | None = None  # the cache key this request computes for waiting twins
+def _tail(led: Ledger, usage: dict[str, object]) -> bytes:
+    """Our usage event (when the client asked for it; with joules) and ``[DONE]``."""
+    if wants_usage(led.body):
+        return answers.usage_event(led.req.endpoint, led.req.id, led.model, usage) + answers.DONE
+    return answers.DONE
 
 
 # ------------------------------------------------------------ HTTP replicas (pass-through)
-async def http_answer(gw: Any, ctx: Ctx, rep: HttpReplica) -> Reply:
+async def http_answer(led: Ledger, rep: HttpReplica, timeouts: Timeouts) -> Reply:
     """Forward to an OpenAI-compatible replica; a stream is returned once its first event came."""
-    fwd = dict(ctx.body)
+    req = led.req
+    fwd = dict(led.body)
     fwd["model"] = rep.engine_model
-    if ctx.req.stream:
+    if req.stream:
         fwd["stream_options"] = {"include_usage": True}
-    resp = await rep.open(_PATHS[ctx.req.endpoint], orjson.dumps(fwd), gw.timeout)
-    if not ctx.req.stream:
+    resp = await rep.open(_PATHS[req.endpoint], orjson.dumps(fwd), timeouts)
+    if not req.stream:
         try:
-            raw = await resp.read()
-        except _CLIENT_ERRORS as exc:
+            data, answer = decode_answer(await resp.read())
+        except ERRORS as exc:
             resp.close()
             raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}") from None
+        except AnswerError as exc:
+            resp.close()
+            raise UpstreamError(f"{rep.name}: {exc}") from None
         except BaseException:  # cancelled (the client went away): the connection is not reusable
             resp.close()
             raise
         resp.release()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"{rep.name}: upstream answer is not JSON") from None
-        ctx.ttft_s = time.perf_counter() - ctx.t0
-        c = (data.get("choices") or [{}])[0]
-        text = (
-            (c.get("message") or {}).get("content") or ""
-            if ctx.req.endpoint == "chat"
-            else c.get("text") or ""
-        )
-        u = data.get("usage") or {}
-        usage = gw._finish(
-            ctx,
-            text,
-            c.get("finish_reason"),
-            int(u.get("prompt_tokens") or 0),
-            int(u.get("completion_tokens") or 0),
-            None,
-        )
+        led.ttft_s = time.perf_counter() - led.t0
+        usage = led.close(answer.text, answer.finish_reason, *answer.tokens)
         data["usage"] = usage
-        data["model"] = ctx.model
-        headers = gw._headers(ctx)
-        headers.append(
-            (
-                "x-wattserve-energy-j",
-                "" if usage["energy_j"] is None else f"{usage['energy_j']:.6g}",
-            )
-        )
-        return Reply(200, headers, body=orjson.dumps(data))
+        data["model"] = led.model
+        return Reply(200, [*led.headers(), _energy_header(usage)], body=orjson.dumps(data))
     reader = SSEReader()
+    books = StreamBooks(req.endpoint == "chat", led.t0)
     try:
         events = b""
-        while (
-            b"data:" not in events
-        ):  # the first event: until it arrives, another replica may answer
-            data = await resp.readany()
-            if not data:
-                break
-            events += reader.feed(data)
-    except _CLIENT_ERRORS as exc:
+        while b"data:" not in events:  # the first event: until it is in, another replica may answer
+            got = await resp.readany()
+            if not got:
+                raise UpstreamError(f"{rep.name}: stream closed before its first event")
+            events += reader.feed(got)
+    except _BAD_STREAM as exc:
         resp.close()
-        raise UpstreamError(
-            f"{rep.name}: stream failed before its first event: {type(exc).__name__}"
-        ) from None
+        raise UpstreamError(f"{rep.name}: stream failed before its first event: {exc}") from None
     except BaseException:
         resp.close()
         raise
-    if b"data:" not in events:
-        resp.close()
-        raise UpstreamError(f"{rep.name}: stream closed before its first event")
-    books = StreamBooks(ctx.req.endpoint == "chat", ctx.t0)
     out, done, error = books.take(events)
-    ctx.ttft_s = books.ttft_s
+    if error is not None and error != ERROR_EVENT and books.n == 0:
+        resp.close()  # garbage first: nothing reached the client, another replica may answer
+        raise UpstreamError(f"{rep.name}: {error}")
+    led.ttft_s = books.ttft_s
     if done and error is None:
         # the replica's whole answer is already here (short or fast answers): one SSE body, no
         # stream machinery; measured 0.33 -> 0.25 ms of gateway CPU per request on the mock
         resp.release()
-        return Reply(
-            200,
-            gw._headers(ctx),
-            body=out + _tail(ctx, _close_books(gw, ctx, books, None)),
-            sse=True,
-        )
-    return Reply(
-        200,
-        gw._headers(ctx),
-        stream=http_relay(gw, ctx, rep, resp, reader, books, out, done, error),
-    )
+        usage = _close_stream(led, books, None)
+        return Reply(200, led.headers(), body=out + _tail(led, usage), sse=True)
+    relay = http_relay(led, rep, resp, reader, books, out, done, error)
+    return Reply(200, led.headers(), stream=relay)
 
 
-def _close_books(gw: Any, ctx: Ctx, books: StreamBooks, error: str | None) -> dict[str, Any]:
-    """``Gateway._finish`` on a relayed stream (tokens counted from events when the replica
-    sent no usage); returns the usage dict."""
-    return gw._finish(
-        ctx,
-        "".join(books.parts),
-        books.finish,
-        books.in_tok,
-        books.out_tok or len(books.parts),
-        error,
-    )
-
-
-def _tail(ctx: Ctx, usage: dict[str, Any]) -> bytes:
-    """Our usage event (when the client asked for it; with joules) and ``[DONE]``."""
-    if ctx.usage_wanted:
-        return wire.usage_event(ctx.req.endpoint, ctx.req.id, ctx.model, usage) + wire.DONE
-    return wire.DONE
+def _close_stream(
+    led: Ledger, books: StreamBooks, error: str | None, broken: bool = False
+) -> dict[str, object]:
+    """Close the books on a relayed stream (tokens counted from events when the replica sent
+    no usage); returns the usage dict."""
+    text = "".join(books.parts)
+    out = books.out_tok or len(books.parts)
+    return led.close(text, books.finish, books.in_tok, out, error, broken=broken)
 
 
 async def http_relay(
-    gw: Any,
-    ctx: Ctx,
+    led: Ledger,
     rep: HttpReplica,
     resp: Response,
     reader: SSEReader,
@@ -201,6 +140,7 @@ async def http_relay(
     """Pass upstream events through, those that arrived together in one write; ``out``,
     ``done`` and ``error`` are the books on the first batch."""
     held = b""
+    broken = False
     try:
         try:
             while True:
@@ -213,14 +153,14 @@ async def http_relay(
                 if not data:
                     break
                 out, done, error = books.take(reader.feed(data))
-                if ctx.ttft_s is None:
-                    ctx.ttft_s = books.ttft_s
+                if led.ttft_s is None:
+                    led.ttft_s = books.ttft_s
             if not done and error is None and books.finish is None:
                 error = "upstream stream ended without finishing"
-        except _CLIENT_ERRORS as exc:
+        except _BAD_STREAM as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if error is not None and error != ERROR_EVENT:
-            gw.pool.failed(rep, error)
+            broken = True
             log.warning("replica %s broke mid-stream after %d events: %s", rep.name, books.n, error)
             yield APIError(
                 502,
@@ -235,61 +175,54 @@ async def http_relay(
             resp.close()
         if error is None and not done and books.finish is None:
             error = "the client went away mid-stream"  # never cache a cut answer
-        usage = _close_books(gw, ctx, books, error)
-    yield held + (_tail(ctx, usage) if error is None else wire.DONE)
+        usage = _close_stream(led, books, error, broken)
+    yield held + (_tail(led, usage) if error is None else answers.DONE)
 
 
 # ---------------------------------------------------------------------- in-process engines
-async def engine_answer(gw: Any, ctx: Ctx, rep: EngineReplica) -> Reply:
+async def engine_answer(led: Ledger, rep: EngineReplica, timeouts: Timeouts) -> Reply:
     """Run an in-process engine; a stream is returned once its first chunk came."""
-    req = replace(ctx.req, model=rep.engine_model)
-    agen = rep.stream(req).__aiter__()
-    deadline = asyncio.get_running_loop().time() + gw.total_s
+    req = led.req
+    agen = rep.stream(replace(req, model=rep.engine_model)).__aiter__()
+    deadline = asyncio.get_running_loop().time() + timeouts.total_s
     try:
-        async with asyncio.timeout(gw.first_token_s):
+        async with asyncio.timeout(timeouts.read_s):
             first = await agen.__anext__()
     except StopAsyncIteration:
-        raise UpstreamError(f"{rep.name}: engine produced no output", down=False) from None
+        raise UpstreamError(f"{rep.name}: engine produced no output", fault=None) from None
     except TimeoutError:
         await _aclose(agen)
         raise UpstreamError(
-            f"{rep.name}: no first token within {gw.first_token_s:g} s", down=False
+            f"{rep.name}: no first token within {timeouts.read_s:g} s", fault=None
         ) from None
     except Exception as exc:  # noqa: BLE001 - an engine failure before any byte: retry elsewhere
         # an in-process engine does not die like a server process: it stays in the pool
-        raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}", down=False) from None
-    ctx.ttft_s = time.perf_counter() - ctx.t0
-    if not ctx.req.stream:
-        parts, finish, usage, error = [first.text], first.finish_reason, first.usage, None
-        try:
-            async with asyncio.timeout_at(deadline):
-                async for ch in agen:
-                    parts.append(ch.text)
-                    finish = ch.finish_reason or finish
-                    usage = ch.usage or usage
-        except Exception as exc:  # noqa: BLE001
-            error = f"{type(exc).__name__}: {exc}"
-        text = "".join(parts)
-        in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
-        u = gw._finish(ctx, text, finish, in_tok, out_tok, error)
-        if error is not None:
-            raise APIError(502, f"replica {rep.name} failed: {error}", type="upstream_error")
-        headers = gw._headers(ctx)
-        headers.append(
-            ("x-wattserve-energy-j", "" if u["energy_j"] is None else f"{u['energy_j']:.6g}")
-        )
-        return Reply(
-            200,
-            headers,
-            body=wire.full_body(ctx.req.endpoint, ctx.req.id, ctx.model, text, finish, u),
-        )
-    return Reply(200, gw._headers(ctx), stream=engine_relay(gw, ctx, rep, agen, first, deadline))
+        raise UpstreamError(f"{rep.name}: {type(exc).__name__}: {exc}", fault=None) from None
+    led.ttft_s = time.perf_counter() - led.t0
+    if req.stream:
+        return Reply(200, led.headers(), stream=engine_relay(led, rep, agen, first, deadline))
+    parts, finish, usage, error = [first.text], first.finish_reason, first.usage, None
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for ch in agen:
+                parts.append(ch.text)
+                finish = ch.finish_reason or finish
+                usage = ch.usage or usage
+    except Exception as exc:  # noqa: BLE001
+        error = f"{type(exc).__name__}: {exc}"
+    text = "".join(parts)
+    in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
+    u = led.close(text, finish, in_tok, out_tok, error)
+    if error is not None:
+        raise APIError(502, f"replica {rep.name} failed: {error}", type="upstream_error")
+    body = answers.full_body(req.endpoint, req.id, led.model, text, finish, u)
+    return Reply(200, [*led.headers(), _energy_header(u)], body=body)
 
 
 async def engine_relay(
-    gw: Any, ctx: Ctx, rep: EngineReplica, agen: Any, ch: Any, deadline: float
+    led: Ledger, rep: EngineReplica, agen: AsyncIterator[Chunk], ch: Chunk | None, deadline: float
 ) -> AsyncIterator[bytes]:
-    ep, rid, model = ctx.req.endpoint, ctx.req.id, ctx.model
+    ep, rid, model = led.req.endpoint, led.req.id, led.model
     parts: list[str] = []
     finish = usage = error = None
     first = True
@@ -300,7 +233,7 @@ async def engine_relay(
                 if ch.text or ch.finish_reason:
                     parts.append(ch.text)
                     finish = ch.finish_reason or finish
-                    yield wire.chunk_event(ep, rid, model, ch.text, ch.finish_reason, first=first)
+                    yield answers.chunk_event(ep, rid, model, ch.text, ch.finish_reason, first)
                     first = False
                 usage = ch.usage or usage
                 try:
@@ -322,16 +255,12 @@ async def engine_relay(
         in_tok, out_tok = (usage.input_tokens, usage.output_tokens) if usage else (0, len(parts))
         if error is None and not ended:
             error = "the client went away mid-stream"  # never cache a cut answer
-        u = gw._finish(ctx, "".join(parts), finish, in_tok, out_tok, error)
-    if error is None and ctx.usage_wanted:
-        yield wire.usage_event(ep, rid, model, u)
-    yield wire.DONE
+        u = led.close("".join(parts), finish, in_tok, out_tok, error)
+    yield (_tail(led, u) if error is None else answers.DONE)
 
 
-async def _aclose(agen: Any) -> None:
-    close = getattr(agen, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:  # noqa: BLE001
-            pass
+async def _aclose(agen: AsyncIterator[Chunk]) -> None:
+    """Close an engine's stream (an async generator; other iterators have nothing to close)."""
+    if isinstance(agen, AsyncGenerator):
+        with contextlib.suppress(Exception):
+            await agen.aclose()

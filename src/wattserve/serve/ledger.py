@@ -1,0 +1,208 @@
+"""A request's books. ``Books.open`` opens a ``Ledger`` when a request goes upstream (after a
+cache miss); ``Ledger.close`` closes it once, when its answer has ended however it ended:
+energy (the accountant's begin/end on the replica's device), metrics, the cache put of a
+whole answer, the replica's mid-stream failure on its health record, and the wake-up of the
+identical requests that waited for this answer (single flight). Between the two, each try on
+a replica is ``engage``d and, when it failed before its first byte, ``disengage``d.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wattserve.openai.answers import usage_dict
+from wattserve.protocols import Cache
+from wattserve.serve.energy import EnergyAccountant
+from wattserve.serve.metrics import GatewayMetrics
+from wattserve.serve.pool import ReplicaPool
+from wattserve.serve.replica import Replica
+from wattserve.types import Request
+
+log = logging.getLogger("wattserve.serve")
+CostEstimate = Callable[[str, int, int], float | None]  # (model, in, out tokens) -> J
+# (request as asked, answering model, input, output tokens) -> the joules of answering it
+# again (the router's pick for auto/router-*: wattserve.route.costs.RecomputeCost), or None
+RecomputeCost = Callable[[Request, str, int, int], float | None]
+
+
+class Books:
+    """What every ledger writes to, and the requests in flight."""
+
+    def __init__(
+        self,
+        pool: ReplicaPool,
+        cache: Cache | None = None,
+        accountant: EnergyAccountant | None = None,
+        metrics: GatewayMetrics | None = None,
+        cost_estimate: CostEstimate | None = None,
+        log_content: bool = False,
+        recompute_cost: RecomputeCost | None = None,
+    ) -> None:
+        self.pool, self.cache, self.accountant = pool, cache, accountant
+        self.metrics, self.cost_estimate, self.log_content = metrics, cost_estimate, log_content
+        self.recompute_cost = recompute_cost  # the cache cost; metered joules when None
+        self.flights: dict[str, asyncio.Future[None]] = {}  # cache key -> done when stored
+        self.in_flight = 0
+        self._idle: asyncio.Event | None = None  # set when in_flight drops to 0 (draining)
+
+    def open(
+        self, req: Request, body: dict[str, Any], model: str, key: str | None, t0: float
+    ) -> Ledger:
+        """The ledger of a request going upstream (``t0``: when it arrived, perf_counter)."""
+        return Ledger(self, req, body, model, key, t0)
+
+    def refused(self, model: str, status: int, t0: float) -> None:
+        """A request answered with an error before any ledger was opened."""
+        if self.metrics is not None:
+            self.metrics.done(model, status, "none", None, time.perf_counter() - t0, 0, 0, None, "")
+
+    async def wait_idle(self, grace_s: float) -> int:
+        """Wait up to ``grace_s`` for the requests in flight; returns those left."""
+        if self.in_flight:
+            self._idle = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_s)
+        return self.in_flight
+
+
+class Ledger:
+    """The books of one request that went upstream."""
+
+    __slots__ = (
+        "books",
+        "req",
+        "body",
+        "model",
+        "key",
+        "t0",
+        "rep",
+        "ttft_s",
+        "flight",
+        "closed",
+        "_token",
+    )
+
+    def __init__(
+        self,
+        books: Books,
+        req: Request,
+        body: dict[str, Any],
+        model: str,
+        key: str | None,
+        t0: float,
+    ) -> None:
+        self.books, self.req, self.body, self.model, self.key = books, req, body, model, key
+        self.t0 = t0
+        self.rep: Replica | None = None
+        self.ttft_s: float | None = None
+        self.closed = False
+        self._token = 0.0
+        self.flight: str | None = None  # the cache key this request computes for its twins
+        if key is not None and key not in books.flights:
+            books.flights[key] = asyncio.get_running_loop().create_future()
+            self.flight = key
+        books.in_flight += 1
+
+    # ------------------------------------------------------------------ tries
+    def engage(self, rep: Replica) -> None:
+        """A try on ``rep`` begins."""
+        self.rep = rep
+        rep.outstanding += 1
+        if self.books.accountant is not None:
+            self._token = self.books.accountant.begin(rep.device)
+
+    def disengage(self) -> None:
+        """The try failed before its first byte (its energy is charged to nobody)."""
+        self._end(ok=False)
+        self.rep = None
+
+    def _end(self, ok: bool) -> float | None:
+        rep = self.rep
+        if rep is None:
+            return None
+        rep.outstanding -= 1
+        if ok:
+            rep.served += 1
+        acc = self.books.accountant
+        return None if acc is None else acc.end(rep.device, self._token)
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [
+            ("x-wattserve-model", self.model),
+            ("x-wattserve-replica", self.rep.name if self.rep else "-"),
+            ("x-wattserve-cache", "miss" if self.key else "bypass"),
+        ]
+
+    # ------------------------------------------------------------------ closing
+    def close(
+        self,
+        text: str = "",
+        finish: str | None = None,
+        in_tok: int = 0,
+        out_tok: int = 0,
+        error: str | None = None,
+        status: int | None = None,
+        broken: bool = False,
+    ) -> dict[str, Any]:
+        """Close the books on the answer (once; later calls change nothing). ``error``: the
+        answer is not whole (never cached); ``broken``: the replica failed mid-answer.
+        Returns the usage dict the client is sent."""
+        b = self.books
+        source = b.accountant.source if b.accountant is not None else "null"
+        if self.closed:
+            return usage_dict(in_tok, out_tok, None, False, source)
+        self.closed = True
+        energy = self._end(ok=error is None)
+        if broken and self.rep is not None and error is not None:
+            b.pool.failed(self.rep, error)
+        if b.metrics is not None:
+            b.metrics.done(
+                self.model,
+                status or (200 if error is None else 502),
+                "miss" if self.key else "bypass",
+                self.ttft_s,
+                time.perf_counter() - self.t0,
+                in_tok,
+                out_tok,
+                energy,
+                source,
+            )
+        if error is None and self.key is not None and b.cache is not None:
+            expected = None
+            if b.recompute_cost is not None:
+                expected = b.recompute_cost(self.req, self.model, in_tok, out_tok)
+            cost = expected if expected is not None else energy
+            if not cost and b.cost_estimate is not None:
+                cost = b.cost_estimate(self.model, in_tok, out_tok)
+            entry = {
+                "text": text,
+                "finish": finish,
+                "input_tokens": in_tok,
+                "output_tokens": out_tok,
+                "energy_j": energy,  # metered joules of this answer
+                "expected_j": expected,  # the cost the cache ranks by (None: energy_j)
+                "model": self.model,
+            }
+            b.cache.put(
+                self.key, entry, cost=float(cost or 1e-3 * max(1, out_tok)), size=len(text) + 64
+            )
+        self._land()
+        b.in_flight -= 1
+        if b._idle is not None and not b.in_flight:
+            b._idle.set()
+        if b.log_content and error is None:
+            log.info("answer %s replica=%s text=%r", self.req.id, self.rep and self.rep.name, text)
+        return usage_dict(in_tok, out_tok, energy, False, source)
+
+    def _land(self) -> None:
+        """Wake the identical requests that waited for this one's answer."""
+        if self.flight is not None:
+            fut = self.books.flights.pop(self.flight, None)
+            self.flight = None
+            if fut is not None and not fut.done():
+                fut.set_result(None)
