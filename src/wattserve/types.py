@@ -197,6 +197,7 @@ class RunSummary:
     latency: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     goodput_rps: float | None = None
     slo_attainment: float | None = None
+    truncated: int = 0  # of ``failed``: streams cut short (no finish reason, no [DONE], short)
     # energy figures, each labelled with its source; per-token figures from steady state
     energy_j: float | None = None
     energy_per_output_token_j: float | None = None

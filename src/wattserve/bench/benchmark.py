@@ -25,6 +25,7 @@ from typing import Any
 
 from wattserve.bench import metrics, store, vllm_result
 from wattserve.bench.config import BenchConfig, check_inputs
+from wattserve.bench.energy import attribute_point
 from wattserve.bench.loads import Concurrent, LoadPoint, make_points, ramp_count
 from wattserve.bench.runner import record_windows, run_async, run_schedule, send_error_stats_ms
 from wattserve.bench.workloads import Workload, build_workload
@@ -238,6 +239,12 @@ def _point_summary(
     )
 
 
+def _redo(rec: dict[str, Any], metered: bool) -> bool:
+    """Whether a resumed run sends a finished request again: it failed, or it was metered
+    but the run stopped before its joules were attributed."""
+    return rec.get("error", "x") is not None or (metered and rec.get("energy_j") is None)
+
+
 async def _run_points(
     cfg: BenchConfig,
     session: BenchSession,
@@ -247,10 +254,14 @@ async def _run_points(
     sampler: Any,
     done_before: dict[tuple[str, str], dict[str, Any]],
     on_progress: ProgressFn | None,
+    prefix: str = "",
 ) -> list[PointResult]:
     tok = tokenizer_of(engine)
     results = []
+    last = sampler.series()[-1:] if sampler is not None else []
+    metered = any(src != "null" for r in last for src in r.sources.values())
     for point in points:
+        label = prefix + point.label
         fixed = isinstance(point.pattern, Concurrent)
         offsets_all = (
             wl.arrivals_s
@@ -260,43 +271,55 @@ async def _run_points(
         todo = [
             (r, o)
             for r, o in zip(wl.requests, offsets_all, strict=True)
-            if done_before.get((point.label, r.id), {}).get("error", "x") is not None
+            if _redo(done_before.get((label, r.id), {}), metered)
         ]
-        prev = [
-            r
-            for (lbl, _), r in done_before.items()
-            if lbl == point.label and r.get("error") is None
-        ]
+        prev = [r for (lbl, _), r in done_before.items() if lbl == label and not _redo(r, metered)]
         if not todo:
-            saved = next((p for p in session.data["points"] if p["label"] == point.label), None)
+            saved = next((p for p in session.data["points"] if p["label"] == label), None)
             results.append(
-                PointResult(**_from_saved(saved)) if saved else _result(cfg, point, prev, [], None)
+                PointResult(**_from_saved(saved))
+                if saved
+                else _result(cfg, point, label, prev, [], None)
             )
             continue
         base = min((o for _, o in todo), default=0.0)
         if on_progress:
-            on_progress(point.label, len(prev), len(prev) + len(todo))
+            on_progress(label, len(prev), len(prev) + len(todo))
         run = await run_schedule(
             engine,
             [r for r, _ in todo],
             [o - base for _, o in todo],
             point.max_concurrency,
-            label=point.label,
+            label=label,
             segment=session.segment,
             on_record=session.log.write,
-            on_progress=_offset_progress(on_progress, point.label, len(prev)),
+            on_progress=_offset_progress(on_progress, label, len(prev)),
             timeout_s=cfg.timeout_s,
             count_tokens=count_tokens_fn(tok),
             ramp_requests=0 if fixed else ramp_count(len(todo)),
         )
         meas = record_windows(run, sampler, fixed)
+        energy_note = attribute_point(
+            run.completions, run.records, sampler, meas, cfg.energy_attribution
+        )
+        if energy_note is None and metered:
+            session.log.amend(run.records)
+        note = "; ".join(n for n in (run.energy_note, energy_note) if n) or None
         union = list(store.latest_per_request(prev + run.records).values())
         send_err = {} if fixed else send_error_stats_ms(run.send_error_s)
-        res = _result(cfg, point, union, meas, run.energy_note, send_err)
+        res = _result(cfg, point, label, union, meas, note, send_err)
         session.set_point(res)
         session.save()
         results.append(res)
     return results
+
+
+def _shape_workload(cfg: BenchConfig, tok: Any, input_len: int, output_len: int) -> Workload:
+    """The random workload of one grid shape."""
+    lens = {"input_len": input_len, "output_len": output_len}
+    return build_workload(
+        cfg.model_copy(update={**lens, "input_lens": None, "output_lens": None}), tok
+    )
 
 
 def _offset_progress(
@@ -328,13 +351,14 @@ def _from_saved(p: dict[str, Any]) -> dict[str, Any]:
 def _result(
     cfg: BenchConfig,
     point: LoadPoint,
+    label: str,
     records: list[dict[str, Any]],
     meas: list[Measurement],
     note: str | None,
     send_err: dict[str, float] | None = None,
 ) -> PointResult:
     return PointResult(
-        point.label,
+        label,
         point.max_concurrency,
         point.request_rate,
         _point_summary(cfg, records, meas),
@@ -416,9 +440,23 @@ async def arun_benchmark(
             )
             rdir.mkdir(parents=True, exist_ok=True)
             session = BenchSession(cfg, rdir, meter_desc)
+        shapes = cfg.shapes()
+        runs = (
+            [(f"in{i}-out{o}-", _shape_workload(cfg, tok, i, o)) for i, o in shapes]
+            if len(shapes) > 1
+            else [("", wl)]
+        )
         session.data["workload"] = {
             "token_counting": wl.token_counting,
             "requests": len(wl.requests),
+        }
+        if len(shapes) > 1:
+            session.data["grid"] = [{"input_len": i, "output_len": o} for i, o in shapes]
+        session.data["energy_attribution"] = {
+            "method": cfg.energy_attribution,
+            "window": "whole",
+            "idle": "spread",
+            "phases": "prefill/decode at the first content chunk (active_time only)",
         }
         session.save("running")
         sampler = None
@@ -435,9 +473,19 @@ async def arun_benchmark(
                 conc = max(p.max_concurrency or len(warm) for p in points)
                 await run_schedule(engine, warm, [0.0] * len(warm), conc, timeout_s=cfg.timeout_s)
             done_before = _resume["done"] if _resume else {}
-            results = await _run_points(
-                cfg, session, engine, wl, points, sampler, done_before, on_progress
-            )
+            results = []
+            for prefix, shape_wl in runs:
+                results += await _run_points(
+                    cfg,
+                    session,
+                    engine,
+                    shape_wl,
+                    points,
+                    sampler,
+                    done_before,
+                    on_progress,
+                    prefix,
+                )
             status = "complete"
             vllm_result.attach_results(
                 cfg,

@@ -37,6 +37,9 @@ class BenchConfig(BaseModel):
     dataset_path: str | None = None
     input_len: int = Field(64, ge=1)
     output_len: int = Field(32, ge=1)
+    # a grid of shapes: every (input, output) pair is its own set of points (random dataset)
+    input_lens: list[int] | None = None
+    output_lens: list[int] | None = None
     random_range_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     num_prompts: int = Field(100, ge=1)
     ignore_eos: bool = True
@@ -54,6 +57,7 @@ class BenchConfig(BaseModel):
     goodput: dict[str, float] = Field(default_factory=dict)  # ttft/tpot/e2el -> ms
 
     meter: MeterName = "auto"
+    energy_attribution: Literal["active_time", "tokens", "total_tokens"] = "active_time"
     energy_interval_s: float = Field(0.1, gt=0)
     result_dir: str = "runs"
     label: str | None = None
@@ -100,6 +104,22 @@ class BenchConfig(BaseModel):
             if s.endswith("completions"):
                 return "completions"
         return v
+
+    @field_validator("input_lens", "output_lens")
+    @classmethod
+    def _lens(cls, v: list[int] | None) -> list[int] | None:
+        for n in v or ():
+            if n < 1:
+                raise ValueError(f"lengths must be >= 1, got {n}")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"lengths repeat: {v}")
+        return v
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """Every (input_len, output_len) pair of the grid; one pair without a grid."""
+        ins = self.input_lens or [self.input_len]
+        outs = self.output_lens or [self.output_len]
+        return [(i, o) for i in ins for o in outs]
 
     @field_validator("request_rates")
     @classmethod
@@ -159,6 +179,8 @@ class BenchConfig(BaseModel):
                 "--dataset-name random takes no --dataset-path "
                 "(name the file's format: custom, trace or sharegpt)"
             )
+        if (self.input_lens or self.output_lens) and self.dataset_name != "random":
+            raise ValueError("length lists (a grid) need --dataset-name random")
         if self.backend == "openai" and not self.base_url:
             raise ValueError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         return self
@@ -209,6 +231,8 @@ FIELD_FLAGS = {
     "request_rates": "--request-rate",
     "max_concurrencies": "--max-concurrency",
     "timeout_s": "--timeout",
+    "input_lens": "--input-len",
+    "output_lens": "--output-len",
 }
 
 

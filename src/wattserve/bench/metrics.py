@@ -5,23 +5,57 @@
 - ITL: every gap between consecutive content chunks, pooled over all requests.
 - Percentiles from raw samples (``numpy.percentile``, linear interpolation), never buckets.
 - Errored requests are counted (``failed``) and kept out of every latency and token figure.
+  Truncated ones (a stream cut short: no finish reason, no ``[DONE]``, or ``length`` before
+  ``max_tokens`` with ``ignore_eos``) are errors of their own kind (``truncated``, a part of
+  ``failed``): their tokens count neither in throughput nor in goodput.
 - Energy per output token uses the steady-state window: energy in the window divided by
   the output tokens produced in it, tokens placed in time by their chunk timestamps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from wattserve.types import Completion, Measurement, RunSummary
+from wattserve.types import Completion, Measurement, Request, RunSummary
+
+TRUNCATED = "truncated"  # error kind, and the prefix of such a completion's error text
+_TRUNCATED_EXCEPTION = "StreamTruncatedError"  # the HTTP client's exception name
 
 # CLI names (as in ``vllm bench serve``) -> summary keys
 METRIC_KEYS = {"ttft": "ttft_s", "tpot": "tpot_s", "itl": "itl_s", "e2el": "e2e_s"}
 DEFAULT_METRICS = ("ttft", "tpot", "itl", "e2el")
 DEFAULT_PERCENTILES = (50.0, 90.0, 99.0)
+
+
+def error_kind(c: Completion) -> str | None:
+    """None for a completed request, ``truncated`` for one cut short, else ``error``."""
+    if c.error is None:
+        return None
+    return TRUNCATED if c.error.startswith(TRUNCATED + ":") else "error"
+
+
+def mark_truncation(c: Completion, request: Request) -> Completion:
+    """``c`` with a truncated stream's error as ``truncated: ...``.
+
+    A stream error raised by the HTTP client as truncation is relabelled; an otherwise
+    successful completion that stopped for ``length`` with fewer than ``max_tokens`` counted
+    tokens while ``ignore_eos`` was set becomes truncated too (estimated counts are not
+    trusted for this).
+    """
+    if c.error is not None:
+        if c.error.startswith(_TRUNCATED_EXCEPTION + ":"):
+            rest = c.error.removeprefix(_TRUNCATED_EXCEPTION + ":").strip()
+            return dataclasses.replace(c, error=f"{TRUNCATED}: {rest}")
+        return c
+    short = c.output_tokens < request.max_tokens and c.token_source != "estimated"
+    if request.ignore_eos and c.finish_reason == "length" and short:
+        why = f"'length' after {c.output_tokens} of {request.max_tokens} tokens with ignore_eos"
+        return dataclasses.replace(c, error=f"{TRUNCATED}: {why}")
+    return c
 
 
 def latency_samples(completions: Iterable[Completion]) -> dict[str, np.ndarray]:
@@ -200,6 +234,7 @@ def summarize(
         latency=latency,
         goodput_rps=good_rps,
         slo_attainment=attainment,
+        truncated=sum(1 for c in completions if error_kind(c) == TRUNCATED),
         **energy_figures(ok, measurements, per_token_window),  # type: ignore[arg-type]
     )
 

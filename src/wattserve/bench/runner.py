@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wattserve.bench.metrics import error_kind, mark_truncation
 from wattserve.engines.base import complete
 from wattserve.types import Completion, Measurement, Request
 
@@ -126,12 +127,18 @@ async def run_schedule(
         nonlocal in_flight, done
         try:
             c = await complete(engine, req, timeout_s=timeout_s, count_tokens=count_tokens)
+            c = mark_truncation(c, req)
         finally:
             in_flight -= 1
             if sem is not None:
                 sem.release()
         rec = record_of(
-            c, point=label, segment=segment, scheduled_s=scheduled, send_offset_s=c.sent_s - t0
+            c,
+            error_kind=error_kind(c),
+            point=label,
+            segment=segment,
+            scheduled_s=scheduled,
+            send_offset_s=c.sent_s - t0,
         )
         run.completions.append(c)
         run.records.append(rec)

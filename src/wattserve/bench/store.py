@@ -111,6 +111,35 @@ class RequestLog:
     def write(self, record: Mapping[str, Any]) -> None:
         self._f.write(_dumps_line(record))
 
+    def amend(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Replace the lines of ``records`` (same point, request id and segment) with them.
+
+        The file is rewritten to a temporary file and swapped in atomically, so a kill
+        leaves either the old or the new file; returns how many lines were replaced.
+        """
+        updates = {_line_key(r): r for r in records}
+        if not updates:
+            return 0
+        self._f.close()
+        try:
+            replaced = 0
+            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+            with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+                for line in src:
+                    try:
+                        key = _line_key(json.loads(line))
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        key = None
+                    new = updates.get(key) if key is not None else None
+                    dst.write(line if new is None else _dumps_line(new))
+                    replaced += new is not None
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            self._f = open(self.path, "ab", buffering=0)
+        return replaced
+
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
@@ -120,6 +149,10 @@ class RequestLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _line_key(record: Mapping[str, Any]) -> tuple[str, str, int]:
+    return (str(record.get("point", "")), str(record["request_id"]), int(record.get("segment", 0)))
 
 
 def repair_jsonl(path: Path) -> None:

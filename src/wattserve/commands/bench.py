@@ -63,7 +63,7 @@ def summary_table(points: list[Any], title: str) -> Any:
         "point",
         "conc",
         "rate",
-        "ok/fail",
+        "ok/fail/trunc",
         "out tok/s",
         "req/s",
         "TTFT p50/p99 ms",
@@ -88,7 +88,7 @@ def summary_table(points: list[Any], title: str) -> Any:
             p.label,
             str(p.max_concurrency or "-"),
             rate,
-            f"{s.completed}/{s.failed}",
+            f"{s.completed}/{s.failed}/{s.truncated}",
             f"{s.output_throughput:.1f}",
             f"{s.request_throughput:.2f}",
             f"{ms(lat.get('ttft_s'), 'p50')}/{ms(lat.get('ttft_s'), 'p99')}",
@@ -127,14 +127,17 @@ def register(app: typer.Typer) -> None:
         dataset_path: str | None = typer.Option(
             None, "--dataset-path", help="JSONL/CSV (custom, trace) or ShareGPT JSON."
         ),
-        input_len: int = typer.Option(
-            64, "--random-input-len", "--input-len", help="Random dataset: prompt tokens."
+        input_len: str = typer.Option(
+            "64",
+            "--random-input-len",
+            "--input-len",
+            help="Random dataset: prompt tokens; a comma list makes a grid with --output-len.",
         ),
-        output_len: int = typer.Option(
-            32,
+        output_len: str = typer.Option(
+            "32",
             "--random-output-len",
             "--output-len",
-            help="Output tokens (ignore_eos for random).",
+            help="Output tokens (ignore_eos for random); a comma list makes a grid.",
         ),
         random_range_ratio: float = typer.Option(
             0.0,
@@ -168,6 +171,12 @@ def register(app: typer.Typer) -> None:
             None, "--goodput", help="SLOs in ms: --goodput ttft:200 tpot:50 (ttft, tpot, e2el)."
         ),
         meter: str = typer.Option("auto", "--meter", help="auto|modeled|rapl|nvml|null."),
+        energy_attribution: str = typer.Option(
+            "active_time",
+            "--energy-attribution",
+            help="Per-request joules: active_time (split among requests in flight), tokens "
+            "or total_tokens.",
+        ),
         timeout: float | None = typer.Option(
             None, "--timeout", help="Per-request timeout, seconds."
         ),
@@ -207,6 +216,8 @@ def register(app: typer.Typer) -> None:
             if not model:
                 raise ConfigError("--model is required (or --resume RUN_DIR)")
             rates = parse_list(request_rate, float, "--request-rate")
+            ins = parse_list(input_len, int, "--input-len") or [64]
+            outs = parse_list(output_len, int, "--output-len") or [32]
             if rates and all(math.isinf(r) for r in rates):
                 rates = None
             cfg = BenchConfig.build(
@@ -217,8 +228,10 @@ def register(app: typer.Typer) -> None:
                 threads=threads,
                 dataset_name=dataset_name,
                 dataset_path=dataset_path,
-                input_len=input_len,
-                output_len=output_len,
+                input_len=ins[0],
+                output_len=outs[0],
+                input_lens=ins if len(ins) > 1 else None,
+                output_lens=outs if len(outs) > 1 else None,
                 random_range_ratio=random_range_ratio,
                 num_prompts=num_prompts,
                 request_rates=rates,
@@ -232,6 +245,7 @@ def register(app: typer.Typer) -> None:
                 or [50, 90, 99],
                 goodput=parse_goodput(goodput),
                 meter=meter,
+                energy_attribution=energy_attribution,
                 timeout_s=timeout,
                 result_dir=result_dir,
                 label=label,

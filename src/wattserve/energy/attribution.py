@@ -241,6 +241,76 @@ def with_energy(completions: Sequence[Completion], attribution: Attribution) -> 
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class RequestEnergy:
+    """One request's joules, split at its first token where the method allows it."""
+
+    energy_j: float
+    prefill_j: float | None = None  # sent -> first content chunk
+    decode_j: float | None = None  # first content chunk -> end
+
+
+def _phases(c: Completion, k: int) -> list[Completion]:
+    """``c`` as its prefill and decode phases (ids ``k:prefill`` / ``k:decode``), or whole."""
+    first = c.first_token_s
+    if first is None or not c.sent_s <= first <= c.end_s:
+        return [dataclasses.replace(c, request_id=f"{k}:whole")]
+    return [
+        dataclasses.replace(c, request_id=f"{k}:prefill", end_s=first),
+        dataclasses.replace(c, request_id=f"{k}:decode", sent_s=first),
+    ]
+
+
+def attribute_phases(
+    completions: Sequence[Completion],
+    source: Any,
+    method: str = "active_time",
+    window: tuple[float, float] | str | None = None,
+    devices: Sequence[str] | None = None,
+    idle: Idle = "spread",
+    include_cache_hits: bool = False,
+) -> tuple[Attribution, dict[str, RequestEnergy]]:
+    """``attribute_requests`` plus each request's prefill/decode split.
+
+    With ``active_time`` each request is cut at its first content chunk into two spans that
+    are in flight one after the other, so the in-flight count at every instant is the same
+    as for whole requests and the two parts add up to the request's share exactly. The token
+    methods have no time split (``prefill_j``/``decode_j`` are None). A repeated request id
+    accumulates, as in ``attribute_requests``.
+    """
+    reqs = _eligible(completions, include_cache_hits)
+    if method != "active_time":
+        att = attribute_requests(reqs, source, method, window, devices, idle, True)
+        return att, {rid: RequestEnergy(j) for rid, j in att.per_request_j.items()}
+    pieces = [p for k, c in enumerate(reqs) for p in _phases(c, k)]
+    att = attribute_requests(pieces, source, method, window, devices, idle, True)
+    parts: dict[str, dict[str, float]] = {}
+    per_device: dict[str, dict[str, float]] = {}
+    for k, c in enumerate(reqs):
+        mine = parts.setdefault(c.request_id, {})
+        dev = per_device.setdefault(c.request_id, {})
+        for phase in ("prefill", "decode", "whole"):
+            pid = f"{k}:{phase}"
+            if pid in att.per_request_j:
+                mine[phase] = mine.get(phase, 0.0) + att.per_request_j[pid]
+                for d, j in att.per_device_j[pid].items():
+                    dev[d] = dev.get(d, 0.0) + j
+    out = {
+        rid: RequestEnergy(
+            float(sum(p.values())),
+            p.get("prefill") if "whole" not in p else None,
+            p.get("decode") if "whole" not in p else None,
+        )
+        for rid, p in parts.items()
+    }
+    merged = dataclasses.replace(
+        att,
+        per_request_j={rid: e.energy_j for rid, e in out.items()},
+        per_device_j=per_device,
+    )
+    return merged, out
+
+
 def attribute_replicas(
     completions: Sequence[Completion],
     source: Any,

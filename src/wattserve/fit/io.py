@@ -67,18 +67,47 @@ def _read_run_dir(path: Path):
         df = df[df["error"].isna()]
     if {"end_s", "sent_s"} <= set(df.columns):
         df = df.assign(runtime_s=df["end_s"] - df["sent_s"])
-    config, env = meta.get("config") or {}, meta.get("environment") or {}
+    config = meta.get("config") or {}
     if "model" not in df or df["model"].isna().all():
         df = df.assign(model=config.get("model", "unknown"))
-    device = config.get("device") or env.get("gpu_name") or env.get("cpu_name") or env.get("device")
-    if isinstance(env.get("gpus"), list) and env["gpus"] and not device:
-        device = str(
-            env["gpus"][0].get("name", "gpu")
-            if isinstance(env["gpus"][0], dict)
-            else env["gpus"][0]
-        )
-    df = df.assign(device=device or "unknown")
+    if "device" not in df or df["device"].isna().all():
+        df = df.assign(device=run_device(meta) or "unknown")
     return df
+
+
+def _gpu_name(env: dict) -> str | None:
+    gpus = env.get("gpus")
+    if env.get("gpu_name"):
+        return str(env["gpu_name"])
+    if isinstance(gpus, list) and gpus:
+        first = gpus[0]
+        return str(first.get("name") or "gpu") if isinstance(first, dict) else str(first)
+    return None
+
+
+def _cpu_name(env: dict) -> str | None:
+    cpu = env.get("cpu")
+    name = cpu.get("model") if isinstance(cpu, dict) else None
+    return str(name or env.get("cpu_name") or "") or None
+
+
+def run_device(meta: dict) -> str | None:
+    """The device a bench run was measured on, from its ``run.json``.
+
+    ``config.device`` when given; else the metered device: the GPU's name under an NVML
+    meter, the CPU's model under RAPL or the modeled CPU meter and for in-process engines
+    (local, llama-cpp); else the first GPU, else the CPU. None when the environment is empty.
+    """
+    config, env = meta.get("config") or {}, meta.get("environment") or {}
+    if config.get("device") or env.get("device"):
+        return str(config.get("device") or env.get("device"))
+    meter = str(meta.get("meter") or (meta.get("meter_info") or {}).get("type") or "").lower()
+    on_cpu = config.get("backend") in ("local", "llama-cpp") or "rapl" in meter
+    if "nvml" in meter and _gpu_name(env):
+        return _gpu_name(env)
+    if on_cpu or "modeled" in meter:
+        return _cpu_name(env) or _gpu_name(env)
+    return _gpu_name(env) or _cpu_name(env)
 
 
 def read_table(paths: Iterable[str | Path]):
@@ -134,7 +163,8 @@ def resolve_columns(df, cols: Columns, quantities: list[str]) -> dict[str, str]:
             "missing columns: "
             + "; ".join(missing)
             + f". Available: {', '.join(map(str, df.columns))}. "
-            "Map them with --model-col/--device-col/--input-col/--output-col/--runtime-col/--energy-col."
+            "Map them with --model-col/--device-col/--input-col/--output-col/--runtime-col/"
+            "--energy-col."
         )
     return mapping
 
@@ -167,7 +197,8 @@ def load_groups(
         if len(bad):
             hint = "; fit runtime alone with --quantity runtime_s" if role == "energy_j" else ""
             raise ConfigError(
-                f"column {col!r} ({role}) has missing or non-numeric values in rows {_rows(df.index[bad])}{hint}"
+                f"column {col!r} ({role}) has missing or non-numeric values in rows "
+                f"{_rows(df.index[bad])}{hint}"
             )
         nonpos = np.flatnonzero(values <= 0)
         if len(nonpos):
@@ -178,7 +209,8 @@ def load_groups(
     for role in ("model", "device"):
         if df[m[role]].isna().any():
             raise ConfigError(
-                f"column {m[role]!r} ({role}) is empty in rows {_rows(df.index[df[m[role]].isna()])}"
+                f"column {m[role]!r} ({role}) is empty in rows "
+                f"{_rows(df.index[df[m[role]].isna()])}"
             )
     groups = []
     for (model, device), g in df.groupby([m["model"], m["device"]], sort=True):
