@@ -149,3 +149,15 @@ async def test_stats_name_the_source_the_gateway_routes_by(
         assert dict(reply.headers)["x-wattserve-model"] == easy_goes_to
     finally:
         await svc.stop()
+
+
+def test_route_decide_names_the_cost_source(router_file, capsys):
+    from wattserve.cli import main
+
+    try:
+        main(["route", "decide", "--router", str(router_file), "--prompt", hard_prompt(1)])
+    except SystemExit as exc:
+        assert not exc.code
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "strong" and out["cost_source"] == "training"
+    assert out["costs"] == {"weak": 1.0, "strong": 10.0}

@@ -111,11 +111,11 @@ def load_request_trace(path: str | Path, prompts: str | Path | None = None) -> l
     return out
 
 
-def _read_rows(p: Path, limit: int | None = None) -> list[dict[str, Any]]:
+def _read_rows(p: Path, limit: int | None = None, kind: str = "trace") -> list[dict[str, Any]]:
     from wattserve.readers import read_csv, read_jsonl
 
     if not p.is_file():
-        raise ConfigError(f"trace file not found: {p}")
+        raise ConfigError(f"{kind} file not found: {p}")
     if p.suffix in (".jsonl", ".json"):
         rows = read_jsonl(p)
         bad = next((i for i, r in enumerate(rows, 1) if not isinstance(r, dict)), None)
@@ -136,7 +136,7 @@ def _plain(v: Any) -> Any:
 
 def _read_prompts(p: Path) -> dict[str, Mapping[str, Any]]:
     out: dict[str, Mapping[str, Any]] = {}
-    for n, row in enumerate(_read_rows(p), 1):
+    for n, row in enumerate(_read_rows(p, kind="prompts"), 1):
         if "request_id" not in row or not any(f in row for f in PROMPT_FIELDS):
             raise ConfigError(f"{p} row {n}: a prompts row needs request_id and prompt/messages")
         out[str(row["request_id"])] = row
