@@ -10,7 +10,7 @@ from wattserve.bench import store
 from wattserve.bench.benchmark import load_points, run_benchmark
 from wattserve.bench.config import BenchConfig
 from wattserve.cli import main
-from wattserve.energy.attribution import attribute_phases
+from wattserve.energy.attribution import attribute_phases, charge_at_end
 from wattserve.energy.replay import ReplayMeter
 from wattserve.engines.mock_server import MockServer
 from wattserve.fit.io import run_device
@@ -113,6 +113,28 @@ def test_phases_add_up_by_hand():
     assert (parts["B"].prefill_j, parts["B"].decode_j) == (pytest.approx(20.0), pytest.approx(10))
     assert att.per_request_j == {"A": pytest.approx(30.0), "B": pytest.approx(30.0)}
     assert att.idle_j == pytest.approx(40.0)
+
+
+def test_charge_at_end_equals_the_whole_run_split():
+    """The live gateway's charge (computed at each end) is the benchmark's share."""
+    readings = [
+        EnergyReading(t * 0.5, {"gpu0": 7.0 * t + (t % 3)}, {"gpu0": "nvml"}) for t in range(41)
+    ]
+    # A, B, C, D overlap in turn (send, first token, end); power varies between readings
+    spans = [("A", 0.2, 1.0, 3.0), ("B", 1.0, 2.5, 4.0), ("C", 2.0, 2.2, 2.6), ("D", 3.5, 4.0, 6.0)]
+    comps = [Completion(r, "m", "", 1, 1, s, f, e) for r, s, f, e in spans]
+    _, whole = attribute_phases(comps, readings, window=(0.0, 20.0), idle="unattributed")
+    for c in comps:
+        at_end = [
+            d
+            if d.end_s <= c.end_s
+            else Completion(d.request_id, "m", "", 1, 1, d.sent_s, None, c.end_s)
+            for d in comps
+            if d.sent_s < c.end_s and d.end_s > c.sent_s
+        ]
+        live = charge_at_end(c, at_end, readings)
+        assert live.energy_j == pytest.approx(whole[c.request_id].energy_j)
+        assert live.prefill_j == pytest.approx(whole[c.request_id].prefill_j)
 
 
 @pytest.mark.parametrize(

@@ -311,6 +311,29 @@ def attribute_phases(
     return merged, out
 
 
+def charge_at_end(
+    request: Completion,
+    overlapping: Sequence[Completion],
+    source: Any,
+    devices: Sequence[str] | None = None,
+) -> RequestEnergy:
+    """One request's ``active_time`` share, computed the moment it ends (live serving).
+
+    The window is the request's own lifetime, so other requests only matter inside it: pass
+    every request on the same device(s) whose span overlaps it, with those still in flight
+    given ``end_s`` = the request's end (later ends are clipped to the window anyway). The
+    request is in flight throughout its window, so nothing in it is idle and the charge is
+    the same as ``attribute_phases`` over the whole run gives it (``idle="unattributed"``).
+    ``source`` must hold a reading at or after ``request.end_s`` (``EnergySampler.mark()``).
+    """
+    others = [c for c in overlapping if c.request_id != request.request_id]
+    window = (request.sent_s, request.end_s)
+    _, parts = attribute_phases(
+        [request, *others], source, "active_time", window, devices, "unattributed"
+    )
+    return parts.get(request.request_id, RequestEnergy(0.0))
+
+
 def attribute_replicas(
     completions: Sequence[Completion],
     source: Any,
