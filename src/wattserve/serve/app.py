@@ -103,18 +103,55 @@ class FastRoutes:
         try:
             headers = dict(scope["headers"])
             raw = await _read_body(receive, headers, self.service.config.max_body_bytes)
-            auth = headers.get(b"authorization")
-            reply = await self.service.gateway.handle(
-                HOT[scope["path"]], raw, auth.decode("latin-1") if auth else None
-            )
         except APIError as exc:
-            reply = error_reply(exc)
+            await send_reply(send, error_reply(exc))
+            return
         except ConnectionError:
             return
+        auth = headers.get(b"authorization")
+        await _while_connected(
+            self._answer(scope["path"], raw, auth.decode("latin-1") if auth else None, send),
+            receive,
+        )
+
+    async def _answer(self, path: str, raw: bytes, auth: str | None, send: Any) -> None:
+        try:
+            reply = await self.service.gateway.handle(HOT[path], raw, auth)
+        except APIError as exc:
+            reply = error_reply(exc)
         except Exception:
-            log.exception("internal error on %s", scope["path"])
+            log.exception("internal error on %s", path)
             reply = error_reply(APIError.internal())
         await send_reply(send, reply)
+
+
+async def _while_connected(answer: Any, receive: Any) -> None:
+    """Await ``answer`` (the pipeline and the reply's sending) unless the client goes away
+    first: on ``http.disconnect`` it is cancelled, which closes the upstream request (the
+    relay closes a connection it has not read to its end)."""
+    me = asyncio.current_task()
+    state = {"gone": False, "over": False}
+
+    async def watch() -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                break
+        if not state["over"] and me is not None:
+            state["gone"] = True
+            me.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await answer
+    except asyncio.CancelledError:
+        if not state["gone"]:
+            raise
+    finally:
+        state["over"] = True
+        watcher.cancel()
+        if state["gone"] and me is not None and me.cancelling():
+            me.uncancel()  # the cancel was this request's, not the server's
 
 
 def _openapi_bodies() -> dict[str, dict]:
@@ -271,11 +308,11 @@ def build_api(service: Any) -> Any:
 
     @api.get("/ready", summary="readiness: at least one healthy replica per served model")
     async def ready():
-        per_model = service.pool.ready() if service.pool else {}
-        ok = bool(per_model) and all(per_model.values()) and not service.gateway.draining
+        state = service.pool.readiness() if service.pool else {"status": "unavailable"}
+        ok = state["status"] != "unavailable" and not service.gateway.draining
         replicas = [r.describe() for r in service.pool.replicas] if service.pool else []
         return JSONResponse(
-            {"ready": ok, "models": per_model, "replicas": replicas}, status_code=200 if ok else 503
+            {"ready": ok, **state, "replicas": replicas}, status_code=200 if ok else 503
         )
 
     @api.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)

@@ -147,9 +147,16 @@ class CacheConfig(_Strict):
 
 
 class HealthConfig(_Strict):
+    """Active probes and each replica's circuit breaker (``wattserve.serve.health``)."""
+
     interval_s: float = Field(default=2.0, gt=0)
     timeout_s: float = Field(default=1.0, gt=0)
-    retry_after_s: float = Field(default=2.0, gt=0)  # an unhealthy replica is re-probed after
+    retry_after_s: float = Field(default=2.0, gt=0)  # an ejected replica's first cool-down
+    max_retry_after_s: float = Field(default=60.0, gt=0)  # the cool-down doubles up to this
+    failures: int = Field(default=3, ge=1)  # consecutive failures that eject a replica
+    failure_rate: float = Field(default=0.5, gt=0, le=1)  # or this share of its last 20
+    trial_timeout_s: float = Field(default=5.0, gt=0)  # the one-token POST that puts it back
+    busy_grace_s: float = Field(default=10.0, ge=0)  # probe timeouts this soon after an answer
 
 
 class TimeoutConfig(_Strict):

@@ -329,17 +329,35 @@ class GatewayServer:
         endpoint = HOT.get(path) if req.method == b"POST" else None
         if endpoint is None or not self.service.config.fast_path:
             return await self._asgi(conn, req, path, query, keep)
+        # a client that goes away cancels its answer, which closes the upstream request
+        me, active = asyncio.current_task(), [True]
+
+        def gone(_: asyncio.Future) -> None:
+            if active[0] and me is not None:
+                me.cancel()
+
+        conn.lost.add_done_callback(gone)
         try:
-            auth = req.header(b"authorization")
-            reply = await self.service.gateway.handle(
-                endpoint, req.body, auth.decode("latin-1") if auth else None
-            )
-        except APIError as exc:
-            reply = error_reply(exc)
-        except Exception:
-            log.exception("internal error on %s", path.decode("latin-1"))
-            reply = error_reply(APIError.internal())
-        return await self.send_reply(conn, reply, keep, chunked=req.version != "1.0")
+            try:
+                auth = req.header(b"authorization")
+                reply = await self.service.gateway.handle(
+                    endpoint, req.body, auth.decode("latin-1") if auth else None
+                )
+            except APIError as exc:
+                reply = error_reply(exc)
+            except Exception:
+                log.exception("internal error on %s", path.decode("latin-1"))
+                reply = error_reply(APIError.internal())
+            return await self.send_reply(conn, reply, keep, chunked=req.version != "1.0")
+        except asyncio.CancelledError:
+            if not conn.closed:
+                raise
+            return False
+        finally:
+            active[0] = False
+            conn.lost.remove_done_callback(gone)
+            if conn.closed and me is not None and me.cancelling():
+                me.uncancel()
 
     def _head(
         self, status: int, media_type: bytes, headers: list[tuple[str, str]], keep: bool

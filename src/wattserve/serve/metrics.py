@@ -61,13 +61,30 @@ class _Live:
             "failures seen on the replica",
             labels=["model", "replica"],
         )
+        state = GaugeMetricFamily(
+            "wattserve_replica_state",
+            "1 for the replica's breaker state: closed (serving), degraded (failing, kept as "
+            "its model's last), open (ejected), half_open (on trial)",
+            labels=["model", "replica", "state"],
+        )
+        ejections = CounterMetricFamily(
+            "wattserve_replica_ejections",
+            "times the replica was taken out by its breaker",
+            labels=["model", "replica"],
+        )
         for r in self.pool.replicas:
             healthy.add_metric([r.model, r.name], 1.0 if r.healthy else 0.0)
             inflight.add_metric([r.model, r.name], r.outstanding)
             failures.add_metric([r.model, r.name], r.failures)
+            now = r.breaker.describe()
+            for s in ("closed", "degraded", "open", "half_open"):
+                state.add_metric([r.model, r.name, s], 1.0 if s == now else 0.0)
+            ejections.add_metric([r.model, r.name], r.breaker.opens)
         yield healthy
         yield inflight
         yield failures
+        yield state
+        yield ejections
         q = GaugeMetricFamily(
             "wattserve_queue_depth", "requests in flight in the gateway, all replicas"
         )

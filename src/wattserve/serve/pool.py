@@ -1,14 +1,31 @@
-"""The replica pool: replicas per served model, a balancer, health checks."""
+"""The replica pool: replicas per served model, a balancer, and what real traffic says about
+each replica's health (passive health; the active loop is ``wattserve.serve.health``).
+
+Every answered request reports ``succeeded``; every failure before the first byte or mid-
+stream reports ``failed`` with its ``Fault``, which counts on the replica's circuit breaker
+(``wattserve.serve.breaker``). Two rules keep a busy or unlucky replica in the pool:
+
+- timeouts alone never eject the last replica of a model still taking requests: it stays,
+  ``degraded`` (``readiness`` and the metrics say so), and the model is served slowly
+  rather than not at all;
+- a request that gets the same 5xx answer from two replicas caused it itself (llama.cpp
+  answers 500 to message content it cannot render): ``settle`` counts it against neither.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from wattserve.serve.breaker import Breaker, Fault
 from wattserve.serve.health import HealthChecker
-from wattserve.serve.replica import Replica, mark_down
+from wattserve.serve.replica import Replica, UpstreamError
 from wattserve.types import Request
+
+log = logging.getLogger("wattserve.serve")
 
 
 class ReplicaPool:
@@ -21,6 +38,9 @@ class ReplicaPool:
         for r in self.replicas:
             self.by_model.setdefault(r.model, []).append(r)
         self.health = health or HealthChecker(self.replicas)
+        self.health.pool = self
+        for r in self.replicas:
+            r.breaker = Breaker(self.health.policy)
         self._health_task: asyncio.Task | None = None
 
     @property
@@ -45,12 +65,79 @@ class ReplicaPool:
             return candidates[0]
         return candidates[self.balancer.pick(request, candidates)]
 
-    def failed(self, replica: Replica, reason: str) -> None:
-        mark_down(replica, reason)
+    # ------------------------------------------------------------------ passive health
+    def succeeded(self, replica: Replica) -> None:
+        """``replica`` answered a request (its first bytes arrived)."""
+        replica.last_ok = time.monotonic()
+        replica.breaker.success()
 
+    def failed(
+        self, replica: Replica, reason: str, fault: Fault = "broken", probe: bool = False
+    ) -> None:
+        """Count a failure against ``replica``; it is ejected when its breaker opens."""
+        replica.failures += 1
+        replica.last_error = reason
+        may_open = fault != "timeout" or self._others_serve(replica)
+        was_degraded = replica.breaker.degraded
+        if replica.breaker.failure(fault, may_open=may_open, probe=probe):
+            log.warning(
+                "replica %s taken out (%s; back in %.3g s at the earliest): %s",
+                replica.name,
+                fault,
+                replica.breaker.cool_down_s,
+                reason,
+            )
+        elif replica.breaker.degraded and not was_degraded:
+            log.warning(
+                "replica %s keeps failing (%s) but is the last of %s: kept, degraded",
+                replica.name,
+                fault,
+                replica.model,
+            )
+
+    def settle(self, attempts: Sequence[tuple[Replica, UpstreamError]], answered: bool) -> None:
+        """Count the failed attempts of one request (``answered``: a later attempt succeeded).
+        When every attempt failed with the same 5xx answer, the request caused it: nothing
+        is counted."""
+        counted = [(r, e) for r, e in attempts if e.fault is not None]
+        if not counted:
+            return
+        if not answered and len(counted) >= 2 and _same_answer([e for _, e in counted]):
+            log.warning(
+                "%d replicas answered one request with the same error: not counted against them",
+                len(counted),
+            )
+            return
+        for r, e in counted:
+            assert e.fault is not None
+            self.failed(r, str(e), e.fault)
+
+    def _others_serve(self, replica: Replica) -> bool:
+        return any(r.healthy for r in self.by_model.get(replica.model, ()) if r is not replica)
+
+    # ------------------------------------------------------------------ readiness
     def ready(self) -> dict[str, bool]:
         """Per served model: at least one healthy replica."""
         return {m: any(r.healthy for r in rs) for m, rs in self.by_model.items()}
+
+    def degraded(self) -> list[str]:
+        """Models served only by replicas kept in despite failing (``degraded``)."""
+        return [
+            m
+            for m, rs in self.by_model.items()
+            if any(r.healthy for r in rs) and all(r.breaker.degraded for r in rs if r.healthy)
+        ]
+
+    def readiness(self) -> dict[str, Any]:
+        """``status``: ``ok``, ``degraded`` (every model served, some only by degraded
+        replicas) or ``unavailable`` (some model has no healthy replica)."""
+        models = self.ready()
+        degraded = self.degraded()
+        if not models or not all(models.values()):
+            status = "unavailable"
+        else:
+            status = "degraded" if degraded else "ok"
+        return {"status": status, "models": models, "degraded": degraded}
 
     def outstanding(self) -> int:
         return sum(r.outstanding for r in self.replicas)
@@ -63,4 +150,13 @@ class ReplicaPool:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
             self._health_task = None
+        await self.health.aclose()
         await asyncio.gather(*(r.aclose() for r in self.replicas), return_exceptions=True)
+
+
+def _same_answer(errors: Sequence[UpstreamError]) -> bool:
+    first = errors[0]
+    return all(
+        e.fault == "status" and e.body is not None and e.body == first.body and e.body
+        for e in errors
+    )

@@ -149,9 +149,7 @@ class Service:
         self.accountant = EnergyAccountant(meter, cfg.energy.interval_s)
         try:
             replicas = self._given if self._given is not None else await self._replicas()
-            health = HealthChecker(
-                replicas, cfg.health.interval_s, cfg.health.timeout_s, cfg.health.retry_after_s
-            )
+            health = HealthChecker.from_config(replicas, cfg.health)
             self.pool = ReplicaPool(replicas, make_balancer(cfg.balancer, energy_fn), health)
             await self.pool.start()
         except BaseException:
