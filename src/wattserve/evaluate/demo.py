@@ -18,8 +18,6 @@ results, serve both behind the gateway and compare five serving strategies.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -124,15 +122,32 @@ def train_router(eval_dir: Path, output: Path, target_quality: float | None, log
     args = ["route", "train", "--data", str(routing), "--output", str(output)]
     for m, j in costs.items():
         args += ["--cost", f"{m}={j:.6g}"]
-    base = [sys.executable, "-m", "wattserve", *args]
-    tries = [base + ["--target-quality", f"{target_quality:.4f}"]] if target_quality else []
-    for cmd in [*tries, base]:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode == 0:
-            log(done.stdout.strip())
+    tries = [[*args, "--target-quality", f"{target_quality:.4f}"]] if target_quality else []
+    for argv in [*tries, args]:
+        code, out, err = _cli(argv)
+        if code == 0:
+            log(out.strip())
             return output
-        log(f"route train: {done.stderr.strip().splitlines()[-1:]}")
+        log(f"route train: {err.strip().splitlines()[-1:]}")
     raise ConfigError(f"route train failed on {eval_dir / 'routing'}")
+
+
+def _cli(argv: list[str]) -> tuple[int, str, str]:
+    """``wattserve ARGV`` in this process (no second interpreter to start): exit code,
+    stdout, stderr."""
+    import contextlib
+    import io
+
+    from wattserve.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    return (0 if code in (0, None) else 1), out.getvalue(), err.getvalue()
 
 
 def router_choice(router_file: Path, outcomes: Outcomes) -> dict[str, str]:
