@@ -41,6 +41,7 @@ demo: $(STAMP)
 	$(WS) env
 	$(WS) bench --model smollm2-135m --max-concurrency 1,8 --num-prompts 16 --input-len 64 --output-len 32 --threads 2 --result-dir $(DEMO_DIR) --label demo
 	$(WS) demo-gateway --config examples/serve-demo.yaml
+	$(WS) demo-energy --config examples/serve-energy.yaml --run-dir $(DEMO_DIR)/energy
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)

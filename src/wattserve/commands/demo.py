@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         small: str = typer.Option("smollm2-135m", "--small", help="the cheaper model"),
         large: str = typer.Option("gemma3-270m", "--large", help="the stronger model"),
         backend: str = typer.Option("llama-cpp", "--backend", help="engine for the eval"),
-        meter: str = typer.Option("auto", "--meter", help="the eval's meter"),
+        meter: str = typer.Option("modeled:process", "--meter", help="the eval's meter"),
         requests: int = typer.Option(240, "--requests", help="requests in the workload"),
         alpha: float = typer.Option(0.8, "--alpha", help="power-law popularity exponent"),
         capacity: int = typer.Option(15, "--capacity", help="cache entries"),
