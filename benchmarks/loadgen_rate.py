@@ -4,15 +4,18 @@ Against the zero-delay mock OpenAI server (``wattserve.engines.mock_server``, in
 process so it shares neither the event loop nor the GIL with the client), measure:
 
 1. the max request rate sustained (streaming /v1/completions, 8 output tokens, bounded
-   concurrency, as-fast-as-possible schedule): requests completed / wall time;
-2. the send-time error at a fixed rate (default 500 req/s, constant arrivals):
-   p50/p99 of actual send minus scheduled send, in ms;
+   concurrency, as-fast-as-possible schedule): requests completed / wall time, and the
+   client's CPU time per request;
+2. the send-time error at fixed rates (default 500 and 2,000 req/s, constant arrivals):
+   p50/p99/max of actual send minus scheduled send, and the achieved rate; then the highest
+   rate our runner sustains (completions keep up, p99 send error under 1 ms);
 
 for: our runner (``wattserve.bench.runner.run_schedule`` over ``OpenAIHTTPEngine``, with
 requests.jsonl written as in a real run); a bare aiohttp loop (semaphore + naive
-``asyncio.sleep`` schedule); ``vllm bench serve``; GuideLLM. Peers live in their own venv,
-``benchmarks/.peers-venv`` (``--install-peers`` creates it; torch pinned to 2.13.0 CPU);
-a peer that is missing or fails is skipped with the reason, the others still print.
+``asyncio.sleep`` schedule); ``vllm bench serve``; GuideLLM (``loadgen_peers``: their own
+venv, pinned in ``benchmarks/peers.txt``). Ours and bare aiohttp alternate for ``--rounds``
+rounds (the machine is shared: best kept, worst shown); fixed-rate phases run with the
+client thread in SCHED_FIFO where allowed (``--no-realtime`` to keep normal scheduling).
 
     .venv/bin/python benchmarks/loadgen_rate.py [--requests 3000] [--install-peers]
 """
@@ -23,96 +26,20 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-PEERS = HERE / ".peers-venv"
-PEER_BIN = PEERS / "bin"
-OUT_TOKENS = 8
-PROMPT = "benchmark the load generator " * 4  # ~16 words
-
-
-# ----------------------------------------------------------------------------- peers venv
-def install_peers() -> None:
-    """benchmarks/.peers-venv: torch 2.13.0 CPU (from the local wheel), guidellm, vllm --no-deps."""
-    if not PEERS.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
-        (PEERS / ".gitignore").write_text("*\n")
-    pip = [str(PEER_BIN / "pip"), "install", "-q"]
-    subprocess.run(pip + ["torch==2.13.0"], check=True)
-    subprocess.run(pip + ["torch==2.13.0", "guidellm==0.8.*"], check=False)
-    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu"}
-    subprocess.run(pip + ["--no-deps", "vllm==0.33.0"], check=False, env=env)
-    # vllm's pure-Python requirements that `vllm bench serve` imports (no CUDA wheels)
-    subprocess.run(
-        pip
-        + [
-            "torch==2.13.0",
-            "transformers>=5.16.1,<5.21",
-            "cbor2",
-            "blake3",
-            "msgspec",
-            "pyzmq",
-            "cachetools",
-            "py-cpuinfo",
-            "openai",
-            "orjson",
-            "pybase64",
-            "ijson",
-            "setproctitle",
-            "partial-json-parser",
-            "prometheus-fastapi-instrumentator",
-            "tiktoken",
-            "lark==1.2.2",
-            "mistral_common>=1.11.6",
-            "cloudpickle",
-            "watchfiles",
-            "python-json-logger",
-            "einops",
-            "fastapi[standard]<0.137",
-            "sentencepiece",
-            "depyf==0.20.0",
-        ],
-        check=False,
-        env=env,
-    )
-    for extra in ("torchvision", "torchaudio"):
-        subprocess.run([str(PEER_BIN / "pip"), "uninstall", "-y", "-q", extra], check=False)
-
-
-# ----------------------------------------------------------------------------- tokenizer
-def tokenizer_dir(tmp: Path) -> Path:
-    """A real tokenizer folder for the peers (they need one; no hub): the embedded model's
-    when it is installed, else a byte-level BPE trained here."""
-    try:
-        from wattserve.engines.models import ensure_hf_dir, resolve_model
-
-        d = Path(ensure_hf_dir(resolve_model("smollm2-135m")))
-        if (d / "tokenizer.json").is_file() or (d / "tokenizer_config.json").is_file():
-            return d
-    except Exception as exc:  # noqa: BLE001
-        print(f"(embedded model tokenizer unavailable: {exc}; training a small BPE)")
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        [PROMPT * 3] * 50,
-        trainers.BpeTrainer(
-            vocab_size=300,
-            special_tokens=["<eos>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    out = tmp / "tok"
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(out)
-    return out
+from loadgen_peers import (
+    OUT_TOKENS,
+    PROMPT,
+    guidellm_bench,
+    install_peers,
+    tokenizer_dir,
+    vllm_bench,
+)
 
 
 # ----------------------------------------------------------------------------- ours
@@ -131,9 +58,20 @@ def _requests(n: int, prefix: str = "r"):
     ]
 
 
-async def ours(url: str, n: int, concurrency: int, rate: float, rate_n: int, tmp: Path) -> dict:
-    from wattserve.bench.loads import ConstantRate
-    from wattserve.bench.runner import run_schedule, send_error_stats_ms
+def _stats_us(errors_s: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    a = np.asarray(errors_s) * 1e6
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
+
+
+async def ours_max(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, Any]:
+    """Our runner as fast as ``concurrency`` allows, records written to requests.jsonl."""
+    from wattserve.bench.runner import run_schedule
     from wattserve.bench.store import RequestLog
     from wattserve.engines.openai_http import OpenAIHTTPEngine
 
@@ -146,284 +84,201 @@ async def ours(url: str, n: int, concurrency: int, rate: float, rate_n: int, tmp
             run = await run_schedule(eng, _requests(n), [0.0] * n, concurrency, on_record=log.write)
         cpu = time.process_time() - cpu0
         ok = sum(c.ok for c in run.completions)
-        out = {"rate": ok / (run.t_end - run.t0), "errors": n - ok, "cpu_us_per_req": 1e6 * cpu / n}
-        offsets = ConstantRate(rate).offsets(rate_n, 0)
-        with RequestLog(tmp / "ours-rate.jsonl") as log:
-            run = await run_schedule(eng, _requests(rate_n), offsets, None, on_record=log.write)
-        out["send_err_ms"] = send_error_stats_ms(run.send_error_s)
-        out["achieved_rate"] = rate_n / (
-            max(c.sent_s for c in run.completions) - min(c.sent_s for c in run.completions)
-        )
-        return out
+        return {
+            "rate": ok / (run.t_end - run.t0),
+            "errors": n - ok,
+            "cpu_us_per_req": 1e6 * cpu / n,
+        }
+    finally:
+        await eng.aclose()
+
+
+async def ours_fixed(url: str, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
+    """Our runner at a constant ``rate`` (no concurrency bound): send error and achieved rates."""
+    from wattserve.bench.loads import ConstantRate
+    from wattserve.bench.runner import run_schedule
+    from wattserve.bench.store import RequestLog
+    from wattserve.engines.openai_http import OpenAIHTTPEngine
+
+    n = max(2, int(rate * seconds))
+    eng = OpenAIHTTPEngine(url, model="mock")
+    try:
+        await run_schedule(eng, _requests(100, "w"), [0.0] * 100, 64)  # warm connections
+        with RequestLog(tmp / f"ours-r{rate:g}.jsonl") as log:
+            run = await run_schedule(
+                eng, _requests(n), ConstantRate(rate).offsets(n, 0), None, on_record=log.write
+            )
+        sent = [c.sent_s for c in run.completions]
+        ok = sum(c.ok for c in run.completions)
+        return {
+            "send_err_us": _stats_us(run.send_error_s),
+            "achieved_rate": (n - 1) / (max(sent) - min(sent)),
+            "completed_rate": ok / (run.t_end - min(sent)),
+            "errors": n - ok,
+        }
     finally:
         await eng.aclose()
 
 
 # ----------------------------------------------------------------------------- bare aiohttp
-async def bare(url: str, n: int, concurrency: int, rate: float, rate_n: int) -> dict:
-    import aiohttp
-    import numpy as np
+class Bare:
+    """The bare aiohttp loop: one session, a semaphore, ``async for`` over the body."""
 
-    body = json.dumps({"model": "mock", "prompt": PROMPT, "max_tokens": OUT_TOKENS, "stream": True})
-    conn = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(
-        connector=conn, headers={"Content-Type": "application/json"}
-    ) as s:
+    def __init__(self, url: str) -> None:
+        import aiohttp
 
-        async def one() -> None:
-            async with s.post(f"{url}/completions", data=body) as r:
-                async for _ in r.content:
-                    pass
+        self.url = f"{url}/completions"
+        self.body = json.dumps(
+            {"model": "mock", "prompt": PROMPT, "max_tokens": OUT_TOKENS, "stream": True}
+        )
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            headers={"Content-Type": "application/json"},
+        )
 
+    async def one(self) -> None:
+        async with self.session.post(self.url, data=self.body) as r:
+            async for _ in r.content:
+                pass
+
+    async def bounded(self, sem: asyncio.Semaphore) -> None:
+        async with sem:
+            await self.one()
+
+
+async def bare_max(url: str, n: int, concurrency: int) -> dict[str, Any]:
+    b = Bare(url)
+    async with b.session:
         sem = asyncio.Semaphore(concurrency)
-
-        async def bounded() -> None:
-            async with sem:
-                await one()
-
-        await asyncio.gather(*(bounded() for _ in range(200)))
+        await asyncio.gather(*(b.bounded(sem) for _ in range(200)))
         t0, cpu0 = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(bounded() for _ in range(n)))
-        out = {
+        await asyncio.gather(*(b.bounded(sem) for _ in range(n)))
+        return {
             "rate": n / (time.perf_counter() - t0),
             "errors": 0,
             "cpu_us_per_req": 1e6 * (time.process_time() - cpu0) / n,
         }
-        # naive schedule: sleep until each due time, then start the request
-        errs = []
+
+
+async def bare_fixed(url: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Naive schedule: ``asyncio.sleep`` until each due time, then start the request."""
+    b = Bare(url)
+    n = max(2, int(rate * seconds))
+    async with b.session:
+        sem = asyncio.Semaphore(64)
+        await asyncio.gather(*(b.bounded(sem) for _ in range(100)))
+        errs: list[float] = []
+        sent: list[float] = []
 
         async def timed(due: float) -> None:
-            errs.append(time.perf_counter() - due)
-            await one()
+            now = time.perf_counter()
+            sent.append(now)
+            errs.append(now - due)
+            await b.one()
 
         tasks = []
         t0 = time.perf_counter() + 0.01
-        for i in range(rate_n):
+        for i in range(n):
             due = t0 + i / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(timed(due)))
         await asyncio.gather(*tasks)
-        a = np.asarray(errs) * 1000
-        out["send_err_ms"] = {
-            "p50": float(np.percentile(a, 50)),
-            "p99": float(np.percentile(a, 99)),
-            "max": float(a.max()),
+        return {
+            "send_err_us": _stats_us(errs),
+            "achieved_rate": (n - 1) / (max(sent) - min(sent)),
+            "completed_rate": n / (time.perf_counter() - min(sent)),
+            "errors": 0,
         }
-        return out
 
 
-# ----------------------------------------------------------------------------- peers
-def _peer_env() -> dict:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "VLLM_TARGET_DEVICE": "cpu",
-        "PYTHONWARNINGS": "ignore",
-        "VIRTUAL_ENV": str(PEERS),
-        "PATH": f"{PEER_BIN}:{os.environ['PATH']}",
-    }
-
-
-def vllm_bench(
-    base: str,
-    tok: Path,
-    n: int,
-    concurrency: int,
-    rate: float,
-    rate_n: int,
-    tmp: Path,
-    timeout: float,
-) -> dict:
-    exe = PEER_BIN / "vllm"
-    if not exe.exists():
-        return {"skip": "not installed (run with --install-peers)"}
-
-    def run(num: int, req_rate: str, name: str) -> dict:
-        cmd = [
-            str(exe),
-            "bench",
-            "serve",
-            "--backend",
-            "openai",
-            "--base-url",
-            base,
-            "--endpoint",
-            "/v1/completions",
-            "--model",
-            "mock",
-            "--tokenizer",
-            str(tok),
-            "--dataset-name",
-            "random",
-            "--random-input-len",
-            "16",
-            "--random-output-len",
-            str(OUT_TOKENS),
-            "--ignore-eos",
-            "--num-prompts",
-            str(num),
-            "--request-rate",
-            req_rate,
-            "--max-concurrency",
-            str(concurrency),
-            "--disable-tqdm",
-            "--num-warmups",
-            "0",
-            "--save-result",
-            "--result-dir",
-            str(tmp),
-            "--result-filename",
-            name,
-        ]
-        if req_rate != "inf":
-            cmd += ["--burstiness", "1000"]  # near-constant arrivals
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_peer_env())
-        f = tmp / name
-        if not f.exists():  # (vLLM on CPU may exit non-zero on nanobind leak warnings after saving)
-            tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-            raise RuntimeError(f"exit {p.returncode}: {' | '.join(tail)}")
-        return json.loads(f.read_text())
-
+# ----------------------------------------------------------------------------- machine load
+def _cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat (zeros where it is missing)."""
     try:
-        mx = run(n, "inf", "vllm-max.json")
-        out = {"rate": mx["request_throughput"], "errors": n - mx.get("completed", n)}
-        fx = run(rate_n, str(rate), "vllm-rate.json")
-        out["achieved_rate"] = fx["request_throughput"]
-        return out
-    except (RuntimeError, subprocess.TimeoutExpired, KeyError) as exc:
-        return {"skip": f"failed: {str(exc)[:300]}"}
-
-
-def guidellm_bench(
-    base: str,
-    tok: Path,
-    n: int,
-    concurrency: int,
-    rate: float,
-    rate_n: int,
-    tmp: Path,
-    timeout: float,
-) -> dict:
-    exe = PEER_BIN / "guidellm"
-    if not exe.exists():
-        return {"skip": "not installed (run with --install-peers)"}
-
-    def run(profile: str, constraint: str, name: str) -> dict:
-        cmd = [
-            str(exe),
-            "run",
-            "--backend",
-            f"kind=openai_http,target={base}",
-            "--profile",
-            profile,
-            "--constraint",
-            constraint,
-            "--data",
-            f"kind=synthetic_text,prompt_tokens=16,output_tokens={OUT_TOKENS}",
-            "--tokenizer",
-            f"kind=hf_auto,model={tok}",
-            "--output",
-            f"kind=json,path={tmp / name}",
-            "--disable-console",
-        ]
-        p = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=_peer_env(), cwd=tmp
-        )
-        f = tmp / name
-        if p.returncode != 0 or not f.exists():
-            tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
-            raise RuntimeError(f"exit {p.returncode}: {' | '.join(tail)}")
-        return json.loads(f.read_text())
-
-    try:
-        rep = run(
-            f"kind=throughput,max_concurrency={concurrency}",
-            f"kind=max_requests,count={n}",
-            "guidellm-max.json",
-        )
-        out = {"rate": _guidellm_rate(rep), "errors": None}
-        rep = run(
-            f"kind=constant,rate={rate}", f"kind=max_requests,count={rate_n}", "guidellm-rate.json"
-        )
-        out["achieved_rate"] = _guidellm_rate(rep)
-        err = _guidellm_send_err(rep)
-        if err:
-            out["send_err_ms"] = err
-        return out
-    except (RuntimeError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
-        return {"skip": f"failed: {str(exc)[:300]}"}
-
-
-def _find(obj, key):
-    """Every value under ``key`` anywhere in a nested JSON object."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k == key:
-                yield v
-            yield from _find(v, key)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _find(v, key)
-
-
-def _guidellm_rate(report: dict) -> float:
-    """Successful requests / benchmark duration from a GuideLLM JSON report."""
-    b = report["benchmarks"][-1]
-    return float(b["metrics"]["request_totals"]["successful"]) / float(b["duration"])
-
-
-def _guidellm_send_err(report: dict) -> dict | None:
-    import numpy as np
-
-    errs = []
-    for reqs in _find(report, "successful"):
-        if isinstance(reqs, list):
-            for r in reqs:
-                info = r.get("info") or r.get("scheduler_info") or {}
-                timings = info.get("timings") or info
-                t_sched = timings.get("targeted_start")
-                t_sent = timings.get("request_start")
-                if isinstance(t_sched, (int, float)) and isinstance(t_sent, (int, float)):
-                    errs.append((t_sent - t_sched) * 1000)
-    if not errs:
-        return None
-    a = np.asarray(errs)
-    return {
-        "p50": float(np.percentile(a, 50)),
-        "p99": float(np.percentile(a, 99)),
-        "max": float(a.max()),
-    }
+        f = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return 0.0, 0.0
+    idle = f[3] + (f[4] if len(f) > 4 else 0.0)
+    return sum(f) - idle, sum(f)
 
 
 # ----------------------------------------------------------------------------- main
+def _fixed(fn: Any, use_rt: bool) -> tuple[dict[str, Any], str]:
+    from wattserve.bench.pacer import realtime
+    from wattserve.bench.runner import run_async
+
+    if not use_rt:
+        return run_async(fn()), "normal scheduling"
+    with realtime() as note:
+        return run_async(fn()), note
+
+
+def sustainable(r: dict[str, Any], rate: float) -> bool:
+    """Completions keep up with the schedule and sends stay within 1 ms at p99."""
+    return (
+        r["errors"] == 0
+        and r["completed_rate"] >= 0.95 * rate
+        and r["achieved_rate"] >= 0.99 * rate
+        and r["send_err_us"]["p99"] <= 1000
+    )
+
+
+def max_sustainable(url: str, start: float, seconds: float, tmp: Path, use_rt: bool) -> dict:
+    """Double from ``start`` until a rate is not sustained, then bisect 3 steps."""
+    good: tuple[float, dict[str, Any]] | None = None
+    lo, hi, rate = 0.0, 0.0, start
+    for _ in range(10):
+        r, _ = _fixed(lambda rate=rate: ours_fixed(url, rate, seconds, tmp), use_rt)
+        print(f"  try {rate:.0f} req/s: {_line(r)}")
+        if sustainable(r, rate):
+            good, lo = (rate, r), rate
+            if hi == 0.0:
+                rate *= 2
+                continue
+        else:
+            hi = rate
+        if hi and hi - lo <= max(50.0, 0.1 * hi):
+            break
+        rate = (lo + hi) / 2 if lo else hi / 2
+    if good is None:
+        return {"rate": 0.0}
+    return {"rate": good[0], **good[1]}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=3000, help="requests per max-rate run")
+    ap.add_argument("--concurrency", type=int, default=128, help="in-flight bound, max-rate runs")
     ap.add_argument(
-        "--concurrency", type=int, default=128, help="in-flight bound for max-rate runs"
+        "--rates", default="500,2000", help="fixed rates (req/s) for the send-time error"
     )
-    ap.add_argument("--rate", type=float, default=500.0, help="fixed rate for the send-time error")
-    ap.add_argument("--rate-seconds", type=float, default=4.0, help="length of the fixed-rate run")
-    ap.add_argument(
-        "--rounds", type=int, default=3, help="alternating rounds of ours and bare (best kept)"
-    )
-    ap.add_argument(
-        "--install-peers", action="store_true", help="create/refresh benchmarks/.peers-venv"
-    )
+    ap.add_argument("--rate-seconds", type=float, default=3.0, help="length of each fixed run")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and bare")
+    ap.add_argument("--no-realtime", action="store_true", help="fixed-rate runs without FIFO")
+    ap.add_argument("--install-peers", action="store_true", help="build benchmarks/.peers-venv")
     ap.add_argument("--skip-peers", action="store_true", help="ours and bare aiohttp only")
-    ap.add_argument("--peer-timeout", type=float, default=300.0, help="seconds per peer command")
+    ap.add_argument("--skip-search", action="store_true", help="no max-sustainable-rate search")
+    ap.add_argument("--peer-timeout", type=float, default=600.0, help="seconds per peer command")
     args = ap.parse_args()
+    try:
+        rates = [float(x) for x in args.rates.split(",") if x.strip()]
+        if not rates or min(rates) <= 0 or args.requests < 1 or args.rounds < 1:
+            raise ValueError
+    except ValueError:
+        print(f"error: bad --rates/--requests/--rounds: {args.rates!r}", file=sys.stderr)
+        raise SystemExit(2) from None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if args.install_peers:
-        install_peers()
+    peer_status = install_peers() if args.install_peers else {}
+    from wattserve.bench.runner import run_async
     from wattserve.engines.mock_server import MockServer
 
-    rate_n = int(args.rate * args.rate_seconds)
-    results: dict[str, dict] = {}
+    use_rt = not args.no_realtime
+    results: dict[str, dict[str, Any]] = {}
+    fixed: dict[str, dict[float, list[dict[str, Any]]]] = {"wattserve": {}, "bare aiohttp": {}}
+    load0, busy0 = os.getloadavg()[0], _cpu_times()
     with (
         tempfile.TemporaryDirectory() as td,
         MockServer(process=True, output_len=OUT_TOKENS) as srv,
@@ -432,123 +287,152 @@ def main() -> None:
         base = srv.url.removesuffix("/v1")
         print(
             f"mock server (own process) at {srv.url}; {args.requests} requests at concurrency "
-            f"{args.concurrency}; fixed rate {args.rate:g} req/s for {rate_n} requests"
+            f"{args.concurrency}; fixed rates {args.rates} req/s for {args.rate_seconds:g} s each"
         )
-        from wattserve.bench.runner import run_async
-
-        # the machine is shared and noisy: alternate ours and bare for a few rounds,
-        # keep each one's best
         for k in range(args.rounds):
-            for name, fn in (
+            runs = (
                 (
                     "wattserve",
-                    lambda: run_async(
-                        ours(srv.url, args.requests, args.concurrency, args.rate, rate_n, tmp)
-                    ),
+                    lambda: run_async(ours_max(srv.url, args.requests, args.concurrency, tmp)),
                 ),
                 (
                     "bare aiohttp",
-                    lambda: asyncio.run(
-                        bare(srv.url, args.requests, args.concurrency, args.rate, rate_n)
-                    ),
+                    lambda: asyncio.run(bare_max(srv.url, args.requests, args.concurrency)),
                 ),
-            ):
+            )
+            for name, fn in runs:
                 r = fn()
                 print(f"round {k + 1} {name}:", _line(r))
                 best = results.get(name)
-                worst = min(best["worst_rate"], r["rate"]) if best else r["rate"]
-                cpu = (
-                    min(best["cpu_us_per_req"], r["cpu_us_per_req"])
-                    if best
-                    else r["cpu_us_per_req"]
-                )
-                if best is None or r["rate"] > best["rate"]:
-                    best = {**r, "send_err_ms": (best or r)["send_err_ms"]}
-                best.update(worst_rate=worst, cpu_us_per_req=cpu)
-                if r["send_err_ms"]["p99"] <= best["send_err_ms"]["p99"]:
-                    best["send_err_ms"] = r["send_err_ms"]
-                    best["achieved_rate"] = r.get("achieved_rate")
-                results[name] = best
+                if best is None:
+                    results[name] = {**r, "worst_rate": r["rate"]}
+                else:
+                    best["worst_rate"] = min(best["worst_rate"], r["rate"])
+                    best["cpu_us_per_req"] = min(best["cpu_us_per_req"], r["cpu_us_per_req"])
+                    best["rate"] = max(best["rate"], r["rate"])
+            for rate in rates:
+                for name, ffn in (
+                    (
+                        "wattserve",
+                        lambda rate=rate: ours_fixed(srv.url, rate, args.rate_seconds, tmp),
+                    ),
+                    (
+                        "bare aiohttp",
+                        lambda rate=rate: bare_fixed(srv.url, rate, args.rate_seconds),
+                    ),
+                ):
+                    r, note = _fixed(ffn, use_rt)
+                    print(f"round {k + 1} {name} at {rate:g} req/s ({note}):", _line(r))
+                    fixed[name].setdefault(rate, []).append(r)
+        top = None
+        if not args.skip_search:
+            print("max sustainable rate (ours):")
+            top = max_sustainable(srv.url, max(rates), args.rate_seconds, tmp, use_rt)
         if not args.skip_peers:
             tok = tokenizer_dir(tmp)
-            results["vllm bench serve"] = vllm_bench(
-                base,
-                tok,
-                args.requests,
-                args.concurrency,
-                args.rate,
-                rate_n,
-                tmp,
-                args.peer_timeout,
-            )
-            print("vllm bench serve:", _line(results["vllm bench serve"]))
-            results["guidellm"] = guidellm_bench(
-                base,
-                tok,
-                args.requests,
-                args.concurrency,
-                args.rate,
-                rate_n,
-                tmp,
-                args.peer_timeout,
-            )
-            print("guidellm:", _line(results["guidellm"]))
-    report(results, args.rate)
+            for name, peer in (("vllm bench serve", vllm_bench), ("guidellm", guidellm_bench)):
+                why = peer_status.get(name)
+                if why:
+                    results[name] = {"skip": f"not installed: {why}"}
+                else:
+                    results[name] = peer(
+                        base,
+                        tok,
+                        args.requests,
+                        args.concurrency,
+                        rates[0],
+                        int(rates[0] * args.rate_seconds),
+                        tmp,
+                        args.peer_timeout,
+                    )
+                print(f"{name}:", _line(results[name]))
+    busy1 = _cpu_times()
+    total = busy1[1] - busy0[1]
+    busy = (busy1[0] - busy0[0]) / total if total else float("nan")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs, load average {load0:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at end; all CPUs {100 * busy:.0f}% busy over the run "
+        "(this script included)"
+    )
+    report(results, fixed, top)
 
 
-def _line(r: dict) -> str:
+def _line(r: dict[str, Any]) -> str:
     if "skip" in r:
         return f"skipped: {r['skip']}"
-    s = f"max {r['rate']:.0f} req/s"
+    s = f"max {r['rate']:.0f} req/s" if "rate" in r else ""
     if r.get("cpu_us_per_req"):
         s += f" ({r['cpu_us_per_req']:.0f} us client CPU per request)"
     if r.get("achieved_rate"):
-        s += f"; at fixed rate achieved {r['achieved_rate']:.0f} req/s"
+        s += f"sent at {r['achieved_rate']:.0f} req/s"
+        if r.get("completed_rate"):
+            s += f", completed {r['completed_rate']:.0f} req/s"
+    if r.get("send_err_us"):
+        e = r["send_err_us"]
+        s += f"; send error p50 {e['p50']:.0f} us, p99 {e['p99']:.0f} us, max {e['max']:.0f} us"
     if r.get("send_err_ms"):
         e = r["send_err_ms"]
         s += f"; send error p50 {e['p50']:.3f} ms, p99 {e['p99']:.3f} ms, max {e['max']:.2f} ms"
     return s
 
 
-def report(results: dict[str, dict], rate: float) -> None:
+def report(
+    results: dict[str, dict[str, Any]],
+    fixed: dict[str, dict[float, list[dict[str, Any]]]],
+    top: dict[str, Any] | None,
+) -> None:
     ours_r = results["wattserve"]
-    print("\n(ours and bare aiohttp: best of the alternating rounds; peers: one run each)")
-    print(
-        "| load generator | max req/s | ours / it (ours' worst round / it) | send err p50 ms "
-        f"| p99 ms (at {rate:g} req/s) |"
-    )
-    print("|---|---|---|---|---|")
+    print("(ours and bare aiohttp: best of the alternating rounds, worst in brackets)")
+    print("| load generator | max req/s | ours / it | client CPU per request |")
+    print("|---|---|---|---|")
     for name, r in results.items():
         if "skip" in r:
-            print(f"| {name} | skipped: {r['skip'][:80]} | | | |")
+            print(f"| {name} | skipped: {r['skip'][:120]} | | |")
             continue
-        e = r.get("send_err_ms") or {}
         ratio = ours_r["rate"] / r["rate"] if r["rate"] else float("nan")
-        worst = ours_r.get("worst_rate", ours_r["rate"]) / r["rate"] if r["rate"] else float("nan")
-        p50 = f"{e['p50']:.3f}" if e else "n/a"
-        p99 = f"{e['p99']:.3f}" if e else "n/a"
-        print(f"| {name} | {r['rate']:.0f} | {ratio:.2f}x ({worst:.2f}x) | {p50} | {p99} |")
-    goals = [("vllm bench serve", 1.5), ("guidellm", 5.0)]
-    for name, target in goals:
+        worst = ours_r["worst_rate"] / r["rate"] if r["rate"] else float("nan")
+        cpu = f"{r['cpu_us_per_req']:.0f} us" if r.get("cpu_us_per_req") else "n/a"
+        print(f"| {name} | {r['rate']:.0f} | {ratio:.2f}x ({worst:.2f}x) | {cpu} |")
+    print("\n| sender | target req/s | sent req/s | send error p50 / p99 / max (us), each round |")
+    print("|---|---|---|---|")
+    for name, by_rate in fixed.items():
+        for rate, rs in by_rate.items():
+            errs = "; ".join(
+                f"{x['send_err_us']['p50']:.0f} / {x['send_err_us']['p99']:.0f} / "
+                f"{x['send_err_us']['max']:.0f}"
+                for x in rs
+            )
+            sent = min(x["achieved_rate"] for x in rs)
+            print(f"| {name} | {rate:g} | {sent:.0f} | {errs} |")
+    if top and top.get("rate"):
+        e = top["send_err_us"]
+        print(
+            f"| wattserve (max sustainable) | {top['rate']:.0f} | {top['achieved_rate']:.0f} | "
+            f"{e['p50']:.0f} / {e['p99']:.0f} / {e['max']:.0f} |"
+        )
+    print()
+    for name, target in (("vllm bench serve", 3.0), ("guidellm", 10.0), ("bare aiohttp", 1.0)):
         r = results.get(name, {})
         if "rate" in r:
             got = ours_r["rate"] / r["rate"]
+            ok = "met" if got >= target else "NOT met"
+            print(f"goal ours >= {target:g}x {name} req/s: {got:.2f}x -> {ok}")
+        else:
+            print(f"goal ours >= {target:g}x {name} req/s: no figure ({r.get('skip', 'absent')})")
+    b = results.get("bare aiohttp", {})
+    if "cpu_us_per_req" in b:
+        a, c = ours_r["cpu_us_per_req"], b["cpu_us_per_req"]
+        ok = "met" if a <= c else "NOT met"
+        print(f"goal client CPU per request <= bare aiohttp: {a:.0f} vs {c:.0f} us -> {ok}")
+    for rate, limit in ((500.0, 50.0), (2000.0, 200.0)):
+        rs = fixed["wattserve"].get(rate) or []
+        if rs:
+            worst = max(x["send_err_us"]["p99"] for x in rs)
+            ok = "met" if worst <= limit else "NOT met"
             print(
-                f"goal ours >= {target}x {name}: {got:.2f}x "
-                f"-> {'met' if got >= target else 'NOT met'}"
+                f"goal p99 send error <= {limit:g} us at {rate:g} req/s in every round: "
+                f"worst {worst:.0f} us -> {ok}"
             )
-    if "cpu_us_per_req" in results.get("bare aiohttp", {}):
-        a, b = ours_r["cpu_us_per_req"], results["bare aiohttp"]["cpu_us_per_req"]
-        print(
-            f"client CPU per request (robust to a busy machine): ours {a:.0f} us, "
-            f"bare aiohttp {b:.0f} us "
-            f"-> ours costs {a / b:.2f}x; CPU-bound ceilings {1e6 / a:.0f} and {1e6 / b:.0f} req/s"
-        )
-    p99 = ours_r["send_err_ms"]["p99"]
-    print(
-        f"goal p99 send error <= 2 ms at {rate:g} req/s: {p99:.3f} ms "
-        f"-> {'met' if p99 <= 2 else 'NOT met'}"
-    )
 
 
 if __name__ == "__main__":

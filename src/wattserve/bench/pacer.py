@@ -3,8 +3,9 @@
 Event-loop timers round to whole milliseconds (epoll's timeout is in ms; libuv keeps ms
 timers), which is too coarse for arrivals every 0.5 ms. A ``timerfd`` armed with an
 absolute ``CLOCK_MONOTONIC`` deadline (the clock ``time.perf_counter`` reads on Linux) wakes
-the loop within tens of microseconds; the wait then ends with a short busy spin on
-``perf_counter`` so the wake-up latency does not land in the send time. Where timerfd is
+the loop within tens of microseconds, ``DRAIN_S`` early: the loop then runs what is queued
+(other requests' chunks and records) so it is not queued ahead of the send, and the wait
+ends with a short busy spin on ``perf_counter``. Where timerfd is
 missing (not Linux, no libc), it falls back to ms sleeps plus yielding to the loop.
 
 On a machine whose cores are all busy, a woken process can still wait milliseconds for a
@@ -24,7 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-SPIN_S = 0.0001  # arm the timer this long before the deadline; spin the rest
+SPIN_S = 0.00005  # the last stretch before the deadline is a busy spin
+DRAIN_S = 0.0003  # before the spin, yield to the loop this long so queued callbacks run first
 YIELD_S = 0.0002  # fallback: last stretch spent yielding to the loop, not sleeping
 
 _CLOCK_MONOTONIC = 1
@@ -62,8 +64,11 @@ class Pacer:
     """``await pacer.wait_until(t)`` returns at ``t`` (a ``perf_counter`` time), other tasks
     running meanwhile. Use as an async context manager, or call ``close()``."""
 
-    def __init__(self, spin_s: float = SPIN_S, use_timerfd: bool = True) -> None:
+    def __init__(
+        self, spin_s: float = SPIN_S, drain_s: float = DRAIN_S, use_timerfd: bool = True
+    ) -> None:
         self.spin_s = spin_s
+        self.drain_s = drain_s
         self._fd = -1
         self._waiter: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -111,7 +116,7 @@ class Pacer:
         if self._fd < 0:
             await _sleep_until_ms(t)
             return
-        wake = t - self.spin_s
+        wake = t - self.spin_s - self.drain_s
         if time.perf_counter() < wake:
             loop = asyncio.get_running_loop()
             if self._loop is not loop:
@@ -133,6 +138,8 @@ class Pacer:
                 await self._waiter
             finally:
                 self._waiter = None
+        while t - time.perf_counter() > self.spin_s:  # noqa: ASYNC110 - a poll, no event to wait on
+            await asyncio.sleep(0)
         while time.perf_counter() < t:  # the last stretch: a spin of at most ~spin_s
             pass
 
