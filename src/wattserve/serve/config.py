@@ -29,6 +29,10 @@ class ReplicaConfig(_Strict):
     url: str | None = None  # base URL ending in /v1, for kind=url
     copies: int = Field(1, ge=1, le=64)
     device: str = "cpu"  # energy-meter device this replica draws from; replicas may share one
+    # local: charged by this host's meter for ``device``; unmetered (a remote GPU behind a
+    # URL): charged the fitted joules of its model on ``device`` (a fit's device name), never
+    # this host's meter. None: unmetered when ``device`` is a URL or "unmetered", else local
+    meter: Literal["local", "unmetered"] | None = None
     engine_model: str | None = None  # model name sent to the engine; default: the model's name
     backend: str = "auto"  # local engines
     threads: int = Field(1, ge=1)
@@ -43,6 +47,13 @@ class ReplicaConfig(_Strict):
     slots: int = Field(8, ge=1)  # concurrent requests the replica serves without queueing
     mock_delay_s: float = Field(0.0, ge=0)  # kind=mock: delay per token
     mock_tokens: int = Field(8, ge=1)  # kind=mock: tokens per answer
+
+    @property
+    def metered(self) -> bool:
+        """Whether this host's meter charges the replica (else its fit does)."""
+        if self.meter is not None:
+            return self.meter == "local"
+        return not (self.device == "unmetered" or "://" in self.device)
 
     @model_validator(mode="after")
     def _check(self) -> ReplicaConfig:
@@ -196,6 +207,12 @@ class ServeConfig(_Strict):
     default_max_tokens: int = Field(256, ge=1)
     max_tokens_limit: int = Field(8192, ge=1)
     log_content: bool = False  # prompts and completions are never logged unless this is set
+    # a fits file written by ``wattserve fit``: each model's energy fit where ``models[].fit``
+    # gives none, and the fitted charge of unmetered replicas per (model, device)
+    fits: str | None = None
+    # JSONL, one row per answered request (prompts and answers included): a request trace
+    # that ``wattserve simulate --fits --trace`` replays
+    request_log: str | None = None
     grace_s: float = Field(10.0, ge=0)
     fast_path: bool = True  # serve the two hot POST routes without FastAPI's routing
     server: Literal["wattserve", "uvicorn"] = (

@@ -15,6 +15,10 @@ charge is metered to its end; one ending sooner is charged that short part at th
 interval's rate (an estimate, at most ``min_read_s`` of its share). Replicas on one device
 share that device's joules; the meter's device keys are matched to a replica's ``device`` by
 prefix (all keys when none match, e.g. the single ``cpu`` key of the modeled CPU meter).
+
+A device this host cannot meter (``unmetered``: a remote GPU behind a URL) takes no part in
+that split: its requests are charged by the energy fit of their model on that device
+(``FittedEnergy``; source ``fitted``), never by this host's meter.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import asyncio
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from wattserve.types import ModelFit
 
 METHOD = (
     "active_time: the device's metered joules while requests are in flight on it (power taken "
@@ -81,8 +87,57 @@ class _Device:
         return self.cum[i] + rate * (t - self.bounds[i])
 
 
+FITTED = "fitted"  # the energy source of a charge computed from a fit
+
+
+class FittedEnergy:
+    """The joules of an answer from the energy fit of its model on its device: the fit for
+    exactly (model, device), else the model's own fit (``by_model``: ``models[].fit``), else
+    the model's only energy fit among ``fits``; None when there is none."""
+
+    def __init__(
+        self, fits: Iterable[ModelFit] = (), by_model: Mapping[str, ModelFit] | None = None
+    ) -> None:
+        self.fits = [f for f in fits if f.quantity == "energy_j"]
+        self.by_model = dict(by_model or {})
+        self._memo: dict[tuple[str, str], ModelFit | None] = {}
+
+    def fit_for(self, model: str, device: str) -> ModelFit | None:
+        key = (model, device)
+        if key not in self._memo:
+            exact = [f for f in self.fits if f.model == model and f.device == device]
+            same = [f for f in self.fits if f.model == model]
+            fit = exact[0] if exact else self.by_model.get(model)
+            if fit is None and len(same) == 1:
+                fit = same[0]
+            self._memo[key] = fit
+        return self._memo[key]
+
+    def __call__(
+        self, model: str, device: str, input_tokens: int, output_tokens: int
+    ) -> float | None:
+        fit = self.fit_for(model, device)
+        if fit is None:
+            return None
+        from wattserve.fit import predict  # on first use: numpy forms
+
+        return max(0.0, float(predict(fit, input_tokens, output_tokens, warn=False)))
+
+
+class _Unmetered:
+    __slots__ = ("n", "requests", "fitted_j", "unknown")
+
+    def __init__(self) -> None:
+        self.n = 0  # requests in flight
+        self.requests = 0  # requests charged
+        self.fitted_j = 0.0
+        self.unknown = 0  # requests with no fit for their model on this device
+
+
 class EnergyAccountant:
-    """Online attribution of metered device joules to requests (see the module docstring)."""
+    """Online attribution of metered device joules to requests (see the module docstring).
+
+    ``unmetered``: the devices this host has no meter for; ``fitted`` prices their answers."""
 
     def __init__(
         self,
@@ -91,8 +146,12 @@ class EnergyAccountant:
         clock: Callable[[], float] = time.perf_counter,
         history: int = 7200,
         min_read_s: float | None = None,
+        unmetered: Iterable[str] = (),
+        fitted: FittedEnergy | None = None,
     ) -> None:
         self.meter = meter
+        self.unmetered: dict[str, _Unmetered] = {d: _Unmetered() for d in unmetered}
+        self.fitted = fitted if fitted is not None else FittedEnergy()
         self.interval_s = interval_s
         self.min_read_s = interval_s / 5 if min_read_s is None else min_read_s
         self._last_read = float("-inf")
@@ -115,16 +174,29 @@ class EnergyAccountant:
             d = self.devices[name] = _Device(self.clock(), self.history)
         return d
 
+    def is_metered(self, device: str) -> bool:
+        """Whether ``device``'s requests are charged by this host's meter (else by their fit)."""
+        return device not in self.unmetered
+
     def begin(self, device: str) -> float:
         """A request starts on ``device``; returns the token to hand to ``end``."""
         now = self.clock()
+        u = self.unmetered.get(device)
+        if u is not None:
+            u.n += 1
+            return now
         d = self._device(device)
         d._advance(now)
         d.n += 1
         return now
 
     def end(self, device: str, started: float) -> float | None:
-        """The request ends: its charge in joules (None without a meter)."""
+        """The request ends: its metered charge in joules (None without a meter, and for an
+        unmetered device: ``charge_fitted`` prices those)."""
+        u = self.unmetered.get(device)
+        if u is not None:
+            u.n = max(0, u.n - 1)
+            return None
         if self.meter is None:
             d = self._device(device)
             d._advance(self.clock())
@@ -138,6 +210,20 @@ class EnergyAccountant:
         d.n = max(0, d.n - 1)
         j = max(0.0, d.r_at(now) - d.r_at(started))
         d.charged_j += j
+        return j
+
+    def charge_fitted(
+        self, model: str, device: str, input_tokens: int, output_tokens: int
+    ) -> float | None:
+        """The fitted charge of an answer of ``model`` on the unmetered ``device`` (None: no
+        fit for it), counted in that device's books."""
+        j = self.fitted(model, device, input_tokens, output_tokens)
+        u = self.unmetered.setdefault(device, _Unmetered())
+        u.requests += 1
+        if j is None:
+            u.unknown += 1
+        else:
+            u.fitted_j += j
         return j
 
     def _joules(self, reading: Any, device: str) -> float:
@@ -206,6 +292,18 @@ class EnergyAccountant:
                 "in_flight": d.n,
             }
             for name, d in self.devices.items()
+        }
+
+    def fitted_summary(self) -> dict[str, dict[str, float]]:
+        """Per unmetered device: fitted joules charged, requests, those without a fit."""
+        return {
+            name: {
+                "fitted_j": u.fitted_j,
+                "requests": u.requests,
+                "unpriced": u.unknown,
+                "in_flight": u.n,
+            }
+            for name, u in self.unmetered.items()
         }
 
 

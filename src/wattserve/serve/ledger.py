@@ -4,6 +4,13 @@ energy (the accountant's begin/end on the replica's device), metrics, the cache 
 whole answer, the replica's mid-stream failure on its health record, and the wake-up of the
 identical requests that waited for this answer (single flight). Between the two, each try on
 a replica is ``engage``d and, when it failed before its first byte, ``disengage``d.
+
+Energy: a replica on a metered device is charged its share of this host's meter; one on an
+unmetered device (``EnergyAccountant.is_metered``) the fitted joules of its model there
+(source ``fitted``). Tokens: a stream whose server sent no usage has its prompt tokens
+estimated from the request's text (``estimate_prompt_tokens``; ``prompt_tokens_source:
+estimated`` in the usage). Latency: TTFT, E2E, TPOT and the gaps between content arrivals
+(ITL, ``arrived``) go to the metrics.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from typing import Any
 
 from wattserve.openai.answers import usage_dict
 from wattserve.protocols import Cache
-from wattserve.serve.energy import EnergyAccountant
+from wattserve.serve.energy import FITTED, EnergyAccountant
 from wattserve.serve.metrics import GatewayMetrics
 from wattserve.serve.pool import ReplicaPool
 from wattserve.serve.replica import Replica
+from wattserve.serve.request_log import RequestLog
 from wattserve.types import Request
 
 log = logging.getLogger("wattserve.serve")
@@ -28,6 +36,17 @@ CostEstimate = Callable[[str, int, int], float | None]  # (model, in, out tokens
 # (request as asked, answering model, input, output tokens) -> the joules of answering it
 # again (the router's pick for auto/router-*: wattserve.route.costs.RecomputeCost), or None
 RecomputeCost = Callable[[Request, str, int, int], float | None]
+CHARS_PER_TOKEN = 4.0  # the estimate of a prompt's tokens when the server counts none
+MAX_GAPS = 4096  # content arrival gaps kept per request for the ITL histogram
+
+
+def estimate_prompt_tokens(req: Request) -> int:
+    """A prompt's tokens when no server counted them: its characters over ``CHARS_PER_TOKEN``
+    plus 4 per chat message (role and separators), at least 1."""
+    n = round(len(req.text()) / CHARS_PER_TOKEN)
+    if req.messages:
+        n += 4 * len(req.messages)
+    return max(1, n)
 
 
 class Books:
@@ -42,8 +61,10 @@ class Books:
         cost_estimate: CostEstimate | None = None,
         log_content: bool = False,
         recompute_cost: RecomputeCost | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.pool, self.cache, self.accountant = pool, cache, accountant
+        self.request_log = request_log
         self.metrics, self.cost_estimate, self.log_content = metrics, cost_estimate, log_content
         self.recompute_cost = recompute_cost  # the cache cost; metered joules when None
         self.flights: dict[str, asyncio.Future[None]] = {}  # cache key -> done when stored
@@ -85,6 +106,9 @@ class Ledger:
         "flight",
         "closed",
         "_token",
+        "_last_t",
+        "_seen",
+        "gaps",
     )
 
     def __init__(
@@ -102,6 +126,9 @@ class Ledger:
         self.ttft_s: float | None = None
         self.closed = False
         self._token = 0.0
+        self._last_t: float | None = None  # when content last arrived (perf_counter)
+        self._seen = 0  # content parts seen so far
+        self.gaps: list[float] = []  # seconds between content arrivals (ITL samples)
         self.flight: str | None = None  # the cache key this request computes for its twins
         if key is not None and key not in books.flights:
             books.flights[key] = asyncio.get_running_loop().create_future()
@@ -131,6 +158,17 @@ class Ledger:
         acc = self.books.accountant
         return None if acc is None else acc.end(rep.device, self._token)
 
+    def arrived(self, parts: int) -> None:
+        """``parts`` content parts have arrived in all so far: a gap (ITL sample) since the
+        previous arrival when there are new ones."""
+        if parts <= self._seen:
+            return
+        now = time.perf_counter()
+        if self._last_t is not None and len(self.gaps) < MAX_GAPS:
+            self.gaps.append(now - self._last_t)
+        self._last_t = now
+        self._seen = parts
+
     def headers(self) -> list[tuple[str, str]]:
         return [
             ("x-wattserve-model", self.model),
@@ -153,11 +191,19 @@ class Ledger:
         answer is not whole (never cached); ``broken``: the replica failed mid-answer.
         Returns the usage dict the client is sent."""
         b = self.books
-        source = b.accountant.source if b.accountant is not None else "null"
+        acc = b.accountant
+        source = acc.source if acc is not None else "null"
         if self.closed:
             return usage_dict(in_tok, out_tok, None, False, source)
         self.closed = True
+        rep = self.rep
+        estimated = rep is not None and in_tok == 0 and (out_tok > 0 or error is None)
+        if estimated:
+            in_tok = estimate_prompt_tokens(self.req)
         energy = self._end(ok=error is None)
+        if rep is not None and acc is not None and not acc.is_metered(rep.device):
+            energy = acc.charge_fitted(self.model, rep.device, in_tok, out_tok)
+            source = FITTED
         if broken and self.rep is not None and error is not None:
             b.pool.failed(self.rep, error)
         if b.metrics is not None:
@@ -172,6 +218,11 @@ class Ledger:
                 energy,
                 source,
             )
+            if (status or 200) < 400 and error is None:
+                tpot = None
+                if self.ttft_s is not None and out_tok > 1:
+                    tpot = (time.perf_counter() - self.t0 - self.ttft_s) / (out_tok - 1)
+                b.metrics.timing(self.model, tpot, self.gaps, in_tok if estimated else 0)
         if error is None and self.key is not None and b.cache is not None:
             expected = None
             if b.recompute_cost is not None:
@@ -191,13 +242,29 @@ class Ledger:
             b.cache.put(
                 self.key, entry, cost=float(cost or 1e-3 * max(1, out_tok)), size=len(text) + 64
             )
+        if b.request_log is not None:
+            b.request_log.write(
+                self.req,
+                self.model,
+                in_tok,
+                out_tok,
+                text,
+                energy,
+                source,
+                error=error,
+                replica=rep.name if rep is not None else None,
+                status=status or (200 if error is None else 502),
+            )
         self._land()
         b.in_flight -= 1
         if b._idle is not None and not b.in_flight:
             b._idle.set()
         if b.log_content and error is None:
             log.info("answer %s replica=%s text=%r", self.req.id, self.rep and self.rep.name, text)
-        return usage_dict(in_tok, out_tok, energy, False, source)
+        usage = usage_dict(in_tok, out_tok, energy, False, source)
+        if estimated:
+            usage["prompt_tokens_source"] = "estimated"
+        return usage
 
     def _land(self) -> None:
         """Wake the identical requests that waited for this one's answer."""

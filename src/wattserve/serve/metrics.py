@@ -1,9 +1,9 @@
 """Prometheus metrics of the gateway (prometheus-client, one registry per gateway).
 
-The per-request series (requests, TTFT and end-to-end histograms, tokens, joules, cache hits
-and saved joules) are counted in plain dicts and exposed through a collector at scrape time:
-prometheus-client's ``Counter``/``Histogram`` children take a lock and several calls per
-update, about ten updates per request, which was a few percent of the gateway's CPU per
+The per-request series (requests, TTFT, TPOT, ITL and end-to-end histograms, tokens, joules,
+cache hits and saved joules) are counted in plain dicts and exposed through a collector at
+scrape time: prometheus-client's ``Counter``/``Histogram`` children take a lock and several
+calls per update, about ten updates per request, which was a few percent of the gateway's CPU per
 request (py-spy). The gateway updates them from its one event-loop thread only; scrapes run
 on the same loop. Rare series (retries, router decisions) stay prometheus-client counters.
 """
@@ -176,6 +176,16 @@ class _Hot:
                 m._ttft,
             ),
             ("wattserve_e2e_seconds", "end-to-end latency in the gateway", m._e2e),
+            (
+                "wattserve_tpot_seconds",
+                "time per output token after the first, per request: (e2e - ttft) / (tokens - 1)",
+                m._tpot,
+            ),
+            (
+                "wattserve_itl_seconds",
+                "gaps between consecutive content arrivals from the replica, over all requests",
+                m._itl,
+            ),
         ):
             h = HistogramMetricFamily(name, doc, labels=["model"])
             for model, hist in hists.items():
@@ -192,6 +202,15 @@ class _Hot:
             tok.add_metric([model, "prompt"], p)
             tok.add_metric([model, "completion"], c)
         yield tok
+        est = CounterMetricFamily(
+            "wattserve_tokens_estimated",
+            "of wattserve_tokens, those estimated from the request's text (the server sent no "
+            "usage, e.g. llama.cpp streams)",
+            labels=["model", "kind"],
+        )
+        for model, n in m._prompt_estimated.items():
+            est.add_metric([model, "prompt"], n)
+        yield est
         e = CounterMetricFamily(
             "wattserve_energy_joules",
             f"joules attributed to answered requests; method {METHOD}",
@@ -234,6 +253,9 @@ class GatewayMetrics:
         self._outcomes: dict[tuple, _Outcome] = {}
         self._ttft: dict[str, _Hist] = {}
         self._e2e: dict[str, _Hist] = {}
+        self._tpot: dict[str, _Hist] = {}
+        self._itl: dict[str, _Hist] = {}
+        self._prompt_estimated: dict[str, int] = {}
         self._tokens: dict[str, list[int]] = {}
         self._energy: dict[tuple[str, str], float] = {}
         self._hits: dict[str, list[float]] = {}  # model -> [hits, saved joules]
@@ -274,6 +296,30 @@ class GatewayMetrics:
             tok[1] += output_tokens
             if energy_j:
                 self._energy[o.energy] = self._energy.get(o.energy, 0.0) + energy_j
+
+    def timing(
+        self,
+        model: str,
+        tpot_s: float | None,
+        itl_s: list[float],
+        estimated_prompt_tokens: int = 0,
+    ) -> None:
+        """A whole answer's TPOT (None: fewer than two tokens), its content arrival gaps and
+        the prompt tokens estimated for it (counted in ``done`` already)."""
+        if tpot_s is not None:
+            h = self._tpot.get(model)
+            if h is None:
+                h = self._tpot[model] = _Hist()
+            h.observe(tpot_s)
+        if itl_s:
+            h = self._itl.get(model)
+            if h is None:
+                h = self._itl[model] = _Hist()
+            for gap in itl_s:
+                h.observe(gap)
+        if estimated_prompt_tokens:
+            est = self._prompt_estimated
+            est[model] = est.get(model, 0) + estimated_prompt_tokens
 
     def hit(self, model: str, saved_j: float) -> None:
         h = self._hits.get(model)

@@ -107,6 +107,7 @@ async def http_answer(led: Ledger, rep: HttpReplica, timeouts: Timeouts) -> Repl
         resp.close()  # garbage first: nothing reached the client, another replica may answer
         raise UpstreamError(f"{rep.name}: {error}")
     led.ttft_s = books.ttft_s
+    led.arrived(len(books.parts))
     if done and error is None:
         # the replica's whole answer is already here (short or fast answers): one SSE body, no
         # stream machinery; measured 0.33 -> 0.25 ms of gateway CPU per request on the mock
@@ -153,6 +154,7 @@ async def http_relay(
                 if not data:
                     break
                 out, done, error = books.take(reader.feed(data))
+                led.arrived(len(books.parts))
                 if led.ttft_s is None:
                     led.ttft_s = books.ttft_s
             if not done and error is None and books.finish is None:
@@ -232,6 +234,7 @@ async def engine_relay(
             while ch is not None:
                 if ch.text or ch.finish_reason:
                     parts.append(ch.text)
+                    led.arrived(len(parts))
                     finish = ch.finish_reason or finish
                     yield answers.chunk_event(ep, rid, model, ch.text, ch.finish_reason, first)
                     first = False

@@ -46,16 +46,36 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
     return router
 
 
-def load_fits(config: ServeConfig) -> dict[str, Any]:
+def gateway_fits(config: ServeConfig) -> list[Any]:
+    """The energy fits of the gateway's ``fits:`` file (empty without one)."""
+    if not config.fits:
+        return []
+    from wattserve.fit import load_fits as read_fits
+
+    p = Path(config.fits)
+    try:
+        return [f for f in read_fits(p) if f.quantity == "energy_j"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read the fits file {p}: {exc}") from None
+
+
+def load_fits(config: ServeConfig, shared: list[Any] | None = None) -> dict[str, Any]:
     """Each model's energy fit: from ``models[].fit``, a fits file written by ``wattserve fit``
     (the ``energy_j`` fit whose model matches the served name, else the only energy fit), or
-    one bare ModelFit JSON object."""
+    one bare ModelFit JSON object; for a model without one, its fit in the gateway's ``fits:``
+    file (``shared``: its energy fits; the fit on the device of the model's first metered
+    replica when there is one, else its first)."""
     from wattserve.fit import load_fits as read_fits
     from wattserve.types import ModelFit
 
     fits = {}
     for m in config.models:
         if not m.fit:
+            own = [f for f in shared or () if f.model == m.name]
+            devices = [r.device for r in m.replicas if r.metered]
+            on = [f for f in own if f.device in devices]
+            if on or own:
+                fits[m.name] = (on or own)[0]
             continue
         p = Path(m.fit)
         try:
@@ -76,10 +96,28 @@ def load_fits(config: ServeConfig) -> dict[str, Any]:
     return fits
 
 
+def unmetered_devices(config: ServeConfig) -> set[str]:
+    """The devices of replicas declared unmetered; a device both metered and unmetered is an
+    error (its joules could not be told apart)."""
+    local = {r.device for m in config.models for r in m.replicas if r.metered}
+    remote = {r.device for m in config.models for r in m.replicas if not r.metered}
+    both = local & remote
+    if both:
+        raise ConfigError(
+            f"device {sorted(both)[0]!r} has both metered and unmetered replicas; "
+            "give the unmetered ones their own device name"
+        )
+    return remote
+
+
 class Service:
-    def __init__(self, config: ServeConfig, replicas: list[Any] | None = None) -> None:
+    def __init__(
+        self, config: ServeConfig, replicas: list[Any] | None = None, meter: Any = None
+    ) -> None:
         self.config = config
         self._given = replicas  # prebuilt Replica objects (tests); else launched from the config
+        self._meter = meter  # a meter object (tests: replay, constant power); else energy.meter
+        self.request_log: Any = None
         self.launcher: Any = None
         self.pool: Any = None
         self.cache: Any = None
@@ -129,14 +167,16 @@ class Service:
         from wattserve.route.costs import RecomputeCost, fitted_joules
         from wattserve.serve.auth import ApiKeys
         from wattserve.serve.balancers import fit_energy_fn, make_balancer
-        from wattserve.serve.energy import EnergyAccountant, make_meter
+        from wattserve.serve.energy import EnergyAccountant, FittedEnergy, make_meter
         from wattserve.serve.health import HealthChecker
         from wattserve.serve.pipeline import Gateway
         from wattserve.serve.pool import ReplicaPool
 
         cfg = self.config
         keys = ApiKeys.load(cfg.auth.keys_file, cfg.auth.keys_env, cfg.auth.required)
-        fits = load_fits(cfg)
+        shared = gateway_fits(cfg)
+        fits = load_fits(cfg, shared)
+        unmetered = unmetered_devices(cfg)
         per_token = {
             m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None
         }
@@ -145,8 +185,22 @@ class Service:
         self.cache = build_cache(cfg)
         if self.cache is not None:
             await self.cache.aopen()  # connects and loads its store
-        meter, self.meter_reason = make_meter(cfg.energy.meter)
-        self.accountant = EnergyAccountant(meter, cfg.energy.interval_s)
+        if self._meter is not None:
+            meter, self.meter_reason = self._meter, f"given meter ({type(self._meter).__name__})"
+        else:
+            meter, self.meter_reason = make_meter(cfg.energy.meter)
+        if unmetered:
+            self.meter_reason += f"; fitted joules on {', '.join(sorted(unmetered))}"
+        self.accountant = EnergyAccountant(
+            meter, cfg.energy.interval_s, unmetered=unmetered, fitted=FittedEnergy(shared, fits)
+        )
+        if cfg.request_log:
+            from wattserve.serve.request_log import RequestLog
+
+            try:
+                self.request_log = RequestLog(cfg.request_log)
+            except OSError as exc:
+                raise ConfigError(f"cannot open request_log {cfg.request_log}: {exc}") from None
         try:
             replicas = self._given if self._given is not None else await self._replicas()
             health = HealthChecker.from_config(replicas, cfg.health)
@@ -173,6 +227,7 @@ class Service:
             cost_estimate=lambda model, i, o: energy_fn(_ModelOnly(model), i, o),
             recompute_cost=RecomputeCost(fitted_joules(fits, per_token), router),
         )
+        self.gateway.books.request_log = self.request_log
         self.started = True
         log.warning(
             "gateway ready: %d replica(s) of %s; energy: %s",
@@ -199,6 +254,8 @@ class Service:
             await self.accountant.aclose()
         if self.cache is not None:
             await self.cache.aclose()
+        if self.request_log is not None:
+            self.request_log.close()
         self.started = False
 
     def stats(self) -> dict[str, Any]:
@@ -219,6 +276,7 @@ class Service:
                 "meter": self.meter_reason,
                 "method": self.accountant.method if self.accountant else "",
                 "devices": self.accountant.summary() if self.accountant else {},
+                "fitted": self.accountant.fitted_summary() if self.accountant else {},
             },
             "replicas": [r.describe() for r in self.pool.replicas] if self.pool else [],
             "router": _router_stats(self.router),
