@@ -194,6 +194,11 @@ class Gateway:
             ("x-wattserve-replica", "cache"),
             ("x-wattserve-cache", "hit"),
         ]
+        if self.books.request_log is not None:
+            self.books.request_log.write(
+                req, hit.get("model") or model, hit["input_tokens"], hit["output_tokens"],
+                hit.get("text"), 0.0, "cache", cache_hit=True, replica="cache", status=200,
+            )  # fmt: skip
         if self.metrics is not None:
             self.metrics.hit(model, saved)
             dt = time.perf_counter() - t0
