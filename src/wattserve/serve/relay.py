@@ -234,7 +234,8 @@ async def engine_relay(
             while ch is not None:
                 if ch.text or ch.finish_reason:
                     parts.append(ch.text)
-                    led.arrived(len(parts))
+                    if ch.text:  # content: an ITL sample (not the bare finish chunk)
+                        led.arrived(len(parts))
                     finish = ch.finish_reason or finish
                     yield answers.chunk_event(ep, rid, model, ch.text, ch.finish_reason, first)
                     first = False
