@@ -161,9 +161,11 @@ def test_openapi_schema_is_valid(gw):
 
 
 def test_health_ready_metrics(gw):
-    assert httpx.get(gw.url + "/health").json() == {"status": "ok"}
-    assert httpx.get(gw.url + "/ready").json()["ready"] is True
-    m = httpx.get(gw.url + "/metrics").text
+    key = {"Authorization": "Bearer key-alpha-0001"}  # with keys set, every route needs one
+    assert httpx.get(gw.url + "/health").status_code == 401
+    assert httpx.get(gw.url + "/health", headers=key).json() == {"status": "ok"}
+    assert httpx.get(gw.url + "/ready", headers=key).json()["ready"] is True
+    m = httpx.get(gw.url + "/metrics", headers=key).text
     for name in (
         "wattserve_requests_total",
         "wattserve_ttft_seconds_bucket",

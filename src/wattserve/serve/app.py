@@ -1,14 +1,13 @@
-"""The HTTP face of the gateway: FastAPI for the schema and the small routes, a lean ASGI
-handler for the two hot POST routes, and the runners (``make_server``, ``serve``,
-``BackgroundServer``).
+"""The HTTP face of the gateway as one ASGI app: the limits in front (``serve/limits.py``),
+a lean ASGI handler for the two hot POST routes, FastAPI for the schema and the small routes.
 
-The default server (``serve/http_server.py``) answers the hot routes itself and hands the
-rest to this ASGI app; under ``server: uvicorn`` the whole app runs on uvicorn, where the lean
-handler (``FastRoutes``) keeps the hot routes out of FastAPI: FastAPI/Starlette build a
-``Request``, run the dependency machinery and wrap a ``StreamingResponse`` per call, which
-cost about twice the CPU per request (docs/serve.md, ``benchmarks/gateway_overhead.py
---gateway-modes fast,uvicorn,fastapi``). All paths call the same ``Gateway.handle``;
-``fast_path: false`` serves everything through FastAPI.
+The lean handler (``FastRoutes``) keeps the hot routes out of FastAPI: FastAPI/Starlette
+build a ``Request``, run the dependency machinery and wrap a ``StreamingResponse`` per call,
+which cost about twice the CPU per request (docs/serve.md, ``benchmarks/gateway_overhead.py
+--gateway-modes granian,fastapi``). Both call the same ``Gateway.handle``; ``fast_path:
+false`` serves everything through FastAPI. With API keys set every route but the OpenAPI
+document and its pages needs one (``auth.public_probes`` opens ``/health`` and ``/metrics``).
+The servers and runners are in ``serve/server.py`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -26,10 +22,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from wattserve.serve import wire
+from wattserve.openai import answers
+from wattserve.openai.answers import APIError
+from wattserve.openai.schema import openapi_schemas
 from wattserve.serve.config import ServeConfig
+from wattserve.serve.limits import Guard, Scope, send_error
 from wattserve.serve.relay import error_reply
-from wattserve.serve.wire import APIError
+from wattserve.serve.server import BackgroundServer, make_server, run_loop, serve
+
+__all__ = ["BackgroundServer", "create_app", "make_server", "run_loop", "serve"]
 
 log = logging.getLogger("wattserve.serve")
 HOT = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
@@ -74,7 +75,7 @@ async def send_reply(send: Any, reply: Any) -> None:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         async for chunk in stream:
             if chunk.endswith(
-                wire.DONE
+                answers.DONE
             ):  # the last event: end the response with it (one write less)
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
                 return
@@ -91,7 +92,7 @@ class FastRoutes:
         self.api = api
         self.service = service
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if (
             scope["type"] != "http"
             or scope["method"] != "POST"
@@ -102,9 +103,9 @@ class FastRoutes:
             return
         try:
             headers = dict(scope["headers"])
-            raw = await _read_body(receive, headers, self.service.config.max_body_bytes)
-        except APIError as exc:
-            await send_reply(send, error_reply(exc))
+            raw = await _read_body(receive, headers, self.service.config.limits.max_body_bytes)
+        except APIError as exc:  # the body was not read to its end: close the connection
+            await send_error(send, exc, [(b"connection", b"close")])
             return
         except ConnectionError:
             return
@@ -154,45 +155,6 @@ async def _while_connected(answer: Any, receive: Any) -> None:
             me.uncancel()  # the cancel was this request's, not the server's
 
 
-def _openapi_bodies() -> dict[str, dict]:
-    """JSON schemas of the two request bodies, for the OpenAPI document."""
-    from typing import Literal
-
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class ChatMessage(BaseModel):
-        role: str
-        content: str | list[dict[str, Any]] | None = None
-
-    class StreamOptions(BaseModel):
-        include_usage: bool = False
-
-    class _Common(BaseModel):
-        model_config = ConfigDict(extra="allow")
-        model: str = Field(description="a served model, 'auto', or 'router-<policy>-<threshold>'")
-        max_tokens: int | None = Field(None, ge=1)
-        temperature: float | None = Field(None, ge=0, le=2)
-        top_p: float | None = Field(None, ge=0, le=1)
-        n: Literal[1] | None = None
-        stream: bool = False
-        stream_options: StreamOptions | None = None
-        stop: str | list[str] | None = None
-        seed: int | None = None
-
-    class ChatCompletionRequest(_Common):
-        messages: list[ChatMessage] = Field(min_length=1)
-
-    class CompletionRequest(_Common):
-        prompt: str | list[str]
-
-    out: dict[str, dict] = {}
-    for m in (ChatCompletionRequest, CompletionRequest):
-        schema = m.model_json_schema(ref_template="#/components/schemas/{model}")
-        out.update(schema.pop("$defs", {}))
-        out[m.__name__] = schema
-    return out
-
-
 def build_api(service: Any) -> Any:
     """The FastAPI app (schema, health, metrics, models, and the fallback hot routes)."""
 
@@ -206,6 +168,7 @@ def build_api(service: Any) -> Any:
             await service.stop()
 
     api = FastAPI(
+        redirect_slashes=False,  # a redirect would be built from the client's Host header
         title="wattserve gateway",
         version="1",
         lifespan=lifespan,
@@ -239,7 +202,7 @@ def build_api(service: Any) -> Any:
     async def _hot(endpoint: str, request: Request) -> Response:
         try:
             headers = {k.lower().encode(): v.encode("latin-1") for k, v in request.headers.items()}
-            raw = await _read_body(request.receive, headers, service.config.max_body_bytes)
+            raw = await _read_body(request.receive, headers, service.config.limits.max_body_bytes)
             reply = await service.gateway.handle(
                 endpoint, raw, request.headers.get("authorization")
             )
@@ -287,8 +250,23 @@ def build_api(service: Any) -> Any:
     async def completions(request: Request):
         return await _hot("completions", request)
 
+    def refused(request: Request, probe: bool = False) -> JSONResponse | None:
+        """The 401 for a request without a valid key, when keys are required."""
+        keys = service.gateway.keys if service.gateway is not None else None
+        if keys is None or not keys.required or (probe and service.config.auth.public_probes):
+            return None
+        try:
+            keys.tenant(request.headers.get("authorization"))
+        except APIError as exc:
+            return JSONResponse(
+                exc.payload(), status_code=exc.status, headers={"www-authenticate": "Bearer"}
+            )
+        return None
+
     @api.get("/v1/models", summary="served models")
-    async def models():
+    async def models(request: Request):
+        if (no := refused(request)) is not None:
+            return no
         names = (
             list(service.pool.by_model) if service.pool else [m.name for m in service.config.models]
         )
@@ -303,11 +281,15 @@ def build_api(service: Any) -> Any:
         }
 
     @api.get("/health", summary="liveness")
-    async def health():
+    async def health(request: Request):
+        if (no := refused(request, probe=True)) is not None:
+            return no
         return {"status": "ok"}
 
     @api.get("/ready", summary="readiness: at least one healthy replica per served model")
-    async def ready():
+    async def ready(request: Request):
+        if (no := refused(request)) is not None:
+            return no
         state = service.pool.readiness() if service.pool else {"status": "unavailable"}
         ok = state["status"] != "unavailable" and not service.gateway.draining
         replicas = [r.describe() for r in service.pool.replicas] if service.pool else []
@@ -316,11 +298,15 @@ def build_api(service: Any) -> Any:
         )
 
     @api.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-    async def metrics():
+    async def metrics(request: Request):
+        if (no := refused(request, probe=True)) is not None:
+            return no
         return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @api.get("/stats", summary="cache, energy and per-model counts as JSON")
-    async def stats():
+    async def stats(request: Request):
+        if (no := refused(request)) is not None:
+            return no
         return service.stats()
 
     base_openapi = api.openapi
@@ -328,7 +314,7 @@ def build_api(service: Any) -> Any:
     def openapi() -> dict:
         if api.openapi_schema is None:
             schema = base_openapi()
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(_openapi_bodies())
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(openapi_schemas())
             api.openapi_schema = schema
         return api.openapi_schema
 
@@ -343,144 +329,4 @@ def create_app(config: ServeConfig, service: Any = None) -> Any:
 
         service = Service(config)
     api = build_api(service)
-    return FastRoutes(api, service)  # its .service is the one the servers read
-
-
-class BackgroundServer:
-    """The gateway in a thread on 127.0.0.1 (tests, demo, benchmark); ``with`` starts/stops it."""
-
-    def __init__(
-        self, app: Any, host: str = "127.0.0.1", port: int = 0, grace_s: float = 5.0
-    ) -> None:
-        from wattserve.engines.launcher import free_port
-
-        self.app, self.host = app, host
-        self.port = port or free_port(host)
-        self.grace_s = grace_s
-        self.server: Any = None
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = 120.0) -> BackgroundServer:
-        self.server = make_server(self.app, self.host, self.port, self.grace_s, signals=False)
-
-        def run() -> None:
-            try:
-                run_loop(serve(self.app, self.server))
-            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="wattserve-gateway", daemon=True)
-        self.thread.start()
-        end = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self.thread.is_alive():
-                if self.error is not None:
-                    raise self.error
-                raise RuntimeError("the gateway thread exited during start-up")
-            if time.monotonic() > end:
-                self.stop()
-                raise TimeoutError("the gateway did not start in time")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(self.grace_s + 30)
-
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-async def serve(app: Any, server: Any) -> None:
-    """Start the gateway's parts, serve until told to stop (SIGINT/SIGTERM or ``should_exit``),
-    let in-flight requests finish (the server's graceful shutdown), then drain and stop the parts.
-    Start-up errors (``WattserveError``) propagate before any socket is opened."""
-    service = app.service
-    await service.start()
-    import gc
-
-    gc.collect()
-    gc.freeze()  # start-up objects (modules, schemas, models) leave the collector's scans
-    # a request allocates a few hundred containers (almost all freed by refcounting): with the
-    # default 700 the young generation was scanned every couple of requests
-    gc.set_threshold(20000, 20, 20)
-    try:
-        await server.serve()
-    finally:
-        await service.stop()
-
-
-def run_loop(coro: Any) -> Any:
-    """Run ``coro`` on uvloop when installed (measured faster for the gateway), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def make_server(
-    app: Any, host: str, port: int, grace_s: float, log_level: str = "warning", signals: bool = True
-) -> Any:
-    """The HTTP server the config names (``server:``): the gateway's own (serve/http_server.py,
-    the default) or uvicorn. Both expose ``serve()``, ``started`` and ``should_exit``."""
-    if app.service.config.server == "uvicorn":
-        import uvicorn
-
-        config = uvicorn_config(app, host, port, grace_s, log_level)
-        if signals:
-            return uvicorn.Server(config)
-
-        class QuietServer(uvicorn.Server):
-            """uvicorn that leaves the process's signal handlers alone."""
-
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:
-                yield
-
-        return QuietServer(config)
-    from wattserve.serve.http_server import GatewayServer
-
-    gateway = GatewayServer(app, host, port, grace_s)
-    gateway.install_signal_handlers = signals
-    return gateway
-
-
-def uvicorn_config(
-    app: Any, host: str, port: int, grace_s: float, log_level: str = "warning"
-) -> Any:
-    """uvicorn settings: the httptools parser (coalesced writes) when installed, no access log,
-    lifespan handled by ``serve``."""
-    import uvicorn
-
-    http: Any
-    try:
-        from wattserve.serve.transport import CoalescingHttpToolsProtocol
-
-        http = CoalescingHttpToolsProtocol  # httptools, head and first body bytes in one write
-    except ImportError:  # pragma: no cover - no httptools
-        http = "h11"
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=http,
-        log_level=log_level,
-        access_log=False,
-        lifespan="off",
-        # uvicorn annotates int but hands it to asyncio.wait_for, which takes float seconds
-        timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]
-        timeout_keep_alive=30,
-        proxy_headers=False,
-        server_header=False,
-    )
+    return Guard(FastRoutes(api, service), config.limits, service)  # .service: for the runners

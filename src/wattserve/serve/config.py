@@ -182,6 +182,32 @@ class AuthConfig(_Strict):
     keys_file: str | None = None
     keys_env: str | None = "WATTSERVE_API_KEYS"
     required: bool | None = None  # None: required exactly when keys are configured
+    # with keys set, every route but the OpenAPI document needs one; true lets /health and
+    # /metrics answer without a key (for probes and scrapers on a trusted network)
+    public_probes: bool = False
+
+
+class LimitsConfig(_Strict):
+    """What one client may hold or send; the defaults keep a gateway on the open network
+    standing (docs/serve.md, "HTTP server and limits"). The server enforces the header
+    timeout and sizes and the connection cap while reading; the app enforces the rest
+    (``serve/limits.py``)."""
+
+    header_read_timeout_s: float = Field(default=10.0, gt=0)  # from a request's first byte
+    body_read_timeout_s: float = Field(default=30.0, gt=0)  # from the end of its head
+    # idle keep-alive; granian counts it from the end of the last answer, like the header
+    # timeout (one timer, never reset by a byte), and uses the shorter of the two
+    keep_alive_s: float = Field(default=10.0, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, ge=8192)  # request line + headers
+    max_url_bytes: int = Field(default=8192, ge=256)  # the request target (414 above)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)  # 413 above
+    # the bodies being read at once hold at most this much memory; more answers 503
+    max_buffered_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_connections: int = Field(default=4096, ge=1)  # more wait in the listen backlog
+    max_in_flight: int = Field(default=1024, ge=1)  # requests being answered; more get 503
+    retry_after_s: int = Field(default=1, ge=0)  # the Retry-After of a shed request
+    # Host values accepted (a name, or ``*`` for any); a missing or repeated Host is a 400
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
 
 
 class EnergyConfig(_Strict):
@@ -203,7 +229,7 @@ class ServeConfig(_Strict):
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     energy: EnergyConfig = Field(default_factory=EnergyConfig)
-    max_body_bytes: int = Field(1_000_000, ge=1024)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
     default_max_tokens: int = Field(256, ge=1)
     max_tokens_limit: int = Field(8192, ge=1)
     log_content: bool = False  # prompts and completions are never logged unless this is set
@@ -215,9 +241,18 @@ class ServeConfig(_Strict):
     request_log: str | None = None
     grace_s: float = Field(10.0, ge=0)
     fast_path: bool = True  # serve the two hot POST routes without FastAPI's routing
-    server: Literal["wattserve", "uvicorn"] = (
-        "wattserve"  # the HTTP server (serve/http_server.py or uvicorn)
-    )
+    server: Literal["granian", "uvicorn"] = "granian"  # the HTTP server (serve/server.py)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_spellings(cls, data: object) -> object:
+        """Top-level ``max_body_bytes`` is the older spelling of ``limits.max_body_bytes``."""
+        if isinstance(data, dict) and "max_body_bytes" in data:
+            data = dict(data)
+            limits = dict(data.get("limits") or {})
+            limits.setdefault("max_body_bytes", data.pop("max_body_bytes"))
+            data["limits"] = limits
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> ServeConfig:
