@@ -49,7 +49,7 @@ def test_preset_writes_the_table_as_json(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["config"]["preset"] == "zhu-synthetic" and data["config"]["capacity"] == 8
     combos = {(r["variant"], r["policy"], r["selector"]) for r in data["rows"]}
-    assert len(combos) == 2 * 4 * 4  # variants x policies x {model1, model2, mux@0.8, mux@1}
+    assert len(combos) == 2 * 5 * 4  # variants x policies x {model1, model2, mux@0.8, mux@1}
     assert all(r["seeds"] == 2 and r["mean_cost"] > 0 for r in data["rows"])
     s = {(x["variant"], x["accuracy"]): x for x in data["summary"]}
     assert s[("online", 1.0)]["improvement"] > 1.0

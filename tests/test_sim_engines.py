@@ -101,9 +101,9 @@ def test_selector_accuracy_and_expected_costs():
 def test_combined_cache_and_multiplexer_beat_each_lever_at_ratio_100():
     cfg = ZhuConfig(alphas=(0.8,), ratios=(100.0,), accuracies=(1.0,), seeds=4, n_requests=3000)
     rows = run_zhu(cfg)
-    assert len(rows) == 2 * 4 * 3  # variants x policies x selectors
+    assert len(rows) == 2 * 5 * 3  # variants x policies x selectors
     for s in summarise(rows, cfg.accuracies):
-        assert s["best_policy"] == "lec" and s["best_selector"] == "mux@1"
+        assert s["best_policy"] in ("lec", "lec-lcb") and s["best_selector"] == "mux@1"
         assert s["lec_mux_vs_cache_alone"] > 3.0
         assert s["lec_mux_vs_mux_alone"] > 3.0
         assert s["improvement"] > 10.0

@@ -22,16 +22,57 @@ Offline variants take ``frequency=`` (a mapping or a callable key -> known frequ
 for LEC/GDSF, ``recompute_cost=``; online variants use the counts the cache keeps.
 Priorities must not decrease between accesses for the cache's lazy heap to stay exact;
 all four policies satisfy this for fixed costs (the cache handles decreases too).
+
+One definition serves every engine: ``score`` is the priority of each policy by its
+``code`` and ``estimate_cost`` the online cost estimate by its ``cost_kind``; the policy
+classes below, ``ResponseCache`` through them, the numpy lane simulator and the compiled
+(numba) kernel of ``wattserve.sim`` all call these two functions, so a new policy is a new
+code here (``PolicySpec`` hands a policy's code and parameters to the kernels).
+
+- ``lec-lcb``: LEC whose online cost is the lower confidence bound of Zhu et al.'s online
+  algorithm, ``max(mean - sqrt(N / n), floor)`` over the ``n`` costs observed for the key
+  (``N``: ``lcb_scale``, the number of distinct queries in the paper; ``floor``: the least
+  possible cost, 1 there; ``floor`` before any observation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from wattserve.errors import ConfigError
 
-POLICY_NAMES = ("lru", "lfu", "gdsf", "lec")
+POLICY_NAMES = ("lru", "lfu", "gdsf", "lec", "lec-lcb")
+
+LRU_CODE, LFU_CODE, GDSF_CODE, LEC_CODE = 0, 1, 2, 3
+MEAN_COST, LCB_COST = 0, 1  # online cost estimates: observed mean, lower confidence bound
+
+
+def score(code: int, last_access: Any, frequency: Any, cost: Any, size: Any, inflation: Any) -> Any:
+    """The priority of policy ``code`` (lowest evicted); scalars or numpy arrays alike.
+
+    The compiled simulator kernel compiles this very function, so keep it to arithmetic."""
+    if code == LRU_CODE:
+        return last_access * 1.0
+    if code == LFU_CODE:
+        return frequency * 1.0
+    if code == GDSF_CODE:
+        return inflation + frequency * cost / size
+    return frequency * cost
+
+
+def estimate_cost(kind: int, total: Any, count: Any, scale: Any, floor: Any) -> Any:
+    """Online recompute-cost estimate from the ``count`` costs observed (summing ``total``):
+    their mean, or (``LCB_COST``) ``max(mean - sqrt(scale / count), floor)``; ``floor``
+    before any observation. Scalars or numpy arrays; compiled by the simulator kernel too."""
+    n = np.maximum(count, 1)
+    mean = total / n
+    if kind == LCB_COST:
+        return np.maximum(mean - np.sqrt(scale / n), floor)
+    return mean
+
 
 FrequencyArg = Mapping[Any, float] | Callable[[Any], float] | None
 CostFn = Callable[[Any], float] | None
@@ -64,10 +105,27 @@ def _freq_getter(frequency: FrequencyArg) -> Callable[[Any], float] | None:
     return lambda key: float(table.get(key, 0.0))
 
 
+class PolicySpec(NamedTuple):
+    """What a simulator kernel needs of a policy: ``score``'s code, ``estimate_cost``'s
+    kind and parameters, whether a newcomer ranking lowest is refused, offline or not."""
+
+    code: int
+    cost_kind: int
+    lcb_scale: float
+    lcb_floor: float
+    refuses: bool
+    offline: bool
+
+
 class Policy:
     """Base class: subclasses define ``priority``. ``on_evict`` is told each evicted priority."""
 
     name = "base"
+    code = LEC_CODE
+    #: how ``estimate`` turns observed costs into the entry's cost (simulators, replays)
+    cost_kind = MEAN_COST
+    lcb_scale = 1.0
+    lcb_floor = 1.0
     #: True when the priority depends only on the entry's own fields (frequency, last
     #: access, cost, size, key): the cache then skips it on hits and evaluates it when the
     #: entry reaches the top of the heap, which gives the same order
@@ -79,20 +137,38 @@ class Policy:
     def on_evict(self, priority: float) -> None:
         """Called with the priority of every entry evicted or refused admission."""
 
+    def estimate(self, total: float, count: int) -> float:
+        """The cost to store with an entry whose ``count`` observed costs sum to ``total``."""
+        return float(estimate_cost(self.cost_kind, total, count, self.lcb_scale, self.lcb_floor))
+
+    @property
+    def spec(self) -> PolicySpec:
+        """Code and parameters, for the simulator kernels."""
+        return PolicySpec(
+            self.code,
+            self.cost_kind,
+            float(self.lcb_scale),
+            float(self.lcb_floor),
+            not getattr(self, "inflates", False),
+            bool(getattr(self, "offline", False)),
+        )
+
     def describe(self) -> str:
         return self.name
 
 
 class LRU(Policy):
     name = "lru"
+    code = LRU_CODE
     lazy = True
 
     def priority(self, entry: Any) -> float:
-        return float(entry.last_access)
+        return float(score(LRU_CODE, entry.last_access, 0.0, 0.0, 1.0, 0.0))
 
 
 class LFU(Policy):
     name = "lfu"
+    code = LFU_CODE
     lazy = True
 
     def __init__(self, frequency: FrequencyArg = None) -> None:
@@ -100,9 +176,8 @@ class LFU(Policy):
         self.offline = self._freq is not None
 
     def priority(self, entry: Any) -> float:
-        if self._freq is not None:
-            return float(self._freq(entry.key))
-        return float(entry.frequency)
+        f = float(self._freq(entry.key)) if self._freq is not None else entry.frequency
+        return float(score(LFU_CODE, entry.last_access, f, 0.0, 1.0, 0.0))
 
     def describe(self) -> str:
         return "lfu-offline" if self.offline else "lfu"
@@ -112,6 +187,7 @@ class GDSF(Policy):
     """``L + frequency * cost / size``; ``L`` rises to each evicted entry's priority."""
 
     name = "gdsf"
+    code = GDSF_CODE
     inflates = True
 
     def __init__(self, frequency: FrequencyArg = None, recompute_cost: CostFn = None) -> None:
@@ -123,12 +199,12 @@ class GDSF(Policy):
             self.priority = self._online_priority  # type: ignore[method-assign]  # hot path
 
     def _online_priority(self, entry: Any) -> float:
-        return self.inflation + entry.frequency * entry.cost / (entry.size or 1)
+        return score(GDSF_CODE, 0, entry.frequency, entry.cost, entry.size or 1, self.inflation)
 
     def priority(self, entry: Any) -> float:
         f = float(self._freq(entry.key)) if self._freq is not None else entry.frequency
         c = self._cost(entry) if self._cost is not None else entry.cost
-        return self.inflation + f * c / (entry.size or 1)
+        return score(GDSF_CODE, 0, f, c, entry.size or 1, self.inflation)
 
     def on_evict(self, priority: float) -> None:
         if priority > self.inflation:
@@ -148,6 +224,7 @@ class LEC(Policy):
     """
 
     name = "lec"
+    code = LEC_CODE
 
     def __init__(self, frequency: FrequencyArg = None, recompute_cost: CostFn = None) -> None:
         self._freq = _freq_getter(frequency)
@@ -161,27 +238,50 @@ class LEC(Policy):
 
     @staticmethod
     def _online_priority(entry: Any) -> float:
-        return entry.frequency * entry.cost
+        return score(LEC_CODE, 0, entry.frequency, entry.cost, 1.0, 0.0)
 
     def priority(self, entry: Any) -> float:
         f = float(self._freq(entry.key)) if self._freq is not None else entry.frequency
         c = self._cost(entry) if self._cost is not None else entry.cost
-        return f * c
+        return score(LEC_CODE, 0, f, c, 1.0, 0.0)
 
     def describe(self) -> str:
-        return "lec-offline" if self.offline else "lec"
+        return f"{self.name}-offline" if self.offline else self.name
+
+
+class LECLCB(LEC):
+    """LEC with Zhu et al.'s online cost estimate, the lower confidence bound
+    ``max(mean - sqrt(lcb_scale / n), lcb_floor)`` (``estimate``); the priority is LEC's."""
+
+    name = "lec-lcb"
+    cost_kind = LCB_COST
+
+    def __init__(
+        self,
+        frequency: FrequencyArg = None,
+        recompute_cost: CostFn = None,
+        lcb_scale: float = 1.0,
+        lcb_floor: float = 1.0,
+    ) -> None:
+        super().__init__(frequency=frequency, recompute_cost=recompute_cost)
+        if lcb_scale < 0:
+            raise ConfigError("lcb_scale must be non-negative")
+        self.lcb_scale = float(lcb_scale)
+        self.lcb_floor = float(lcb_floor)
 
 
 def make_policy(name: str | Policy, **kwargs: Any) -> Policy:
-    """A policy by name (``lru``, ``lfu``, ``gdsf``, ``lec``); a ``Policy`` passes through.
+    """A policy by name (``lru``, ``lfu``, ``gdsf``, ``lec``, ``lec-lcb``); a ``Policy``
+    passes through.
 
-    Keyword arguments (``frequency``, ``recompute_cost``) go to the policy; a fresh
+    Keyword arguments (``frequency``, ``recompute_cost``; ``lcb_scale``, ``lcb_floor`` for
+    ``lec-lcb``) go to the policy; a fresh
     object is returned each call because GDSF keeps per-cache state.
     """
     if isinstance(name, Policy):
         return name
     key = str(name).strip().lower()
-    classes = {"lru": LRU, "lfu": LFU, "gdsf": GDSF, "lec": LEC}
+    classes = {"lru": LRU, "lfu": LFU, "gdsf": GDSF, "lec": LEC, "lec-lcb": LECLCB}
     if key not in classes:
         raise ConfigError(f"unknown cache policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")
     cls = classes[key]
@@ -193,4 +293,11 @@ def make_policy(name: str | Policy, **kwargs: Any) -> Policy:
         if kwargs.get("recompute_cost") is not None:
             raise ConfigError("the lfu policy takes no recompute_cost")
         return LFU(frequency=kwargs.get("frequency"))
+    if cls is LECLCB:
+        return LECLCB(
+            frequency=kwargs.get("frequency"),
+            recompute_cost=kwargs.get("recompute_cost"),
+            lcb_scale=float(kwargs.get("lcb_scale", 1.0)),
+            lcb_floor=float(kwargs.get("lcb_floor", 1.0)),
+        )
     return cls(frequency=kwargs.get("frequency"), recompute_cost=kwargs.get("recompute_cost"))

@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
             None, help="cache capacity in bytes (with --fits; as the gateway's cache)"
         ),
         policy: list[str] = typer.Option(
-            ["lfu", "lru", "gdsf", "lec"], help="cache policies (repeat)"
+            ["lfu", "lru", "gdsf", "lec", "lec-lcb"], help="cache policies (repeat)"
         ),
         alpha: list[float] = typer.Option(
             [0.5, 0.8], help="power-law alpha of the synthetic trace (repeat)"
@@ -121,6 +121,18 @@ def register(app: typer.Typer) -> None:
         ),
         variant: list[str] = typer.Option(
             ["offline", "online"], help="offline (known frequencies/costs) or online"
+        ),
+        selector: list[str] = typer.Option(
+            [],
+            help="selectors beside model1 and model2 (repeat): learned (Zhu et al.'s online "
+            "selector; the oracle mux@1 runs beside it), cascade, oracle, mux@ACCURACY; "
+            "default: mux@ACCURACY for each --accuracy",
+        ),
+        popularity: str = typer.Option(
+            "power", help="synthetic popularity: power (the paper's code) or notebook"
+        ),
+        small_share: float = typer.Option(
+            0.5, help="with --popularity notebook: share of queries the small model is cheap for"
         ),
         capacity: int = typer.Option(8, help="cache capacity in entries"),
         num_prompts: int = typer.Option(
@@ -138,8 +150,8 @@ def register(app: typer.Typer) -> None:
         """Total cost of each {LFU, LRU, GDSF, LEC} x {model 1, model 2, multiplexer} pairing."""
         from rich.progress import Progress
 
-        from wattserve.sim.selectors import Selector
-        from wattserve.sim.zhu import POLICIES, ZhuConfig, run_zhu, summarise
+        from wattserve.sim.selectors import Selector, parse_selector
+        from wattserve.sim.zhu import POLICIES, ZhuConfig, run_zhu, summarise, summarise_learned
 
         if fmt not in ("table", "json"):
             raise ConfigError("--format must be table or json")
@@ -182,6 +194,9 @@ def register(app: typer.Typer) -> None:
             return
         if any(not 0 <= a <= 1 for a in accuracy):
             raise ConfigError("--accuracy must be in [0, 1]")
+        sel_labels = [parse_selector(x).label for x in selector] or None
+        if sel_labels is not None and "learned" in sel_labels and "mux@1" not in sel_labels:
+            sel_labels.append("mux@1")  # the oracle's figure beside the learned selector
         with Progress(transient=True) as bar:
             if preset is not None:
                 if preset != "zhu-synthetic":
@@ -201,6 +216,9 @@ def register(app: typer.Typer) -> None:
                     capacity=capacity,
                     seeds=seeds,
                     base_seed=seed,
+                    selectors=sel_labels,
+                    popularity=popularity,
+                    small_share=small_share,
                 )
                 task = bar.add_task("simulating", total=1.0)
                 rows = run_zhu(cfg, progress=lambda n: bar.advance(task, n))
@@ -225,10 +243,13 @@ def register(app: typer.Typer) -> None:
                     "variants": list(variant),
                     "accuracies": list(accuracy),
                 }
-        summary = summarise(rows, accuracy) if "lfu" in pols else []
+        summary = summarise(rows, accuracy) if "lfu" in pols and sel_labels is None else []
+        learned = summarise_learned(rows) if "lfu" in pols else []
         if fmt == "json":
             text = json.dumps(
-                {"config": config, "rows": rows, "summary": summary}, indent=2, default=list
+                {"config": config, "rows": rows, "summary": summary, "learned": learned},
+                indent=2,
+                default=list,
             )
             if output is not None:
                 output.write_text(text)
@@ -236,12 +257,38 @@ def register(app: typer.Typer) -> None:
                 typer.echo(text)
             return
         _print_tables(rows, summary)
+        _print_learned(learned)
         if output is not None:
             output.write_text(
                 json.dumps(
                     {"config": config, "rows": rows, "summary": summary}, indent=2, default=list
                 )
             )
+
+
+def _print_learned(learned: list[dict[str, Any]]) -> None:
+    if not learned:
+        return
+    from rich.table import Table
+
+    from wattserve.console import stdout_console
+
+    t = Table(title="Zhu et al.'s online algorithm vs the baseline (LFU, always model 1)")
+    for col in ("alpha", "ratio", "variant", "baseline"):
+        t.add_column(col, justify="right")
+    combos = ("lec-lcb+learned", "lec-lcb+mux@1", "lec+learned", "lec+mux@1")
+    for c in combos:
+        t.add_column(c, justify="right")
+    for r in learned:
+        cells = [f"{_fmt(r[c])} ({r[c + '_improvement']:.1f}x)" if r[c] else "-" for c in combos]
+        t.add_row(
+            _fmt(r["alpha"]),
+            _fmt(r["ratio"]),
+            r["variant"],
+            _fmt(r["baseline_lfu_model1"]),
+            *cells,
+        )
+    stdout_console().print(t)
 
 
 def _run_fitted(

@@ -8,7 +8,14 @@ models ``m``:
 - ``base_cost[q, m]``: the cost of answering query ``q`` with model ``m``;
 - ``noisy_cost[t, m]``: what request ``t`` costs on model ``m`` (base + noise, clipped);
 - ``selector_ok[t]``: whether an inaccurate selector picks the right model for request ``t``;
-- ``popularity[q]``: the true request probability (for offline variants).
+- ``popularity[q]``: the true request probability (for offline variants);
+- ``small_correct[t]``: whether the small model (the last) answers request ``t`` right, for
+  the cascade (None: always, as in the paper's synthetic setting).
+
+Popularity models of the paper's code: ``power`` (its ``trace.py``: query floor(Q U),
+U ~ numpy power(alpha)) and ``notebook`` (its ``sim_cache.ipynb``: query probabilities
+proportional to Q draws of power(alpha), and the small model cheap for a share
+``small_share`` of the queries instead of one half).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ class Scenario:
     noisy_cost: np.ndarray  # (T, M)
     selector_u: np.ndarray  # (T,) uniform draws; the selector errs where u >= accuracy
     popularity: np.ndarray  # (Q,)
+    small_correct: np.ndarray | None = None  # (T,) bool
 
     @property
     def n_queries(self) -> int:
@@ -49,21 +57,38 @@ def zhu_scenario(
     n_requests: int = 10_000,
     noise_sd: float = 1.0,
     min_cost: float = 0.1,
+    popularity: str = "power",
+    small_share: float = 0.5,
 ) -> Scenario:
-    """The synthetic setting of Zhu et al.: power-law popularity, two models whose cost per
-    query is 1 or 1 + ratio with probability 1/2 each (independently), N(0, 1) noise per
-    request clipped below at ``min_cost``."""
+    """The synthetic setting of Zhu et al.: power-law popularity, two models (model 1 the
+    large, model 2 the small) whose cost per query is 1 or 1 + ratio with probability 1/2
+    each (independently), N(0, 1) noise per request clipped below at ``min_cost``.
+    ``popularity="notebook"``: the notebook's variant (see the module notes), in which the
+    small model is cheap for a share ``small_share`` of the queries."""
     if not 0 < alpha:
         raise ConfigError("alpha must be positive")
+    if popularity not in ("power", "notebook"):
+        raise ConfigError(f"unknown popularity {popularity!r}: power or notebook")
+    if not 0.0 <= small_share <= 1.0:
+        raise ConfigError("small_share must be in [0, 1]")
     rng = np.random.default_rng(seed)
-    queries = np.minimum(
-        np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1
-    ).astype(np.int64)
-    base = np.where(rng.random((n_queries, 2)) < 0.5, 1.0, 1.0 + ratio)
+    if popularity == "power":
+        queries = np.minimum(
+            np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1
+        ).astype(np.int64)
+        pop = power_popularity(n_queries, alpha)
+        cheap = rng.random((n_queries, 2)) < 0.5
+    else:
+        w = rng.power(alpha, size=n_queries)
+        pop = w / w.sum()
+        queries = rng.choice(n_queries, size=n_requests, p=pop).astype(np.int64)
+        u = rng.random((n_queries, 2))
+        cheap = np.stack([u[:, 0] < 0.5, u[:, 1] < small_share], axis=1)
+    base = np.where(cheap, 1.0, 1.0 + ratio)
     noise = rng.normal(0.0, noise_sd, size=(n_requests, 2))
     noisy = np.maximum(base[queries] + noise, min_cost)
     sel_u = rng.random(n_requests)
-    return Scenario(queries, base, noisy, sel_u, power_popularity(n_queries, alpha))
+    return Scenario(queries, base, noisy, sel_u, pop)
 
 
 def power_trace(n_requests: int, n_queries: int, alpha: float, seed: int) -> np.ndarray:

@@ -7,6 +7,12 @@ floor(20 U), U ~ numpy power(alpha); a cache of 8; per query each model costs 1 
 1 + ratio with probability 1/2; each request's cost adds N(0, 1) noise clipped below at
 0.1; the multiplexer picks the cheaper model with probability ``accuracy``; offline
 variants know frequencies and expected costs, online ones estimate them; 100 seeds.
+
+Zhu et al.'s online algorithm is ``lec-lcb`` with the ``learned`` selector: each query's
+cost per model is estimated by the lower confidence bound ``max(mean - sqrt(N / n), 1)``
+(N = distinct queries, n = that model's observations), the selector serves a miss with the
+model of lower bound and LEC ranks by estimated popularity x the lower bound.
+``summarise_learned`` sets it beside the oracle selector (``mux@1``) and the baseline.
 """
 
 from __future__ import annotations
@@ -19,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from wattserve.sim.batched import simulate_lanes
-from wattserve.sim.selectors import Selector, expected_costs, request_costs
+from wattserve.sim.selectors import Selector, expected_costs, parse_selector, request_costs
 from wattserve.sim.trace import zhu_scenario
 
-POLICIES = ("lfu", "lru", "gdsf", "lec")
+POLICIES = ("lfu", "lru", "gdsf", "lec", "lec-lcb")
 
 
 @dataclass
@@ -37,13 +43,25 @@ class ZhuConfig:
     capacity: int = 8
     seeds: int = 100
     base_seed: int = 0
+    #: selectors beside the baselines model1 and model2 (labels as ``parse_selector``
+    #: reads them); None: ``mux@ACCURACY`` for each accuracy
+    selectors: Sequence[str] | None = None
+    popularity: str = "power"  # or "notebook" (see ``zhu_scenario``)
+    small_share: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _selectors(cfg: ZhuConfig) -> list[Selector]:
-    return [Selector("model", 0), Selector("model", 1)] + [
-        Selector("mux", accuracy=a) for a in cfg.accuracies
-    ]
+    out = [Selector("model", 0), Selector("model", 1)]
+    extra = (
+        [Selector("mux", accuracy=a) for a in cfg.accuracies]
+        if cfg.selectors is None
+        else [parse_selector(x) for x in cfg.selectors]
+    )
+    for sel in extra:
+        if sel not in out:
+            out.append(sel)
+    return out
 
 
 def run_zhu(
@@ -53,14 +71,29 @@ def run_zhu(
     sels = _selectors(cfg)
     settings = list(itertools.product(cfg.alphas, cfg.ratios))
     # lanes: settings x selectors x seeds, one batch per (policy, variant)
-    qs, cs, kfs, kcs, tags = [], [], [], [], []
+    qs, cs, kfs, kcs, tags, mrow = [], [], [], [], [], []
+    mcs: list[np.ndarray] = []
     for alpha, ratio in settings:
         for s in range(cfg.seeds):
             seed = [cfg.base_seed, s, int(round(alpha * 1000)), int(round(ratio * 1000))]
-            scen = zhu_scenario(seed, alpha, ratio, cfg.n_queries, cfg.n_requests)
+            scen = zhu_scenario(
+                seed,
+                alpha,
+                ratio,
+                cfg.n_queries,
+                cfg.n_requests,
+                popularity=cfg.popularity,
+                small_share=cfg.small_share,
+            )
             for sel in sels:
                 qs.append(scen.queries)
-                cs.append(request_costs(scen, sel))
+                if sel.learned:  # picks inside the simulator from every model's costs
+                    mrow.append(len(mcs))
+                    mcs.append(scen.noisy_cost)
+                    cs.append(np.zeros(cfg.n_requests))
+                else:
+                    mrow.append(-1)
+                    cs.append(request_costs(scen, sel))
                 kfs.append(scen.popularity)
                 kcs.append(expected_costs(scen, sel))
                 tags.append((alpha, ratio, sel))
@@ -80,6 +113,10 @@ def run_zhu(
         offline=lane_offline,
         progress=progress,
         source=source,
+        model_costs=np.stack(mcs) if mcs else None,
+        model_source=np.asarray(mrow, dtype=np.int64)[source],
+        selector_scale=float(cfg.n_queries),
+        selector_floor=1.0,
     )
     totals: dict[tuple, list[float]] = {}
     for i, total in enumerate(out.tolist()):
@@ -152,4 +189,29 @@ def summarise(rows: list[dict[str, Any]], accuracies: Sequence[float]) -> list[d
                     "lec_mux_vs_mux_alone": mux_lfu / lec_mux,
                 }
             )
+    return out
+
+
+def summarise_learned(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (alpha, ratio, variant): the baseline LFU + model 1 (the large model), the online
+    algorithm (LEC-LCB + learned selector), LEC + learned, and the oracle selector's
+    ``mux@1`` under LEC-LCB and LEC, with each one's improvement over the baseline."""
+    idx = {
+        (r["alpha"], r["ratio"], r["variant"], r["policy"], r["selector"]): r["mean_cost"]
+        for r in rows
+    }
+    out = []
+    for alpha, ratio, variant in sorted({(r["alpha"], r["ratio"], r["variant"]) for r in rows}):
+        k = (alpha, ratio, variant)
+        base = idx.get((*k, "lfu", "model1"))
+        if base is None or (*k, "lec-lcb", "learned") not in idx:
+            continue
+        row: dict[str, Any] = {"alpha": alpha, "ratio": ratio, "variant": variant}
+        row["baseline_lfu_model1"] = base
+        for policy in ("lec-lcb", "lec"):
+            for sel in ("learned", "mux@1"):
+                cost = idx.get((*k, policy, sel))
+                row[f"{policy}+{sel}"] = cost
+                row[f"{policy}+{sel}_improvement"] = base / cost if cost else None
+        out.append(row)
     return out
