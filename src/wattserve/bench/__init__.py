@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING
 from wattserve._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from wattserve.bench.benchmark import (
-        PointResult,
-        arun_benchmark,
-        load_points,
-        resume_benchmark,
-        run_benchmark,
-    )
+    from wattserve.bench.benchmark import arun_benchmark, resume_benchmark, run_benchmark
     from wattserve.bench.config import BenchConfig
     from wattserve.bench.loads import (
         Concurrent,
@@ -34,6 +28,7 @@ if TYPE_CHECKING:
     )
     from wattserve.bench.metrics import summarize
     from wattserve.bench.pareto import Recommendation, pareto_mask, recommend
+    from wattserve.bench.point import PointResult, load_points
     from wattserve.bench.runner import run_schedule
     from wattserve.bench.store import catalog_list, find_run, load_run_json, read_requests
     from wattserve.bench.workloads import Workload, build_workload, random_workload
@@ -69,13 +64,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "wattserve.bench.benchmark": (
-            "PointResult",
-            "arun_benchmark",
-            "load_points",
-            "resume_benchmark",
-            "run_benchmark",
-        ),
+        "wattserve.bench.benchmark": ("arun_benchmark", "resume_benchmark", "run_benchmark"),
         "wattserve.bench.config": ("BenchConfig",),
         "wattserve.bench.loads": (
             "Concurrent",
@@ -88,6 +77,7 @@ __getattr__, __dir__ = lazy_exports(
         ),
         "wattserve.bench.metrics": ("summarize",),
         "wattserve.bench.pareto": ("Recommendation", "pareto_mask", "recommend"),
+        "wattserve.bench.point": ("PointResult", "load_points"),
         "wattserve.bench.runner": ("run_schedule",),
         "wattserve.bench.store": ("catalog_list", "find_run", "load_run_json", "read_requests"),
         "wattserve.bench.workloads": ("Workload", "build_workload", "random_workload"),

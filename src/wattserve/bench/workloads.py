@@ -10,6 +10,7 @@ target and the server's ``usage`` gives the real count).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -138,6 +139,27 @@ def random_workload(
     return Workload(reqs, token_counting="tokenizer" if tokenizer is not None else "approx-words")
 
 
+def _read_csv_rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) pairs of CSV ``text``. Strict: a quote that never closes is an
+    error naming the line its record starts on (not one field holding the rest of the
+    file); a quoted field keeps its line breaks."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        for row in reader:
+            if None in row:
+                raise ConfigError(f"{path}:{reader.line_num}: more fields than the header names")
+            rows.append((reader.line_num, dict(row)))
+    except csv.Error as exc:
+        start = reader.line_num + 1  # the line after the last record read
+        if "unexpected end of data" in str(exc):
+            raise ConfigError(
+                f"{path}:{start}: a quoted field never closes (no matching '\"' before the end)"
+            ) from None
+        raise ConfigError(f"{path}:{start}: not valid CSV ({exc})") from None
+    return rows
+
+
 def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) pairs from a JSONL or CSV file; malformed lines name themselves."""
     if not path.is_file():
@@ -148,12 +170,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        for row in reader:
-            if None in row:
-                raise ConfigError(f"{path}:{reader.line_num}: more fields than the header names")
-            rows.append((reader.line_num, dict(row)))
-        return rows
+        return _read_csv_rows(path, text)
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

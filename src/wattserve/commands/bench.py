@@ -202,6 +202,9 @@ def register(app: typer.Typer) -> None:
         resume: str | None = typer.Option(
             None, "--resume", help="RUN_DIR of an interrupted run to finish."
         ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the per-point summaries as JSON (progress on stderr)."
+        ),
     ) -> None:
         import os
 
@@ -253,10 +256,14 @@ def register(app: typer.Typer) -> None:
                 save_detailed=save_detailed,
                 result_filename=result_filename,
             )
-        _run(cfg if resume is None else None, resume, console)
+        run_dir = _run(cfg if resume is None else None, resume, console)
+        _report(run_dir, as_json)
 
 
-def _run(cfg: Any, resume: str | None, console: Any) -> None:
+def _run(cfg: Any, resume: str | None, console: Any) -> str:
+    """Run (or resume) the benchmark with a progress bar per point on ``console``; returns
+    the run directory. The bars start with the first point, so an error before any load
+    is the only line on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from wattserve.bench import benchmark as bm
@@ -272,6 +279,8 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
     tasks: dict[str, Any] = {}
 
     def on_progress(label: str, done: int, total: int) -> None:
+        if not tasks:
+            progress.start()
         if label not in tasks:
             tasks[label] = progress.add_task(f"point {label}", total=total)
         progress.update(tasks[label], completed=done, total=total)
@@ -284,20 +293,41 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    with progress:
+    try:
         if resume is not None:
-            record = bm.resume_benchmark(resume, on_progress=on_progress)
-            run_dir = resume
-        else:
-            record = bm.run_benchmark(cfg, on_progress=on_progress)
-            run_dir = str(Path(cfg.result_dir) / record.run_id)
-    from rich.console import Console
+            bm.resume_benchmark(resume, on_progress=on_progress)
+            return resume
+        record = bm.run_benchmark(cfg, on_progress=on_progress)
+        return str(Path(cfg.result_dir) / record.run_id)
+    finally:
+        if tasks:  # a progress that never started prints nothing (stop() would print a line)
+            progress.stop()
 
-    out = Console()
-    if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
-        out = Console(width=160)  # a file or pipe: do not squeeze the table into 80 columns
-    points = bm.load_points(run_dir)
-    out.print(summary_table(points, f"{record.config.get('model')} — run {record.run_id}"))
+
+def _report(run_dir: str, as_json: bool) -> None:
+    """The run's points: a table (and notes) on stdout, or one JSON document."""
+    from wattserve.bench import store
+    from wattserve.bench.point import load_points
+    from wattserve.console import print_json, stdout_console
+
+    data = store.load_run_json(run_dir)
+    points = load_points(run_dir)
+    files = data.get("result_files", [])
+    if as_json:
+        print_json(
+            {
+                "run_dir": run_dir,
+                "run_id": data.get("run_id"),
+                "model": data.get("config", {}).get("model"),
+                "status": data.get("status"),
+                "points": [p.to_dict() for p in points],
+                "result_files": files,
+            }
+        )
+        return
+    out = stdout_console()
+    title = f"{data.get('config', {}).get('model')} — run {data.get('run_id')}"
+    out.print(summary_table(points, title))
     for p in points:
         if p.energy_note:
             out.print(f"[dim]{p.label}: {p.energy_note}[/dim]")
@@ -306,5 +336,5 @@ def _run(cfg: Any, resume: str | None, console: Any) -> None:
             slo = f"{s.slo_attainment:.1%}" if s.slo_attainment is not None else "-"
             out.print(f"{p.label}: goodput {s.goodput_rps:.2f} req/s, SLO attainment {slo}")
     out.print(f"results: {run_dir}")
-    for f in bm.store.load_run_json(run_dir).get("result_files", []):
+    for f in files:
         out.print(f"result file: {f}")

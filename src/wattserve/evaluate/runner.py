@@ -167,7 +167,7 @@ async def _eval_model(
     segment: int,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    from wattserve.bench.benchmark import count_tokens_fn, tokenizer_of
+    from wattserve.bench.engine import count_tokens_fn, tokenizer_of
 
     count = count_tokens_fn(tokenizer_of(engine))
     wave = cfg.max_concurrency
