@@ -104,3 +104,12 @@ def test_eval_route_train_serve(eval_dir: Path, tmp_path: Path) -> None:
     trace = zipf_trace(outcomes.ids(), 60, s.alpha, s.seed)
     assert live.hits == 60 - len(set(trace))
     assert live.per_model == Counter(routed[i] for i in set(trace))
+    # the comparison prices exactly the live misses at the eval's joules
+    cmp = res.comparison
+    assert cmp is not None and cmp.live_misses == len(set(trace))
+    assert cmp.same_misses_j == pytest.approx(
+        sum(outcomes.table[i][routed[i]].joules for i in set(trace))
+    )
+    assert (
+        cmp.replay_j == pytest.approx(lec.joules) and cmp.replay_misses == lec.requests - lec.hits
+    )

@@ -69,6 +69,13 @@ def register(app: typer.Typer) -> None:
             settings, log=lambda m: console.print(f"[dim]{m}[/dim]"), live=not no_live
         )
         if as_json:
-            print_json({"eval_dir": str(result.eval_dir), "rows": table_rows(result)})
+            cmp = result.comparison.as_dict() if result.comparison is not None else None
+            print_json(
+                {
+                    "eval_dir": str(result.eval_dir),
+                    "rows": table_rows(result),
+                    "live_vs_replay": cmp,
+                }
+            )
         else:
             print_table(result, console)

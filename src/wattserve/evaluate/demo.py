@@ -13,12 +13,13 @@ results, serve both behind the gateway and compare five serving strategies.
    router, through the real ``ResponseCache`` and the trained ``Router``;
 5. serves both models behind the gateway (the serve config names them, ``model="auto"``
    routes, the cache is LEC) with the router file set, and sends the same trace through
-   the openai SDK; answers are checked like the eval's, joules are the gateway's charges.
+   the openai SDK (``wattserve.evaluate.live``); answers are checked like the eval's, joules
+   are the gateway's metered charges, set beside the replayed joules of the same trace (the
+   eval and the gateway meter alike: ``modeled:process``, one thread per engine).
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wattserve.errors import ConfigError, EngineUnavailable
+from wattserve.evaluate.live import LiveComparison, LiveRun, compare, serve_trace
 from wattserve.evaluate.replay import (
     Outcomes,
     ReplayResult,
@@ -70,6 +72,7 @@ class DemoResult:
     live_source: str = ""
     eval_accuracy: dict[str, float] = field(default_factory=dict)
     eval_j: dict[str, float] = field(default_factory=dict)
+    comparison: LiveComparison | None = None  # the live row's charges vs the replay's
 
 
 def write_task_set(
@@ -177,53 +180,18 @@ def replay_rows(
 
 def serve_live(
     s: DemoSettings, router_file: Path, trace: Sequence[str], eval_dir: Path, log: Log
-) -> tuple[ReplayResult, str]:
+) -> LiveRun:
     """The trace through the gateway (model="auto", the config's cache) with the openai SDK."""
-    import openai
-
-    from wattserve.serve import BackgroundServer, create_app
-    from wattserve.serve.config import load_config
-    from wattserve.tasks import check, read_tasks
-
-    cfg = load_config(s.config)
-    names = {m.name for m in cfg.models}
-    if not {s.small, s.large} <= names:
-        raise ConfigError(f"{s.config} must serve {s.small} and {s.large} (it serves {names})")
-    cfg.router.enabled = True
-    cfg.router.file = str(router_file)
-    cfg.cache.capacity_entries = s.capacity
-    cfg.port = 0
-    items = {it.id: it for it in read_tasks(eval_dir / "tasks.jsonl")}
-    res = ReplayResult(f"cache ({cfg.cache.policy.upper()}) + router, live")
-    source = ""
-    log(f"starting the gateway ({s.config}): {', '.join(sorted(names))}")
-    server = BackgroundServer(create_app(cfg), "127.0.0.1", 0, cfg.grace_s)
-    server.start(timeout_s=900)  # loading two models on a loaded machine takes a while
-    try:
-        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
-        t0 = time.monotonic()
-        for item_id in trace:
-            raw = client.completions.with_raw_response.create(
-                model="auto",
-                prompt=items[item_id].prompt,
-                max_tokens=s.max_tokens,
-                temperature=0,
-                stop=["\n"],
-            )
-            body = raw.parse()
-            extra = dict(body.usage.model_extra or {}) if body.usage is not None else {}
-            res.requests += 1
-            res.correct += int(check(items[item_id], body.choices[0].text))
-            if extra.get("cache_hit"):
-                res.hits += 1
-            else:
-                res.per_model[raw.headers.get("x-wattserve-model", "?")] += 1
-                res.joules += float(extra.get("energy_j") or 0.0)
-                source = str(extra.get("energy_source") or source)
-        log(f"{res.requests} requests through the gateway in {time.monotonic() - t0:.0f} s")
-    finally:
-        server.stop()
-    return res, source
+    return serve_trace(
+        s.config,
+        router_file,
+        trace,
+        eval_dir / "tasks.jsonl",
+        models=[s.small, s.large],
+        capacity=s.capacity,
+        max_tokens=s.max_tokens,
+        log=log,
+    )
 
 
 def run_energy_demo(s: DemoSettings, log: Log = print, live: bool = True) -> DemoResult:
@@ -245,7 +213,9 @@ def run_energy_demo(s: DemoSettings, log: Log = print, live: bool = True) -> Dem
         eval_j={m: outcomes.mean_joules(m) for m in outcomes.models},
     )
     if live:
-        result.live, result.live_source = serve_live(s, router_file, trace, eval_dir, log)
+        run = serve_live(s, router_file, trace, eval_dir, log)
+        result.live, result.live_source = run.result, run.source
+        result.comparison = compare(run, rows[-1], outcomes)
     return result
 
 
@@ -281,4 +251,6 @@ def print_table(result: DemoResult, console: Any) -> None:
         for m in result.eval_accuracy
     )
     console.print(f"eval ({result.eval_dir}): accuracy and mean J/request {evals}")
+    if result.comparison is not None:
+        console.print(result.comparison.line())
     console.print(f"router: {result.router_file}")
