@@ -1,0 +1,446 @@
+"""Soak the gateway: many requests at high concurrency through ``wattserve serve`` in front of
+two mock replicas, once plain, once with a replica SIGKILLed mid-run, once long to watch the
+gateway's memory. Bounded: each run has a request count and every request a hard timeout.
+
+    .venv/bin/python benchmarks/gateway_soak.py                 # (a) and (b), then (c) 200k
+    .venv/bin/python benchmarks/gateway_soak.py --no-rss        # (a) and (b) only
+    .venv/bin/python benchmarks/gateway_soak.py --json soak.json
+
+Processes, all on 127.0.0.1 free ports: two ``wattserve mock-server`` replicas (8 tokens an
+answer, zero token delay unless ``--token-delay-ms``) and ``wattserve serve --config`` in
+front of them (default limits, memory cache). The client is this project's own HTTP client
+(``wattserve.openai.transport.Origin``, keep-alive, one connection per concurrent request);
+it reads the raw bytes and checks each answer itself.
+
+- ``plain``: ``--requests`` (20,000) at ``--concurrency`` (512); half stream, 30% repeat one
+  of the last 1,000 distinct prompts (cache hits). Expected: 0 lost, 0 5xx, every answer right.
+- ``kill``: the same, replica 0 SIGKILLed when half the requests were sent; its streams are
+  slowed (``--kill-token-delay-ms``) so that some are cut mid-way. Expected: every request
+  answered right or ended by a clean error (a 502/503 OpenAI-style JSON error, or an SSE
+  error event with code ``stream_broken`` followed by ``[DONE]``); 0 hung, 0 dropped.
+- ``rss``: ``--rss-requests`` (200,000) at ``--rss-concurrency`` (128); the gateway's RSS
+  (psutil) at 20,000 and at the end. Expected: growth under 30 MB.
+
+Outcomes: ``ok`` (the right text, a stream ending in ``[DONE]``), ``http_5xx`` (a clean JSON
+error with a 5xx status), ``stream_broken`` (a clean SSE error event), ``hung`` (no full
+answer within ``--timeout-s``), ``dropped`` (the connection closed without an answer),
+``other`` (anything else: a 4xx, a wrong text, malformed JSON or SSE). Lost = hung + dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENS = 8
+EXPECTED = " tok" * TOKENS  # what a mock replica answers with --output-len 8
+RECENT = 1000  # repeats pick one of the last RECENT distinct prompts (the cache holds them)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def raise_fd_limit(need: int) -> int:
+    """Raise this process's open-file limit (and its children's) to ``need`` or the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                if what != "the gateway":
+                    return
+                s.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not get ready within {timeout_s:g} s")
+
+
+class Stack:
+    """Two mock replicas and the gateway in front of them, each its own process (``with``)."""
+
+    def __init__(self, token_delay_ms: float = 0.0, workdir: Path | None = None) -> None:
+        self.token_delay_ms = token_delay_ms
+        self.dir = workdir or Path(tempfile.mkdtemp(prefix="wattserve-soak-"))
+        self.replicas: list[subprocess.Popen[bytes]] = []
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
+        with open(self.dir / log, "wb") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "wattserve", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+                cwd=ROOT,
+            )
+
+    def start(self) -> Stack:
+        urls = []
+        for i in range(2):
+            port = free_port()
+            args = ["mock-server", "--port", str(port), "--output-len", str(TOKENS)]
+            args += ["--token-delay-ms", str(self.token_delay_ms)]
+            self.replicas.append(self._spawn(args, f"replica{i}.log"))
+            _wait_port(port, self.replicas[-1], f"replica {i}", 30)
+            urls.append(f"http://127.0.0.1:{port}/v1")
+        self.port = free_port()
+        cfg = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "models": [{"name": "mock", "replicas": [{"kind": "url", "url": u} for u in urls]}],
+            "energy": {"meter": "modeled"},
+            "auth": {"keys_env": None},
+            "timeouts": {"connect_s": 2.0, "first_token_s": 10.0, "total_s": 15.0},
+        }
+        path = self.dir / "gateway.yaml"
+        path.write_text(json.dumps(cfg))  # JSON is YAML
+        self.gateway = self._spawn(["serve", "--config", str(path)], "gateway.log")
+        _wait_port(self.port, self.gateway, "the gateway", 60)
+        return self
+
+    def kill_replica(self, i: int) -> None:
+        """SIGKILL replica ``i``: its connections drop with no goodbye, like a crashed server."""
+        self.replicas[i].send_signal(signal.SIGKILL)
+
+    def gateway_log(self, lines: int = 20) -> str:
+        text = (self.dir / "gateway.log").read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        for p in [self.gateway, *self.replicas]:
+            if p is not None and p.poll() is None:
+                p.terminate()
+        for p in [self.gateway, *self.replicas]:
+            if p is None:
+                continue
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+
+    def __enter__(self) -> Stack:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def plan(
+    n: int, seed: int, stream_share: float = 0.5, repeat_share: float = 0.3
+) -> Iterator[tuple[bytes, bool]]:
+    """``n`` request bodies: ``stream_share`` streaming, ``repeat_share`` repeating one of the
+    last ``RECENT`` distinct bodies exactly (so the gateway's cache can answer it)."""
+    rng = random.Random(seed)
+    recent: list[tuple[bytes, bool]] = []
+    for i in range(n):
+        if recent and rng.random() < repeat_share:
+            yield recent[rng.randrange(len(recent))]
+            continue
+        stream = rng.random() < stream_share
+        body: dict[str, object] = {
+            "model": "mock",
+            "messages": [{"role": "user", "content": f"soak prompt {seed} {i}"}],
+            "temperature": 0,
+            "max_tokens": TOKENS,
+            "stream": stream,
+        }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        item = (orjson.dumps(body), stream)
+        recent.append(item)
+        if len(recent) > RECENT:
+            recent.pop(0)
+        yield item
+
+
+@dataclass
+class Tally:
+    ok: int = 0
+    http_5xx: int = 0
+    stream_broken: int = 0
+    hung: int = 0
+    dropped: int = 0
+    other: int = 0
+    seconds: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    samples: list[str] = field(default_factory=list)  # the first few unexpected answers
+
+    @property
+    def sent(self) -> int:
+        return self.ok + self.http_5xx + self.stream_broken + self.hung + self.dropped + self.other
+
+    @property
+    def lost(self) -> int:
+        return self.hung + self.dropped
+
+    def add(self, outcome: str, detail: str = "") -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+        if outcome not in ("ok", "stream_broken") and detail and len(self.samples) < 10:
+            self.samples.append(f"{outcome}: {detail[:200]}")
+
+
+def _is_error_json(data: bytes) -> bool:
+    try:
+        err = orjson.loads(data)["error"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return False
+    return isinstance(err, dict) and isinstance(err.get("message"), str)
+
+
+def check_stream(data: bytes) -> tuple[str, str]:
+    """An SSE body's outcome: ``ok`` (the expected text, usage, ``[DONE]`` last),
+    ``stream_broken`` (a clean error event, then ``[DONE]``) or ``other``."""
+    events = [e for e in data.split(b"\n\n") if e.strip()]
+    if not events or events[-1].strip() != b"data: [DONE]":
+        return "other", f"stream without [DONE] last: {data[-120:]!r}"
+    text: list[str] = []
+    usage = False
+    for ev in events[:-1]:
+        if not ev.startswith(b"data: "):
+            return "other", f"not an SSE data event: {ev[:120]!r}"
+        try:
+            obj = orjson.loads(ev[6:])
+        except orjson.JSONDecodeError:
+            return "other", f"malformed event: {ev[:120]!r}"
+        if "error" in obj:
+            if obj["error"].get("code") == "stream_broken":
+                return "stream_broken", ""
+            return "other", f"error event: {ev[:200]!r}"
+        usage = usage or bool(obj.get("usage"))
+        text += [c["delta"].get("content") or "" for c in obj.get("choices") or ()]
+    if "".join(text) != EXPECTED:
+        return "other", f"stream text {''.join(text)!r}"
+    if not usage:
+        return "other", "stream without the usage event it asked for"
+    return "ok", ""
+
+
+def check_whole(data: bytes) -> tuple[str, str]:
+    try:
+        text = orjson.loads(data)["choices"][0]["message"]["content"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return "other", f"malformed answer: {data[:200]!r}"
+    return ("ok", "") if text == EXPECTED else ("other", f"text {text!r}")
+
+
+async def one(origin: object, body: bytes, stream: bool, timeout_s: float) -> tuple[str, str]:
+    """Send one chat request and judge its answer (see the module docstring)."""
+    from wattserve.openai.transport import Origin, Timeouts
+
+    assert isinstance(origin, Origin)
+    limits = Timeouts(connect_s=timeout_s, read_s=timeout_s, total_s=timeout_s)
+    try:
+        async with asyncio.timeout(timeout_s):
+            resp = await origin.request("POST", "/chat/completions", body, limits)
+            try:
+                data = await resp.read()
+            except BaseException:
+                resp.close()
+                raise
+            resp.release()
+    except TimeoutError as exc:  # the transport's own timeouts are TimeoutErrors too
+        return "hung", f"{type(exc).__name__}: {exc}"
+    except OSError as exc:
+        return "dropped", f"{type(exc).__name__}: {exc}"
+    status = resp.status
+    if status >= 500:
+        if _is_error_json(data):
+            return "http_5xx", f"{status} {data[:160]!r}"
+        return "other", f"{status} without a JSON error: {data[:160]!r}"
+    if status != 200:
+        return "other", f"{status} {data[:160]!r}"
+    return check_stream(data) if stream else check_whole(data)
+
+
+async def soak(
+    url: str,
+    n: int,
+    concurrency: int,
+    *,
+    seed: int = 0,
+    timeout_s: float = 20.0,
+    on_sent: dict[int, Callable[[], None]] | None = None,
+    on_done: dict[int, Callable[[], None]] | None = None,
+) -> Tally:
+    """``n`` requests from ``plan`` at ``concurrency``; ``on_sent[k]`` is called as the k-th
+    request goes out (a kill), ``on_done[k]`` once k were answered (a measurement)."""
+    from wattserve.openai.transport import Origin
+
+    origin = Origin(url, max_idle=concurrency)
+    tally = Tally()
+    sent_hooks, done_hooks = dict(on_sent or {}), dict(on_done or {})
+    requests = plan(n, seed)
+    sent = 0
+    t0 = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal sent
+        for body, stream in requests:
+            sent += 1
+            if (hook := sent_hooks.pop(sent, None)) is not None:
+                hook()
+            outcome, detail = await one(origin, body, stream, timeout_s)
+            tally.add(outcome, detail)
+            if (hook := done_hooks.pop(tally.sent, None)) is not None:
+                hook()
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        origin.close()
+    tally.seconds = time.perf_counter() - t0
+    return tally
+
+
+def gateway_rss_mb(stack: Stack) -> float:
+    import psutil
+
+    assert stack.gateway is not None
+    return float(psutil.Process(stack.gateway.pid).memory_info().rss) / 2**20
+
+
+def cache_hits(stack: Stack) -> int:
+    """Requests the gateway answered from its cache (``/stats``)."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=5) as s:
+        s.sendall(b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    stats = orjson.loads(data.split(b"\r\n\r\n", 1)[1])
+    return int(sum(m["hits"] for m in stats["models"].values()))
+
+
+def row(name: str, t: Tally, extra: str = "") -> str:
+    rps = t.sent / t.seconds if t.seconds else 0.0
+    return (
+        f"{name:<6} {t.sent:>8} {t.ok:>8} {t.lost:>5} {t.hung:>5} {t.dropped:>7} "
+        f"{t.http_5xx:>5} {t.stream_broken:>7} {t.other:>6} {t.seconds:>7.1f} {rps:>7.0f}  {extra}"
+    )
+
+
+HEADER = (
+    f"{'run':<6} {'sent':>8} {'ok':>8} {'lost':>5} {'hung':>5} {'dropped':>7} "
+    f"{'5xx':>5} {'broken':>7} {'other':>6} {'s':>7} {'req/s':>7}  notes"
+)
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description="soak the gateway in front of two mock replicas")
+    ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--concurrency", type=int, default=512)
+    ap.add_argument("--timeout-s", type=float, default=20.0, help="hard limit per request")
+    ap.add_argument("--token-delay-ms", type=float, default=0.0)
+    ap.add_argument("--kill-token-delay-ms", type=float, default=2.0)
+    ap.add_argument("--rss-requests", type=int, default=200_000)
+    ap.add_argument("--rss-concurrency", type=int, default=128)
+    ap.add_argument("--rss-first", type=int, default=20_000, help="the first RSS sample")
+    ap.add_argument("--no-rss", action="store_true", help="skip the long memory run")
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    a = ap.parse_args()
+    if a.requests < 2 or a.concurrency < 1 or a.rss_first >= a.rss_requests:
+        print("gateway_soak: --requests >= 2, --concurrency >= 1, --rss-first < --rss-requests",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    limit = raise_fd_limit(4 * max(a.concurrency, a.rss_concurrency) + 1024)
+    print(f"open-file limit {limit}; load average {os.getloadavg()} on {os.cpu_count()} CPUs")
+    results: dict[str, object] = {}
+    lines = [HEADER]
+    passed = True
+
+    with Stack(a.token_delay_ms) as stack:
+        t = await soak(stack.url, a.requests, a.concurrency, timeout_s=a.timeout_s)
+        hits = cache_hits(stack)
+        good = t.lost == 0 and t.http_5xx == 0 and t.stream_broken == 0 and t.other == 0
+        passed &= good
+        lines.append(row("plain", t, f"cache hits {hits}; {'PASS' if good else 'FAIL'}"))
+        results["plain"] = {**asdict(t), "lost": t.lost, "cache_hits": hits}
+        print(lines[-1], flush=True)
+
+    with Stack(a.kill_token_delay_ms) as stack:
+        kill = {a.requests // 2: lambda: stack.kill_replica(0)}
+        t = await soak(stack.url, a.requests, a.concurrency, timeout_s=a.timeout_s, on_sent=kill)
+        good = t.lost == 0 and t.other == 0
+        passed &= good
+        lines.append(row("kill", t, f"replica 0 killed at {a.requests // 2}; "
+                                    f"{'PASS' if good else 'FAIL'}"))  # fmt: skip
+        results["kill"] = {**asdict(t), "lost": t.lost}
+        print(lines[-1], flush=True)
+        if not good:
+            print(stack.gateway_log(), file=sys.stderr)
+
+    if not a.no_rss:
+        with Stack(a.token_delay_ms) as stack:
+            rss: dict[int, float] = {0: gateway_rss_mb(stack)}
+
+            def sample(k: int) -> Callable[[], None]:
+                return lambda: rss.__setitem__(k, gateway_rss_mb(stack))
+
+            marks = {k: sample(k) for k in range(a.rss_first, a.rss_requests + 1, a.rss_first)}
+            t = await soak(stack.url, a.rss_requests, a.rss_concurrency, seed=1,
+                           timeout_s=a.timeout_s, on_done=marks)  # fmt: skip
+            first, last = rss[a.rss_first], gateway_rss_mb(stack)
+            growth = last - first
+            good = growth < 30 and t.lost == 0 and t.http_5xx == 0 and t.other == 0
+            passed &= good
+            note = (
+                f"RSS {first:.1f} MB at {a.rss_first}, {last:.1f} MB at {t.sent}: "
+                f"{growth:+.1f} MB; {'PASS' if good else 'FAIL'}"
+            )
+            lines.append(row("rss", t, note))
+            results["rss"] = {**asdict(t), "lost": t.lost, "rss_mb": rss, "rss_end_mb": last}
+            print(lines[-1], flush=True)
+            print(
+                "gateway RSS (MB) by requests answered:", {k: round(v, 1) for k, v in rss.items()}
+            )
+
+    print("\n" + "\n".join(lines))
+    print(f"load average after: {os.getloadavg()}")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1))
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(asyncio.run(main()))
