@@ -60,6 +60,18 @@ def register(app: typer.Typer) -> None:
             max=1.0,
             help="Device memory shared by the replicas (each gets this / replicas).",
         ),
+        device: str = typer.Option(
+            "cpu",
+            "--device",
+            help="Embedded engine device: cpu or cuda[:i] (replicas share the GPU, each with "
+            "--gpu-memory-utilization / replicas of its memory).",
+        ),
+        load_format: str = typer.Option(
+            "auto",
+            "--load-format",
+            help="auto (the model's weights) or dummy (bundled config, random weights: speed "
+            "and energy only; records say 'dummy weights').",
+        ),
         input_len: int = typer.Option(32, "--input-len", min=1, help="Prompt tokens per request."),
         output_len: int = typer.Option(
             32, "--output-len", min=1, help="Output tokens per request."
@@ -149,6 +161,8 @@ def register(app: typer.Typer) -> None:
             "omp_wait_policy": omp_wait_policy,
             "command": replica_command,
             "memory_utilization": gpu_memory_utilization,
+            "device": device,
+            "load_format": load_format,
             "input_len": input_len,
             "output_len": output_len,
             "num_prompts": num_prompts,

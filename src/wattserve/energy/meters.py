@@ -193,7 +193,7 @@ def meter_info(meter: Any, reason: str | None = None) -> dict[str, Any]:
     if isinstance(meter, CompositeMeter):
         info["parts"] = [meter_info(m) for m in meter.meters]
     elif isinstance(meter, NvmlMeter):
-        info["modes"] = dict(meter.modes)
+        info.update(meter.info())
     elif isinstance(meter, ModeledCpuMeter):
         info.update(
             scope=meter.scope,

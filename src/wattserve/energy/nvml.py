@@ -163,6 +163,15 @@ class NvmlMeter:
             for d in self._handles
         ]
 
+    def info(self) -> dict[str, Any]:
+        """For run.json: energy mode per GPU, GPU facts (name, power limit), driver, selection."""
+        return {
+            "modes": dict(self.modes),
+            "gpus": self.gpu_facts(),
+            "driver": ask_driver(self._nvml),
+            "selection": self.selection,
+        }
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:

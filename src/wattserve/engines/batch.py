@@ -11,8 +11,12 @@ next decode step. Finished rows leave at once (``index_select`` of the surviving
 columns that became padding for every row are dropped in the same rebuild. Each row keeps
 its own position counter; the attention mask is passed as a ready 4-D mask.
 
-Decode attention uses grouped-query matmuls directly on the cache views (no
-``repeat_kv`` copies); prefill uses PyTorch SDPA with a causal mask.
+Decode attention on CPU uses grouped-query matmuls directly on the cache views (no
+``repeat_kv`` copies); prefill, and every step on CUDA, uses PyTorch SDPA.
+
+All tensors live on the model's device. The host keeps each row's cached length (a row
+occupies columns ``width - length .. width - 1``), so rebuilds never read the mask back from
+the device; the only device-to-host copy per decode step is the sampled token ids.
 """
 
 from __future__ import annotations
@@ -84,26 +88,36 @@ class _BufferLayer(DynamicLayer):
         return self.n
 
 
-def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
-    """One token per row: greedy (argmax) rows at once, sampled rows with their own generator."""
-    out = logits.argmax(dim=-1).tolist()
+def sample_ids(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    """One token id per row as a (B,) tensor on the logits' device: greedy rows by argmax,
+    sampled rows with their own generator (top-p by masking the sorted probabilities)."""
+    out = logits.argmax(dim=-1)
     for i, seq in enumerate(seqs):
         if seq.greedy:
             continue
         probs = torch.softmax(logits[i].float() / seq.temperature, dim=-1)
         if seq.top_p < 1.0:
             sorted_p, idx = probs.sort(descending=True)
-            keep = sorted_p.cumsum(-1) - sorted_p < seq.top_p
-            probs = torch.zeros_like(probs).scatter_(0, idx[keep], sorted_p[keep])
-        out[i] = int(torch.multinomial(probs, 1, generator=seq.generator).item())
+            kept = sorted_p * (sorted_p.cumsum(-1) - sorted_p < seq.top_p)
+            probs = torch.zeros_like(probs).scatter_(0, idx, kept)
+        out[i] = torch.multinomial(probs, 1, generator=seq.generator)[0]
     return out
+
+
+def sample(logits: torch.Tensor, seqs: list[Sequence]) -> list[int]:
+    """``sample_ids`` copied to the host (one sync)."""
+    return [int(t) for t in sample_ids(logits, seqs).tolist()]
+
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 class DecodeBatch:
     """The rows currently decoding together, with their KV buffers, mask and positions."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, device: Any = None) -> None:
         self.model = model
+        self.device = torch.device(device) if device is not None else _model_device(model)
         cfg = (
             model.config.get_text_config(decoder=True)
             if hasattr(model.config, "get_text_config")
@@ -113,16 +127,17 @@ class DecodeBatch:
         self.sliding_window = (
             getattr(cfg, "sliding_window", None) if "sliding_attention" in types else None
         )
+        self._reset()
+
+    def _reset(self) -> None:
+        dev = self.device
         self.rows: list[Sequence] = []
-        self.kv: list[
-            tuple[torch.Tensor, torch.Tensor]
-        ] = []  # per layer (B, H, capacity, D) buffers
+        self.kv: KV = []  # per layer (B, H, capacity, D) buffers
         self.width = 0  # columns in use
-        self.mask = torch.zeros(
-            (0, 0), dtype=torch.bool
-        )  # (B, capacity): True where a real token is cached
-        self.pos = torch.zeros((0,), dtype=torch.long)  # (B,): position of each row's next token
-        self.last = torch.zeros((0, 1), dtype=torch.long)  # (B, 1): each row's newest token
+        self.lengths: list[int] = []  # host copy: cached tokens per row (= its next position)
+        self.mask = torch.zeros((0, 0), dtype=torch.bool, device=dev)  # (B, capacity)
+        self.pos = torch.zeros((0,), dtype=torch.long, device=dev)  # (B,): next positions
+        self.last = torch.zeros((0, 1), dtype=torch.long, device=dev)  # (B, 1): newest tokens
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -131,14 +146,12 @@ class DecodeBatch:
     def capacity(self) -> int:
         return int(self.mask.shape[1])
 
-    def prefill(
-        self, seq: Sequence
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    def prefill(self, seq: Sequence) -> tuple[torch.Tensor, KV]:
         """Run a newcomer's prompt alone; return its last-position logits and its KV cache."""
-        ids = torch.tensor([seq.prompt_ids], dtype=torch.long)
+        ids = torch.tensor([seq.prompt_ids], dtype=torch.long, device=self.device)
         out = self.model(
             input_ids=ids,
-            position_ids=torch.arange(ids.shape[1]).unsqueeze(0),
+            position_ids=torch.arange(ids.shape[1], device=self.device).unsqueeze(0),
             past_key_values=DynamicCache(),
             use_cache=True,
             logits_to_keep=1,
@@ -146,59 +159,55 @@ class DecodeBatch:
         cache = out.past_key_values
         return out.logits[0, -1], [(layer.keys, layer.values) for layer in cache.layers]
 
-    def _rebuild(
-        self, parts: list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor, int]]
-    ) -> None:
-        """New buffers from (kv, mask row(s), width) parts, right-aligned, with fresh headroom."""
-        starts = []
-        for _, mask, width in parts:  # drop leading columns that are padding in every row
-            live = mask[:, :width].any(dim=0).nonzero()
-            starts.append(int(live[0]) if live.numel() else width)
-        width = max(w - s for (_, _, w), s in zip(parts, starts, strict=True))
-        rows = sum(m.shape[0] for _, m, _ in parts)
+    def _rebuild(self, parts: list[tuple[KV, list[int], int]]) -> None:
+        """New buffers from (kv, row lengths, width) parts, right-aligned, with fresh headroom.
+
+        Leading columns that are padding in every row of a part are dropped."""
+        lengths = [n for _, lens, _ in parts for n in lens]
+        width = max(lengths)
         cap = width + HEADROOM
         ref = parts[0][0][0][0]
-        new_kv = []
+        new_kv: KV = []
         for layer in range(len(parts[0][0])):
-            shape = (rows, ref.shape[1], cap, ref.shape[-1])
-            k = torch.zeros(shape, dtype=ref.dtype)
-            v = torch.zeros(shape, dtype=ref.dtype)
+            shape = (len(lengths), ref.shape[1], cap, ref.shape[-1])
+            k = torch.zeros(shape, dtype=ref.dtype, device=self.device)
+            v = torch.zeros(shape, dtype=ref.dtype, device=self.device)
             r = 0
-            for (kv, mask, w), s in zip(parts, starts, strict=True):
-                n, off = mask.shape[0], width - (w - s)
-                k[r : r + n, :, off:width] = kv[layer][0][:, :, s:w]
-                v[r : r + n, :, off:width] = kv[layer][1][:, :, s:w]
+            for kv, lens, w in parts:
+                n, live = len(lens), max(lens)
+                k[r : r + n, :, width - live : width] = kv[layer][0][:, :, w - live : w]
+                v[r : r + n, :, width - live : width] = kv[layer][1][:, :, w - live : w]
                 r += n
             new_kv.append((k, v))
-        new_mask = torch.zeros((rows, cap), dtype=torch.bool)
-        r = 0
-        for (_, mask, w), s in zip(parts, starts, strict=True):
-            n, off = mask.shape[0], width - (w - s)
-            new_mask[r : r + n, off:width] = mask[:, s:w]
-            r += n
-        self.kv, self.mask, self.width = new_kv, new_mask, width
+        cols = torch.arange(cap, device=self.device).unsqueeze(0)
+        first = width - torch.tensor(lengths, dtype=torch.long, device=self.device).unsqueeze(1)
+        self.mask = (cols >= first) & (cols < width)
+        self.kv, self.width, self.lengths = new_kv, width, lengths
 
-    def join(self, seq: Sequence, kv: list[tuple[torch.Tensor, torch.Tensor]], token: int) -> None:
+    def join(self, seq: Sequence, kv: KV, token: int) -> None:
         """Add a prefilled sequence (whose first sampled token is ``token``) to the batch."""
-        n = kv[0][0].shape[-2]
-        newcomer = (kv, torch.ones((1, n), dtype=torch.bool), n)
-        self._rebuild([(self.kv, self.mask, self.width), newcomer] if self.rows else [newcomer])
+        n = int(kv[0][0].shape[-2])
+        newcomer = (kv, [n], n)
+        self._rebuild([(self.kv, self.lengths, self.width), newcomer] if self.rows else [newcomer])
         self.rows.append(seq)
-        self.pos = torch.cat([self.pos, torch.tensor([n])])
-        self.last = torch.cat([self.last, torch.tensor([[token]])], dim=0)
+        dev = self.device
+        self.pos = torch.cat([self.pos, torch.tensor([n], dtype=torch.long, device=dev)])
+        self.last = torch.cat(
+            [self.last, torch.tensor([[token]], dtype=torch.long, device=dev)], dim=0
+        )
 
     def _masks(self) -> Any:
         full = self.mask[:, None, None, : self.width + 1]
         if self.sliding_window is None:
             return full
-        cols = torch.arange(self.width + 1)
+        cols = torch.arange(self.width + 1, device=self.device)
         sliding = full & (cols > self.width - self.sliding_window)
         return {"full_attention": full, "sliding_attention": sliding}
 
     def step(self) -> torch.Tensor:
         """One decode step for every row: feed each row's newest token, return (B, vocab) logits."""
         if self.width >= self.capacity:  # buffers full: grow them (copy once per HEADROOM steps)
-            self._rebuild([(self.kv, self.mask, self.width)])
+            self._rebuild([(self.kv, self.lengths, self.width)])
         self.mask[:, self.width] = True
         cache = DynamicCache()
         cache.layers = [_BufferLayer(k, v, self.width) for k, v in self.kv]
@@ -211,21 +220,36 @@ class DecodeBatch:
         )
         self.width += 1
         self.pos = self.pos + 1
+        self.lengths = [n + 1 for n in self.lengths]
         return out.logits[:, -1, :]
 
-    def set_last(self, tokens: list[int]) -> None:
-        self.last = torch.tensor(tokens, dtype=torch.long).unsqueeze(1)
+    def set_last(self, tokens: list[int] | torch.Tensor) -> None:
+        """Each row's newest token: a (B,) device tensor from ``sample_ids`` or host ints."""
+        if isinstance(tokens, torch.Tensor):
+            self.last = tokens.to(device=self.device, dtype=torch.long).reshape(-1, 1)
+        else:
+            self.last = torch.tensor(tokens, dtype=torch.long, device=self.device).unsqueeze(1)
 
     def keep(self, keep: list[int]) -> None:
         """Keep only the rows at these indices (finished rows leave), then trim dead columns."""
         if len(keep) == len(self.rows):
             return
         if not keep:
-            self.__init__(self.model)  # type: ignore[misc]
+            self._reset()
             return
-        idx = torch.tensor(keep, dtype=torch.long)
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.rows = [self.rows[i] for i in keep]
         kv = [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in self.kv]
-        self._rebuild([(kv, self.mask.index_select(0, idx), self.width)])
+        self._rebuild([(kv, [self.lengths[i] for i in keep], self.width)])
         self.pos = self.pos.index_select(0, idx)
         self.last = self.last.index_select(0, idx)
+
+
+def _model_device(model: Any) -> torch.device:
+    dev = getattr(model, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")

@@ -19,7 +19,8 @@ def create_engine(
     """An engine (``name``, ``start``, ``aclose``, ``stream``), not yet started.
 
     ``base_url`` given (or backend ``openai``) -> ``OpenAIHTTPEngine`` talking to that
-    server; otherwise backend ``auto``/``local`` -> ``LocalEngine`` (transformers on CPU),
+    server; otherwise backend ``auto``/``local`` -> ``LocalEngine`` (transformers on CPU or
+    CUDA: ``device``, ``load_format="dummy"`` for a bundled config with random weights),
     ``llama-cpp`` -> ``LlamaCppEngine``, ``simulated`` -> ``SimulatedEngine``. Extra keyword
     arguments go to the engine's constructor.
     """
@@ -45,7 +46,13 @@ def create_engine(
 
         return LlamaCppEngine(model, threads=threads, **kw)
     from wattserve.engines.local import LocalEngine
-    from wattserve.engines.models import resolve_model
 
-    resolve_model(model)  # fail fast with the list of known models
+    if kw.get("load_format", "auto") == "dummy":
+        from wattserve.engines.dummy import config_dict
+
+        config_dict(model)  # fail fast with the list of bundled configs
+    else:
+        from wattserve.engines.models import resolve_model
+
+        resolve_model(model)  # fail fast with the list of known models
     return LocalEngine(model, threads=threads, **kw)

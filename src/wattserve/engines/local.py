@@ -1,9 +1,14 @@
-"""The embedded default engine: real CPU inference with transformers + PyTorch.
+"""The embedded default engine: real inference with transformers + PyTorch, CPU or CUDA.
 
 One background worker thread owns the model. ``stream()`` (async, any event loop) hands a
 ``Sequence`` to the worker and yields ``Chunk``s as the worker produces tokens. The worker
 does step-level continuous batching (``engines.batch``): a newcomer is prefilled and joins
 the running batch at the next decode step; finished sequences leave at once.
+
+``device`` is ``cpu`` (default) or ``cuda[:i]``: on CUDA the model runs in bfloat16 with
+PyTorch SDPA attention and every tensor of the batch stays on the GPU. ``load_format
+dummy`` builds a bundled config with random weights (``engines.dummy``) for speed and
+energy measurements where no weights can be fetched.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from wattserve.engines.base import EngineBase
 from wattserve.engines.channel import END, ThreadChannel
+from wattserve.engines.dummy import DUMMY_NOTE, LOAD_FORMATS, TOKENIZER_NOTE
 from wattserve.engines.models import (
     DEFAULT_MODEL,
     ResolvedModel,
@@ -32,9 +39,19 @@ DTYPES = ("float32", "bfloat16", "auto")
 _EOS_NAMES = ("<|im_end|>", "<|endoftext|>", "<eos>", "<end_of_turn>", "</s>")
 
 
-def _resolve_dtype(dtype: str) -> str:
+def check_device(device: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:<index>`` (normalised); anything else is a ``ConfigError``."""
+    d = (device or "cpu").strip().lower()
+    if d == "cpu" or d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
+        return d
+    raise ConfigError(f"device must be cpu, cuda or cuda:<index>, got {device!r}")
+
+
+def _resolve_dtype(dtype: str, device: str = "cpu") -> str:
     if dtype != "auto":
         return dtype
+    if device.startswith("cuda"):
+        return "bfloat16"
     try:
         with open("/proc/cpuinfo") as f:
             return "bfloat16" if " amx_bf16" in f.read(200_000) else "float32"
@@ -42,7 +59,7 @@ def _resolve_dtype(dtype: str) -> str:
         return "float32"
 
 
-class LocalEngine:
+class LocalEngine(EngineBase):
     """In-process transformers engine with continuous batching (one worker thread).
 
     ``threads`` sets ``torch.set_num_threads`` in the worker; ``max_batch`` bounds the
@@ -60,7 +77,16 @@ class LocalEngine:
         max_batch: int = 16,
         name: str | None = None,
         dtype: str = "auto",
+        device: str = "cpu",
+        load_format: str = "auto",
+        memory_fraction: float | None = None,
     ) -> None:
+        if load_format not in LOAD_FORMATS:
+            raise ConfigError(
+                f"load format must be one of {', '.join(LOAD_FORMATS)}, got {load_format!r}"
+            )
+        if memory_fraction is not None and not 0 < memory_fraction <= 1:
+            raise ConfigError(f"memory fraction must be in (0, 1], got {memory_fraction}")
         if dtype not in DTYPES:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if threads < 1:
@@ -71,7 +97,11 @@ class LocalEngine:
         self.threads = threads
         self.max_batch = max_batch
         self.dtype = dtype
-        self.resolved_dtype = _resolve_dtype(dtype)
+        self.device = check_device(device)
+        self.load_format = load_format
+        self.memory_fraction = memory_fraction
+        self.resolved_dtype = _resolve_dtype(dtype, self.device)
+        self.attention = "sdpa" if self.device.startswith("cuda") else "wattserve_gqa"
         self.name = name or f"local:{self.model_name}"
         self.resolved: ResolvedModel | None = None
         self.model: Any = None
@@ -100,20 +130,32 @@ class LocalEngine:
 
             hf_logging.disable_progress_bar()
 
-            self.resolved = resolve_model(self.model_name)
-            path = ensure_hf_dir(self.resolved)
-            try:
-                tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-                from wattserve.engines.batch import ATTN_IMPL  # registers the decode attention
+            from wattserve.engines.batch import ATTN_IMPL  # registers the decode attention
 
-                model = AutoModelForCausalLM.from_pretrained(
-                    str(path),
-                    dtype=getattr(torch, self.resolved_dtype),
-                    local_files_only=True,
-                    attn_implementation=ATTN_IMPL,
-                )
-            except (OSError, ValueError) as exc:
-                raise EngineUnavailable(f"cannot load model from {path}: {exc}") from exc
+            self._prepare_device(torch)
+            dtype = getattr(torch, self.resolved_dtype)
+            attn = "sdpa" if self.device.startswith("cuda") else ATTN_IMPL
+            tok: Any
+            model: Any
+            if self.load_format == "dummy":
+                from wattserve.engines.dummy import WordTokenizer, build_model
+
+                try:
+                    model = build_model(self.model_name, dtype, self.device, attn)
+                except RuntimeError as exc:  # e.g. CUDA out of memory for this replica's share
+                    raise EngineUnavailable(f"cannot build {self.model_name}: {exc}") from exc
+                tok = WordTokenizer(int(model.config.get_text_config().vocab_size))
+            else:
+                self.resolved = resolve_model(self.model_name)
+                path = ensure_hf_dir(self.resolved)
+                try:
+                    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                    model = AutoModelForCausalLM.from_pretrained(
+                        str(path), dtype=dtype, local_files_only=True, attn_implementation=attn
+                    )
+                    model = model.to(self.device)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise EngineUnavailable(f"cannot load model from {path}: {exc}") from exc
             model.eval()
             eos = {i for i in (tok.eos_token_id, model.config.eos_token_id) if isinstance(i, int)}
             gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -136,12 +178,48 @@ class LocalEngine:
             self._worker.start()
             self.load_s = time.perf_counter() - t0
 
+    def _prepare_device(self, torch: Any) -> None:
+        """Check that the CUDA device exists and cap this process's share of its memory."""
+        if not self.device.startswith("cuda"):
+            return
+        if not torch.cuda.is_available():
+            raise EngineUnavailable(f"device {self.device}: PyTorch sees no CUDA GPU")
+        index = int(self.device[5:]) if ":" in self.device else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise EngineUnavailable(
+                f"device {self.device}: only {torch.cuda.device_count()} CUDA GPU(s) visible"
+            )
+        torch.cuda.set_device(index)
+        if self.memory_fraction is not None:
+            torch.cuda.set_per_process_memory_fraction(self.memory_fraction, index)
+
+    def facts(self) -> dict[str, Any]:
+        """What this engine runs, for run records (``weights`` says ``dummy weights``)."""
+        dummy = self.load_format == "dummy"
+        return {
+            "engine": "local",
+            "model": self.model_name,
+            "device": self.device,
+            "dtype": self.resolved_dtype,
+            "attention": self.attention,
+            "load_format": self.load_format,
+            "weights": DUMMY_NOTE if dummy else "checkpoint",
+            "tokenizer": TOKENIZER_NOTE if dummy else "the model's own",
+            "memory_fraction": self.memory_fraction,
+            "max_batch": self.max_batch,
+            "threads": self.threads,
+        }
+
     async def start(self) -> None:
         if self.model is None:
             await asyncio.to_thread(self.load)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
+
+    def healthy(self) -> bool:
+        """False once the batching worker thread has died (until ``aclose``)."""
+        return self._worker is None or self._worker.is_alive()
 
     def close(self) -> None:
         """Stop the worker (waiting requests get an error) and drop the model."""
@@ -182,6 +260,8 @@ class LocalEngine:
 
     def _word_ids(self) -> list[int]:
         cached = getattr(self, "_words", None)
+        if cached is None and hasattr(self.tokenizer, "word_ids"):
+            cached = self._words = list(self.tokenizer.word_ids())
         if cached is None:
             cached = sorted(
                 i
@@ -258,16 +338,18 @@ class LocalEngine:
     def _run(self) -> None:
         import torch
 
-        from wattserve.engines.batch import DecodeBatch, sample
+        from wattserve.engines.batch import DecodeBatch, sample_ids
 
         torch.set_num_threads(self.threads)
-        batch = DecodeBatch(self.model)
+        if self.device.startswith("cuda"):  # the worker thread needs its own current device
+            self._prepare_device(torch)
+        batch = DecodeBatch(self.model, self.device)
         with torch.inference_mode():
             while not self._closing.is_set():
                 try:
                     self._admit(batch, block=len(batch) == 0)
                     if len(batch):
-                        self._decode(batch, sample)
+                        self._decode(batch, sample_ids)
                 except Exception as exc:  # noqa: BLE001 - report to every waiting consumer
                     for seq in batch.rows:
                         self._fail(seq, exc)
@@ -292,7 +374,7 @@ class LocalEngine:
             if seq.cancelled.is_set():
                 continue
             if not seq.greedy:
-                seq.generator = torch.Generator().manual_seed(
+                seq.generator = torch.Generator(device=self.device).manual_seed(
                     seq.seed if seq.seed is not None else random.getrandbits(63)
                 )
             try:
@@ -306,17 +388,18 @@ class LocalEngine:
                 batch.join(seq, kv, token)
                 self.max_rows_seen = max(self.max_rows_seen, len(batch))
 
-    def _decode(self, batch: Any, sample: Any) -> None:
+    def _decode(self, batch: Any, sample_ids: Any) -> None:
         logits = batch.step()
         self.steps += 1
-        tokens = sample(logits, batch.rows)
+        ids = sample_ids(logits, batch.rows)
+        tokens = [int(t) for t in ids.tolist()]  # the one device-to-host copy of a step
         keep: list[int] = []
         for i, (seq, token) in enumerate(zip(batch.rows, tokens, strict=True)):
             if seq.cancelled.is_set():
                 continue
             if not self._emit(seq, seq.accept(token, self.tokenizer)):
                 keep.append(i)
-        batch.set_last(tokens)
+        batch.set_last(ids)
         batch.keep(keep)
 
     def _emit(self, seq: Sequence, emission: Emission) -> bool:

@@ -33,6 +33,10 @@ class SweepConfig(BaseModel):
     # GPU / external engines: a command template per replica; memory split over replicas
     command: str | None = None
     memory_utilization: float = Field(0.9, gt=0, le=1)
+    # embedded engine: cpu or cuda[:i] (replicas share that GPU, each with its memory share);
+    # load_format dummy: bundled config with random weights (wattserve.engines.dummy)
+    device: str = "cpu"
+    load_format: str = "auto"
 
     input_len: int = Field(32, ge=1)
     output_len: int = Field(32, ge=1)
@@ -77,6 +81,20 @@ class SweepConfig(BaseModel):
     def _rates(cls, v: list[float] | None) -> list[float] | None:
         if v is not None and any(math.isnan(r) or r <= 0 for r in v):
             raise ValueError("request rates must be > 0 (or inf)")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        from wattserve.engines.local import check_device
+
+        return check_device(v)
+
+    @field_validator("load_format")
+    @classmethod
+    def _load_format(cls, v: str) -> str:
+        if v not in ("auto", "dummy"):
+            raise ValueError("choose auto (the model's weights) or dummy (random weights)")
         return v
 
     @field_validator("omp_wait_policy")

@@ -20,13 +20,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from wattserve.engines.base import EngineBase
 from wattserve.openai import answers, schema
 from wattserve.openai.answers import APIError
 from wattserve.protocols import Engine
 from wattserve.types import Chunk, Request, Usage
 
 
-class PacedEngine:
+class PacedEngine(EngineBase):
     """Deterministic stand-in engine: ``max_tokens`` one-word chunks, ``token_s`` apart."""
 
     def __init__(self, token_s: float = 0.001, name: str = "mock") -> None:
@@ -46,12 +47,23 @@ class PacedEngine:
         )
 
 
-def build_engine(model: str, backend: str, threads: int, mock_token_s: float) -> Engine:
+def build_engine(
+    model: str,
+    backend: str,
+    threads: int,
+    mock_token_s: float,
+    device: str = "cpu",
+    load_format: str = "auto",
+    memory_fraction: float | None = None,
+) -> Engine:
     if backend == "mock":
         return PacedEngine(mock_token_s)
     from wattserve.engines.factory import create_engine
 
-    return create_engine(model, backend=backend, threads=threads)
+    kw: dict[str, Any] = {}
+    if device != "cpu" or load_format != "auto" or memory_fraction is not None:
+        kw = {"device": device, "load_format": load_format, "memory_fraction": memory_fraction}
+    return create_engine(model, backend=backend, threads=threads, **kw)
 
 
 def make_app(engine: Engine, model: str) -> Any:
@@ -68,7 +80,8 @@ def make_app(engine: Engine, model: str) -> Any:
         )
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "pid": os.getpid()})
+        facts = engine.facts() if hasattr(engine, "facts") else {}
+        return web.json_response({"status": "ok", "pid": os.getpid(), "engine": facts})
 
     async def generate(http: web.Request) -> web.StreamResponse:
         ep = "chat" if http.path.endswith("chat/completions") else "completions"
@@ -134,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--mock-token-s", type=float, default=0.001)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i] (embedded engine)")
+    ap.add_argument("--load-format", default="auto", help="auto or dummy (random weights)")
+    ap.add_argument("--memory-fraction", type=float, default=None, help="share of GPU memory")
     ap.add_argument(
         "--parent-pid", type=int, default=0, help="exit when this process is gone (0: never)"
     )
@@ -142,14 +158,19 @@ def main(argv: list[str] | None = None) -> None:
         os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",") if c.strip()})
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    engine = build_engine(args.model, args.backend, args.threads, args.mock_token_s)
+    engine = build_engine(
+        args.model,
+        args.backend,
+        args.threads,
+        args.mock_token_s,
+        args.device,
+        args.load_format,
+        args.memory_fraction,
+    )
     from aiohttp import web
 
     async def start_engine(_: Any) -> None:
-        if hasattr(engine, "start"):
-            res = engine.start()
-            if asyncio.iscoroutine(res):
-                await res
+        await engine.start()
 
     async def watch_parent(_: Any) -> None:
         async def watch() -> None:  # a sweep killed with SIGKILL must not leave replicas behind

@@ -41,6 +41,8 @@ MEASUREMENT_KEYS = (
     "omp_wait_policy",
     "command",
     "memory_utilization",
+    "device",
+    "load_format",
     "input_len",
     "output_len",
     "num_prompts",
@@ -156,7 +158,38 @@ def point_row(
 
 def _with_settings(row: dict[str, Any], cfg: SweepConfig) -> dict[str, Any]:
     row.update(omp_wait_policy=cfg.omp_wait_policy, pinned=cfg.pin_cores and cfg.command is None)
+    row.update(device=cfg.device, weights=weights_note(cfg))
     return row
+
+
+def weights_note(cfg: SweepConfig) -> str:
+    return "dummy weights" if cfg.load_format == "dummy" else "checkpoint"
+
+
+def engine_record(cfg: SweepConfig, plan: Any) -> dict[str, Any]:
+    """What each replica runs, for the point's run.json (``weights`` says ``dummy weights``)."""
+    return {
+        "model": cfg.model,
+        "device": cfg.device,
+        "load_format": cfg.load_format,
+        "weights": weights_note(cfg),
+        "replicas": plan.replicas,
+        "memory_fraction": plan.memory_fraction,
+        "threads_per_replica": plan.threads_per_replica,
+    }
+
+
+def _stamp_run(run_dir: Path, engine: dict[str, Any]) -> None:
+    """Add the engine description to the point's run.json (config and environment)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    data.setdefault("config", {})["engine"] = engine
+    data.setdefault("environment", {})["weights"] = engine["weights"]
+    tmp = path.with_name("run.json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
 
 
 def _summary(d: dict[str, Any]) -> Any:
@@ -255,6 +288,8 @@ async def _run_group(
         cfg.ready_timeout_s,
         cfg.mock_token_s,
         omp_wait_policy=cfg.omp_wait_policy,
+        device=cfg.device,
+        load_format=cfg.load_format,
     )
     t0 = time.perf_counter()
     urls = await replicas.start()
@@ -279,6 +314,7 @@ async def _run_group(
                 )
             finally:
                 await engine.aclose()
+            _stamp_run(run_dir, engine_record(cfg, plan))
             (run_dir / "replicas.json").write_text(
                 json.dumps(
                     {
@@ -309,7 +345,7 @@ async def _run_group(
                     f"{int(row['completed'])} ok / {int(row['failed'])} failed",
                 )
     finally:
-        replicas.stop()
+        await replicas.stop()
     return ran
 
 
@@ -384,13 +420,14 @@ def run_sweep(cfg: SweepConfig, on_event: EventFn | None = None) -> SweepResult:
     ran = skipped = 0
     for backend in backends:
         for n in cfg.replicas:
+            on_gpu = bool(cfg.command) or cfg.device != "cpu"
             plan = plan_replicas(
                 n,
                 cfg.threads,
                 cfg.pin_cores and cfg.command is None,
-                cfg.memory_utilization if cfg.command else None,
+                cfg.memory_utilization if on_gpu else None,
             )
-            if cfg.command:
+            if on_gpu:
                 check_fit(cfg, n, gpu_memory_bytes())
             todo = []
             for conc in cfg.max_concurrencies:
