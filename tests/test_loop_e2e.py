@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from types import SimpleNamespace
 
@@ -186,13 +187,102 @@ async def serve(cfg, order: list[int]) -> None:
         await svc.stop()
 
 
-@pytest.mark.xfail(
-    reason="wattserve report reads run and sweep directories only; it does not "
-    "yet show a served request log beside its simulated replay",
-    strict=True,
-)
 def test_report_shows_served_and_simulated(tmp_path, capsys):
+    """A request log written by the gateway's writer (weak metered at 5% above its fit,
+    strong charged its fit, repeats answered by the cache, one upstream error) -> wattserve
+    simulate --fits --trace -> wattserve report --served --simulated --eval."""
+    from wattserve.evaluate.summary import summarize
+    from wattserve.fit import predict, save_fits
+    from wattserve.serve.request_log import RequestLog
+    from wattserve.types import ModelFit, Request
+
+    coef = {"weak": (0.1, 0.001, 0.01, 0.0), "strong": (0.3, 0.002, 0.03, 0.0)}
+    fits = [
+        ModelFit(m, CPU, "energy_j", "physical", ("c0", "c1", "c2", "c3"), c, units="J")
+        for m, c in coef.items()
+    ]
+    save_fits(fits, tmp_path / "fits.json")
     log_file = tmp_path / "served.jsonl"
-    log_file.write_text(json.dumps({"prompt": "p", "input_tokens": 1, "output_tokens": 1}) + "\n")
-    res = cli(["report", str(log_file), "-o", str(tmp_path / "r.html")], capsys)
+    log = RequestLog(log_file)
+    seen: set[int] = set()
+    served_j = metered_j = 0.0
+    order = [0, 1, 2, 0, 3, 1, 0, 4, 2, 5]
+    for n, q in enumerate(order):
+        model = "weak" if q % 2 == 0 else "strong"
+        req = Request(f"r{n}", model, prompt=f"question {q}", max_tokens=8, endpoint="completions")
+        n_in, n_out = 10 + q, 4 + q
+        if q in seen:
+            log.write(req, model, n_in, n_out, f"answer {q}", 0.0, "cache", cache_hit=True)
+            continue
+        seen.add(q)
+        fitted = float(predict(fits[q % 2], n_in, n_out, warn=False))
+        joules, source = (fitted * 1.05, "replay") if model == "weak" else (fitted, "fitted")
+        log.write(req, model, n_in, n_out, f"answer {q}", joules, source)
+        served_j += joules
+        metered_j += joules if source == "replay" else 0.0
+    bad = Request("r-bad", "weak", prompt="question 9", max_tokens=8, endpoint="completions")
+    log.write(bad, "weak", 19, 0, None, 0.4, "replay", error="upstream status 502")
+    log.close()
+    sim_file = tmp_path / "sim.json"
+    args = ["simulate", "--trace", str(log_file), "--fits", str(tmp_path / "fits.json")]
+    args += ["--policy", "lec", "--capacity", "16", "--format", "json", "--output", str(sim_file)]
+    res = cli(args, capsys)
     assert res.code == 0, res.err
+    (sim,) = json.loads(sim_file.read_text())["rows"]
+    assert sim["hits"] == 4 and sim["requests"] == 10
+    # an eval summary as `wattserve eval` writes it (eval.json: summary)
+    right = {"weak": 3, "strong": 4}  # of 5 items: accuracy 0.6 and 0.8
+    records = {
+        (m, f"i{k}"): {
+            "family": "arith",
+            "item_id": f"i{k}",
+            "correct": k < right[m],
+            "energy_j": 0.5,
+            "error": None,
+            "output_tokens": 4,
+        }
+        for m in right
+        for k in range(5)
+    }
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    summary = summarize(records, ["weak", "strong"], n_boot=50)
+    (eval_dir / "eval.json").write_text(json.dumps({"summary": summary}))
+    out = tmp_path / "r.html"
+    args = ["report", "--served", str(log_file), "--simulated", str(sim_file)]
+    res = cli([*args, "--eval", str(eval_dir), "-o", str(out)], capsys)
+    assert res.code == 0, res.err
+    page = out.read_text()
+    assert "<h2>Served vs simulated</h2>" in page
+    served_row = re.search(r"<tr><td>served \(request log\)</td>(.*?)</tr>", page)
+    sim_row = re.search(r"<tr><td>simulated \(([^<]*)\)</td>(.*?)</tr>", page)
+    assert served_row and sim_row, page
+    cells = re.findall(r"<td>(.*?)</td>", served_row.group(1))
+    assert cells[:3] == ["10", "4", "6"]  # requests (the error left out), hits, answers computed
+    assert cells[3] == "strong 3, weak 3" and cells[4] == f"{served_j:.4g}"
+    assert cells[5] == f"{metered_j:.4g} (replay 3)" and cells[6].endswith("(3)")
+    cells = re.findall(r"<td>(.*?)</td>", sim_row.group(2))
+    assert sim_row.group(1).startswith("LEC") or "lec" in sim_row.group(1).lower()
+    assert cells[:4] == ["10", "4", "6", "strong 3, weak 3"]
+    assert cells[4] == f"{sim['total_j']:.4g}"
+    rel = (sim["total_j"] - served_j) / served_j
+    assert rel < 0 and cells[-1] == f"{rel * 100:+.2f}%"
+    assert "1 errored request(s) in the log are left out" in page
+    assert 'alt="Served vs simulated joules" src="data:image/png;base64,' in page
+    # J per correct answer: the joules served over the answers sent x their model's accuracy
+    correct = 6 * 0.6 + 4 * 0.8  # weak sent 6 answers (3 hits), strong 4 (1 hit)
+    assert f"<b>J per correct answer, served:</b> {served_j / correct:.4g} J" in page
+    # the log as PATH: the same section, written beside the log
+    res = cli(["report", str(log_file), "--simulated", str(sim_file)], capsys)
+    assert res.code == 0, res.err
+    assert "Served vs simulated" in (tmp_path / "served.report.html").read_text()
+    # bad input: one line on stderr, non-zero exit
+    for bad_args in (
+        ["report", "--simulated", str(sim_file)],
+        ["report", "--served", str(log_file), "--simulated", str(tmp_path / "fits.json")],
+        ["report", "--served", str(tmp_path / "none.jsonl")],
+        ["report", "--served", str(tmp_path / "fits.json")],
+    ):
+        res = cli(bad_args, capsys)
+        assert res.code != 0 and "Traceback" not in res.err and res.err.strip(), bad_args
+        assert len(res.err.strip().splitlines()) == 1, res.err

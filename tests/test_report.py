@@ -329,6 +329,21 @@ async def devtools_open(browser: str, url: str, shot: Path, profile: Path) -> di
                     plots: Array.from(document.querySelectorAll('img.plot'))
                         .map(i => [i.alt, i.naturalWidth, i.complete]),
                     tables: document.querySelectorAll('table').length,
+                    viewport: document.documentElement.clientWidth,
+                    // per table: right edge, its box's right edge, whether the box scrolls
+                    edges: Array.from(document.querySelectorAll('table')).map(t => {
+                        const box = t.parentElement;
+                        const scrolls = getComputedStyle(box).overflowX === 'auto'
+                            && box.scrollWidth > box.clientWidth;
+                        return [t.getBoundingClientRect().right,
+                                box.getBoundingClientRect().right, scrolls];
+                    }),
+                    // the summary table's "modeled" cells: right edge, the table box's
+                    modeled: Array.from(document.querySelectorAll('table.sortable')[0]
+                        .querySelectorAll('td'))
+                        .filter(td => td.textContent.trim() === 'modeled')
+                        .map(td => [td.getBoundingClientRect().right,
+                                    td.closest('div').getBoundingClientRect().right]),
                     title: document.title})""",
                 )
                 # click a sortable header: the inline script must run without errors
@@ -393,3 +408,13 @@ def test_report_opens_in_headless_chromium(report_html, tmp_path):
     for alt in ("Pareto plot", "Latency distributions", "Throughput and power over time"):
         assert plots[alt][1] and plots[alt][0] > 300, plots  # decoded, real width
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    # every table fits the window or scrolls in its box; the summary table fits whole, so
+    # its energy-source cells ("modeled") are on screen, not behind the right edge
+    width = facts["viewport"]
+    for right, _, scrolls in facts["edges"]:
+        assert right <= width + 0.5 or scrolls, facts["edges"]
+    summary_right, _, summary_scrolls = facts["edges"][0]
+    assert summary_right <= width + 0.5 and not summary_scrolls, facts["edges"][0]
+    assert len(facts["modeled"]) == 4, facts["modeled"]
+    for right, box_right in facts["modeled"]:
+        assert right <= min(width, box_right) + 0.5, (facts["modeled"], width)

@@ -4,6 +4,8 @@ Run directory: ``run.json`` (+ ``requests.jsonl``, ``energy.csv``); one row per 
 Sweep directory: ``sweep.json`` / ``summary.csv`` and ``points/<point>/`` run directories.
 Either may hold ``fits.json`` (``wattserve fit``) and ``schedule.json`` / ``plan.json``
 (``wattserve plan``); both are optional.
+Served: the gateway's request log, alone or beside a run/sweep directory, with the
+``wattserve simulate --fits`` result of its replay and an eval summary (``served.py``).
 """
 
 from __future__ import annotations
@@ -16,13 +18,20 @@ from typing import Any
 
 from wattserve.bench.pareto import _num
 from wattserve.errors import ConfigError
+from wattserve.report.served import (
+    ServedLog,
+    SimulatedResult,
+    load_eval,
+    load_served,
+    load_simulated,
+)
 
 PLAN_FILES = ("schedule.json", "plan.json", "plan_comparison.json", "comparison.json")
 
 
 @dataclass
 class ReportData:
-    kind: str  # "run" | "sweep"
+    kind: str  # "run" | "sweep" | "served" (a request log alone)
     source: Path
     title: str
     config: dict[str, Any]
@@ -39,6 +48,9 @@ class ReportData:
     fits: list[Any] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    served: ServedLog | None = None
+    simulated: SimulatedResult | None = None
+    evaluation: list[dict[str, Any]] = field(default_factory=list)  # eval summary, family all
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -178,18 +190,68 @@ def _load_extras(
             break
 
 
+def load_served_only(log: Path) -> ReportData:
+    """A report of a request log alone (no bench run or sweep beside it)."""
+    return ReportData(
+        kind="served",
+        source=log,
+        title=f"served {log.name}",
+        config={},
+        environment={},
+        meter={},
+        footprint=None,
+        rows=[],
+        requests={},
+        energy={},
+    )
+
+
 def load(
-    path: str | Path, fits: str | Path | None = None, plan: str | Path | None = None
+    path: str | Path | None,
+    fits: str | Path | None = None,
+    plan: str | Path | None = None,
+    served: str | Path | None = None,
+    simulated: str | Path | None = None,
+    evaluation: str | Path | None = None,
 ) -> ReportData:
-    """A run or sweep directory (or a run id in the default catalog) as ``ReportData``."""
-    p = Path(path)
+    """A run or sweep directory (or a gateway request log file) as ``ReportData``.
+
+    ``served`` (a request log), ``simulated`` (its ``wattserve simulate --fits`` result) and
+    ``evaluation`` (an eval directory) add the served-vs-simulated section; with a request
+    log as ``path`` (or ``path`` None and ``served`` given) the report is of that log."""
+    if path is not None and Path(path).is_file():
+        if served is not None:
+            raise ConfigError(f"{path} is a file: give the request log once (PATH or --served)")
+        path, served = None, path
+    if path is None:
+        if served is None:
+            raise ConfigError("give a run or sweep directory, or a request log (--served)")
+        rd = load_served_only(Path(served))
+        _load_extras(rd, Path(fits) if fits else None, Path(plan) if plan else None)
+    else:
+        rd = _load_dir(Path(path), fits, plan)
+    if served is not None:
+        rd.served = load_served(served)
+        if rd.served.torn_last_line:
+            rd.notes.append(f"{served}: an unfinished last line was left out")
+    elif simulated is not None:
+        raise ConfigError("--simulated is compared with a served request log: give --served")
+    if simulated is not None:
+        rd.simulated = load_simulated(simulated)
+    if evaluation is not None:
+        rd.evaluation = load_eval(evaluation)
+    return rd
+
+
+def _load_dir(p: Path, fits: str | Path | None, plan: str | Path | None) -> ReportData:
     if (p / "sweep.json").is_file() or ((p / "summary.csv").is_file() and (p / "points").is_dir()):
         rd = load_sweep(p)
     elif (p / "run.json").is_file():
         rd = load_run(p)
     else:
         raise ConfigError(
-            f"{path}: not a run directory (run.json) or a sweep directory (sweep.json, summary.csv)"
+            f"{p}: not a run directory (run.json), a sweep directory (sweep.json, summary.csv) "
+            "or a request log file"
         )
     if rd.recommendation is None and rd.rows:
         from wattserve.bench.pareto import recommend

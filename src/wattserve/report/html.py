@@ -3,16 +3,14 @@ base64 PNG ``data:`` URLs. Opening it fetches nothing from the network."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
-import json
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from wattserve.report import plots
 from wattserve.report.data import ReportData, load
+from wattserve.report.markup import esc, fmt, img, kv_table, table
+from wattserve.report.served_html import served_section
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;
@@ -21,8 +19,8 @@ h1{font-size:1.5em;margin-bottom:0}
 h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 .sub{color:#666;margin-top:4px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0;width:auto}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#f4f4f4;cursor:pointer}
+th,td{border:1px solid #ddd;padding:3px 5px;text-align:right;white-space:nowrap}
+th{background:#f4f4f4;cursor:pointer;white-space:normal;vertical-align:bottom}
 td:first-child,th:first-child{text-align:left}
 tr.front td{background:#f3fbf3}tr.rec td{background:#fff3d6;font-weight:600}
 .kv td{text-align:left;white-space:normal}.kv td:first-child{color:#555;width:220px}
@@ -77,56 +75,6 @@ SUMMARY_COLUMNS = (
     ("slo_attainment", "SLO met", ".2f"),
     ("energy_source", "energy source", None),
 )
-
-
-def esc(v: Any) -> str:
-    return html.escape("" if v is None else str(v))
-
-
-def fmt(v: Any, spec: str | None) -> str:
-    if v is None or v == "":
-        return "-"
-    if spec:
-        try:
-            return format(float(v), spec)
-        except (TypeError, ValueError):
-            pass
-    return esc(v)
-
-
-def table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    classes: Sequence[str] | None = None,
-    sortable: bool = True,
-) -> str:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = []
-    for k, r in enumerate(rows):
-        cls = f' class="{classes[k]}"' if classes and classes[k] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
-    return (
-        f'<div class="scroll"><table class="{"sortable" if sortable else ""}">'
-        f"<thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
-
-
-def kv_table(d: Mapping[str, Any], skip: Sequence[str] = ()) -> str:
-    rows = []
-    for k, v in d.items():
-        if k in skip or v is None or v == [] or v == {}:
-            continue
-        text = json.dumps(v, default=str) if isinstance(v, (dict, list)) else str(v)
-        rows.append(f"<tr><td>{esc(k)}</td><td>{esc(text)}</td></tr>")
-    return f'<table class="kv"><tbody>{"".join(rows)}</tbody></table>'
-
-
-def img(png: bytes | None, alt: str) -> str:
-    if not png:
-        return f'<p class="note">{esc(alt)}: no data to plot.</p>'
-    data = base64.b64encode(png).decode()
-    return f'<img class="plot" alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _summary_section(rd: ReportData) -> str:
@@ -287,20 +235,14 @@ def _fits_section(rd: ReportData) -> str:
     )
 
 
-def render(rd: ReportData) -> str:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    env = dict(rd.environment)
+def _bench_sections(rd: ReportData) -> list[str]:
+    """Summary, figures and records of a run or sweep directory."""
     fp = rd.footprint
-    parts = [
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        f"<title>wattserve report: {esc(rd.title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>wattserve report: {esc(rd.title)}</h1>",
-        f'<p class="sub">{esc(rd.kind)} directory <code>{esc(rd.source)}</code>, generated {now}. '
-        f"Model <b>{esc(rd.config.get('model'))}</b>, {len(rd.rows)} point(s).</p>",
-        "".join(f'<p class="note">{esc(n)}</p>' for n in rd.notes),
+    return [
         "<h2>Summary</h2>",
         _recommendation(rd),
         _summary_section(rd),
+        served_section(rd),
         "<h2>Pareto frontier</h2>",
         img(plots.pareto_figure(rd), "Pareto plot"),
         _comparison(rd),
@@ -316,23 +258,56 @@ def render(rd: ReportData) -> str:
         "<h2>Energy meter</h2>",
         kv_table(rd.meter),
         "<h2>Environment</h2>",
-        kv_table(env),
+        kv_table(dict(rd.environment)),
+    ]
+
+
+def render(rd: ReportData) -> str:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if rd.kind == "served":
+        sub = f"request log <code>{esc(rd.source)}</code>, generated {now}."
+        body = [served_section(rd), _fits_section(rd), _plan_section(rd)]
+    else:
+        sub = (
+            f"{esc(rd.kind)} directory <code>{esc(rd.source)}</code>, generated {now}. "
+            f"Model <b>{esc(rd.config.get('model'))}</b>, {len(rd.rows)} point(s)."
+        )
+        body = _bench_sections(rd)
+    parts = [
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+        f"<title>wattserve report: {esc(rd.title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>wattserve report: {esc(rd.title)}</h1>",
+        f'<p class="sub">{sub}</p>',
+        "".join(f'<p class="note">{esc(n)}</p>' for n in rd.notes),
+        *body,
         f"<script>{SCRIPT}</script></body></html>",
     ]
     return "\n".join(p for p in parts if p)
 
 
+def default_output(path: str | Path | None, served: str | Path | None = None) -> Path:
+    """``<dir>/report.html`` for a directory; ``<log>.report.html`` beside a request log."""
+    if path is not None and not Path(path).is_file():
+        return Path(path) / "report.html"
+    log = Path(path if path is not None else served or "served.jsonl")
+    return log.with_name(log.stem + ".report.html")
+
+
 def write_report(
-    path: str | Path,
+    path: str | Path | None,
     out: str | Path | None = None,
     fits: str | Path | None = None,
     plan: str | Path | None = None,
+    served: str | Path | None = None,
+    simulated: str | Path | None = None,
+    evaluation: str | Path | None = None,
 ) -> Path:
-    """Render the report of a run or sweep directory; default output ``<dir>/report.html``.
+    """Render the report of a run or sweep directory or a request log (see ``load``).
 
-    ``fits`` / ``plan`` default to ``fits.json`` / ``schedule.json`` inside the directory."""
-    rd = load(path, fits, plan)
-    dest = Path(out) if out else Path(path) / "report.html"
+    ``fits`` / ``plan`` default to ``fits.json`` / ``schedule.json`` inside the directory;
+    the output defaults to ``default_output(path, served)``."""
+    rd = load(path, fits, plan, served, simulated, evaluation)
+    dest = Path(out) if out else default_output(path, served)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(render(rd), encoding="utf-8")
     return dest

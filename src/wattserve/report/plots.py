@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from wattserve.report.data import ReportData
+from wattserve.report.served import FITTED, ServedLog, SimulatedResult
 
 
 def _plt() -> Any:
@@ -283,3 +284,29 @@ def fit_figures(rd: ReportData) -> list[tuple[str, bytes]]:
         ax.grid(alpha=0.3)
         out.append((f"{fit.model} @ {fit.device} {fit.quantity}", _png(fig)))
     return out
+
+
+def served_figure(served: ServedLog | None, simulated: SimulatedResult | None) -> bytes | None:
+    """Total joules, served (metered and fitted stacked) beside each simulated policy."""
+    bars: list[tuple[str, float, float]] = []  # label, metered J, fitted J
+    if served is not None:
+        bars.append(("served", served.metered_j, served.fitted_j))
+    for r in simulated.rows if simulated is not None else []:
+        bars.append((f"simulated ({r['policy']})", 0.0, float(r["total_j"])))
+    if not bars or not any(m + f for _, m, f in bars):
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(bars)))
+    ys = list(range(len(bars)))[::-1]
+    metered = [m for _, m, _ in bars]
+    ax.barh(ys, metered, color="C0", label="metered")
+    ax.barh(ys, [f for _, _, f in bars], left=metered, color="C1", label=FITTED)
+    for y, (_, m, f) in zip(ys, bars, strict=True):
+        ax.text(m + f, y, f" {m + f:.4g} J", va="center", fontsize=8)
+    ax.set_yticks(ys, [b[0] for b in bars], fontsize=8)
+    ax.set_xlabel("total joules of the answers computed")
+    ax.set_xlim(0, 1.18 * max(m + f for _, m, f in bars))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
