@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from wattserve.engines.base import EngineBase
 from wattserve.serve.balancers import LeastOutstanding
 from wattserve.serve.ledger import estimate_prompt_tokens
 from wattserve.types import Chunk, Request, Usage
@@ -13,7 +14,7 @@ from wattserve.types import Chunk, Request, Usage
 PROMPT = "word " * 40  # 200 characters
 
 
-class SilentEngine:
+class SilentEngine(EngineBase):
     """Streams 5 tokens 10 ms apart; ``usage``: whether its last chunk counts them."""
 
     def __init__(self, usage: bool) -> None:

@@ -9,12 +9,13 @@ import textwrap
 
 import pytest
 
+from wattserve.engines.base import EngineBase
 from wattserve.errors import ConfigError
+from wattserve.openai.answers import APIError
 from wattserve.serve.auth import ApiKeys
 from wattserve.serve.balancers import EnergyAware, LeastOutstanding, RoundRobin
 from wattserve.serve.config import config_from_dict, load_config
 from wattserve.serve.energy import EnergyAccountant
-from wattserve.openai.answers import APIError
 from wattserve.types import Chunk, EnergyReading, Request, Usage
 
 
@@ -179,7 +180,7 @@ def test_api_keys_from_env_and_constant_time_lookup(monkeypatch):
         ApiKeys.load(keys_env="WS_TEST_SHORT")
 
 
-class FakeEngine:
+class FakeEngine(EngineBase):
     """An in-process engine: yields words; ``fail_after`` raises mid-stream."""
 
     name = "fake"

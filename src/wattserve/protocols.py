@@ -17,13 +17,24 @@ class Engine(Protocol):
     """Produces a stream of ``Chunk``s for a ``Request``.
 
     Chunks are stamped with ``time.perf_counter()`` when they arrive; the final chunk may
-    carry ``usage`` and ``finish_reason``. ``wattserve.engines.base.complete`` turns a
-    stream into a ``Completion``.
+    carry ``usage`` and ``finish_reason``; ``wattserve.engines.base.complete`` turns a stream
+    into a ``Completion``. ``start``/``aclose`` bracket its use.
     """
 
     name: str
 
     def stream(self, request: Request) -> AsyncIterator[Chunk]: ...
+
+    async def start(self) -> None:
+        """Load weights / open connections; idempotent (``wattserve.engines.base.EngineBase``
+        is the no-op lifecycle)."""
+
+    async def aclose(self) -> None:
+        """Release what ``start`` took; the engine may be started again."""
+
+    def healthy(self) -> bool:
+        """Whether it can serve requests now (the gateway's active probe of an in-process
+        replica)."""
 
 
 @runtime_checkable

@@ -1,4 +1,5 @@
-"""Turn an engine's chunk stream into a ``Completion`` with raw timestamps."""
+"""``EngineBase``, the no-op lifecycle of an engine; ``complete`` turns an engine's chunk
+stream into a ``Completion`` with raw timestamps."""
 
 from __future__ import annotations
 
@@ -8,6 +9,22 @@ from collections.abc import Callable
 
 from wattserve.protocols import Engine
 from wattserve.types import Chunk, Completion, Request
+
+
+class EngineBase:
+    """The lifecycle of an engine that holds nothing: ``start`` and ``aclose`` do nothing and it
+    is always ``healthy``. Engines that load weights or hold connections override them."""
+
+    name: str = "engine"
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def healthy(self) -> bool:
+        return True
 
 
 async def complete(

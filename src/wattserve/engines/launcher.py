@@ -1,18 +1,20 @@
-"""Start and stop engine replicas described by a config; wait until each is ready.
+"""The one replica lifecycle of ``serve`` and ``sweep``: start, wait until ready, stop.
 
-A replica spec (duck-typed: the gateway passes ``wattserve.serve.config.ReplicaConfig``) has
-a ``kind``:
+A replica spec (``wattserve.serve.config.ReplicaConfig``) has a ``kind``:
 
 * ``url``: an OpenAI-compatible server that is already running; nothing to start.
 * ``command``: a server process, e.g. ``["vllm", "serve", "{model}", "--port", "{port}",
   "--gpu-memory-utilization", "{memory_fraction}"]`` or ``["llama-server", "-m", "model.gguf",
-  "--port", "{port}"]``; ``copies`` processes on consecutive (or free) ports, each polled on
-  ``ready_path`` until it answers, killed (SIGTERM, then SIGKILL) on stop.
+  "--port", "{port}"]``; ``copies`` processes on consecutive (or free) ports.
 * ``local``: an in-process engine from ``wattserve.engines.factory.create_engine``.
 * ``mock``: the zero-delay mock OpenAI server (``wattserve.engines.mock_server.MockServer``).
 
-``launch`` returns ``Launched`` endpoints (a URL or an engine object) and ``Launcher.stop``
-tears everything down in reverse order.
+``launch`` returns ``Launched`` endpoints (a URL or an engine object). Every server process,
+the gateway's command replicas and the sweep's replica processes alike, goes through
+``Launcher.spawn``: started in its own session with stderr in a file (a chatty server never
+blocks on a full pipe; its last line explains an early exit), polled on its ready URL,
+and on ``stop`` sent SIGTERM, then SIGKILL, in reverse order. Health while serving is the
+gateway's (``wattserve.serve.health``: breakers fed by real traffic and probes).
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 from wattserve.errors import ConfigError, EngineUnavailable
+
+if TYPE_CHECKING:
+    from wattserve.engines.mock_server import MockServer
+    from wattserve.protocols import Engine
+    from wattserve.serve.config import ReplicaConfig
 
 log = logging.getLogger("wattserve.launcher")
 
@@ -36,19 +45,29 @@ log = logging.getLogger("wattserve.launcher")
 class Launched:
     name: str
     model: str
-    device: str
-    slots: int
-    engine_model: str
+    device: str = "cpu"
+    slots: int = 8
+    engine_model: str = ""
     url: str | None = None  # OpenAI base URL ending in /v1
-    engine: Any = None  # an in-process Engine
-    process: subprocess.Popen | None = None
-    server: Any = None  # an in-process server object with ``stop()``/``aclose()``
+    engine: Engine | None = None  # an in-process engine
+    process: subprocess.Popen[bytes] | None = None
+    server: MockServer | None = None  # an in-process server, stopped with the launcher
+    stderr: IO[bytes] | None = None  # the process's stderr file
+
+    def stderr_tail(self) -> str:
+        """The last line the process wrote to stderr (300 characters at most)."""
+        if self.stderr is None:
+            return ""
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
+        return lines[-1][:300] if lines else ""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def fill(args: list[str], **values: Any) -> list[str]:
@@ -63,7 +82,10 @@ def fill(args: list[str], **values: Any) -> list[str]:
 
 
 async def wait_ready(
-    url: str, timeout_s: float, process: subprocess.Popen | None = None, interval_s: float = 0.25
+    url: str,
+    timeout_s: float,
+    process: subprocess.Popen[bytes] | None = None,
+    interval_s: float = 0.25,
 ) -> None:
     """Poll ``url`` until it answers below 500; fail early if ``process`` exits."""
     import aiohttp
@@ -96,19 +118,70 @@ class Launcher:
         self.host = host
         self.launched: list[Launched] = []
 
-    async def launch(self, model: str, spec: Any) -> list[Launched]:
+    async def spawn(
+        self,
+        args: list[str],
+        port: int,
+        ready_path: str,
+        ready_timeout_s: float,
+        env: Mapping[str, str] | None = None,
+        **item: Any,
+    ) -> Launched:
+        """Start one server process listening on ``port`` and wait until ``ready_path``
+        answers; ``item``: the ``Launched`` fields (name, model, device, slots,
+        engine_model). A process that exits or never answers is an ``EngineUnavailable``
+        naming its last stderr line (the launcher still stops it)."""
+        err = tempfile.TemporaryFile()
+        try:
+            proc = await asyncio.to_thread(
+                subprocess.Popen,
+                args,
+                env=dict(env if env is not None else os.environ),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            err.close()
+            raise EngineUnavailable(f"cannot start replica {args[0]!r}: {exc}") from None
+        url = f"http://{self.host}:{port}"
+        launched = Launched(url=url + "/v1", process=proc, stderr=err, **item)
+        self.launched.append(launched)  # so stop() reaps it even if readiness fails
+        try:
+            await wait_ready(url + ready_path, ready_timeout_s, proc)
+        except EngineUnavailable as exc:
+            tail = launched.stderr_tail()
+            raise EngineUnavailable(f"{exc}{': ' + tail if tail else ''}") from None
+        return launched
+
+    async def launch(self, model: str, spec: ReplicaConfig) -> list[Launched]:
         out: list[Launched] = []
         engine_model = spec.engine_model or model
         index = sum(1 for item in self.launched if item.model == model)
         for i in range(spec.copies):
-            name = f"{model}/{spec.kind}-{index + i}"
-            base = {
-                "name": name,
+            base: dict[str, Any] = {
+                "name": f"{model}/{spec.kind}-{index + i}",
                 "model": model,
                 "device": spec.device,
                 "slots": spec.slots,
                 "engine_model": engine_model,
             }
+            if spec.kind == "command":
+                port = spec.port + i if spec.port else free_port(self.host)
+                mem = "" if spec.memory_fraction is None else f"{spec.memory_fraction:g}"
+                args = fill(
+                    list(spec.command or ()),  # the config requires it for this kind
+                    model=engine_model,
+                    port=port,
+                    device=spec.device,
+                    index=i,
+                    memory_fraction=mem,
+                )
+                env = dict(os.environ, **spec.env)
+                out.append(
+                    await self.spawn(args, port, spec.ready_path, spec.ready_timeout_s, env, **base)
+                )
+                continue
             if spec.kind == "url":
                 out.append(Launched(url=spec.url, **base))
             elif spec.kind == "mock":
@@ -123,55 +196,15 @@ class Launcher:
                 await asyncio.to_thread(server.start)
                 out.append(Launched(url=server.url, server=server, **base))
             elif spec.kind == "local":
-                from wattserve.engines.factory import create_engine
-
-                try:
-                    extra = {"max_batch": spec.slots} if spec.backend in ("auto", "local") else {}
-                    engine = create_engine(
-                        engine_model, backend=spec.backend, threads=spec.threads, **extra
-                    )
-                except Exception as exc:
-                    if isinstance(exc, (ConfigError, EngineUnavailable)):
-                        raise
-                    raise EngineUnavailable(
-                        f"cannot create local engine {engine_model!r}: {exc}"
-                    ) from None
-                out.append(Launched(engine=engine, **base))
-            elif spec.kind == "command":
-                port = spec.port + i if spec.port else free_port(self.host)
-                args = fill(
-                    spec.command,
-                    model=engine_model,
-                    port=port,
-                    device=spec.device,
-                    index=i,
-                    memory_fraction=""
-                    if spec.memory_fraction is None
-                    else f"{spec.memory_fraction:g}",
-                )
-                env = dict(os.environ, **spec.env)
-                try:
-                    proc = await asyncio.to_thread(
-                        subprocess.Popen,
-                        args,
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE,
-                        start_new_session=True,
-                    )
-                except OSError as exc:
-                    raise EngineUnavailable(f"cannot start replica {args[0]!r}: {exc}") from None
-                item = Launched(url=f"http://{self.host}:{port}/v1", process=proc, **base)
-                self.launched.append(item)  # so stop() reaps it even if readiness fails
-                await wait_ready(
-                    f"http://{self.host}:{port}{spec.ready_path}", spec.ready_timeout_s, proc
-                )
-                out.append(item)
-                continue
+                out.append(Launched(engine=_local_engine(engine_model, spec), **base))
             else:  # pragma: no cover - the config validates kinds
                 raise ConfigError(f"unknown replica kind {spec.kind!r}")
             self.launched.append(out[-1])
         return out
+
+    @property
+    def pids(self) -> list[int]:
+        return [item.process.pid for item in self.launched if item.process is not None]
 
     async def stop(self, grace_s: float = 10.0) -> None:
         for item in reversed(self.launched):
@@ -182,10 +215,27 @@ class Launcher:
                     await asyncio.to_thread(item.server.stop)
             except Exception as exc:  # noqa: BLE001 - keep stopping the rest
                 log.warning("stopping %s: %s", item.name, exc)
+            finally:
+                if item.stderr is not None:
+                    item.stderr.close()
         self.launched.clear()
 
 
-def terminate(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+def _local_engine(engine_model: str, spec: ReplicaConfig) -> Engine:
+    from wattserve.engines.factory import create_engine
+
+    try:
+        extra: dict[str, Any] = (
+            {"max_batch": spec.slots} if spec.backend in ("auto", "local") else {}
+        )
+        return create_engine(engine_model, backend=spec.backend, threads=spec.threads, **extra)
+    except (ConfigError, EngineUnavailable):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a backend's own errors become one clear line
+        raise EngineUnavailable(f"cannot create local engine {engine_model!r}: {exc}") from None
+
+
+def terminate(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     """SIGTERM the process group, SIGKILL it after ``grace_s``."""
     if proc.poll() is not None:
         return
@@ -201,9 +251,3 @@ def terminate(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
         except (ProcessLookupError, PermissionError):
             proc.kill()
         proc.wait(5)
-
-
-async def _maybe_await(value: Any) -> Any:
-    if hasattr(value, "__await__"):
-        return await value
-    return value

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from wattserve.engines.base import EngineBase
 from wattserve.engines.channel import ThreadChannel
 from wattserve.engines.models import DEFAULT_MODEL, resolve_model
 from wattserve.errors import ConfigError, EngineUnavailable
@@ -31,7 +32,7 @@ def available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(EngineBase):
     def __init__(
         self,
         model: str = DEFAULT_MODEL,

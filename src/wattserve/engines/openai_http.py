@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from wattserve.engines.base import EngineBase
 from wattserve.errors import ConfigError, EngineUnavailable
 from wattserve.openai.client import Client, StatusError, api_base
 from wattserve.openai.schema import Answer, AnswerError
@@ -35,7 +36,7 @@ def _usage(raw: Any) -> Usage | None:
     return Usage(raw.prompt_tokens or 0, raw.completion_tokens or 0, source="usage")
 
 
-class OpenAIHTTPEngine:
+class OpenAIHTTPEngine(EngineBase):
     """Client of ``{base_url}/chat/completions`` and ``{base_url}/completions``.
 
     ``base_url`` ends in ``/v1`` (added when missing). ``endpoint`` overrides each request's
@@ -72,9 +73,6 @@ class OpenAIHTTPEngine:
             max_idle=max_connections,
         )
         self.name = name or url
-
-    async def start(self) -> None:
-        return None
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -19,11 +19,12 @@ import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from wattserve.engines.base import EngineBase
 from wattserve.errors import ConfigError
 from wattserve.types import Chunk, ModelFit, Request, Usage
 
 
-class SimulatedEngine:
+class SimulatedEngine(EngineBase):
     def __init__(
         self,
         runtime_fit: ModelFit | None = None,
@@ -58,12 +59,6 @@ class SimulatedEngine:
         self.token_text = token_text
         self.name = name
         self.model = model
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
     # ------------------------------------------------------------------ costs
     def _rng(self, request: Request) -> random.Random:

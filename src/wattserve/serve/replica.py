@@ -30,6 +30,7 @@ from wattserve.openai.transport import (
     Transport,
     UpstreamTimeoutError,
 )
+from wattserve.protocols import Engine
 from wattserve.serve.breaker import Breaker, Fault
 from wattserve.types import Chunk, Request
 
@@ -215,7 +216,7 @@ class EngineReplica(Replica):
         self,
         name: str,
         model: str,
-        engine: Any,
+        engine: Engine,
         engine_model: str | None = None,
         device: str = "cpu",
         slots: int = 8,
@@ -226,12 +227,9 @@ class EngineReplica(Replica):
         self._started = False
 
     async def start(self) -> None:
-        start = getattr(self.engine, "start", None)
-        if start is not None and not self._started:
+        if not self._started:
             try:
-                res = start()
-                if hasattr(res, "__await__"):
-                    await res
+                await self.engine.start()
             except WattserveError:
                 raise
             except Exception as exc:
@@ -241,14 +239,12 @@ class EngineReplica(Replica):
         self._started = True
 
     async def probe(self, timeout_s: float) -> Fault | None:
-        ok = getattr(self.engine, "healthy", True)
-        return None if (ok() if callable(ok) else ok) else "status"
+        return None if self.engine.healthy() else "status"
 
     def stream(self, request: Request) -> AsyncIterator[Chunk]:
         return self.engine.stream(request)
 
     async def aclose(self) -> None:
-        close = getattr(self.engine, "aclose", None)
-        if close is not None and self._started:
-            await close()
+        if self._started:
+            await self.engine.aclose()
         self._started = False

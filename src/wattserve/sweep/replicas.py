@@ -4,8 +4,9 @@ CPU: ``replicas`` processes of ``wattserve.sweep.replica_server``, each with
 ``threads // replicas`` threads and pinned to its own cores. GPU / external engines: a
 command template (``{model} {port} {memory_fraction} {device} {index}`` filled in, e.g.
 ``vllm serve {model} --port {port} --gpu-memory-utilization {memory_fraction}``) with the
-device memory split evenly over the replicas. ``RoundRobinEngine`` sends request ``k`` to
-replica ``k mod n`` and remembers which replica answered each request.
+device memory split evenly over the replicas. The processes are started and stopped by the
+gateway's ``wattserve.engines.launcher.Launcher``; ``RoundRobinEngine`` spreads requests with
+the gateway's round-robin balancer and remembers which replica answered each request.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from wattserve.errors import ConfigError, EngineUnavailable
+from wattserve.engines.base import EngineBase
+from wattserve.engines.launcher import Launcher, fill, free_port
+from wattserve.errors import ConfigError
 from wattserve.protocols import Engine
+from wattserve.serve.balancers import RoundRobin
 from wattserve.types import Chunk, Request
 
 
@@ -130,12 +132,11 @@ class ReplicaSet:
         self.device, self.load_format = device, load_format
         self.model, self.plan, self.backend, self.command = model, plan, backend, command
         self.ready_timeout_s, self.mock_token_s, self.host = ready_timeout_s, mock_token_s, host
-        self.processes: list[subprocess.Popen] = []
+        self.launcher = Launcher(host)
         self.urls: list[str] = []
 
     async def start(self) -> list[str]:
-        from wattserve.engines.launcher import free_port, wait_ready
-
+        """Start every replica process and wait until each answers ``/v1/models``."""
         env = dict(
             os.environ,
             OMP_NUM_THREADS=str(self.plan.threads_per_replica),
@@ -146,39 +147,34 @@ class ReplicaSet:
         )
         if self.omp_wait_policy != "default":
             env["OMP_WAIT_POLICY"] = self.omp_wait_policy.upper()
-        for i in range(self.plan.replicas):
-            port = free_port(self.host)
-            args = self.command_for(i, port)
-            try:
-                proc = await asyncio.to_thread(
-                    subprocess.Popen,
-                    args,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise EngineUnavailable(f"cannot start replica {args[0]!r}: {exc}") from None
-            self.processes.append(proc)
-            self.urls.append(f"http://{self.host}:{port}/v1")
-        try:
-            await asyncio.gather(
-                *(
-                    wait_ready(u + "/models", self.ready_timeout_s, p)
-                    for u, p in zip(self.urls, self.processes, strict=True)
+        ports = [free_port(self.host) for _ in range(self.plan.replicas)]
+        tasks = [
+            asyncio.ensure_future(
+                self.launcher.spawn(
+                    self.command_for(i, port),
+                    port,
+                    "/v1/models",
+                    self.ready_timeout_s,
+                    env,
+                    name=f"replica-{i}",
+                    model=self.model,
                 )
             )
-        except EngineUnavailable as exc:
-            err = self._stderr_tail()
-            self.stop()
-            raise EngineUnavailable(f"{exc}{': ' + err if err else ''}") from None
+            for i, port in enumerate(ports)
+        ]
+        try:
+            started = await asyncio.gather(*tasks)
+        except BaseException:  # one replica failed (or we were cancelled): stop them all
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.stop()
+            raise
+        self.urls = [str(s.url) for s in started]
         return self.urls
 
     def command_for(self, index: int, port: int) -> list[str]:
         """The argument list that starts replica ``index`` on ``port``."""
-        from wattserve.engines.launcher import fill
-
         if self.command:
             mem = "" if self.plan.memory_fraction is None else f"{self.plan.memory_fraction:g}"
             return fill(
@@ -202,26 +198,12 @@ class ReplicaSet:
             self.plan.memory_fraction if self.device != "cpu" else None,
         )
 
-    def _stderr_tail(self) -> str:
-        for p in self.processes:
-            if p.poll() is not None and p.stderr is not None:
-                lines = p.stderr.read().decode(errors="replace").strip().splitlines()
-                if lines:
-                    return lines[-1][:300]
-        return ""
-
-    def stop(self) -> None:
-        from wattserve.engines.launcher import terminate
-
-        for p in reversed(self.processes):
-            terminate(p, grace_s=10.0)
-            if p.stderr is not None:
-                p.stderr.close()
-        self.processes.clear()
+    async def stop(self) -> None:
+        await self.launcher.stop(grace_s=10.0)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes]
+        return self.launcher.pids
 
 
 def client_engine(base_url: str, model: str) -> Engine:
@@ -231,35 +213,30 @@ def client_engine(base_url: str, model: str) -> Engine:
     return OpenAIHTTPEngine(base_url, model=model)
 
 
-class RoundRobinEngine:
-    """One ``Engine`` over several replica engines: request ``k`` goes to replica ``k mod n``."""
+class RoundRobinEngine(EngineBase):
+    """One ``Engine`` over several replica engines, spread by the gateway's ``RoundRobin``
+    balancer; ``assignments`` remembers which replica served each request."""
 
-    def __init__(self, engines: Sequence[Any], names: Sequence[str] | None = None) -> None:
+    def __init__(self, engines: Sequence[Engine], names: Sequence[str] | None = None) -> None:
         if not engines:
             raise ConfigError("no replicas to send requests to")
         self.engines = list(engines)
         self.names = list(names or (f"replica-{i}" for i in range(len(engines))))
         self.name = f"round-robin({len(engines)})"
         self.assignments: dict[str, str] = {}  # request id -> replica name
-        self._next = 0
+        self.balancer = RoundRobin()
 
     async def stream(self, request: Request) -> AsyncIterator[Chunk]:
-        i = self._next % len(self.engines)
-        self._next += 1
+        i = self.balancer.pick(request, self.engines)
         self.assignments[request.id] = self.names[i]
         async for chunk in self.engines[i].stream(request):
             yield chunk
 
     async def start(self) -> None:
-        for e in self.engines:
-            if hasattr(e, "start"):
-                res = e.start()
-                if asyncio.iscoroutine(res):
-                    await res
+        await asyncio.gather(*(e.start() for e in self.engines))
 
     async def aclose(self) -> None:
-        for e in self.engines:
-            if hasattr(e, "aclose"):
-                res = e.aclose()
-                if asyncio.iscoroutine(res):
-                    await res
+        await asyncio.gather(*(e.aclose() for e in self.engines))
+
+    def healthy(self) -> bool:
+        return all(e.healthy() for e in self.engines)
