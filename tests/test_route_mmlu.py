@@ -167,3 +167,28 @@ def test_eval_over_several_seeds_reports_the_mean(tmp_path, capsys):
     assert res["seeds"] == [0, 1, 2] and len(res["per_seed"]) == 3
     assert res["apgr"] == pytest.approx(np.mean([r["apgr"] for r in res["per_seed"]]))
     assert res["above_random_fraction_min"] == 0.0
+
+
+def test_trained_router_file_on_unseen_subjects(mmlu, tmp_path, capsys):
+    """`route train --split subject` then `route eval --router FILE --split subject`: the
+    held-out subjects only, thresholds over 0..100% strong calls, RouteLLM's metrics."""
+    from tests.conftest import SHARED_DATA
+
+    data = str(SHARED_DATA / "routing" / "mmlu")
+    out = tmp_path / "r-0.pkl"
+    common = ["--data", data, "--split", "subject", "--seed", "0"]
+    try:
+        main(["route", "train", *common, "--C", "0.3", "--output", str(out)])
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    capsys.readouterr()
+    try:
+        main(["route", "eval", "--router", str(out), *common, "--format", "json"])
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    res = json.loads(capsys.readouterr().out)
+    _, test = group_split(mmlu, 0.3, seed=0)
+    assert res["n"] == len(test) and res["test_groups"] == sorted(set(test.groups))
+    assert (res["share_min"], res["share_max"]) == (0.0, 1.0)
+    assert res["apgr"] > 0.55 and res["above_random_fraction"] >= 0.9
+    assert res["cpt50"] < 0.45 and res["cpt95"] < res["cpt95_random"]

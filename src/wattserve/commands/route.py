@@ -39,12 +39,13 @@ def _objective(value: str) -> Literal["gain", "threshold"]:
     raise ConfigError(f"--objective must be gain or threshold, not {value!r}")
 
 
-def _load(data: Path) -> Any:
-    from wattserve.route.data import load_labelled_csvs
+def _load(data: Path, label_range: str | None = None) -> Any:
+    from wattserve.route.data import load_labelled_csvs, parse_label_range
 
+    rng = parse_label_range(label_range) if label_range is not None else None
     if not data.exists():
         raise ConfigError(f"routing data not found: {data} (pass --data DIR_OR_CSV)")
-    return load_labelled_csvs(data)
+    return load_labelled_csvs(data, rng)
 
 
 def _scorer(name: str, C: float) -> Any:
@@ -85,6 +86,16 @@ def register(app: typer.Typer) -> None:
             help="gain (quality gain worth its cost) or threshold "
             "(cheapest model meeting a quality threshold)",
         ),
+        split: str = typer.Option(
+            "none",
+            help="train on all the data (none) or on the training side of a random or "
+            "subject split ('route eval --router FILE --split ...' scores the other side)",
+        ),
+        test_fraction: float = typer.Option(0.3, help="share held out with --split"),
+        seed: int = typer.Option(0, help="split seed with --split"),
+        label_range: str | None = typer.Option(
+            None, help="LO:HI of graded labels, scaled to [0, 1] (MT-Bench judge scores: 1:10)"
+        ),
     ) -> None:
         """Train a scorer on labelled prompts, calibrate the threshold, save the router."""
         from wattserve.route import Router, threshold_for_quality, threshold_for_share
@@ -97,7 +108,11 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"{flag} must be in [0, 1]")
         if c <= 0:
             raise ConfigError("--C must be positive")
-        d = _load(data)
+        from wattserve.commands.route_eval import split_sides
+
+        d = _load(data, label_range)
+        if split != "none":
+            d = split_sides(d, split, test_fraction, seed)[0]
         sc = _scorer(scorer, c).fit(d.texts, d.labels, d.models)
         router = Router(
             d.models,
@@ -126,17 +141,34 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(
             DEFAULT_DATA, help="CSV or folder of CSVs: prompt + one label column per model"
         ),
-        split: str = typer.Option("random", help="random, or subject (whole subjects held out)"),
+        router_file: Path | None = typer.Option(
+            None,
+            "--router",
+            help="evaluate this trained router ('route train' output) instead of training one; "
+            "{seed} in the name is replaced by each split seed",
+        ),
+        split: str | None = typer.Option(
+            None,
+            help="random, subject (whole subjects held out) or none (all the data; with "
+            "--router only). Default: random, or none with --router",
+        ),
         test_fraction: float = typer.Option(
             0.3, help="share of prompts (or subjects' prompts) held out"
         ),
         seed: int = typer.Option(0, help="split seed (the first one with --seeds)"),
         seeds: int = typer.Option(1, help="repeat over this many split seeds and report the mean"),
         scorer: str = typer.Option(
-            "tfidf", help="tfidf, tfidf-words (no shape features), embed or prior"
+            "tfidf", help="tfidf, tfidf-words (no shape features), embed or prior (no --router)"
         ),
-        cost: list[str] = typer.Option([], help="MODEL=COST (repeat)"),
-        c: float = typer.Option(1.0, "--C", help="inverse regularisation"),
+        cost: list[str] = typer.Option([], help="MODEL=COST (repeat; no --router)"),
+        c: float = typer.Option(1.0, "--C", help="inverse regularisation (no --router)"),
+        label_range: str | None = typer.Option(
+            None, help="LO:HI of graded labels, scaled to [0, 1] (MT-Bench judge scores: 1:10)"
+        ),
+        num_results: int | None = typer.Option(
+            None,
+            help="RouteLLM's quantile thresholds (k bins); default: every distinct score",
+        ),
         fmt: str = typer.Option("table", "--format", help="table or json"),
         as_json: bool = typer.Option(False, "--json", help="same as --format json"),
         output: Path | None = typer.Option(
@@ -144,14 +176,21 @@ def register(app: typer.Typer) -> None:
         ),
         plot: Path | None = typer.Option(None, help="save the cost-quality curve as an image"),
         objective: str = typer.Option(
-            "gain", help="gain or threshold (the rule whose knob is swept)"
+            "gain", help="gain or threshold (the rule whose knob is swept; no --router)"
         ),
     ) -> None:
-        """Cost-quality curve on a held-out split beside random routing and the oracle."""
-        from wattserve.route import Router, evaluate_router, group_split, random_split
+        """RouteLLM's cost-quality evaluation (APGR, CPT) on held-out prompts beside random
+        routing and the oracle, for a router trained here or read with --router."""
+        from wattserve.commands import route_eval as ev
+        from wattserve.route import Router
 
-        if split not in ("random", "subject"):
-            raise ConfigError("--split must be random or subject")
+        split = split or ("none" if router_file is not None else "random")
+        if split not in ev.SPLITS:
+            raise ConfigError(f"--split must be one of {', '.join(ev.SPLITS)}, not {split!r}")
+        if split == "none" and router_file is None:
+            raise ConfigError("--split none evaluates a trained router: pass --router FILE")
+        if router_file is not None and cost:
+            raise ConfigError("--cost applies when training here; a --router file has its costs")
         if not 0 < test_fraction < 1:
             raise ConfigError("--test-fraction must be between 0 and 1")
         rule = _objective(objective)
@@ -161,35 +200,49 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--C must be positive")
         if seeds < 1:
             raise ConfigError("--seeds must be at least 1")
-        d = _load(data)
-        runs = []
-        for s in range(seed, seed + seeds):
-            train_set, test_set = (random_split if split == "random" else group_split)(
-                d, test_fraction, s
-            )
-            if len(train_set) < 10 or len(test_set) < 10:
-                raise ConfigError("too few prompts on one side of the split")
+        if num_results is not None and num_results < 1:
+            raise ConfigError("--num-results must be at least 1")
+        if router_file is not None:  # every file must exist before any work starts
+            for s in range(seed, seed + seeds):
+                p = ev.router_path(router_file, s, seeds)
+                if not p.is_file():
+                    raise ConfigError(f"router file not found: {p}")
+        d = _load(data, label_range)
+
+        def make_router(train_set: Any, s: int) -> Any:
+            if router_file is not None:
+                r = Router.load(ev.router_path(router_file, s, seeds))
+                missing = [m for m in r.models if m not in d.models]
+                if missing:
+                    raise ConfigError(
+                        f"the router routes to {', '.join(missing)}, which the data has no "
+                        f"labels for (it labels {', '.join(d.models)})"
+                    )
+                return r
+            if len(train_set) < 10:
+                raise ConfigError("too few prompts on the training side of the split")
             sc = _scorer(scorer, c).fit(train_set.texts, train_set.labels, d.models)
-            router = Router(d.models, _costs(cost, d.models), sc, objective=rule)
-            r = evaluate_router(router, list(test_set.texts), test_set.labels)
+            return Router(d.models, _costs(cost, d.models), sc, objective=rule)
+
+        runs = ev.run_seeds(
+            d, split, test_fraction, list(range(seed, seed + seeds)), make_router, num_results
+        )
+        for r in runs:
             r.update(
-                split=split,
-                seed=s,
-                scorer=scorer,
-                objective=objective,
-                n_train=len(train_set),
-                test_groups=sorted(set(test_set.groups)) if split == "subject" else None,
+                router=None
+                if router_file is None
+                else str(ev.router_path(router_file, r["seed"], seeds)),
+                scorer=scorer if router_file is None else None,
             )
-            runs.append(r)
-        res = runs[0] if seeds == 1 else _mean(runs)
+        res = ev.mean_runs(runs)
         if output is not None:
             output.write_text(json.dumps(res, indent=2))
         if plot is not None:
-            _plot(res, plot)
+            ev.plot_result(res, plot)
         if fmt == "json" or as_json:
-            typer.echo(json.dumps({k: v for k, v in res.items() if k != "curve"}, indent=2))
+            typer.echo(json.dumps(ev.summary(res), indent=2))
             return
-        _print(res)
+        ev.print_result(res)
 
     @route_app.command("decide")
     def decide(
@@ -217,92 +270,3 @@ def register(app: typer.Typer) -> None:
                 indent=2,
             )
         )
-
-
-def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean of the numeric metrics over seeds (curves averaged point-wise), plus the worst
-    seed's share of the curve above random."""
-    import numpy as np
-
-    out = dict(runs[0])
-    for k, v in runs[0].items():
-        if isinstance(v, float) and all(isinstance(r.get(k), float) for r in runs):
-            out[k] = float(np.mean([r[k] for r in runs]))
-        elif isinstance(v, float) or v is None:
-            vals = [r.get(k) for r in runs]
-            nums = [float(x) for x in vals if x is not None]
-            out[k] = None if len(nums) < len(vals) else float(np.mean(nums))
-    out["curve"] = {
-        c: np.mean([r["curve"][c] for r in runs], axis=0).tolist() for c in runs[0]["curve"]
-    }
-    out["above_random_fraction_min"] = float(min(r["above_random_fraction"] for r in runs))
-    out["seeds"] = [r["seed"] for r in runs]
-    out["per_seed"] = [{k: v for k, v in r.items() if k != "curve"} for r in runs]
-    return out
-
-
-def _print(res: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from wattserve.console import stdout_console
-
-    seeds = f"mean of seeds {res['seeds']}, " if "seeds" in res else ""
-    t = Table(
-        title=f"router evaluation ({res['split']} split, {seeds}{res['n']} held-out prompts, "
-        f"weak {res['weak']} {res['weak_quality']:.3f}, "
-        f"strong {res['strong']} {res['strong_quality']:.3f})"
-    )
-    for col in ("metric", "router", "random", "oracle"):
-        t.add_column(col, justify="right")
-
-    def f(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
-    t.add_row(
-        "area under cost-quality curve", f(res["auc"]), f(res["auc_random"]), f(res["auc_oracle"])
-    )
-    t.add_row("APGR (gap recovered, avg)", f(res["apgr"]), "0.500", "-")
-    for p in (50, 80, 95):
-        t.add_row(
-            f"cost to recover {p}% of the gap", f(res[f"cpt{p}"]), f(res[f"cpt{p}_random"]), "-"
-        )
-    t.add_row(
-        "cost to reach 95% of strong quality",
-        f(res["cost_to_95pct_strong"]),
-        f(res["cost_to_95pct_strong_random"]),
-        "-",
-    )
-    t.add_row("share of curve above random", f(res["above_random_fraction"]), "-", "-")
-    if "above_random_fraction_min" in res:
-        t.add_row("  worst seed", f(res["above_random_fraction_min"]), "-", "-")
-    t.add_row(
-        "oracle: cost / quality",
-        "-",
-        "-",
-        f"{res['oracle_cost']:.3f} / {res['oracle_quality']:.3f}",
-    )
-    console = stdout_console()
-    console.print(t)
-    console.print(
-        "cost is normalised: 0 = always the cheapest model, 1 = always the most expensive"
-    )
-
-
-def _plot(res: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cv = res["curve"]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(cv["x"], cv["router"], label=f"router (AUC {res['auc']:.3f})")
-    ax.plot(cv["x"], cv["random"], "--", label=f"random (AUC {res['auc_random']:.3f})")
-    ax.plot(cv["x"], cv["oracle"], ":", label=f"oracle (AUC {res['auc_oracle']:.3f})")
-    ax.set_xlabel("normalised cost (share of strong-model calls)")
-    ax.set_ylabel("quality (accuracy)")
-    ax.set_title(f"{res['split']} split")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

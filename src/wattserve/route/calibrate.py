@@ -1,7 +1,8 @@
 """Threshold calibration, separate from training (as in RouteLLM).
 
 - ``threshold_for_share``: the threshold at which a given share of requests goes to the
-  most expensive model (on unlabelled calibration prompts).
+  most expensive model (on unlabelled calibration prompts). For the ``gain`` rule the
+  thresholds span every break point, negative ones included, so shares up to 100% exist.
 - ``threshold_for_quality``: the cheapest threshold whose realised mean quality on
   labelled calibration prompts reaches a target.
 """
@@ -28,10 +29,12 @@ def _candidates(router, q: np.ndarray, costs: np.ndarray) -> np.ndarray:
                 dn = norm[:, j] - norm[:, i]
                 ok = dn > 0
                 breaks.append((q[ok, j] - q[ok, i]) / dn[ok])
-        v = np.unique(np.round(np.clip(np.concatenate(breaks), -0.0, 1.0), 12))
-        return np.concatenate(
-            [[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]]
-        )
+        # unclipped: thresholds below 0 send prompts with a negative predicted gain to the
+        # pricier model, so the sweep reaches every prompt on the dearest model
+        v = np.unique(np.round(np.concatenate(breaks), 12))
+        if not v.size:
+            return np.array([0.0, 1.0 + 1e-9])
+        return np.concatenate([[min(0.0, float(v.min()) - 1e-9)], v, [float(v.max()) + 1e-9]])
     v = np.unique(np.round(q.ravel(), 12))
     return np.concatenate([[0.0], v, [np.nextafter(v.max(), 2.0) if v.size else 1.0, 1.0 + 1e-9]])
 

@@ -38,10 +38,16 @@ class LabelledPrompts:
         )
 
 
-def load_labelled_csvs(paths: Sequence[str | Path] | str | Path) -> LabelledPrompts:
+def load_labelled_csvs(
+    paths: Sequence[str | Path] | str | Path,
+    label_range: tuple[float, float] | None = None,
+) -> LabelledPrompts:
     """Read one or more CSVs (or a folder of them): ``prompt`` + one label column per model.
 
-    The group of each row is its file's stem without an ``mmlu_`` prefix (its subject).
+    Labels are correct/incorrect (booleans or 0/1) or graded scores. Graded scores outside
+    [0, 1] need ``label_range=(lo, hi)`` and are scaled to ``(score - lo) / (hi - lo)``
+    (MT-Bench judge scores: ``(1, 10)``). The group of each row is its file's stem without
+    an ``mmlu_`` prefix (its subject).
     """
     import pandas as pd
 
@@ -70,10 +76,48 @@ def load_labelled_csvs(paths: Sequence[str | Path] | str | Path) -> LabelledProm
     assert models is not None  # set by the first of the (non-empty) files
     data = pd.concat(frames, ignore_index=True)
     data = data.dropna(subset=["prompt"])
-    labels = data[models].astype(float).to_numpy()
+    try:
+        labels = data[models].astype(float).to_numpy()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"routing labels must be booleans or numbers: {exc}") from None
+    if np.isnan(labels).any():
+        raise ConfigError("routing labels are missing for some prompts (empty cells)")
+    labels = _scaled(labels, label_range)
     return LabelledPrompts(
         tuple(data["prompt"].astype(str)), tuple(models), labels, tuple(data["_group"])
     )
+
+
+def _scaled(labels: np.ndarray, label_range: tuple[float, float] | None) -> np.ndarray:
+    if label_range is not None:
+        lo, hi = (float(v) for v in label_range)
+        if not hi > lo:
+            raise ConfigError(f"label range {lo:g}:{hi:g}: the upper end must exceed the lower")
+        if labels.min() < lo - 1e-9 or labels.max() > hi + 1e-9:
+            raise ConfigError(
+                f"labels lie in [{labels.min():g}, {labels.max():g}], outside {lo:g}:{hi:g}"
+            )
+        return (labels - lo) / (hi - lo)
+    if labels.min() < 0.0 or labels.max() > 1.0:
+        raise ConfigError(
+            f"labels lie in [{labels.min():g}, {labels.max():g}], outside [0, 1]: pass the "
+            "score range (--label-range LO:HI, e.g. 1:10 for MT-Bench judge scores)"
+        )
+    return labels
+
+
+def parse_label_range(spec: str) -> tuple[float, float]:
+    """``"LO:HI"`` -> (lo, hi), e.g. ``"1:10"``."""
+    lo, sep, hi = spec.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        out = (float(lo), float(hi))
+    except ValueError:
+        raise ConfigError(f"label range {spec!r}: use LO:HI, e.g. 1:10") from None
+    if not (np.isfinite(out).all() and out[1] > out[0]):
+        raise ConfigError(f"label range {spec!r}: two finite numbers, the upper end larger")
+    return out
 
 
 def random_split(data: LabelledPrompts, test_fraction: float = 0.3, seed: int = 0):

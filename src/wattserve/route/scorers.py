@@ -61,7 +61,13 @@ def text_features(texts: Sequence[str]) -> np.ndarray:
 
 
 class _PerModelLogistic:
-    """One logistic regression per model over a feature matrix."""
+    """One logistic regression per model over a feature matrix.
+
+    Correct/incorrect labels train it as usual. Graded labels ``y`` in [0, 1] train it on
+    soft targets: each prompt appears once as a success with weight ``y`` and once as a
+    failure with weight ``1 - y`` (the cross-entropy with the graded label), so the
+    prediction is the expected normalised score.
+    """
 
     def __init__(self, C: float) -> None:
         self.C = C
@@ -71,16 +77,23 @@ class _PerModelLogistic:
     def fit(self, X: Any, labels: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        y_all = (np.asarray(labels, dtype=float) >= 0.5).astype(int)
+        y_all = np.asarray(labels, dtype=float)
         self.clfs, self.constant = [], []
         for m in range(y_all.shape[1]):
             y = y_all[:, m]
-            if y.min() == y.max():  # one class only: a constant prediction
-                self.clfs.append(None)
-                self.constant.append(float(y[0]))
+            if y.min() == y.max():
+                self.clfs.append(None)  # one value only: a constant prediction
+                self.constant.append(float(y.mean()))
                 continue
             clf = LogisticRegression(C=self.C, solver="liblinear", max_iter=1000)
-            clf.fit(X, y)
+            if np.isin(y, (0.0, 1.0)).all():
+                clf.fit(X, y.astype(int))
+            else:
+                clf.fit(
+                    _stack(X, X),
+                    np.r_[np.ones(len(y)), np.zeros(len(y))].astype(int),
+                    sample_weight=np.r_[y, 1.0 - y] + 1e-12,
+                )
             self.clfs.append(clf)
             self.constant.append(None)
 
@@ -89,6 +102,16 @@ class _PerModelLogistic:
         for clf, const in zip(self.clfs, self.constant, strict=True):
             cols.append(np.full(n, const) if clf is None else clf.predict_proba(X)[:, 1])
         return np.column_stack(cols)
+
+
+def _stack(a: Any, b: Any) -> Any:
+    """Rows of ``a`` then ``b`` (dense arrays or sparse matrices)."""
+    from scipy import sparse
+
+    blocks: list[Any] = [a, b]
+    if sparse.issparse(a):
+        return sparse.vstack(blocks, format="csr")
+    return np.vstack(blocks)
 
 
 class TfidfScorer:
