@@ -3,7 +3,7 @@ two mock replicas, once plain, once with a replica SIGKILLed mid-run, once long 
 gateway's memory. Bounded: each run has a request count and every request a hard timeout.
 
     .venv/bin/python benchmarks/gateway_soak.py                 # (a) and (b), then (c) 200k
-    .venv/bin/python benchmarks/gateway_soak.py --no-rss        # (a) and (b) only
+    .venv/bin/python benchmarks/gateway_soak.py --runs plain,kill  # (a) and (b) only
     .venv/bin/python benchmarks/gateway_soak.py --json soak.json
 
 Processes, all on 127.0.0.1 free ports: two ``wattserve mock-server`` replicas (8 tokens an
@@ -36,6 +36,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,6 +93,7 @@ class Stack:
 
     def __init__(self, token_delay_ms: float = 0.0, workdir: Path | None = None) -> None:
         self.token_delay_ms = token_delay_ms
+        self.own_dir = workdir is None  # removed on stop
         self.dir = workdir or Path(tempfile.mkdtemp(prefix="wattserve-soak-"))
         self.replicas: list[subprocess.Popen[bytes]] = []
         self.gateway: subprocess.Popen[bytes] | None = None
@@ -111,14 +113,14 @@ class Stack:
             )
 
     def start(self) -> Stack:
-        urls = []
-        for i in range(2):
-            port = free_port()
+        """Spawn the replicas and the gateway at once (each takes seconds to import), then
+        wait until the replicas listen and the gateway's ``/ready`` answers 200."""
+        ports = [free_port() for _ in range(2)]
+        for i, port in enumerate(ports):
             args = ["mock-server", "--port", str(port), "--output-len", str(TOKENS)]
             args += ["--token-delay-ms", str(self.token_delay_ms)]
             self.replicas.append(self._spawn(args, f"replica{i}.log"))
-            _wait_port(port, self.replicas[-1], f"replica {i}", 30)
-            urls.append(f"http://127.0.0.1:{port}/v1")
+        urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
         self.port = free_port()
         cfg = {
             "host": "127.0.0.1",
@@ -126,11 +128,14 @@ class Stack:
             "models": [{"name": "mock", "replicas": [{"kind": "url", "url": u} for u in urls]}],
             "energy": {"meter": "modeled"},
             "auth": {"keys_env": None},
+            "health": {"interval_s": 0.5},  # a replica not yet listening is seen up soon
             "timeouts": {"connect_s": 2.0, "first_token_s": 10.0, "total_s": 15.0},
         }
         path = self.dir / "gateway.yaml"
         path.write_text(json.dumps(cfg))  # JSON is YAML
         self.gateway = self._spawn(["serve", "--config", str(path)], "gateway.log")
+        for i, (port, proc) in enumerate(zip(ports, self.replicas, strict=True)):
+            _wait_port(port, proc, f"replica {i}", 60)
         _wait_port(self.port, self.gateway, "the gateway", 60)
         return self
 
@@ -141,6 +146,11 @@ class Stack:
     def gateway_log(self, lines: int = 20) -> str:
         text = (self.dir / "gateway.log").read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+    def log_errors(self) -> int:
+        """Lines of the gateway's log that report an error or a traceback (expected: none)."""
+        text = (self.dir / "gateway.log").read_text(errors="replace")
+        return sum(" ERROR " in ln or ln.startswith("Traceback") for ln in text.splitlines())
 
     def stop(self) -> None:
         for p in [self.gateway, *self.replicas]:
@@ -154,6 +164,8 @@ class Stack:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         try:
@@ -365,6 +377,57 @@ HEADER = (
 )
 
 
+Run = tuple[str, dict[str, object], bool]  # the table row, the figures, whether it passed
+
+
+async def run_plain(a: argparse.Namespace) -> Run:
+    """(a): no faults; every request must be answered right."""
+    with Stack(a.token_delay_ms) as stack:
+        t = await soak(stack.url, a.requests, a.concurrency, timeout_s=a.timeout_s)
+        hits, errors = cache_hits(stack), stack.log_errors()
+    good = t.lost == t.http_5xx == t.stream_broken == t.other == errors == 0
+    line = row("plain", t, f"cache hits {hits}, log errors {errors}; {'PASS' if good else 'FAIL'}")
+    return line, {**asdict(t), "lost": t.lost, "cache_hits": hits, "log_errors": errors}, good
+
+
+async def run_kill(a: argparse.Namespace) -> Run:
+    """(b): replica 0 SIGKILLed half-way; every request answered right or cleanly refused."""
+    half = a.requests // 2
+    with Stack(a.kill_token_delay_ms) as stack:
+        kill = {half: lambda: stack.kill_replica(0)}
+        t = await soak(stack.url, a.requests, a.concurrency, timeout_s=a.timeout_s, on_sent=kill)
+        errors = stack.log_errors()
+        good = t.lost == t.other == errors == 0 and stack.replicas[0].poll() is not None
+        if not good:
+            print(stack.gateway_log(), file=sys.stderr)
+    note = f"replica 0 killed at request {half}, log errors {errors}; {'PASS' if good else 'FAIL'}"
+    return row("kill", t, note), {**asdict(t), "lost": t.lost, "log_errors": errors}, good
+
+
+async def run_rss(a: argparse.Namespace) -> Run:
+    """(c): the gateway's RSS after ``--rss-requests`` within 30 MB of that after the first
+    ``--rss-first``; sampled every ``--rss-first`` requests answered."""
+    with Stack(a.token_delay_ms) as stack:
+        rss: dict[int, float] = {0: gateway_rss_mb(stack)}
+
+        def sample(k: int) -> Callable[[], None]:
+            return lambda: rss.__setitem__(k, gateway_rss_mb(stack))
+
+        marks = {k: sample(k) for k in range(a.rss_first, a.rss_requests + 1, a.rss_first)}
+        t = await soak(stack.url, a.rss_requests, a.rss_concurrency, seed=1,
+                       timeout_s=a.timeout_s, on_done=marks)  # fmt: skip
+        first, last = rss[a.rss_first], gateway_rss_mb(stack)
+        errors = stack.log_errors()
+    growth = last - first
+    good = growth < 30 and t.lost == t.http_5xx == t.stream_broken == t.other == errors == 0
+    print("gateway RSS (MB) by requests answered:", {k: round(v, 1) for k, v in rss.items()})
+    note = (
+        f"RSS {first:.1f} MB at {a.rss_first}, {last:.1f} MB at {t.sent}: "
+        f"{growth:+.1f} MB; {'PASS' if good else 'FAIL'}"
+    )
+    return row("rss", t, note), {**asdict(t), "lost": t.lost, "rss_mb": rss, "end_mb": last}, good
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description="soak the gateway in front of two mock replicas")
     ap.add_argument("--requests", type=int, default=20_000)
@@ -375,65 +438,29 @@ async def main() -> int:
     ap.add_argument("--rss-requests", type=int, default=200_000)
     ap.add_argument("--rss-concurrency", type=int, default=128)
     ap.add_argument("--rss-first", type=int, default=20_000, help="the first RSS sample")
-    ap.add_argument("--no-rss", action="store_true", help="skip the long memory run")
+    ap.add_argument(
+        "--runs", default="plain,kill,rss", help="which runs, comma-separated (rss is the long one)"
+    )
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     a = ap.parse_args()
-    if a.requests < 2 or a.concurrency < 1 or a.rss_first >= a.rss_requests:
-        print("gateway_soak: --requests >= 2, --concurrency >= 1, --rss-first < --rss-requests",
+    runs = [r for r in ("plain", "kill", "rss") if r in a.runs.split(",")]
+    if set(a.runs.split(",")) - set(runs) or not runs:
+        print(f"gateway_soak: --runs takes plain, kill, rss; got {a.runs!r}", file=sys.stderr)
+        return 2
+    if a.requests < 2 or a.concurrency < 1 or not 0 < a.rss_first < a.rss_requests:
+        print("gateway_soak: --requests >= 2, --concurrency >= 1, 0 < --rss-first < --rss-requests",
               file=sys.stderr)  # fmt: skip
         return 2
     limit = raise_fd_limit(4 * max(a.concurrency, a.rss_concurrency) + 1024)
     print(f"open-file limit {limit}; load average {os.getloadavg()} on {os.cpu_count()} CPUs")
-    results: dict[str, object] = {}
-    lines = [HEADER]
-    passed = True
-
-    with Stack(a.token_delay_ms) as stack:
-        t = await soak(stack.url, a.requests, a.concurrency, timeout_s=a.timeout_s)
-        hits = cache_hits(stack)
-        good = t.lost == 0 and t.http_5xx == 0 and t.stream_broken == 0 and t.other == 0
+    todo = {"plain": run_plain, "kill": run_kill, "rss": run_rss}
+    lines, results, passed = [HEADER], {}, True
+    for name in runs:
+        line, figures, good = await todo[name](a)
+        print(line, flush=True)
+        lines.append(line)
+        results[name] = figures
         passed &= good
-        lines.append(row("plain", t, f"cache hits {hits}; {'PASS' if good else 'FAIL'}"))
-        results["plain"] = {**asdict(t), "lost": t.lost, "cache_hits": hits}
-        print(lines[-1], flush=True)
-
-    with Stack(a.kill_token_delay_ms) as stack:
-        kill = {a.requests // 2: lambda: stack.kill_replica(0)}
-        t = await soak(stack.url, a.requests, a.concurrency, timeout_s=a.timeout_s, on_sent=kill)
-        good = t.lost == 0 and t.other == 0
-        passed &= good
-        lines.append(row("kill", t, f"replica 0 killed at {a.requests // 2}; "
-                                    f"{'PASS' if good else 'FAIL'}"))  # fmt: skip
-        results["kill"] = {**asdict(t), "lost": t.lost}
-        print(lines[-1], flush=True)
-        if not good:
-            print(stack.gateway_log(), file=sys.stderr)
-
-    if not a.no_rss:
-        with Stack(a.token_delay_ms) as stack:
-            rss: dict[int, float] = {0: gateway_rss_mb(stack)}
-
-            def sample(k: int) -> Callable[[], None]:
-                return lambda: rss.__setitem__(k, gateway_rss_mb(stack))
-
-            marks = {k: sample(k) for k in range(a.rss_first, a.rss_requests + 1, a.rss_first)}
-            t = await soak(stack.url, a.rss_requests, a.rss_concurrency, seed=1,
-                           timeout_s=a.timeout_s, on_done=marks)  # fmt: skip
-            first, last = rss[a.rss_first], gateway_rss_mb(stack)
-            growth = last - first
-            good = growth < 30 and t.lost == 0 and t.http_5xx == 0 and t.other == 0
-            passed &= good
-            note = (
-                f"RSS {first:.1f} MB at {a.rss_first}, {last:.1f} MB at {t.sent}: "
-                f"{growth:+.1f} MB; {'PASS' if good else 'FAIL'}"
-            )
-            lines.append(row("rss", t, note))
-            results["rss"] = {**asdict(t), "lost": t.lost, "rss_mb": rss, "rss_end_mb": last}
-            print(lines[-1], flush=True)
-            print(
-                "gateway RSS (MB) by requests answered:", {k: round(v, 1) for k, v in rss.items()}
-            )
-
     print("\n" + "\n".join(lines))
     print(f"load average after: {os.getloadavg()}")
     if a.json:
