@@ -12,10 +12,11 @@ from wattserve.bench import store
 from wattserve.bench.benchmark import load_points, resume_benchmark, run_benchmark
 from wattserve.bench.config import BenchConfig
 from wattserve.bench.runner import run_schedule, send_error_stats_ms, sleep_until
+from wattserve.engines.base import EngineBase
 from wattserve.types import Chunk, EnergyReading, Request, Usage
 
 
-class FakeEngine:
+class FakeEngine(EngineBase):
     """Streams ``max_tokens`` one-token chunks, ``delay_s`` apart; fails ids in ``fail``."""
 
     name = "fake"

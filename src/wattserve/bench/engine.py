@@ -13,24 +13,16 @@ from dataclasses import replace
 from typing import Any
 
 from wattserve.bench.config import BenchConfig
-from wattserve.errors import EngineUnavailable, WattserveError
+from wattserve.engines import base
+from wattserve.engines.base import build_engine
+from wattserve.errors import EngineUnavailable
+from wattserve.protocols import Engine
 from wattserve.types import Request
 
 
-def make_engine(cfg: BenchConfig) -> Any:
+def make_engine(cfg: BenchConfig) -> Engine:
     """The engine ``cfg`` names; any failure to build it is an ``EngineUnavailable``."""
-    from wattserve.engines.factory import create_engine
-
-    try:
-        return create_engine(
-            cfg.model, base_url=cfg.base_url, backend=cfg.backend, threads=cfg.threads
-        )
-    except WattserveError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any other failure to build the engine
-        raise EngineUnavailable(
-            f"cannot create engine for {cfg.model!r}: {type(exc).__name__}: {exc}"
-        ) from None
+    return build_engine(cfg.model, base_url=cfg.base_url, backend=cfg.backend, threads=cfg.threads)
 
 
 async def maybe_await(x: Any) -> Any:
@@ -38,24 +30,13 @@ async def maybe_await(x: Any) -> Any:
     return await x if asyncio.iscoroutine(x) or isinstance(x, asyncio.Future) else x
 
 
-async def start_engine(engine: Any, cfg: BenchConfig) -> None:
-    """``engine.start()`` where it has one; a failure is an ``EngineUnavailable``."""
-    if not hasattr(engine, "start"):
-        return
-    try:
-        await maybe_await(engine.start())
-    except WattserveError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure to start is the engine's
-        raise EngineUnavailable(
-            f"engine {cfg.model!r} failed to start: {type(exc).__name__}: {exc}"
-        ) from None
+async def start_engine(engine: Engine, cfg: BenchConfig) -> None:
+    """``engine.start()``; a failure is an ``EngineUnavailable``."""
+    await base.start_engine(engine, f"engine {cfg.model!r}")
 
 
-async def close_engine(engine: Any) -> None:
-    """``engine.aclose()`` where it has one."""
-    if hasattr(engine, "aclose"):
-        await maybe_await(engine.aclose())
+async def close_engine(engine: Engine) -> None:
+    await engine.aclose()
 
 
 def tokenizer_of(engine: Any) -> Any:

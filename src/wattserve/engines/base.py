@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
+from wattserve.errors import EngineUnavailable, WattserveError
 from wattserve.protocols import Engine
 from wattserve.types import Chunk, Completion, Request
 
@@ -25,6 +27,32 @@ class EngineBase:
 
     def healthy(self) -> bool:
         return True
+
+
+def build_engine(model: str, **options: Any) -> Engine:
+    """``create_engine(model, **options)``; any failure but a ``WattserveError`` is an
+    ``EngineUnavailable`` naming the model and the cause."""
+    from wattserve.engines.factory import create_engine
+
+    try:
+        return create_engine(model, **options)
+    except WattserveError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a backend's own errors become one clear line
+        raise EngineUnavailable(
+            f"cannot create engine for {model!r}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+async def start_engine(engine: Engine, what: str) -> None:
+    """``engine.start()``; any failure but a ``WattserveError`` is an ``EngineUnavailable``
+    saying that ``what`` failed to start and why."""
+    try:
+        await engine.start()
+    except WattserveError:
+        raise
+    except Exception as exc:
+        raise EngineUnavailable(f"{what} failed to start: {type(exc).__name__}: {exc}") from exc
 
 
 async def complete(

@@ -196,7 +196,13 @@ class Launcher:
                 await asyncio.to_thread(server.start)
                 out.append(Launched(url=server.url, server=server, **base))
             elif spec.kind == "local":
-                out.append(Launched(engine=_local_engine(engine_model, spec), **base))
+                from wattserve.engines.base import build_engine
+
+                extra = {"max_batch": spec.slots} if spec.backend in ("auto", "local") else {}
+                engine = build_engine(
+                    engine_model, backend=spec.backend, threads=spec.threads, **extra
+                )
+                out.append(Launched(engine=engine, **base))
             else:  # pragma: no cover - the config validates kinds
                 raise ConfigError(f"unknown replica kind {spec.kind!r}")
             self.launched.append(out[-1])
@@ -219,20 +225,6 @@ class Launcher:
                 if item.stderr is not None:
                     item.stderr.close()
         self.launched.clear()
-
-
-def _local_engine(engine_model: str, spec: ReplicaConfig) -> Engine:
-    from wattserve.engines.factory import create_engine
-
-    try:
-        extra: dict[str, Any] = (
-            {"max_batch": spec.slots} if spec.backend in ("auto", "local") else {}
-        )
-        return create_engine(engine_model, backend=spec.backend, threads=spec.threads, **extra)
-    except (ConfigError, EngineUnavailable):
-        raise
-    except Exception as exc:  # noqa: BLE001 - a backend's own errors become one clear line
-        raise EngineUnavailable(f"cannot create local engine {engine_model!r}: {exc}") from None
 
 
 def terminate(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:

@@ -15,7 +15,6 @@ runs only the (model, item) pairs without a good record.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from wattserve.bench.runner import run_async, run_schedule
-from wattserve.errors import EngineUnavailable, WattserveError
+from wattserve.engines.base import build_engine, start_engine
+from wattserve.errors import EngineUnavailable
 from wattserve.evaluate import store
 from wattserve.evaluate.config import EvalConfig
 from wattserve.evaluate.routing import write_routing
 from wattserve.evaluate.summary import csv_rows, summarize
+from wattserve.protocols import Engine
 from wattserve.tasks import TaskItem, check, extract, read_tasks, write_tasks
 from wattserve.types import Completion, Message, Request
 
@@ -72,35 +73,14 @@ def request_for(item: TaskItem, model: str, cfg: EvalConfig) -> Request:
     return Request(prompt=item.prompt, **common)
 
 
-def make_engine(cfg: EvalConfig, model: str, base_url: str | None) -> Any:
-    from wattserve.engines.factory import create_engine
-
-    try:
-        return create_engine(model, base_url=base_url, backend=cfg.backend, threads=cfg.threads)
-    except WattserveError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any other failure to build the engine
-        raise EngineUnavailable(
-            f"cannot create engine for {model!r}: {type(exc).__name__}: {exc}"
-        ) from None
+def make_engine(cfg: EvalConfig, model: str, base_url: str | None) -> Engine:
+    return build_engine(model, base_url=base_url, backend=cfg.backend, threads=cfg.threads)
 
 
-async def _maybe_await(x: Any) -> Any:
-    return await x if asyncio.iscoroutine(x) or isinstance(x, asyncio.Future) else x
-
-
-async def _start_and_probe(engine: Any, model: str, cfg: EvalConfig, url: str | None) -> None:
+async def _start_and_probe(engine: Engine, model: str, cfg: EvalConfig, url: str | None) -> None:
     from wattserve.engines.base import complete
 
-    try:
-        if hasattr(engine, "start"):
-            await _maybe_await(engine.start())
-    except WattserveError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise EngineUnavailable(
-            f"engine {model!r} failed to start: {type(exc).__name__}: {exc}"
-        ) from None
+    await start_engine(engine, f"engine {model!r}")
     probe = TaskItem("probe", "probe", 0, "Hello", "x", "exact")
     req = request_for(probe, model, cfg.model_copy(update={"max_tokens": 1}))
     c = await complete(engine, req, timeout_s=cfg.timeout_s)
@@ -284,8 +264,8 @@ async def arun_eval(
                     sampler.stop()
                     if sampler.errors:
                         state.setdefault("energy_errors", []).extend(sampler.errors[:10])
-                if not given and hasattr(engine, "aclose"):
-                    await _maybe_await(engine.aclose())
+                if not given:
+                    await engine.aclose()
         status = "complete"
     finally:
         log.close()

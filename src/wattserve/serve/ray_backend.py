@@ -74,11 +74,7 @@ class EngineServer:
             from wattserve.engines.openai_http import OpenAIHTTPEngine
 
             self.engine = OpenAIHTTPEngine(item.url or "", model=item.engine_model)
-        start = getattr(self.engine, "start", None)
-        if start is not None:
-            res = start()
-            if hasattr(res, "__await__"):
-                await res
+        await self.engine.start()
         m, self.meter_reason = make_meter(meter)
         self.accountant = EnergyAccountant(m, interval_s)
         self.accountant.start()
@@ -124,8 +120,7 @@ class EngineServer:
             energy.inc(joules, tags)
 
     async def health(self) -> bool:
-        ok = getattr(self.engine, "healthy", True)
-        return bool(ok() if callable(ok) else ok)
+        return self.engine.healthy()
 
     async def totals(self) -> dict[str, Any]:
         """This replica's books: requests, tokens, charged joules and its meter's totals on
@@ -147,9 +142,7 @@ class EngineServer:
 
     async def __del__(self) -> None:
         await self.accountant.aclose()
-        close = getattr(self.engine, "aclose", None)
-        if close is not None:
-            await close()
+        await self.engine.aclose()
         await self.launcher.stop(5.0)
 
 

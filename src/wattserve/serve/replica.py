@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from wattserve.errors import EngineUnavailable, WattserveError
+from wattserve.engines.base import start_engine
 from wattserve.openai.client import api_base
 from wattserve.openai.transport import (
     ERRORS,
@@ -228,14 +228,7 @@ class EngineReplica(Replica):
 
     async def start(self) -> None:
         if not self._started:
-            try:
-                await self.engine.start()
-            except WattserveError:
-                raise
-            except Exception as exc:
-                raise EngineUnavailable(
-                    f"replica {self.name}: the engine did not start: {type(exc).__name__}: {exc}"
-                ) from exc
+            await start_engine(self.engine, f"replica {self.name}'s engine")
         self._started = True
 
     async def probe(self, timeout_s: float) -> Fault | None:
