@@ -10,6 +10,13 @@ router (the router trained by ``wattserve route train`` on the eval's other item
 oracle selector, the router and a cascade without cache (small first, a perfect verifier
 escalating its wrong answers: ``c_s + (1 - correct_s) * c_l``), always-small/large.
 
+Then ``--live`` requests (500; alpha 0.8) go through the gateway of ``--config`` (both
+models, llama.cpp, one thread each, ``model="auto"`` with the router above, LEC cache of
+the same size) and its charged joules are set beside the replay of the same trace. The
+cost basis is the same on both sides: the eval and the gateway meter with
+``modeled:process`` (this process's CPU time) on the same engines, one request at a time;
+the replay prices each miss at the eval's joules of that item and model.
+
     python benchmarks/real_mux.py RUN_DIR [--small smollm2-135m --large gemma3-270m]
 
 Prints accuracy, J per correct answer and the improvement over LFU + large per alpha.
@@ -21,12 +28,12 @@ import argparse
 import csv
 import random
 import sys
-import tempfile
 from pathlib import Path
 
 from wattserve.cache.response_cache import ResponseCache
 from wattserve.errors import WattserveError
 from wattserve.evaluate.demo import DemoSettings, _cli, evaluate, router_choice
+from wattserve.evaluate.live import compare, serve_trace
 from wattserve.evaluate.replay import (
     Outcomes,
     ReplayResult,
@@ -81,10 +88,10 @@ def run(args: argparse.Namespace) -> None:
         run_dir = Path(args.run_dir)
     out = load_outcomes(run_dir, [args.small, args.large])
     queries = pick_queries(out, args.small, args.distinct, args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        routed = router_choice(
-            train_on_rest(out, set(queries), args.small, args.large, Path(tmp)), out
-        )
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    router_file = train_on_rest(out, set(queries), args.small, args.large, work)
+    routed = router_choice(router_file, out)
     oracle = oracle_choice(out, args.small, args.large)
     small_all = dict.fromkeys(out.table, args.small)
     large_all = dict.fromkeys(out.table, args.large)
@@ -125,6 +132,45 @@ def run(args: argparse.Namespace) -> None:
                 f"{setting:9} {r.name:28} {r.accuracy:8.3f} {r.j_per_correct:10.3f} "
                 f"{ref / r.j_per_correct:11.2f}x"
             )
+    if args.live:
+        live(args, run_dir, out, queries, routed, router_file)
+
+
+def live(
+    args: argparse.Namespace,
+    run_dir: Path,
+    out: Outcomes,
+    queries: list[str],
+    routed: dict[str, str],
+    router_file: Path,
+) -> None:
+    """``--live`` requests (alpha ``--live-alpha``) through the gateway: LEC + the router,
+    both models behind it; its charged joules beside the replay of the same trace."""
+    trace = zipf_trace(queries, args.live, args.live_alpha, args.seed)
+    sim = replay("LEC + router", trace, out, routed, make_cache("lec", args.capacity))
+    run = serve_trace(
+        args.config,
+        router_file,
+        trace,
+        run_dir / "tasks.jsonl",
+        models=[args.small, args.large],
+        capacity=args.capacity,
+        max_tokens=args.max_tokens,
+    )
+    got = run.result
+    cmp = compare(
+        run, sim, out, lambda o: replay("sim", trace, o, routed, make_cache("lec", args.capacity))
+    )
+    print(f"\nlive gateway, LEC + router, {args.live} requests, alpha {args.live_alpha}")
+    print(f"{'':9} {'combination':28} {'accuracy':>8} {'J/correct':>10} {'hit rate':>9}")
+    for how, r in (("replay", sim), ("live", got)):
+        print(
+            f"{how:9} {r.name:28} {r.accuracy:8.3f} {r.j_per_correct:10.3f} "
+            f"{r.hits / max(1, r.requests):9.0%}"
+        )
+    print(cmp.line(), f"[gateway energy source: {run.source or 'none'}]")
+    ok = abs(cmp.vs_simulated - 1) <= 0.15
+    print(f"charged joules within 15% of the simulation at live prices: {'yes' if ok else 'no'}")
 
 
 def main() -> None:
@@ -139,8 +185,14 @@ def main() -> None:
         "--alphas", type=lambda v: [float(x) for x in v.split(",")], default=[0.2, 0.5, 0.8]
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--work", default="runs/real_mux", help="where a quick eval goes")
+    p.add_argument("--work", default="runs/real_mux", help="the router file, a quick eval")
+    p.add_argument("--live", type=int, default=500, help="live gateway requests (0: none)")
+    p.add_argument("--live-alpha", type=float, default=0.8)
+    p.add_argument("--config", default="examples/serve-energy.yaml", help="the live gateway")
+    p.add_argument("--max-tokens", type=int, default=12)
     args = p.parse_args()
+    if args.live < 0 or args.distinct < 1 or args.requests < 1 or args.capacity < 1:
+        p.error("--live must be >= 0; --distinct, --requests and --capacity at least 1")
     try:
         run(args)
     except WattserveError as exc:

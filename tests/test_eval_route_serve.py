@@ -113,3 +113,7 @@ def test_eval_route_train_serve(eval_dir: Path, tmp_path: Path) -> None:
     assert (
         cmp.replay_j == pytest.approx(lec.joules) and cmp.replay_misses == lec.requests - lec.hits
     )
+    # the null meter charges nothing live, so the replay at the live run's joules costs 0
+    # for every routed item, and the live-priced row is in the table
+    assert cmp.live_j == 0.0 and cmp.simulated_j == 0.0
+    assert res.live_sim is not None and res.live_sim.hits == lec.hits

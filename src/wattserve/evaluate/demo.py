@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wattserve.errors import ConfigError, EngineUnavailable
-from wattserve.evaluate.live import LiveComparison, LiveRun, compare, serve_trace
+from wattserve.evaluate.live import LiveComparison, LiveRun, compare, live_priced, serve_trace
 from wattserve.evaluate.replay import (
     Outcomes,
     ReplayResult,
@@ -73,6 +73,7 @@ class DemoResult:
     eval_accuracy: dict[str, float] = field(default_factory=dict)
     eval_j: dict[str, float] = field(default_factory=dict)
     comparison: LiveComparison | None = None  # the live row's charges vs the replay's
+    live_sim: ReplayResult | None = None  # the LEC + router replay at the live run's joules
 
 
 def write_task_set(
@@ -215,12 +216,23 @@ def run_energy_demo(s: DemoSettings, log: Log = print, live: bool = True) -> Dem
     if live:
         run = serve_live(s, router_file, trace, eval_dir, log)
         result.live, result.live_source = run.result, run.source
-        result.comparison = compare(run, rows[-1], outcomes)
+        name = "cache (LEC) + router, at live joules"
+        result.comparison = compare(
+            run,
+            rows[-1],
+            outcomes,
+            lambda o: replay(name, trace, o, routed, make_cache("lec", s.capacity)),
+        )
+        result.live_sim = replay(
+            name, trace, live_priced(run, outcomes), routed, make_cache("lec", s.capacity)
+        )
     return result
 
 
 def table_rows(result: DemoResult) -> list[dict[str, Any]]:
     rows = [{"how": "replay", **r.as_dict()} for r in result.rows]
+    if result.live_sim is not None:
+        rows.append({"how": "replay", **result.live_sim.as_dict()})
     if result.live is not None:
         rows.append(
             {"how": f"gateway ({result.live_source or 'no meter'})", **result.live.as_dict()}

@@ -6,24 +6,28 @@ by a trained router file, the config's cache) in this process and sends each ite
 through the openai SDK, one request at a time; answers are checked like the eval's. A
 miss is charged what the gateway meters for it (``usage.energy_j``).
 
-Cost basis: the eval and the gateway meter the same way (the same meter, e.g.
-``modeled:process``: this process's CPU time; the same engines, one thread each, one
-request at a time), and the replay prices a miss at the eval's measured joules of that
-item on that model. ``compare`` sets the live charges beside (a) the replayed total of
-the same trace and (b) the eval's joules of exactly the live run's misses, which
-separates metering differences from cache decisions that went another way.
+Cost basis. The eval and the gateway meter alike (the same meter, e.g. ``modeled:process``:
+this process's CPU time; the same engines, one thread each, one request at a time), but
+not at the same moment: on a shared machine the modeled idle term (idle watts x cores x
+wall time) grows with other jobs' load, so the eval's joules and the live charges differ by
+the load of their hours. The comparison therefore prices the replay at the live run's own
+measured joules (``live_priced``: each (item, model) the live run answered costs the mean
+of its live charges; pairs it never answered keep the eval's), so live and simulated
+differ only where the simulated cache and router decided otherwise than the gateway's.
+``compare`` also gives the eval-priced replay and the eval's joules of exactly the live
+misses, which show how far the load moved the meter between the two runs.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from wattserve.errors import ConfigError
-from wattserve.evaluate.replay import Outcomes, ReplayResult
+from wattserve.evaluate.replay import Outcome, Outcomes, ReplayResult
 
 Log = Callable[[str], None]
 
@@ -39,10 +43,16 @@ class LiveRun:
 @dataclass(frozen=True)
 class LiveComparison:
     live_j: float  # the gateway's charges
+    simulated_j: float  # the replay of the same trace priced at the live run's joules
     replay_j: float  # the replay of the same trace, eval joules
     same_misses_j: float  # the eval's joules of the live run's misses
     live_misses: int
     replay_misses: int
+
+    @property
+    def vs_simulated(self) -> float:
+        """live / simulated joules at the live run's prices (1.0: equal)."""
+        return self.live_j / self.simulated_j if self.simulated_j else float("inf")
 
     @property
     def vs_replay(self) -> float:
@@ -56,6 +66,8 @@ class LiveComparison:
     def as_dict(self) -> dict[str, Any]:
         return {
             "live_j": self.live_j,
+            "simulated_j": self.simulated_j,
+            "live_over_simulated": self.vs_simulated,
             "replay_j": self.replay_j,
             "same_misses_j": self.same_misses_j,
             "live_misses": self.live_misses,
@@ -66,17 +78,43 @@ class LiveComparison:
 
     def line(self) -> str:
         return (
-            f"live vs replay: the gateway charged {self.live_j:.1f} J over {self.live_misses} "
-            f"misses; the replay of the same trace {self.replay_j:.1f} J over "
-            f"{self.replay_misses} ({self.vs_replay - 1:+.1%}); the eval's joules of the live "
-            f"misses {self.same_misses_j:.1f} J ({self.vs_same_misses - 1:+.1%})"
+            f"live vs simulated: the gateway charged {self.live_j:.1f} J over "
+            f"{self.live_misses} misses; the simulation of the same trace at the live run's "
+            f"joules {self.simulated_j:.1f} J over {self.replay_misses} misses "
+            f"({self.vs_simulated - 1:+.1%}); at the eval's joules {self.replay_j:.1f} J "
+            f"({self.vs_replay - 1:+.1%}; the eval's joules of the live misses "
+            f"{self.same_misses_j:.1f} J, {self.vs_same_misses - 1:+.1%})"
         )
 
 
-def compare(live: LiveRun, replayed: ReplayResult, outcomes: Outcomes) -> LiveComparison:
+def live_priced(live: LiveRun, outcomes: Outcomes) -> Outcomes:
+    """``outcomes`` with each (item, model) the live run answered priced at the mean of its
+    live charges (correctness stays the eval's)."""
+    charges: dict[tuple[str, str], list[float]] = {}
+    for i, m, j in live.misses:
+        charges.setdefault((i, m), []).append(j)
+    table = {
+        i: {
+            m: Outcome(o.correct, sum(js) / len(js)) if (js := charges.get((i, m))) else o
+            for m, o in row.items()
+        }
+        for i, row in outcomes.table.items()
+    }
+    return replace(outcomes, table=table)
+
+
+def compare(
+    live: LiveRun,
+    replayed: ReplayResult,
+    outcomes: Outcomes,
+    simulate: Callable[[Outcomes], ReplayResult],
+) -> LiveComparison:
+    """``replayed``: the trace replayed at the eval's joules; ``simulate(outcomes)`` replays
+    it again (same strategy, a fresh cache) at the prices given."""
     same = sum(outcomes.table[i][m].joules for i, m, _ in live.misses if m in outcomes.table[i])
     return LiveComparison(
         live_j=live.result.joules,
+        simulated_j=simulate(live_priced(live, outcomes)).joules,
         replay_j=replayed.joules,
         same_misses_j=same,
         live_misses=len(live.misses),
