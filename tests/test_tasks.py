@@ -110,6 +110,63 @@ def test_words_operations_by_level():
             assert (3 <= len(word) <= 4) if it.difficulty == 4 else (6 <= len(word) <= 8)
 
 
+def test_facts_hard_asks_only_less_familiar_countries_as_sentences():
+    by_name = {c.name: c for c in countries()}
+    items = make_tasks("facts-hard", 300, seed=0)
+    assert {it.difficulty for it in items} == {2, 3}
+    for it in items:
+        c = by_name[it.meta["country"]]
+        assert c.tier == it.difficulty in (2, 3)
+        *shots, question = it.prompt.split("\n")
+        assert question.endswith((" is", " in")) and c.name.casefold() in question.casefold()
+        assert all(by_name_tier(by_name, s) == 1 for s in shots)  # examples stay well known
+    first = items[: sum(len(facts_pool(lv)) for lv in (2, 3))]
+    assert len({(it.meta["relation"], it.meta["country"]) for it in first}) == len(first)
+
+
+def by_name_tier(by_name, sentence: str) -> int:
+    """The tier of the country a solved facts sentence is about."""
+    if sentence.startswith("The capital of "):
+        name = sentence.removeprefix("The capital of ").rsplit(" is ", 1)[0]
+    else:
+        name = sentence.split(" is a country in ")[0]
+    return next(c.tier for n, c in by_name.items() if n.casefold() == name.casefold())
+
+
+def facts_pool(level: int) -> list:
+    return FAMILIES["facts-hard"].pool(level)  # type: ignore[misc]
+
+
+def test_facts_options_are_answered_with_the_option_text():
+    by_name = {c.name: c for c in countries()}
+    for it in make_tasks("facts-options", 60, seed=1):
+        c = by_name[it.meta["country"]]
+        right = it.choices["ABCD".index(it.answer)]
+        assert right == (c.capital if it.meta["relation"] == "capital" else c.continent)
+        blocks = it.prompt.split("\n\n")
+        assert len(blocks) == 4 and blocks[-1].endswith("\nAnswer:")
+        assert blocks[-1].split("\n")[1] == "Options: " + ", ".join(it.choices)
+        for shot in blocks[:-1]:  # solved examples answer with one of their options' text
+            opts = shot.split("\n")[1].removeprefix("Options: ").split(", ")
+            assert shot.rsplit("Answer: ", 1)[1] in opts
+        assert "A." not in it.prompt and check(it, f" {right}\n")
+        wrong = next(o for o in it.choices if o != right)
+        assert not check(it, f" {wrong}\n")
+
+
+def test_letters_are_first_and_last_letters():
+    items = make_tasks("letters", 40, seed=0)
+    assert [it.difficulty for it in items[:4]] == [1, 2, 1, 2]
+    for it in items:
+        word = it.meta["word"]
+        last = it.prompt.rsplit("\n", 1)[-1]
+        if it.difficulty == 1:
+            assert it.answer == word[0] and last == "First letter:"
+        else:
+            assert it.answer == word[-1] and last == "Last letter:"
+        assert it.prompt.count("\n\n") == 4  # four solved examples
+
+
 def test_tables_are_well_formed():
     cs = countries()
     assert len(cs) >= 150 and {c.continent for c in cs} == set(CONTINENTS)
@@ -281,6 +338,10 @@ def test_cli_make_and_errors(cli, tmp_path):
     assert items == make_tasks("arithmetic", 7, 2) + make_tasks("words", 7, 2)
     r = cli("tasks", "make", "--family", "all", "--n", "2", "--difficulty", "1", "-o", str(out))
     assert r.returncode == 0 and {it.difficulty for it in read_tasks(out)} == {1}
+    fams = {it.family for it in read_tasks(out)}
+    assert "facts" in fams and "letters" in fams and "facts-hard" not in fams  # has no level 1
+    r = cli("tasks", "make", "--family", "all", "--difficulty", "9", "-o", str(out))
+    assert r.returncode != 0 and "no task family" in r.stderr and "Traceback" not in r.stderr
     r = cli("tasks", "make", "--family", "poetry", "-o", str(out))
     assert r.returncode != 0 and "unknown task family" in r.stderr and "Traceback" not in r.stderr
     r = cli("tasks", "make", "--family", "words", "--difficulty", "x", "-o", str(out))

@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
     @tasks_app.command("make")
     def make(
         family: list[str] = typer.Option(
-            ..., "--family", help="Task family (repeat or comma list; 'all' for every family)."
+            ...,
+            "--family",
+            help="Task family (repeat or comma list; 'all' for every family with the levels).",
         ),
         n: int = typer.Option(100, "--n", help="Items per family."),
         seed: int = typer.Option(0, "--seed", help="Generation seed."),
@@ -42,8 +44,11 @@ def register(app: typer.Typer) -> None:
         from wattserve.tasks import FAMILIES, make_tasks, write_tasks
 
         names = [f.strip() for spec in family for f in spec.split(",") if f.strip()]
-        if names == ["all"]:
-            names = list(FAMILIES)
+        if names == ["all"]:  # with --difficulty: every family that has those levels
+            want = set(_levels(difficulty) or ())
+            names = [f.name for f in FAMILIES.values() if want <= set(f.levels)]
+            if not names:
+                raise ConfigError(f"no task family has difficulty levels {difficulty}")
         if len(set(names)) != len(names):
             raise ConfigError("each --family may be given once")
         items = [it for name in names for it in make_tasks(name, n, seed, _levels(difficulty))]

@@ -3,8 +3,9 @@
     items = make_tasks("arithmetic", n=300, seed=0)
     check(items[0], " 65\\n")  # -> True when 65 is the answer
 
-Families (``FAMILIES``): ``arithmetic``, ``facts``, ``facts-mc``, ``words``; each has graded
-difficulty levels. Everything comes from code and the tables in ``wattserve/data/tasks``.
+Families (``FAMILIES``): ``arithmetic``, ``facts``, ``facts-hard``, ``facts-mc``,
+``facts-options``, ``words``, ``letters``; each has graded difficulty levels. Everything
+comes from code and the tables in ``wattserve/data/tasks``.
 """
 
 from wattserve.tasks.checkers import check, extract, first_line, normalise

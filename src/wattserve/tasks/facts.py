@@ -16,6 +16,16 @@ always come from tier-1 countries, so a hard item is hard for its question alone
     B. Lima
     ...
     Answer: B
+
+``facts-options`` lists the same four options unlettered and reads the option's text, so
+a base model only has to copy the right name (the letter indirection is where small
+models fall to chance)::
+
+    Question: What is the capital of Peru?
+    Options: Quito, Lima, Bogota, Caracas
+    Answer: Lima
+
+``facts-hard`` is ``facts`` at tiers 2-3 only.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from wattserve.tasks.draft import Draft
 from wattserve.tasks.tables import CONTINENTS, Country, countries
 
 LEVELS = (1, 2, 3)
+HARD_LEVELS = (2, 3)  # ``facts-hard``: the same sentences, less familiar countries only
 RELATIONS = ("capital", "continent")
 SHOTS = 4
 MC_SHOTS = 3
@@ -110,6 +121,36 @@ def build_mc(rng: random.Random, level: int, question: tuple[str, Country]) -> D
         blocks.append(_mc_block(relation, s, opts, LETTERS[pos]))
     opts, pos = _options(rng, relation, c)
     blocks.append(_mc_block(relation, c, opts, None))
+    return Draft(
+        key=f"{relation}:{c.name}",
+        difficulty=level,
+        prompt="\n\n".join(blocks),
+        answer=LETTERS[pos],
+        checker="choice",
+        choices=tuple(opts),
+        meta={"relation": relation, "country": c.name},
+    )
+
+
+def _options_block(relation: str, c: Country, opts: list[str], answer: str | None) -> str:
+    q = (
+        f"What is the capital of {c.name}?"
+        if relation == "capital"
+        else f"On which continent is {c.name}?"
+    )
+    tail = "Answer:" + (f" {answer}" if answer else "")
+    return "\n".join([f"Question: {q}", "Options: " + ", ".join(opts), tail])
+
+
+def build_options(rng: random.Random, level: int, question: tuple[str, Country]) -> Draft:
+    """Four unlettered options; the answer is the right option's text (choice check)."""
+    relation, c = question
+    blocks = []
+    for s in _shot_countries(rng, c, MC_SHOTS):
+        opts, pos = _options(rng, relation, s)
+        blocks.append(_options_block(relation, s, opts, opts[pos]))
+    opts, pos = _options(rng, relation, c)
+    blocks.append(_options_block(relation, c, opts, None))
     return Draft(
         key=f"{relation}:{c.name}",
         difficulty=level,

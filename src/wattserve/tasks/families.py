@@ -49,11 +49,26 @@ FAMILIES: dict[str, Family] = {
             facts.pool,
         ),
         Family(
+            "facts-hard",
+            "the facts family at tiers 2-3 only (the less familiar countries); exact check",
+            facts.HARD_LEVELS,
+            facts.build,
+            facts.pool,
+        ),
+        Family(
             "facts-mc",
             "the same facts as four-option multiple choice, difficulty = tier (1-3); "
             "choice check on the letter",
             facts.LEVELS,
             facts.build_mc,
+            facts.pool,
+        ),
+        Family(
+            "facts-options",
+            "the facts-mc questions with the four options unlettered, answered with the "
+            "option's text, difficulty = tier (1-3); choice check on the text",
+            facts.LEVELS,
+            facts.build_options,
             facts.pool,
         ),
         Family(
@@ -63,6 +78,14 @@ FAMILIES: dict[str, Family] = {
             words.LEVELS,
             words.build,
             words.pool,
+        ),
+        Family(
+            "letters",
+            "first letter (1) or last letter (2) of a noun: the words family's letter "
+            "operations alone; exact check",
+            words.LETTER_LEVELS,
+            words.build_letters,
+            words.letters_pool,
         ),
     )
 }

@@ -1,7 +1,7 @@
 """Word manipulation on the shipped noun list; the operation sets the difficulty.
 
-1 first letter, 2 plural, 3 last letter, 4 reverse a 3-4 letter word, 5 reverse a 6-8
-letter word (character-level work that sub-word tokenizers make hard)::
+``words``: 1 first letter, 2 plural, 3 last letter, 4 reverse a 3-4 letter word, 5 reverse
+a 6-8 letter word (character-level work that sub-word tokenizers make hard)::
 
     Word: garden
     Reversed: nedrag
@@ -13,6 +13,7 @@ letter word (character-level work that sub-word tokenizers make hard)::
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from wattserve.tasks.checkers import alternatives_pattern
 from wattserve.tasks.draft import Draft
@@ -21,6 +22,8 @@ from wattserve.tasks.tables import Noun, nouns
 LEVELS = (1, 2, 3, 4, 5)
 SHOTS = 4
 OPS = {1: "first", 2: "plural", 3: "last", 4: "reverse", 5: "reverse"}
+LETTER_LEVELS = (1, 2)
+_LETTER_OPS = {1: 1, 2: 3}  # letters level -> words level
 
 
 def _fits(level: int, n: Noun) -> bool:
@@ -65,3 +68,12 @@ def build(rng: random.Random, level: int, question: Noun) -> Draft:
         pattern=alternatives_pattern([ans, *question.aliases]) if alt else None,
         meta={"op": OPS[level], "word": question.word},
     )
+
+
+def letters_pool(level: int) -> list[Noun]:
+    return pool(_LETTER_OPS[level])
+
+
+def build_letters(rng: random.Random, level: int, question: Noun) -> Draft:
+    """A ``words`` first- (1) or last-letter (2) item, with the ``letters`` difficulty."""
+    return replace(build(rng, _LETTER_OPS[level], question), difficulty=level)
