@@ -134,6 +134,11 @@ def register(app: typer.Typer) -> None:
         small_share: float = typer.Option(
             0.5, help="with --popularity notebook: share of queries the small model is cheap for"
         ),
+        rng: str = typer.Option(
+            "numpy",
+            help="synthetic draws: numpy (default_rng per seed) or paper (the paper's code: "
+            "numpy's legacy generator seeded with SEED + s, its draws in its order)",
+        ),
         capacity: int = typer.Option(8, help="cache capacity in entries"),
         num_prompts: int = typer.Option(
             10_000, "--num-prompts", help="requests per synthetic trace"
@@ -166,6 +171,10 @@ def register(app: typer.Typer) -> None:
         bad_v = [v for v in variant if v not in ("offline", "online")]
         if bad_v:
             raise ConfigError(f"unknown variant {bad_v[0]!r}: offline or online")
+        if rng not in ("numpy", "paper"):
+            raise ConfigError(f"unknown --rng {rng!r}: numpy or paper")
+        if rng == "paper" and popularity != "power":
+            raise ConfigError("--rng paper draws the power popularity only")
         if capacity < 1 or seeds < 1 or num_prompts < 1 or num_queries < 1:
             raise ConfigError("capacity, seeds, --num-prompts and --num-queries must be positive")
         if fits is not None or router_file is not None:
@@ -219,6 +228,7 @@ def register(app: typer.Typer) -> None:
                     selectors=sel_labels,
                     popularity=popularity,
                     small_share=small_share,
+                    rng=rng,
                 )
                 task = bar.add_task("simulating", total=1.0)
                 rows = run_zhu(cfg, progress=lambda n: bar.advance(task, n))
@@ -266,6 +276,15 @@ def register(app: typer.Typer) -> None:
             )
 
 
+def _learned_cell(r: dict[str, Any], c: str) -> str:
+    """Mean cost, then the improvement as ratio of means / mean of per-seed ratios /
+    median per-seed ratio."""
+    if not r[c]:
+        return "-"
+    avg = [r.get(c + k) for k in ("_improvement", "_mean_ratio", "_median_ratio")]
+    return f"{_fmt(r[c])} (" + " / ".join("-" if x is None else f"{x:.1f}x" for x in avg) + ")"
+
+
 def _print_learned(learned: list[dict[str, Any]]) -> None:
     if not learned:
         return
@@ -273,14 +292,17 @@ def _print_learned(learned: list[dict[str, Any]]) -> None:
 
     from wattserve.console import stdout_console
 
-    t = Table(title="Zhu et al.'s online algorithm vs the baseline (LFU, always model 1)")
+    t = Table(
+        title="Zhu et al.'s online algorithm vs the baseline (LFU, always model 1): mean cost "
+        "(improvement: ratio of mean costs / mean of per-seed ratios / median per-seed ratio)"
+    )
     for col in ("alpha", "ratio", "variant", "baseline"):
         t.add_column(col, justify="right")
     combos = ("lec-lcb+learned", "lec-lcb+mux@1", "lec+learned", "lec+mux@1")
     for c in combos:
         t.add_column(c, justify="right")
     for r in learned:
-        cells = [f"{_fmt(r[c])} ({r[c + '_improvement']:.1f}x)" if r[c] else "-" for c in combos]
+        cells = [_learned_cell(r, c) for c in combos]
         t.add_row(
             _fmt(r["alpha"]),
             _fmt(r["ratio"]),

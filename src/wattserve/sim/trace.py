@@ -59,36 +59,69 @@ def zhu_scenario(
     min_cost: float = 0.1,
     popularity: str = "power",
     small_share: float = 0.5,
+    rng: str = "numpy",
 ) -> Scenario:
     """The synthetic setting of Zhu et al.: power-law popularity, two models (model 1 the
     large, model 2 the small) whose cost per query is 1 or 1 + ratio with probability 1/2
     each (independently), N(0, 1) noise per request clipped below at ``min_cost``.
     ``popularity="notebook"``: the notebook's variant (see the module notes), in which the
-    small model is cheap for a share ``small_share`` of the queries."""
+    small model is cheap for a share ``small_share`` of the queries.
+
+    ``rng="paper"``: the draws of the paper's ``generate_requests`` exactly (numpy's legacy
+    generator seeded with the integer ``seed``, in its order; ``zhu_reference.paper_trace``),
+    the power popularity only; the selector's uniforms come after them. ``"numpy"``:
+    ``default_rng(seed)``, the same distributions in another order."""
     if not 0 < alpha:
         raise ConfigError("alpha must be positive")
     if popularity not in ("power", "notebook"):
         raise ConfigError(f"unknown popularity {popularity!r}: power or notebook")
     if not 0.0 <= small_share <= 1.0:
         raise ConfigError("small_share must be in [0, 1]")
-    rng = np.random.default_rng(seed)
+    if rng not in ("numpy", "paper"):
+        raise ConfigError(f"unknown rng {rng!r}: numpy or paper")
+    if rng == "paper":
+        return _paper_scenario(seed, alpha, ratio, n_queries, n_requests, popularity)
+    rng_ = np.random.default_rng(seed)
     if popularity == "power":
         queries = np.minimum(
-            np.floor(n_queries * rng.power(alpha, size=n_requests)), n_queries - 1
+            np.floor(n_queries * rng_.power(alpha, size=n_requests)), n_queries - 1
         ).astype(np.int64)
         pop = power_popularity(n_queries, alpha)
-        cheap = rng.random((n_queries, 2)) < 0.5
+        cheap = rng_.random((n_queries, 2)) < 0.5
     else:
-        w = rng.power(alpha, size=n_queries)
+        w = rng_.power(alpha, size=n_queries)
         pop = w / w.sum()
-        queries = rng.choice(n_queries, size=n_requests, p=pop).astype(np.int64)
-        u = rng.random((n_queries, 2))
+        queries = rng_.choice(n_queries, size=n_requests, p=pop).astype(np.int64)
+        u = rng_.random((n_queries, 2))
         cheap = np.stack([u[:, 0] < 0.5, u[:, 1] < small_share], axis=1)
     base = np.where(cheap, 1.0, 1.0 + ratio)
-    noise = rng.normal(0.0, noise_sd, size=(n_requests, 2))
+    noise = rng_.normal(0.0, noise_sd, size=(n_requests, 2))
     noisy = np.maximum(base[queries] + noise, min_cost)
-    sel_u = rng.random(n_requests)
+    sel_u = rng_.random(n_requests)
     return Scenario(queries, base, noisy, sel_u, pop)
+
+
+def _paper_scenario(
+    seed: int | Sequence[int],
+    alpha: float,
+    ratio: float,
+    n_queries: int,
+    n_requests: int,
+    popularity: str,
+) -> Scenario:
+    """The paper's own draws (``rng="paper"``): model 1 the large, model 2 the small."""
+    from wattserve.sim.zhu_reference import paper_trace
+
+    if popularity != "power":
+        raise ConfigError("rng paper draws the power popularity only")
+    if not isinstance(seed, int | np.integer) or not 0 <= int(seed) < 2**32:
+        raise ConfigError("rng paper takes one integer seed in [0, 2**32)")
+    rs = np.random.RandomState(int(seed))
+    tr = paper_trace(rs, alpha, ratio, n_queries, n_requests)
+    base = np.stack([tr.base_l, tr.base_s], axis=1)
+    noisy = np.stack([tr.cost_l, tr.cost_s], axis=1)
+    pop = power_popularity(n_queries, alpha)
+    return Scenario(tr.queries, base, noisy, rs.random_sample(n_requests), pop)
 
 
 def power_trace(n_requests: int, n_queries: int, alpha: float, seed: int) -> np.ndarray:
