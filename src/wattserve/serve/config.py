@@ -4,7 +4,7 @@ cache, router, balancer, health checks, timeouts, auth and limits (pydantic v2).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -265,8 +265,8 @@ class ServeConfig(_Strict):
         return next((m for m in self.models if m.name == name), None)
 
 
-def load_config(path: str | Path) -> ServeConfig:
-    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file into a ``ServeConfig``."""
+def read_config_file(path: str | Path) -> Any:
+    """The parsed contents of a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
@@ -285,7 +285,12 @@ def load_config(path: str | Path) -> ServeConfig:
             data = yaml.safe_load(text)
     except Exception as exc:  # noqa: BLE001 - any parse error is the user's to fix
         raise ConfigError(f"cannot parse {p}: {exc}") from None
-    return config_from_dict(data or {}, source=str(p))
+    return data or {}
+
+
+def load_config(path: str | Path) -> ServeConfig:
+    """Read a YAML or TOML file into a ``ServeConfig``."""
+    return config_from_dict(read_config_file(path), source=str(path))
 
 
 def config_from_dict(data: dict, source: str = "config") -> ServeConfig:

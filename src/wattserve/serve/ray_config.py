@@ -22,7 +22,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from wattserve.errors import ConfigError
-from wattserve.serve.config import ModelConfig, ReplicaConfig, ServeConfig, config_from_dict
+from wattserve.serve.config import (
+    ModelConfig,
+    ReplicaConfig,
+    ServeConfig,
+    config_from_dict,
+    read_config_file,
+)
 
 
 class _Strict(BaseModel):
@@ -143,22 +149,4 @@ def split_config(data: dict[str, Any], source: str = "config") -> tuple[ServeCon
 
 def load_ray_config(path: str | Path) -> tuple[ServeConfig, RayConfig]:
     """Read a YAML or TOML gateway config with an optional ``ray:`` section."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {p}: {exc}") from None
-    try:
-        if p.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error is the user's to fix
-        raise ConfigError(f"cannot parse {p}: {exc}") from None
-    return split_config(data or {}, source=str(p))
+    return split_config(read_config_file(path), source=str(path))
