@@ -16,15 +16,16 @@ it reads the raw bytes and checks each answer itself.
   of the last 1,000 distinct prompts (cache hits). Expected: 0 lost, 0 5xx, every answer right.
 - ``kill``: the same, replica 0 SIGKILLed when half the requests were sent; its streams are
   slowed (``--kill-token-delay-ms``) so that some are cut mid-way. Expected: every request
-  answered right or ended by a clean error (a 502/503 OpenAI-style JSON error, or an SSE
+  answered right or ended by a clean error (a 5xx with an OpenAI-style JSON error, or an SSE
   error event with code ``stream_broken`` followed by ``[DONE]``); 0 hung, 0 dropped.
 - ``rss``: ``--rss-requests`` (200,000) at ``--rss-concurrency`` (128); the gateway's RSS
   (psutil) at 20,000 and at the end. Expected: growth under 30 MB.
 
-Outcomes: ``ok`` (the right text, a stream ending in ``[DONE]``), ``http_5xx`` (a clean JSON
-error with a 5xx status), ``stream_broken`` (a clean SSE error event), ``hung`` (no full
-answer within ``--timeout-s``), ``dropped`` (the connection closed without an answer),
-``other`` (anything else: a 4xx, a wrong text, malformed JSON or SSE). Lost = hung + dropped.
+Outcomes: ``ok`` (the right text; a stream with its usage event and ``[DONE]`` last),
+``http_5xx`` (a clean JSON error with a 5xx status), ``stream_broken`` (a clean SSE error
+event), ``hung`` (no full answer within ``--timeout-s``), ``dropped`` (the connection closed
+without an answer), ``other`` (anything else: a 4xx, a wrong text, malformed JSON or SSE).
+Lost = hung + dropped.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pathlib import Path
 import orjson
 
 from soak_stack import TOKENS, Stack, cache_hits, gateway_rss_mb, raise_fd_limit
+from wattserve.openai.transport import Origin, Timeouts
 
 EXPECTED = " tok" * TOKENS  # what a mock replica answers with --output-len 8
 RECENT = 1000  # repeats pick one of the last RECENT distinct prompts (the cache holds them)
@@ -147,11 +149,8 @@ def check_whole(data: bytes) -> tuple[str, str]:
     return ("ok", "") if text == EXPECTED else ("other", f"text {text!r}")
 
 
-async def one(origin: object, body: bytes, stream: bool, timeout_s: float) -> tuple[str, str]:
+async def one(origin: Origin, body: bytes, stream: bool, timeout_s: float) -> tuple[str, str]:
     """Send one chat request and judge its answer (see the module docstring)."""
-    from wattserve.openai.transport import Origin, Timeouts
-
-    assert isinstance(origin, Origin)
     limits = Timeouts(connect_s=timeout_s, read_s=timeout_s, total_s=timeout_s)
     try:
         async with asyncio.timeout(timeout_s):
@@ -188,8 +187,6 @@ async def soak(
 ) -> Tally:
     """``n`` requests from ``plan`` at ``concurrency``; ``on_sent[k]`` is called as the k-th
     request goes out (a kill), ``on_done[k]`` once k were answered (a measurement)."""
-    from wattserve.openai.transport import Origin
-
     origin = Origin(url, max_idle=concurrency)
     tally = Tally()
     sent_hooks, done_hooks = dict(on_sent or {}), dict(on_done or {})
