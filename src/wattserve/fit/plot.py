@@ -1,4 +1,7 @@
-"""Predicted vs measured: one log-log panel per (form, quantity), a colour per group (matplotlib, headless)."""
+"""Predicted vs measured: one log-log panel per (form, quantity), a colour per group.
+
+matplotlib, headless (Agg backend).
+"""
 
 from __future__ import annotations
 
