@@ -63,6 +63,8 @@ def install_peers() -> dict[str, str | None]:
     err = err or pip_run(["--no-deps", *spec.get("vllm-no-deps", [])])
     err = err or pip_run(spec.get("vllm", []))
     status["vllm bench serve"] = err or _check(["vllm", "bench", "serve", "--help"])
+    # GuideLLM shares the venv; the vLLM pins join the constraints so it never moves them.
+    cons.write_text("\n".join(spec.get("constraints", []) + spec.get("vllm", [])) + "\n")
     err = pip_run(spec.get("guidellm", []))
     status["guidellm"] = err or _check(["guidellm", "--help"])
     for name, why in status.items():
