@@ -189,9 +189,8 @@ async def test_the_client_streams_chunks_and_answers_over_a_mock_transport():
 
 # ------------------------------------------------------------------ the gateway on garbage
 def _gateway(*handlers):
-    from wattserve.serve.balancers import RoundRobin
     from wattserve.serve.pipeline import Gateway
-    from wattserve.serve.pool import ReplicaPool
+    from wattserve.serve.pool import ReplicaPool, RoundRobin
     from wattserve.serve.replica import HttpReplica
 
     mocks = [MockTransport(h) for h in handlers]

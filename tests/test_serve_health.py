@@ -18,8 +18,8 @@ import pytest
 
 from scripted_replica import ScriptedReplica
 from test_serve_support import config
-from wattserve.serve.breaker import Breaker, BreakerPolicy
 from wattserve.serve.config import ServeConfig
+from wattserve.serve.replica import Breaker, BreakerPolicy
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 

@@ -7,8 +7,8 @@ import asyncio
 import json
 
 from wattserve.engines.base import EngineBase
-from wattserve.serve.balancers import LeastOutstanding
 from wattserve.serve.ledger import estimate_prompt_tokens
+from wattserve.serve.pool import LeastOutstanding
 from wattserve.types import Chunk, Request, Usage
 
 PROMPT = "word " * 40  # 200 characters

@@ -13,9 +13,9 @@ from wattserve.engines.base import EngineBase
 from wattserve.errors import ConfigError
 from wattserve.openai.answers import APIError
 from wattserve.serve.auth import ApiKeys
-from wattserve.serve.balancers import EnergyAware, LeastOutstanding, RoundRobin
 from wattserve.serve.config import config_from_dict, load_config
 from wattserve.serve.energy import EnergyAccountant
+from wattserve.serve.pool import EnergyAware, LeastOutstanding, RoundRobin
 from wattserve.types import Chunk, EnergyReading, Request, Usage
 
 
@@ -334,7 +334,7 @@ async def test_identical_concurrent_requests_run_once():
 def test_energy_aware_balancer_from_a_fits_file(tmp_path):
     import json
 
-    from wattserve.serve.balancers import fit_energy_fn
+    from wattserve.route.costs import fitted_joules
     from wattserve.serve.service import load_fits
     from wattserve.types import ModelFit
 
@@ -355,15 +355,13 @@ def test_energy_aware_balancer_from_a_fits_file(tmp_path):
         }
     )
     fits = load_fits(cfg)
-    energy = fit_energy_fn(fits, {"other": 0.5})
+    energy = fitted_joules(fits, {"other": 0.5})
     from wattserve.fit import predict
 
-    assert energy(R("a", model="small"), 100, 10) == pytest.approx(
-        0.01 * 100 + 0.1 * 10 + 0.001 * 1000
-    )
+    assert energy("small", 100, 10) == pytest.approx(0.01 * 100 + 0.1 * 10 + 0.001 * 1000)
     assert float(predict(fit, 100, 10, warn=False)) == pytest.approx(3.0)
-    assert energy(R("b", model="other"), 100, 10) == pytest.approx(55.0)
-    assert energy(R("c", model="unknown"), 1, 1) is None
+    assert energy("other", 100, 10) == pytest.approx(55.0)
+    assert energy("unknown", 1, 1) is None
     bad = config_from_dict(
         {
             "models": [

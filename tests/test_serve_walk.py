@@ -11,8 +11,8 @@ from types import ModuleType
 import orjson
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "request_walk.py"
-MAX_MODULES = 20  # the bound reached; lower it when the walk gets shorter, never raise it
-MAX_CROSSINGS = 56
+MAX_MODULES = 16  # the bound reached; lower it when the walk gets shorter, never raise it
+MAX_CROSSINGS = 51
 
 
 def _load() -> ModuleType:

@@ -24,8 +24,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from wattserve.serve.breaker import BreakerPolicy, State
-from wattserve.serve.replica import Replica
+from wattserve.serve.replica import BreakerPolicy, Replica, State
 
 if TYPE_CHECKING:
     from wattserve.serve.pool import ReplicaPool

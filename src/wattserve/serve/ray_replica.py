@@ -21,9 +21,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from wattserve.serve.breaker import Fault
 from wattserve.serve.ledger import Books, Ledger
-from wattserve.serve.replica import EngineReplica
+from wattserve.serve.replica import EngineReplica, Fault
 from wattserve.types import Chunk, Request
 
 

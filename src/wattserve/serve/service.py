@@ -166,11 +166,10 @@ class Service:
     async def start(self) -> None:
         from wattserve.route.costs import RecomputeCost, fitted_joules
         from wattserve.serve.auth import ApiKeys
-        from wattserve.serve.balancers import fit_energy_fn, make_balancer
         from wattserve.serve.energy import EnergyAccountant, FittedEnergy, make_meter
         from wattserve.serve.health import HealthChecker
         from wattserve.serve.pipeline import Gateway
-        from wattserve.serve.pool import ReplicaPool
+        from wattserve.serve.pool import ReplicaPool, make_balancer
 
         cfg = self.config
         keys = ApiKeys.load(cfg.auth.keys_file, cfg.auth.keys_env, cfg.auth.required)
@@ -180,7 +179,7 @@ class Service:
         per_token = {
             m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None
         }
-        energy_fn = fit_energy_fn(fits, per_token)
+        joules = fitted_joules(fits, per_token)  # (model, in, out tokens) -> J, or None
         self.router = router = build_router(cfg, fits)
         self.cache = build_cache(cfg)
         if self.cache is not None:
@@ -204,7 +203,9 @@ class Service:
         try:
             replicas = self._given if self._given is not None else await self._replicas()
             health = HealthChecker.from_config(replicas, cfg.health)
-            self.pool = ReplicaPool(replicas, make_balancer(cfg.balancer, energy_fn), health)
+            self.pool = ReplicaPool(
+                replicas, make_balancer(cfg.balancer, lambda r, i, o: joules(r.model, i, o)), health
+            )
             await self.pool.start()
         except BaseException:
             await self.stop()
@@ -217,15 +218,15 @@ class Service:
             router=router,
             accountant=self.accountant,
             metrics=self.metrics,
-            keys=keys,
+            keys=keys if keys.keys or keys.required else None,  # None: every tenant "default"
             default_max_tokens=cfg.default_max_tokens,
             max_tokens_limit=cfg.max_tokens_limit,
             first_token_s=cfg.timeouts.first_token_s,
             total_s=cfg.timeouts.total_s,
             connect_s=cfg.timeouts.connect_s,
             log_content=cfg.log_content,
-            cost_estimate=lambda model, i, o: energy_fn(_ModelOnly(model), i, o),
-            recompute_cost=RecomputeCost(fitted_joules(fits, per_token), router),
+            cost_estimate=joules,
+            recompute_cost=RecomputeCost(joules, router),
         )
         self.gateway.books.request_log = self.request_log
         self.started = True
@@ -296,10 +297,3 @@ def _router_stats(router: Any) -> dict[str, Any] | None:
         "cost_source": d["source"],
         "costs": d["costs"],
     }
-
-
-class _ModelOnly:
-    """Lets the cache's cost estimate reuse the balancer's per-replica energy function."""
-
-    def __init__(self, model: str) -> None:
-        self.model = model

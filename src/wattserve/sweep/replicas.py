@@ -22,7 +22,7 @@ from wattserve.engines.base import EngineBase
 from wattserve.engines.launcher import Launcher, fill, free_port
 from wattserve.errors import ConfigError
 from wattserve.protocols import Engine
-from wattserve.serve.balancers import RoundRobin
+from wattserve.serve.pool import RoundRobin
 from wattserve.types import Chunk, Request
 
 
