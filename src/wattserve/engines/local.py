@@ -8,7 +8,8 @@ the running batch at the next decode step; finished sequences leave at once.
 ``device`` is ``cpu`` (default) or ``cuda[:i]``: on CUDA the model runs in bfloat16 with
 PyTorch SDPA attention and every tensor of the batch stays on the GPU. ``load_format
 dummy`` builds a bundled config with random weights (``engines.dummy``) for speed and
-energy measurements where no weights can be fetched.
+energy measurements where no weights can be fetched. Loading the model (device, dtype,
+tokenizer, end-of-sequence ids) is ``engines.local_loader``; this module is the engine loop.
 """
 
 from __future__ import annotations
@@ -24,39 +25,23 @@ from typing import Any
 from wattserve.engines.base import EngineBase
 from wattserve.engines.channel import END, ThreadChannel
 from wattserve.engines.dummy import DUMMY_NOTE, LOAD_FORMATS, TOKENIZER_NOTE
-from wattserve.engines.models import (
-    DEFAULT_MODEL,
-    ResolvedModel,
-    ensure_hf_dir,
-    resolve_model,
-    set_offline_env,
+from wattserve.engines.local_loader import (
+    DTYPES,
+    build_dummy,
+    check_device,
+    eos_ids,
+    import_runtime,
+    load_checkpoint,
+    max_context,
+    prepare_device,
+    resolve_dtype,
 )
+from wattserve.engines.models import DEFAULT_MODEL, ResolvedModel, resolve_model
 from wattserve.engines.sequence import Emission, Sequence, Status
-from wattserve.errors import ConfigError, EngineUnavailable
+from wattserve.errors import ConfigError
 from wattserve.types import Chunk, Request, Usage
 
-DTYPES = ("float32", "bfloat16", "auto")
-_EOS_NAMES = ("<|im_end|>", "<|endoftext|>", "<eos>", "<end_of_turn>", "</s>")
-
-
-def check_device(device: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:<index>`` (normalised); anything else is a ``ConfigError``."""
-    d = (device or "cpu").strip().lower()
-    if d == "cpu" or d == "cuda" or (d.startswith("cuda:") and d[5:].isdigit()):
-        return d
-    raise ConfigError(f"device must be cpu, cuda or cuda:<index>, got {device!r}")
-
-
-def _resolve_dtype(dtype: str, device: str = "cpu") -> str:
-    if dtype != "auto":
-        return dtype
-    if device.startswith("cuda"):
-        return "bfloat16"
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "bfloat16" if " amx_bf16" in f.read(200_000) else "float32"
-    except OSError:
-        return "float32"
+__all__ = ["DTYPES", "LocalEngine", "check_device"]
 
 
 class LocalEngine(EngineBase):
@@ -100,7 +85,7 @@ class LocalEngine(EngineBase):
         self.device = check_device(device)
         self.load_format = load_format
         self.memory_fraction = memory_fraction
-        self.resolved_dtype = _resolve_dtype(dtype, self.device)
+        self.resolved_dtype = resolve_dtype(dtype, self.device)
         self.attention = "sdpa" if self.device.startswith("cuda") else "wattserve_gqa"
         self.name = name or f"local:{self.model_name}"
         self.resolved: ResolvedModel | None = None
@@ -123,53 +108,19 @@ class LocalEngine(EngineBase):
             if self.model is not None:
                 return
             t0 = time.perf_counter()
-            set_offline_env()
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-
-            from wattserve.engines.batch import ATTN_IMPL  # registers the decode attention
-
+            torch, attn = import_runtime(self.device)
             self._prepare_device(torch)
             dtype = getattr(torch, self.resolved_dtype)
-            attn = "sdpa" if self.device.startswith("cuda") else ATTN_IMPL
             tok: Any
             model: Any
             if self.load_format == "dummy":
-                from wattserve.engines.dummy import WordTokenizer, build_model
-
-                try:
-                    model = build_model(self.model_name, dtype, self.device, attn)
-                except RuntimeError as exc:  # e.g. CUDA out of memory for this replica's share
-                    raise EngineUnavailable(f"cannot build {self.model_name}: {exc}") from exc
-                tok = WordTokenizer(int(model.config.get_text_config().vocab_size))
+                tok, model = build_dummy(self.model_name, dtype, self.device, attn)
             else:
                 self.resolved = resolve_model(self.model_name)
-                path = ensure_hf_dir(self.resolved)
-                try:
-                    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-                    model = AutoModelForCausalLM.from_pretrained(
-                        str(path), dtype=dtype, local_files_only=True, attn_implementation=attn
-                    )
-                    model = model.to(self.device)
-                except (OSError, ValueError, RuntimeError) as exc:
-                    raise EngineUnavailable(f"cannot load model from {path}: {exc}") from exc
+                tok, model = load_checkpoint(self.resolved, dtype, self.device, attn)
             model.eval()
-            eos = {i for i in (tok.eos_token_id, model.config.eos_token_id) if isinstance(i, int)}
-            gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-            eos.update(
-                gen_eos
-                if isinstance(gen_eos, list)
-                else [gen_eos]
-                if isinstance(gen_eos, int)
-                else []
-            )
-            vocab = tok.get_vocab()
-            eos.update(vocab[n] for n in _EOS_NAMES if n in vocab)
-            self.eos_ids = frozenset(eos)
-            self.max_context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+            self.eos_ids = eos_ids(tok, model)
+            self.max_context = max_context(model)
             self.tokenizer, self.model = tok, model
             self._closing.clear()
             self._worker = threading.Thread(
@@ -180,18 +131,7 @@ class LocalEngine(EngineBase):
 
     def _prepare_device(self, torch: Any) -> None:
         """Check that the CUDA device exists and cap this process's share of its memory."""
-        if not self.device.startswith("cuda"):
-            return
-        if not torch.cuda.is_available():
-            raise EngineUnavailable(f"device {self.device}: PyTorch sees no CUDA GPU")
-        index = int(self.device[5:]) if ":" in self.device else torch.cuda.current_device()
-        if index >= torch.cuda.device_count():
-            raise EngineUnavailable(
-                f"device {self.device}: only {torch.cuda.device_count()} CUDA GPU(s) visible"
-            )
-        torch.cuda.set_device(index)
-        if self.memory_fraction is not None:
-            torch.cuda.set_per_process_memory_fraction(self.memory_fraction, index)
+        prepare_device(torch, self.device, self.memory_fraction)
 
     def facts(self) -> dict[str, Any]:
         """What this engine runs, for run records (``weights`` says ``dummy weights``)."""
