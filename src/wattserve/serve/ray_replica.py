@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from wattserve.engines.base import EngineBase
 from wattserve.serve.ledger import Books, Ledger
 from wattserve.serve.replica import EngineReplica, Fault
 from wattserve.types import Chunk, Request
@@ -48,6 +49,14 @@ def _actor_gone(exc: BaseException) -> bool:
     return isinstance(exc, (RayActorError, ActorUnavailableError))
 
 
+class _DeploymentEngine(EngineBase):
+    """Stands for the engine inside the engine deployment: it holds nothing here, and
+    ``RayReplica`` overrides every call that would reach an in-process engine."""
+
+    def stream(self, request: Request) -> AsyncIterator[Chunk]:
+        raise NotImplementedError("a RayReplica streams through its deployment handle")
+
+
 class RayReplica(EngineReplica):
     """One engine deployment (all its Ray replicas) as one gateway replica."""
 
@@ -62,7 +71,7 @@ class RayReplica(EngineReplica):
         device: str = "cpu",
         slots: int = 8,
     ) -> None:
-        super().__init__(name, model, None, engine_model, device, slots)
+        super().__init__(name, model, _DeploymentEngine(), engine_model, device, slots)
         self.handle = handle
         self.reports: dict[str, EngineReport] = {}  # request id -> its engine's books
         self.retried = 0
