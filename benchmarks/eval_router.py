@@ -202,6 +202,17 @@ def render(title: str, res: dict[str, Any]) -> str:
             f"{_fmt(r.get('random_correct_per_j'), '.4f')} |"
         )
     m = res["metrics"]
+    by_name = {r["strategy"]: r for r in res["rows"]}
+    if (
+        by_name[f"always {res['strong']}"]["accuracy"]
+        <= by_name[f"always {res['weak']}"]["accuracy"]
+    ):
+        lines += [
+            "",
+            f"note: the dearer model ({res['strong']}) is not the more accurate one here, so "
+            "APGR and CPT (RouteLLM's, which assume it is) do not measure routing quality; "
+            "compare the router's curve with random routing's instead.",
+        ]
     lines += [
         "",
         f"APGR {_fmt(m.get('apgr'), '.3f')} (random 0.5); CPT(50%) "
