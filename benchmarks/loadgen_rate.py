@@ -364,7 +364,7 @@ def _line(r: dict[str, Any]) -> str:
     if r.get("cpu_us_per_req"):
         s += f" ({r['cpu_us_per_req']:.0f} us client CPU per request)"
     if r.get("achieved_rate"):
-        s += f"sent at {r['achieved_rate']:.0f} req/s"
+        s += f"{'; ' if s else ''}sent at {r['achieved_rate']:.0f} req/s"
         if r.get("completed_rate"):
             s += f", completed {r['completed_rate']:.0f} req/s"
     if r.get("send_err_us"):
