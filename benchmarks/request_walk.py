@@ -8,7 +8,8 @@ code lives in ``wattserve``:
 
 - **modules**: the wattserve modules entered, in the order first entered;
 - **crossings**: calls from code in one wattserve module into code in another (a return is
-  not counted; a generator resumed counts as a call from its resumer).
+  not counted; a generator resumed counts as a call from its resumer);
+- **packages**: the wattserve packages those modules are in (``serve``, ``openai`` ...).
 
 ``python benchmarks/request_walk.py`` prints both; ``tests/test_serve_walk.py`` pins them.
 """
@@ -37,6 +38,7 @@ class Walk:
     modules: list[str] = field(default_factory=list)  # first-entry order
     crossings: int = 0
     edges: dict[tuple[str, str], int] = field(default_factory=dict)  # (caller, callee) -> calls
+    packages: list[str] = field(default_factory=list)  # first-entry order
     status: int = 0
     body: bytes = b""
 
@@ -120,6 +122,10 @@ async def measure(prompt: str = "walk me through it") -> Walk:
         finally:
             sys.setprofile(None)
         walk.status = reply.status
+        for m in walk.modules:
+            package = m.split(".")[1]
+            if package not in walk.packages:
+                walk.packages.append(package)
         walk.body = b"".join(p for p in parts if p)
         hit = dict(reply.headers).get("x-wattserve-cache")
         assert hit == "miss", f"the walked request was not a cache miss: {hit}"
@@ -131,6 +137,7 @@ async def measure(prompt: str = "walk me through it") -> Walk:
 def main() -> None:
     walk = asyncio.run(measure())
     print(f"status {walk.status}, {len(walk.modules)} modules, {walk.crossings} crossings")
+    print(f"packages: {', '.join(walk.packages)}")
     for m in walk.modules:
         print(f"  {m}")
     for (a, b), n in sorted(walk.edges.items(), key=lambda kv: -kv[1]):

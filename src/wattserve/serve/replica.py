@@ -181,8 +181,7 @@ class UpstreamError(Exception):
     """A replica failed. ``retryable``: nothing reached the client yet and another replica
     may answer; ``status``/``body``: the upstream HTTP answer (a 4xx is passed on as-is);
     ``fault``: what counts against the replica's breaker (None: nothing, e.g. a 4xx the
-    request caused, a 429 from a busy replica, an in-process engine's error). ``down=False``
-    is the older spelling of ``fault=None``."""
+    request caused, a 429 from a busy replica, an in-process engine's error)."""
 
     def __init__(
         self,
@@ -190,18 +189,13 @@ class UpstreamError(Exception):
         retryable: bool = True,
         status: int = 502,
         body: bytes | None = None,
-        down: bool = True,
         fault: Fault | None = "broken",
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
-        self.fault: Fault | None = fault if down else None
+        self.fault: Fault | None = fault
         self.status = status
         self.body = body
-
-    @property
-    def down(self) -> bool:
-        return self.fault is not None
 
 
 def _fault_of(exc: BaseException) -> Fault:
