@@ -55,6 +55,7 @@ def build_app() -> typer.Typer:
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # help texts are plain: [ray], [0, 1] and cuda[:i] print as written
         context_settings={"help_option_names": ["-h", "--help"]},
     )
 
