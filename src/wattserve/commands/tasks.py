@@ -70,4 +70,4 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(rows, indent=2))
             return
         for r in rows:
-            typer.echo(f"{r['family']:<11} levels {r['levels']}: {r['description']}")
+            typer.echo(f"{r['family']:<13} levels {r['levels']}: {r['description']}")
