@@ -47,15 +47,15 @@ def test_energy_split_by_active_time_adds_up_to_the_meter():
     clock.t = 1.0
     b = acc.begin("cpu")  # B: 1..3 s
     clock.t = 2.0
-    acc.tick()  # interval 0..2: 20 J over 3 request-seconds
+    acc.tick()  # interval 0..2 at 10 W: A alone 0..1, A and B 1..2 (5 J each)
     ja = acc.end("cpu", a)
     clock.t = 3.0
     acc.tick()  # interval 2..3: 10 J, B alone
     jb = acc.end("cpu", b)
     clock.t = 4.0
     acc.tick()  # idle second
-    assert ja == pytest.approx(20 * 2 / 3)
-    assert jb == pytest.approx(20 * 1 / 3 + 10)
+    assert ja == pytest.approx(10 + 5)
+    assert jb == pytest.approx(5 + 10)
     s = acc.summary()["cpu"]
     assert s["metered_j"] == pytest.approx(40.0)
     assert s["charged_j"] + s["idle_j"] == pytest.approx(s["metered_j"])
@@ -82,7 +82,7 @@ def test_open_interval_is_estimated_at_the_last_rate():
     t = acc.begin("cpu")
     acc.tick()
     clock.t = 1.0
-    acc.tick()  # 6 J over 1 request-second: rate 6 J/s
+    acc.tick()  # 6 J in 1 s: 6 W
     clock.t = 1.5  # ends inside the open interval
     assert acc.end("cpu", t) == pytest.approx(9.0)
     assert EnergyAccountant(None).end("cpu", acc.begin("cpu")) is None

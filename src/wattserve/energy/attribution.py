@@ -325,6 +325,8 @@ def charge_at_end(
     request is in flight throughout its window, so nothing in it is idle and the charge is
     the same as ``attribute_phases`` over the whole run gives it (``idle="unattributed"``).
     ``source`` must hold a reading at or after ``request.end_s`` (``EnergySampler.mark()``).
+    The gateway's ``serve.energy.EnergyAccountant`` keeps this charge incrementally (O(1) per
+    request); ``tests/test_energy_one_method.py`` asserts the two agree.
     """
     others = [c for c in overlapping if c.request_id != request.request_id]
     window = (request.sent_s, request.end_s)

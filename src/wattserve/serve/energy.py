@@ -1,20 +1,28 @@
 """Per-request energy for live traffic: the device meter is read beside the traffic and each
 request is charged its share of its device's joules over its lifetime.
 
-Method (``active_time``): the meter is read every ``interval_s``. Within an interval ``k``
-the device's power is taken as constant, so the joules of the time when at least one request
-was in flight on the device are ``dE_k * busy_k / dt_k``; they are divided by the active
-request-seconds ``A_k`` (the integral of the number of requests in flight), giving a rate
-``r_k`` in joules per request-second, and a request is charged ``sum_k r_k * (its seconds in
-flight during k)``. So concurrent requests split the device's energy equally per second
-they are in flight, a lone request is charged the device's average power times its
-duration, and the charges of an interval add up to its busy joules. The rest (time with no
-request in flight) is idle energy (counted, charged to nobody). A request that ends closes the open
+Method (``active_time``, the same as the benchmark's): the meter is read every
+``interval_s``; within an interval ``k`` the device's power ``P_k = dE_k / dt_k`` is taken as
+constant, and the energy of each instant is split equally among the requests in flight on the
+device then. So a request is charged ``sum_k P_k * (integral of 1/n(t) over its seconds in
+flight during k)``, ``n(t)`` the requests in flight: kept incrementally as ``H(t)``, the
+running integral of ``1/n``, noted at every meter read and at each request's start, so a
+charge costs O(1) whatever the concurrency and history. A lone request is charged the
+device's average power times its duration, and the charges of an interval add up to its busy
+joules (``P_k`` x its seconds with a request in flight). The rest (time with no request in
+flight) is idle energy (counted, charged to nobody). A request that ends closes the open
 interval with a fresh meter read when the last read is at least ``min_read_s`` old, so its
 charge is metered to its end; one ending sooner is charged that short part at the previous
-interval's rate (an estimate, at most ``min_read_s`` of its share). Replicas on one device
+interval's power (an estimate, at most ``min_read_s`` of its share). Replicas on one device
 share that device's joules; the meter's device keys are matched to a replica's ``device`` by
 prefix (all keys when none match, e.g. the single ``cpu`` key of the modeled CPU meter).
+
+Reference implementation: ``wattserve.energy.attribution`` (``charge_at_end``, and
+``attribute_phases`` with ``idle="unattributed"``) computes the same charges from the meter's
+readings and the requests' spans; ``tests/test_energy_one_method.py`` feeds both the same
+readings and spans and asserts equal joules, the ``min_read_s`` estimate included (it is
+``charge_at_end`` over the readings at the request's end, extended to its end at the previous
+interval's power).
 
 A device this host cannot meter (``unmetered``: a remote GPU behind a URL) takes no part in
 that split: its requests are charged by the energy fit of their model on that device
@@ -24,7 +32,6 @@ that split: its requests are charged by the energy fit of their model on that de
 from __future__ import annotations
 
 import asyncio
-import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -34,8 +41,8 @@ from wattserve.types import ModelFit
 
 METHOD = (
     "active_time: the device's metered joules while requests are in flight on it (power taken "
-    "as constant within each meter interval), split over those requests in proportion to their "
-    "seconds in flight; time with nothing in flight is idle energy, charged to nobody"
+    "as constant within each meter interval), each instant's share split equally among the "
+    "requests in flight then; time with nothing in flight is idle energy, charged to nobody"
 )
 
 
@@ -43,12 +50,14 @@ class _Device:
     __slots__ = (
         "n",
         "last_t",
-        "area",
+        "h",
         "busy",
-        "bounds",
+        "t_open",
+        "k",
         "cum",
-        "rates",
-        "rate",
+        "hb",
+        "power",
+        "starts",
         "idle_j",
         "total_j",
         "charged_j",
@@ -57,34 +66,69 @@ class _Device:
     def __init__(self, t0: float, history: int) -> None:
         self.n = 0  # requests in flight
         self.last_t = t0
-        self.area = 0.0  # request-seconds in the open interval
+        self.h = 0.0  # H(last_t): integral of 1/n over the time with n > 0 (seconds)
         self.busy = 0.0  # seconds of the open interval with at least one request in flight
-        self.bounds: deque[float] = deque([t0], maxlen=history)  # interval starts
-        self.cum: deque[float] = deque(
-            [0.0], maxlen=history
-        )  # R at each bound (J per request, cumulative)
-        self.rates: deque[float] = deque(
-            [0.0], maxlen=history
-        )  # rate of the interval starting there
-        self.rate = 0.0  # estimate for the open interval
+        self.t_open = t0  # start of the open interval
+        self.k = 0  # index of the open interval (intervals closed so far)
+        # per interval, oldest first, the open one last: R (joules one request in flight
+        # throughout would have been charged) and H at its start, and its power (the open
+        # interval's: the previous interval's, an estimate until the next read)
+        self.cum: deque[float] = deque([0.0], maxlen=history)
+        self.hb: deque[float] = deque([0.0], maxlen=history)
+        self.power: deque[float] = deque([0.0], maxlen=history)
+        # start time (the token) -> (interval index, H at the start, requests started then)
+        self.starts: dict[float, tuple[int, float, int]] = {}
         self.idle_j = 0.0
         self.total_j = 0.0
         self.charged_j = 0.0
 
     def _advance(self, now: float) -> None:
         if self.n:
-            self.area += self.n * (now - self.last_t)
+            self.h += (now - self.last_t) / self.n
             self.busy += now - self.last_t
         self.last_t = now
 
-    def r_at(self, t: float) -> float:
-        """R(t): cumulative joules one request in flight since the start would be charged."""
-        i = bisect.bisect_right(self.bounds, t) - 1
+    def begin(self, now: float) -> None:
+        self._advance(now)
+        k, h, count = self.starts.get(now, (self.k, self.h, 0))
+        self.starts[now] = (k, h, count + 1)
+        self.n += 1
+
+    def finish(self, now: float, started: float) -> tuple[int, float] | None:
+        """One request started at ``started`` leaves; its (interval, H) at the start."""
+        self._advance(now)
+        self.n = max(0, self.n - 1)
+        entry = self.starts.pop(started, None)
+        if entry is None:
+            return None
+        k, h, count = entry
+        if count > 1:
+            self.starts[started] = (k, h, count - 1)
+        return k, h
+
+    def r_at(self, k: int, h: float) -> float:
+        """R at the instant of interval ``k`` where H was ``h``: cumulative joules per request
+        in flight (an instant before the kept history counts from the oldest kept one)."""
+        i = k - (self.k - len(self.cum) + 1)
         if i < 0:
-            i = 0
-        last = len(self.bounds) - 1
-        rate = self.rate if i == last else self.rates[i]
-        return self.cum[i] + rate * (t - self.bounds[i])
+            i, h = 0, self.hb[0]
+        return self.cum[i] + self.power[i] * (h - self.hb[i])
+
+    def close(self, now: float, de: float) -> None:
+        """The meter read at ``now`` says ``de`` joules since the open interval began."""
+        self._advance(now)
+        self.total_j += de
+        dt = now - self.t_open
+        p = de / dt if dt > 0 else 0.0
+        busy_j = min(de, p * self.busy)
+        self.idle_j += de - busy_j
+        self.power[-1] = p
+        self.cum.append(self.cum[-1] + p * (self.h - self.hb[-1]))
+        self.hb.append(self.h)
+        self.power.append(p)
+        self.k += 1
+        self.t_open = now
+        self.busy = 0.0
 
 
 FITTED = "fitted"  # the energy source of a charge computed from a fit
@@ -161,6 +205,7 @@ class EnergyAccountant:
         self.source = "null"
         self._keys: dict[str, list[str]] = {}
         self._last_reading: Any = None
+        self._prev_reading: Any = None
         self._task: asyncio.Task | None = None
         self.method = METHOD
 
@@ -170,8 +215,14 @@ class EnergyAccountant:
 
     def _device(self, name: str) -> _Device:
         d = self.devices.get(name)
-        if d is None:
-            d = self.devices[name] = _Device(self.clock(), self.history)
+        if d is None:  # its first interval begins at the last read: the next one meters it
+            last, prev = self._last_reading, self._prev_reading
+            d = self.devices[name] = _Device(
+                self.clock() if last is None else last.t_s, self.history
+            )
+            if last is not None and prev is not None and last.t_s > prev.t_s:
+                de = max(0.0, self._joules(last, name) - self._joules(prev, name))
+                d.power[-1] = de / (last.t_s - prev.t_s)  # its power before it appeared
         return d
 
     def is_metered(self, device: str) -> bool:
@@ -185,9 +236,7 @@ class EnergyAccountant:
         if u is not None:
             u.n += 1
             return now
-        d = self._device(device)
-        d._advance(now)
-        d.n += 1
+        self._device(device).begin(now)
         return now
 
     def end(self, device: str, started: float) -> float | None:
@@ -198,17 +247,15 @@ class EnergyAccountant:
             u.n = max(0, u.n - 1)
             return None
         if self.meter is None:
-            d = self._device(device)
-            d._advance(self.clock())
-            d.n = max(0, d.n - 1)
+            self._device(device).finish(self.clock(), started)
             return None
         if self.clock() - self._last_read >= self.min_read_s:
             self.tick()  # meter the interval up to this request's end
-        now = self.clock()
         d = self._device(device)
-        d._advance(now)
-        d.n = max(0, d.n - 1)
-        j = max(0.0, d.r_at(now) - d.r_at(started))
+        start = d.finish(self.clock(), started)
+        if start is None:  # not a token of ``begin`` on this device
+            return 0.0
+        j = max(0.0, d.r_at(d.k, d.h) - d.r_at(*start))
         d.charged_j += j
         return j
 
@@ -244,23 +291,10 @@ class EnergyAccountant:
         self.source = ",".join(sorted(set(reading.sources.values()))) or "null"
         last = self._last_reading
         for name, d in self.devices.items():
-            d._advance(now)
             prev = None if last is None else self._joules(last, name)
             de = 0.0 if prev is None else max(0.0, self._joules(reading, name) - prev)
-            d.total_j += de
-            start = d.bounds[-1]
-            dt = now - start
-            busy_j = de * min(1.0, d.busy / dt) if dt > 0 and d.area > 0 else 0.0
-            rate = busy_j / d.area if d.area > 0 else 0.0
-            d.idle_j += de - busy_j
-            d.rates[-1] = rate
-            d.bounds.append(now)
-            d.cum.append(d.cum[-1] + rate * (now - start))
-            d.rates.append(rate)
-            d.rate = rate
-            d.area = 0.0
-            d.busy = 0.0
-        self._last_reading = reading
+            d.close(now, de)
+        self._prev_reading, self._last_reading = last, reading
 
     async def run(self) -> None:
         while True:
