@@ -168,7 +168,6 @@ class RecomputeCost:
         self.joules = joules
         self.router = router
         self.routed = RoutedCost(joules)
-        self._variants: dict[float, Router] = {}
 
     def router_for(self, group: str) -> Router | None:
         """The router a model field names (None for a plain model or a foreign policy)."""
@@ -186,10 +185,7 @@ class RecomputeCost:
         threshold = parsed[1]
         if threshold is None:
             return r
-        v = self._variants.get(threshold)
-        if v is None:
-            v = self._variants[threshold] = r.with_threshold(threshold)
-        return v
+        return r.with_threshold(threshold)
 
     def __call__(
         self, request: Request, model: str, input_tokens: int, output_tokens: int

@@ -115,6 +115,7 @@ class Router:
         self.lam = float(lam)
         self.name = name
         self.cost_source = cost_source  # training | fits | fixed | given (constructor costs)
+        self._at: dict[float, Router] = {}  # with_threshold's copies, shared by all of them
 
     # ------------------------------------------------------------------ deciding
     def costs_for(
@@ -260,11 +261,15 @@ class Router:
         return int(self.choose(q, c)[0]), c[0]
 
     def with_threshold(self, threshold: float) -> Router:
-        """A copy with another threshold (the ``router-<name>-<threshold>`` knob)."""
-        r = copy.copy(self)
-        r.threshold = float(threshold)
-        if r.objective == "lambda":
-            r.objective = "threshold"
+        """A copy with another threshold (the ``router-<name>-<threshold>`` knob), made once per
+        threshold and kept: a gateway or a trace replay asks for the same few on every request."""
+        t = float(threshold)
+        r = self._at.get(t)
+        if r is None:
+            r = self._at[t] = copy.copy(self)
+            r.threshold = t
+            if r.objective == "lambda":
+                r.objective = "threshold"
         return r
 
     # ------------------------------------------------------------------ persistence

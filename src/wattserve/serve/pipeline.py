@@ -61,7 +61,6 @@ class Gateway:
         self.books = Books(
             pool, cache, accountant, metrics, cost_estimate, log_content, recompute_cost
         )
-        self._routers: dict[float, Router] = {}  # the router at each threshold named in a model
         self.log_content = log_content
         self.draining = False
         self._seq = 0
@@ -177,10 +176,7 @@ class Gateway:
             )
         if threshold is None:
             return self.router
-        r = self._routers.get(threshold)
-        if r is None:
-            r = self._routers[threshold] = self.router.with_threshold(threshold)
-        return r
+        return self.router.with_threshold(threshold)
 
     # ------------------------------------------------------------------ cache hits
     def _from_cache(

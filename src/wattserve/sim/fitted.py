@@ -59,7 +59,6 @@ class FittedReplay:
         self.router = router
         self.route_all = route_all
         self.cost = RoutedCost(joules)
-        self._variants: dict[float, Router] = {}
 
     def run(
         self,
@@ -130,10 +129,7 @@ class FittedReplay:
             )
         if threshold is None:
             return r
-        v = self._variants.get(threshold)
-        if v is None:
-            v = self._variants[threshold] = r.with_threshold(threshold)
-        return v
+        return r.with_threshold(threshold)
 
     def _scores(self, trace: Sequence[TracedRequest]) -> Mapping[str, Mapping[str, float]]:
         """Predicted quality per distinct routed text, scored in one batch."""
