@@ -31,6 +31,7 @@ models fall to chance)::
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from wattserve.tasks.checkers import alternatives_pattern
@@ -102,25 +103,43 @@ def _options(rng: random.Random, relation: str, c: Country) -> tuple[list[str], 
     return opts, pos
 
 
-def _mc_block(relation: str, c: Country, opts: list[str], answer: str | None) -> str:
-    q = (
-        f"What is the capital of {c.name}?"
-        if relation == "capital"
-        else f"On which continent is {c.name}?"
-    )
-    lines = [f"Question: {q}", *(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))]
-    lines.append("Answer:" + (f" {answer}" if answer else ""))
+def _question(relation: str, c: Country) -> str:
+    if relation == "capital":
+        return f"Question: What is the capital of {c.name}?"
+    return f"Question: On which continent is {c.name}?"
+
+
+def _answer_line(answer: str | None) -> str:
+    return "Answer:" + (f" {answer}" if answer else "")
+
+
+def _mc_block(relation: str, c: Country, opts: list[str], pos: int | None) -> str:
+    """Lettered options; a shot's answer is its letter."""
+    lines = [_question(relation, c), *(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts))]
+    lines.append(_answer_line(None if pos is None else LETTERS[pos]))
     return "\n".join(lines)
 
 
-def build_mc(rng: random.Random, level: int, question: tuple[str, Country]) -> Draft:
+def _options_block(relation: str, c: Country, opts: list[str], pos: int | None) -> str:
+    """Unlettered options; a shot's answer is the right option's text."""
+    answer = None if pos is None else opts[pos]
+    return "\n".join([_question(relation, c), "Options: " + ", ".join(opts), _answer_line(answer)])
+
+
+def _choice_draft(
+    rng: random.Random,
+    level: int,
+    question: tuple[str, Country],
+    block: Callable[[str, Country, list[str], int | None], str],
+) -> Draft:
+    """Few-shot multiple choice: shots with their answers, then the question; checked by choice."""
     relation, c = question
     blocks = []
     for s in _shot_countries(rng, c, MC_SHOTS):
         opts, pos = _options(rng, relation, s)
-        blocks.append(_mc_block(relation, s, opts, LETTERS[pos]))
+        blocks.append(block(relation, s, opts, pos))
     opts, pos = _options(rng, relation, c)
-    blocks.append(_mc_block(relation, c, opts, None))
+    blocks.append(block(relation, c, opts, None))
     return Draft(
         key=f"{relation}:{c.name}",
         difficulty=level,
@@ -132,31 +151,10 @@ def build_mc(rng: random.Random, level: int, question: tuple[str, Country]) -> D
     )
 
 
-def _options_block(relation: str, c: Country, opts: list[str], answer: str | None) -> str:
-    q = (
-        f"What is the capital of {c.name}?"
-        if relation == "capital"
-        else f"On which continent is {c.name}?"
-    )
-    tail = "Answer:" + (f" {answer}" if answer else "")
-    return "\n".join([f"Question: {q}", "Options: " + ", ".join(opts), tail])
+def build_mc(rng: random.Random, level: int, question: tuple[str, Country]) -> Draft:
+    return _choice_draft(rng, level, question, _mc_block)
 
 
 def build_options(rng: random.Random, level: int, question: tuple[str, Country]) -> Draft:
     """Four unlettered options; the answer is the right option's text (choice check)."""
-    relation, c = question
-    blocks = []
-    for s in _shot_countries(rng, c, MC_SHOTS):
-        opts, pos = _options(rng, relation, s)
-        blocks.append(_options_block(relation, s, opts, opts[pos]))
-    opts, pos = _options(rng, relation, c)
-    blocks.append(_options_block(relation, c, opts, None))
-    return Draft(
-        key=f"{relation}:{c.name}",
-        difficulty=level,
-        prompt="\n\n".join(blocks),
-        answer=LETTERS[pos],
-        checker="choice",
-        choices=tuple(opts),
-        meta={"relation": relation, "country": c.name},
-    )
+    return _choice_draft(rng, level, question, _options_block)
