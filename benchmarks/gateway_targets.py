@@ -16,17 +16,11 @@ from pathlib import Path
 
 import aiohttp
 
+from wattserve.engines.launcher import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "benchmarks" / ".peers" / ".venv"
 MASTER_KEY = "sk-bench-master-key"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def wait_http(

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,25 +32,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soak_stack import raise_fd_limit  # the sibling script beside this one
+from wattserve.engines.launcher import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def raise_fd_limit(need: int) -> int:
-    """Raise this process's open-file limit to ``need`` (or its hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = need if hard == resource.RLIM_INFINITY else min(need, hard)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 @dataclass

@@ -18,14 +18,10 @@ from pathlib import Path
 
 import orjson
 
+from wattserve.engines.launcher import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 TOKENS = 8  # output tokens a mock replica answers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def raise_fd_limit(need: int) -> int:

@@ -6,7 +6,6 @@ stopped at its end; skipped with a reason only when Ray cannot start."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ pytest.importorskip("ray", reason="the ray extra is not installed: pip install '
 openai = pytest.importorskip("openai")
 
 from redis_support import redis_server  # noqa: E402
+from wattserve.engines.launcher import free_port  # noqa: E402
 from wattserve.errors import ConfigError  # noqa: E402
 from wattserve.serve import ray_backend  # noqa: E402
 from wattserve.serve.ray_config import split_config  # noqa: E402
@@ -27,18 +27,12 @@ ENGINE = "engine-sim-0"
 WATTS = 10.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("ray")
     trace = work / "power.csv"  # cumulative joules of a constant 10 W for a day
     trace.write_text(f"t_s,cpu\n0,0\n86400,{WATTS * 86400}\n")
-    port = _free_port()
+    port = free_port()
     with redis_server(work) as url:
         doc = {
             "host": "127.0.0.1",
