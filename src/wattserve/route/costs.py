@@ -188,9 +188,15 @@ class RecomputeCost:
         return r.with_threshold(threshold)
 
     def __call__(
-        self, request: Request, model: str, input_tokens: int, output_tokens: int
+        self,
+        request: Request,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        scores: Mapping[str, float] | None = None,
     ) -> float | None:
+        """``scores``: the routing decision's quality per model, which spares the scorer."""
         router = self.router_for(request.model) if request.model != model else None
         if router is None:
             return self.joules(model, input_tokens, output_tokens)
-        return self.routed(router, request, input_tokens, output_tokens)
+        return self.routed(router, request, input_tokens, output_tokens, scores)

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from wattserve.openai.answers import usage_dict
@@ -33,9 +33,10 @@ from wattserve.types import Request
 
 log = logging.getLogger("wattserve.serve")
 CostEstimate = Callable[[str, int, int], float | None]  # (model, in, out tokens) -> J
-# (request as asked, answering model, input, output tokens) -> the joules of answering it
-# again (the router's pick for auto/router-*: wattserve.route.costs.RecomputeCost), or None
-RecomputeCost = Callable[[Request, str, int, int], float | None]
+# (request as asked, answering model, input, output tokens, the routing decision's quality
+# scores or None) -> the joules of answering it again (the router's pick for auto/router-*:
+# wattserve.route.costs.RecomputeCost), or None
+RecomputeCost = Callable[[Request, str, int, int, Mapping[str, float] | None], float | None]
 CHARS_PER_TOKEN = 4.0  # the estimate of a prompt's tokens when the server counts none
 MAX_GAPS = 4096  # content arrival gaps kept per request for the ITL histogram
 
@@ -72,10 +73,17 @@ class Books:
         self._idle: asyncio.Event | None = None  # set when in_flight drops to 0 (draining)
 
     def open(
-        self, req: Request, body: dict[str, Any], model: str, key: str | None, t0: float
+        self,
+        req: Request,
+        body: dict[str, Any],
+        model: str,
+        key: str | None,
+        t0: float,
+        scores: Mapping[str, float] | None = None,
     ) -> Ledger:
-        """The ledger of a request going upstream (``t0``: when it arrived, perf_counter)."""
-        return Ledger(self, req, body, model, key, t0)
+        """The ledger of a request going upstream (``t0``: when it arrived, perf_counter;
+        ``scores``: the router's predicted quality per model when it chose ``model``)."""
+        return Ledger(self, req, body, model, key, t0, scores)
 
     def refused(self, model: str, status: int, t0: float) -> None:
         """A request answered with an error before any ledger was opened."""
@@ -109,6 +117,7 @@ class Ledger:
         "_last_t",
         "_seen",
         "gaps",
+        "scores",
     )
 
     def __init__(
@@ -119,9 +128,11 @@ class Ledger:
         model: str,
         key: str | None,
         t0: float,
+        scores: Mapping[str, float] | None = None,
     ) -> None:
         self.books, self.req, self.body, self.model, self.key = books, req, body, model, key
         self.t0 = t0
+        self.scores = scores  # the routing decision's, so the cache cost needs no second scoring
         self.rep: Replica | None = None
         self.ttft_s: float | None = None
         self.closed = False
@@ -226,7 +237,7 @@ class Ledger:
         if error is None and self.key is not None and b.cache is not None:
             expected = None
             if b.recompute_cost is not None:
-                expected = b.recompute_cost(self.req, self.model, in_tok, out_tok)
+                expected = b.recompute_cost(self.req, self.model, in_tok, out_tok, self.scores)
             cost = expected if expected is not None else energy
             if not cost and b.cost_estimate is not None:
                 cost = b.cost_estimate(self.model, in_tok, out_tok)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from wattserve.cache.keys import is_cacheable, make_key
@@ -87,7 +88,7 @@ class Gateway:
                 endpoint, body, rid, tenant, self.default_max_tokens, self.max_tokens_limit
             )
             group = req.model
-            model = self._resolve(req)
+            model, scores = self._resolve(req)
             label = model
             if self.log_content:
                 log.info("request %s tenant=%s model=%s text=%r", rid, tenant, model, req.text())
@@ -105,7 +106,7 @@ class Gateway:
                         hit = await self.cache.aget(key)
                     if hit is not None:
                         return self._from_cache(req, body, model, hit, t0)
-            led = self.books.open(req, body, model, key, t0)
+            led = self.books.open(req, body, model, key, t0, scores)
             try:
                 return await self._forward(led)
             except APIError as exc:
@@ -118,10 +119,11 @@ class Gateway:
             self.books.refused(label, exc.status, t0)
             return error_reply(exc)
 
-    def _resolve(self, req: Request) -> str:
+    def _resolve(self, req: Request) -> tuple[str, Mapping[str, float] | None]:
+        """The model to answer ``req``, and the router's quality scores when it chose."""
         name = req.model
         if name in self.pool.by_model:
-            return name
+            return name, None
         if name == "auto" or name.startswith("router-"):
             router = self._router_for(name)
             try:
@@ -141,7 +143,7 @@ class Gateway:
                 self.metrics.routed.labels(
                     "auto" if name == "auto" else "router", decision.model
                 ).inc()
-            return decision.model
+            return decision.model, decision.scores
         raise APIError(
             404,
             f"model {name!r} does not exist; served: {', '.join(self.pool.by_model)}",

@@ -17,7 +17,7 @@ in the usage the client gets (``energy_node``, ``energy_device``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,9 +156,15 @@ class ClusterBooks(Books):
     """``Books`` that open ``ClusterLedger``s."""
 
     def open(
-        self, req: Request, body: dict[str, Any], model: str, key: str | None, t0: float
+        self,
+        req: Request,
+        body: dict[str, Any],
+        model: str,
+        key: str | None,
+        t0: float,
+        scores: Mapping[str, float] | None = None,
     ) -> Ledger:
-        return ClusterLedger(self, req, body, model, key, t0)
+        return ClusterLedger(self, req, body, model, key, t0, scores)
 
 
 def adopt_cluster_books(gateway: Any) -> None:
