@@ -185,7 +185,7 @@ class Gateway:
         self, req: Request, body: dict[str, Any], model: str, hit: dict[str, Any], t0: float
     ) -> Reply:
         saved = float(hit.get("energy_j") or 0.0)
-        usage = answers.usage_dict(hit["input_tokens"], hit["output_tokens"], 0.0, True)
+        usage = answers.usage_dict(hit["input_tokens"], hit["output_tokens"], 0.0, True, "cache")
         ep, rid = req.endpoint, req.id
         headers = [
             ("x-wattserve-model", model),
