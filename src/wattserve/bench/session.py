@@ -78,7 +78,7 @@ class BenchSession:
 
     @property
     def segment(self) -> int:
-        """The index of this session's entry in run.json's ``segments``."""
+        """The index of this run segment (this start or resume) in run.json's ``segments``."""
         return len(self.data["segments"]) - 1
 
     def save(self, status: str | None = None, wait_env_s: float = 0.0) -> None:
