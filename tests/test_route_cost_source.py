@@ -48,7 +48,7 @@ def router_file(tmp_path_factory):
 def test_default_is_training_costs_and_the_log_says_so(router_file, caplog):
     cfg = _config(router_file)
     assert cfg.router.cost_source == "training"
-    with caplog.at_level(logging.WARNING, logger="wattserve.serve"):
+    with caplog.at_level(logging.INFO, logger="wattserve.serve"):
         router = build_router(cfg, FITS)  # fits are configured, but not what routing ranks by
     assert router.cost_source == "training"
     assert router.describe_costs() == {
@@ -66,7 +66,7 @@ def test_fits_source_is_named_and_changes_the_decisions(router_file, caplog):
         cfg = _config(router_file, **spelling)
         assert cfg.router.cost_source == "fits"
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="wattserve.serve"):
+        with caplog.at_level(logging.INFO, logger="wattserve.serve"):
             router = build_router(cfg, FITS)
         assert router.cost_source == "fits"
         assert "costs from fits: weak: fit energy_j @ cpu" in caplog.text

@@ -49,6 +49,25 @@ def ensure_can_listen(host: str, port: int) -> None:
             ) from None
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def configure_logging(level: str) -> str:
+    """Log to stderr: ``wattserve.*`` from ``level`` (routine lines such as "gateway ready" are
+    INFO, trouble is WARNING), everything else from WARNING (from DEBUG at ``debug``).
+    Returns the level for the HTTP server's own logs."""
+    import logging
+
+    name = level.lower()
+    if name not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    ours = logging.getLevelNamesMapping()[name.upper()]
+    others = ours if ours <= logging.DEBUG else max(ours, logging.WARNING)
+    logging.basicConfig(level=others, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("wattserve").setLevel(ours)
+    return logging.getLevelName(others).lower()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("serve", help=SERVE_HELP)
     def serve(
@@ -59,7 +78,12 @@ def register(app: typer.Typer) -> None:
         port: int | None = typer.Option(
             None, "--port", min=1, max=65535, help="override the config's port (1-65535)"
         ),
-        log_level: str = typer.Option("warning", "--log-level", help="gateway log level"),
+        log_level: str = typer.Option(
+            "info",
+            "--log-level",
+            help="the gateway's own log level (debug|info|warning|error); the HTTP server's "
+            "and other libraries' logs show from warning, or from debug at debug",
+        ),
         backend: str = typer.Option(
             "process",
             "--backend",
@@ -67,10 +91,9 @@ def register(app: typer.Typer) -> None:
             "section; needs pip install 'wattserve[ray]')",
         ),
     ) -> None:
-        import logging
-
         from wattserve.serve.config import load_config
 
+        server_log_level = configure_logging(log_level)
         if backend not in ("process", "ray"):
             raise ConfigError(f"--backend must be process or ray, not {backend!r}")
         if backend == "ray":
@@ -86,9 +109,6 @@ def register(app: typer.Typer) -> None:
         if port is not None:
             cfg.port = port
         ensure_can_listen(cfg.host, cfg.port)
-        logging.basicConfig(
-            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
         if backend == "ray":
             from wattserve.serve.ray_backend import serve_forever
 
@@ -102,7 +122,7 @@ def register(app: typer.Typer) -> None:
         from wattserve.serve.app import serve as serve_app
 
         app_ = create_app(cfg)
-        server = make_server(app_, cfg.host, cfg.port, cfg.grace_s, log_level)
+        server = make_server(app_, cfg.host, cfg.port, cfg.grace_s, server_log_level)
         typer.echo(
             f"starting wattserve gateway on http://{cfg.host}:{cfg.port}/v1 "
             f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it gracefully"

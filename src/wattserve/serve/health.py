@@ -88,7 +88,7 @@ class HealthChecker:
         if b.trial_due():
             if await replica.trial(self.trial_timeout_s):
                 b.trial_passed()
-                log.warning("replica %s passed its trial request: back in", replica.name)
+                log.info("replica %s passed its trial request: back in", replica.name)
             else:
                 b.trial_failed()
                 log.warning(
@@ -103,7 +103,7 @@ class HealthChecker:
         if fault is None:
             b.alive()
         elif fault == "timeout" and self.busy(replica):
-            log.info("replica %s: probe timed out while busy: not counted", replica.name)
+            log.debug("replica %s: probe timed out while busy: not counted", replica.name)
         elif self.pool is not None:
             self.pool.failed(replica, f"health check failed ({fault})", fault, probe=True)
         return replica.healthy

@@ -42,7 +42,7 @@ def build_router(config: ServeConfig, fits: dict[str, Any]) -> Any:
             f"the router picks among {', '.join(router.models)}, but {', '.join(missing)} "
             "is not a served model"
         )
-    log.warning("%s", describe_router(router))
+    log.info("%s", describe_router(router))
     return router
 
 
@@ -230,7 +230,7 @@ class Service:
         )
         self.gateway.books.request_log = self.request_log
         self.started = True
-        log.warning(
+        log.info(
             "gateway ready: %d replica(s) of %s; energy: %s",
             len(self.pool.replicas),
             ", ".join(self.pool.models),
