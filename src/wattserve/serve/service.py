@@ -125,6 +125,7 @@ class Service:
         self.gateway: Any = None
         self.router: Any = None
         self.meter_reason = ""
+        self.cache_cost_source = "metered"  # what the cache's entry costs are (cache_cost_source)
         self.started = False
         from wattserve.serve.metrics import GatewayMetrics
 
@@ -180,6 +181,7 @@ class Service:
             m.name: m.energy_per_token_j for m in cfg.models if m.energy_per_token_j is not None
         }
         joules = fitted_joules(fits, per_token)  # (model, in, out tokens) -> J, or None
+        self.cache_cost_source = cache_cost_source(cfg, fits)
         self.router = router = build_router(cfg, fits)
         self.cache = build_cache(cfg)
         if self.cache is not None:
@@ -267,9 +269,16 @@ class Service:
             if cache == "hit":
                 d["hits"] += n
         saved, charged = self.metrics.saved_j(), self.metrics.charged_j()
+        cache = None
+        if self.cache is not None:
+            # saved_cost: the entry costs the cache ranks by, summed over its hits (joules
+            # from fits where a model has one, else metered); energy.saved_j: the joules the
+            # hit answers were charged when first computed (energy.source)
+            cache = {**self.cache.stats(), "saved_cost_unit": "J"}
+            cache["cost_source"] = self.cache_cost_source
         return {
             "models": per_model,
-            "cache": self.cache.stats() if self.cache is not None else None,
+            "cache": cache,
             "energy": {
                 "charged_j": charged,
                 "saved_j": saved,
@@ -282,6 +291,15 @@ class Service:
             "replicas": [r.describe() for r in self.pool.replicas] if self.pool else [],
             "router": _router_stats(self.router),
         }
+
+
+def cache_cost_source(config: ServeConfig, fits: dict[str, Any]) -> str:
+    """What a cache entry's cost is: ``fitted`` when every model has a fit or an
+    ``energy_per_token_j`` (the fitted joules of answering again; for ``auto`` /
+    ``router-*`` those of the model the router would pick), ``metered`` when none has (the
+    joules the answer was charged), ``fitted+metered`` when some have."""
+    priced = [m.name in fits or m.energy_per_token_j is not None for m in config.models]
+    return "fitted" if all(priced) else "fitted+metered" if any(priced) else "metered"
 
 
 def _router_stats(router: Any) -> dict[str, Any] | None:
