@@ -1,9 +1,14 @@
 """Send requests at their scheduled times with bounded concurrency; log each as it finishes.
 
-One dispatcher coroutine walks the precomputed schedule: it waits for each send time on the
-monotonic clock (``bench.pacer.Pacer``: a timerfd wake-up ~0.1 ms early, then a short spin;
-tens of microseconds of error without a thread per request), takes a concurrency slot and
-starts the request as a task. A task whose request finished sends the next request itself
+One dispatcher coroutine walks the precomputed schedule. Against an HTTP engine (one whose
+client sends through ``openai.transport.Origin``) it starts each request ``LEAD_S`` before
+its send time: the task builds the payload, takes a connection and arms its response
+parser, then hands the bytes to ``bench.sender.SendThread``, which writes them at the send
+time on its own thread, so a send does not wait for the loop's other work (chunks, records,
+garbage collection); the record's ``sent_s`` is the thread's stamp at the write. Other
+engines are paced on the loop (``bench.pacer.Pacer``: a timerfd wake-up, then a short spin).
+Either way the dispatcher takes a concurrency slot before it starts a request. A task whose
+request finished sends the next request itself
 when that one is already due (as-fast-as-possible and overloaded schedules), keeping its
 slot: a freed slot is refilled at once, not two loop iterations later (the dispatcher's
 wake-up, then the new task's first step), which under a bound kept about a third of the
@@ -15,21 +20,25 @@ keeps every finished request. The steady-state window is recorded from the send 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wattserve.bench.metrics import error_kind, mark_truncation
 from wattserve.bench.pacer import Pacer
+from wattserve.bench.sender import SendThread, Ticket
 from wattserve.engines.base import complete
+from wattserve.openai.transport import WRITER, Origin
 from wattserve.types import Completion, Measurement, Request
 
 ProgressFn = Callable[[int, int], None]
 
 SPIN_S = 0.0002  # at least this last stretch before a send time is spent yielding, not sleeping
 MIN_STEADY_S = 0.5
+LEAD_S = 0.003  # a request sent by the send thread is prepared this long before its send time
 
 
 def run_async(coro: Any) -> Any:
@@ -63,6 +72,11 @@ async def sleep_until(t: float, clock: Callable[[], float] = time.perf_counter) 
 
 
 _FIELDS = tuple(Completion.__dataclass_fields__)
+
+
+def _sends_from_thread(engine: Any) -> bool:
+    """The engine's requests go out through ``Origin`` (so they honour ``transport.WRITER``)."""
+    return isinstance(getattr(getattr(engine, "client", None), "transport", None), Origin)
 
 
 def record_of(c: Completion, **extra: Any) -> dict[str, Any]:
@@ -111,8 +125,12 @@ async def run_schedule(
     count_tokens: Callable[[str], int] | None = None,
     ramp_requests: int = 0,
     start_delay_s: float = 0.002,
+    send_thread: bool = True,
 ) -> PointRun:
     """Send ``requests[i]`` at ``t0 + offsets_s[i]``, at most ``max_concurrency`` in flight.
+
+    A paced schedule (not one burst) against an HTTP engine is sent by a ``SendThread``
+    unless ``send_thread`` is False (then it is paced on the loop, as for other engines).
 
     ``on_record`` receives each finished request's record (``Completion.to_dict()`` plus
     ``point``, ``segment``, ``scheduled_s``, ``send_offset_s``) as soon as it finishes.
@@ -130,22 +148,27 @@ async def run_schedule(
     done = 0
     cursor = 0  # the next request to send, in send order
     tasks: set[asyncio.Task] = set()
-    pacer = Pacer()
+    paced = n > 1 and due_at[-1] > due_at[0]  # not one burst (as fast as possible)
+    sender = SendThread() if send_thread and paced and _sends_from_thread(engine) else None
+    lead = LEAD_S if sender is not None else 0.0
+    # with the send thread the dispatcher only has to be early: a timerfd wake-up, no spin
+    pacer = Pacer() if sender is None else Pacer(spin_s=0.0, drain_s=0.0)
 
     def take(now: float) -> int | None:
         """The next request in send order when it is due at ``now`` (its bookkeeping done)."""
         nonlocal cursor, in_flight
         k = cursor
-        if k >= n or due_at[k] > now:
+        if k >= n or due_at[k] > now + lead:
             return None
         cursor = k + 1
         in_flight += 1
+        at = max(now, due_at[k])  # a request prepared ahead goes out at its send time
         if run.first_full_s is None and in_flight >= target:
-            run.first_full_s = now
+            run.first_full_s = at
         if k == ramp_requests:
-            run.ramp_done_s = now
+            run.ramp_done_s = at
         if cursor == n:
-            run.last_send_s = now
+            run.last_send_s = at
         return k
 
     async def one(k: int | None) -> None:
@@ -157,11 +180,20 @@ async def run_schedule(
             while k is not None:
                 i = order[k]
                 req = requests[i]
+                tk: Ticket | None = None
+                if sender is not None:  # a request not due yet goes out from the send thread
+                    if due_at[k] > time.perf_counter():
+                        tk = sender.ticket(due_at[k])
+                    WRITER.set(tk.writer if tk is not None else None)
                 try:
                     c = await complete(engine, req, timeout_s=timeout_s, count_tokens=count_tokens)
                     c = mark_truncation(c, req)
                 finally:
                     in_flight -= 1
+                    if tk is not None:
+                        tk.cancel()
+                if tk is not None and tk.sent_s is not None:
+                    c = replace(c, sent_s=tk.sent_s)
                 scheduled = offsets_s[i]
                 rec = record_of(
                     c,
@@ -184,9 +216,12 @@ async def run_schedule(
             if sem is not None:
                 sem.release()
 
+    if sender is not None:
+        sender.start()
+        gc.freeze()  # a full collection of everything alive before the run took ~25 ms
     try:
         while cursor < n:
-            due = due_at[cursor]
+            due = due_at[cursor] - lead
             if due > time.perf_counter():
                 await pacer.wait_until(due)
             if sem is not None:
@@ -209,6 +244,9 @@ async def run_schedule(
         raise
     finally:
         pacer.close()
+        if sender is not None:
+            sender.close()
+            gc.unfreeze()
     run.t_end = time.perf_counter()
     return run
 

@@ -23,6 +23,7 @@ import asyncio
 import inspect
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -35,6 +36,13 @@ ERRORS = (
 )  # what a request or a read may raise (ConnectionError is an OSError)
 _HIGH, _LOW = 1 << 20, 1 << 16  # pause reading above 1 MiB buffered, resume below 64 KiB
 _MAX_IDLE = 256
+
+# Set in a task's context, a request's bytes go to ``WRITER(transport, data)``
+# instead of ``transport.write``: the load generator's send thread writes them at their
+# scheduled time. The response is read as usual.
+WRITER: ContextVar[Callable[[asyncio.Transport, bytes], None] | None] = ContextVar(
+    "wattserve_writer", default=None
+)
 
 
 class UpstreamTimeoutError(TimeoutError):
@@ -206,9 +214,13 @@ class Connection(asyncio.Protocol):
         self._deadline = self.origin.loop.time() + timeouts.total_s
         self.parser = httptools.HttpResponseParser(self)
         assert self.transport is not None
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
+        if (writer := WRITER.get()) is not None:
+            writer(self.transport, head + body)
+        elif len(body) >= 65536:
+            self.transport.write(head)
             self.transport.write(body)
+        else:
+            self.transport.write(head + body)
         # the head and the first body bytes: servers that flush the head on its own (SSE) would
         # otherwise cost one more wake-up of the caller, which reads the body next anyway
         while not self._headers_done or not (self._buf or self._done):
