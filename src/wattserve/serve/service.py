@@ -269,16 +269,16 @@ class Service:
             if cache == "hit":
                 d["hits"] += n
         saved, charged = self.metrics.saved_j(), self.metrics.charged_j()
-        cache = None
+        cache_doc: dict[str, Any] | None = None
         if self.cache is not None:
             # saved_cost: the entry costs the cache ranks by, summed over its hits (joules
             # from fits where a model has one, else metered); energy.saved_j: the joules the
             # hit answers were charged when first computed (energy.source)
-            cache = {**self.cache.stats(), "saved_cost_unit": "J"}
-            cache["cost_source"] = self.cache_cost_source
+            cache_doc = {**self.cache.stats(), "saved_cost_unit": "J"}
+            cache_doc["cost_source"] = self.cache_cost_source
         return {
             "models": per_model,
-            "cache": cache,
+            "cache": cache_doc,
             "energy": {
                 "charged_j": charged,
                 "saved_j": saved,
