@@ -198,3 +198,18 @@ def test_bad_fits_file(tmp_path, capsys):
     bad.write_text("{nope")
     code, err = run(["fit", "show", str(bad)], capsys)
     assert code == 2 and "not valid JSON" in err
+
+
+def test_one_request_shape_warns_once_that_cv_cannot_judge_other_shapes(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("COLUMNS", "250")  # the warning on one line
+    rng = np.random.default_rng(1)
+    one = table(16).assign(input_tokens=128, output_tokens=64)
+    one["total_energy_j"] = 40 + rng.normal(0, 1, 16)
+    ok(["fit", str(write(tmp_path, one)), "-o", str(tmp_path / "f.json"), "--min-rows", "1"])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "one (input, output) shape" in line]
+    assert len(lines) == 1 and "tiny@cpu" in lines[0] and "other shapes" in lines[0], out
+    ok(["fit", str(write(tmp_path, table())), "-o", str(tmp_path / "g.json"), "--min-rows", "5"])
+    assert "one (input, output) shape" not in capsys.readouterr().out

@@ -81,6 +81,24 @@ def fits_table(fits, title: str = "fits", params: bool = False):
     return t
 
 
+def single_shape_groups(groups) -> list[str]:
+    """``model@device`` of each group whose rows all share one (input, output) shape."""
+    out = []
+    for g in groups:
+        shapes = set(zip(g.input_tokens.tolist(), g.output_tokens.tolist(), strict=True))
+        if len(shapes) == 1:
+            out.append(f"{g.model}@{g.device}")
+    return out
+
+
+def single_shape_warning(names: list[str]) -> str:
+    """One line: cross-validation over one request shape cannot judge the others."""
+    return (
+        f"warning: {', '.join(names)}: every row has one (input, output) shape; CV over it "
+        "(row folds) says nothing about how the fit predicts other shapes"
+    )
+
+
 def register(app: typer.Typer) -> None:
     fit_app = typer.Typer(
         cls=DefaultGroup,
@@ -179,6 +197,9 @@ def register(app: typer.Typer) -> None:
         )
         for note in notes:
             console.print(f"[dim]{note}[/dim]")
+        single = single_shape_groups(groups)
+        if single:
+            console.print(f"[yellow]{single_shape_warning(single)}[/yellow]")
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("fitting", total=len(groups) * len(qs))
             fits = fit_groups(
