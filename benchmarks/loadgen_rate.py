@@ -15,9 +15,12 @@ requests.jsonl written as in a real run); a bare aiohttp loop (semaphore + naive
 ``asyncio.sleep`` schedule); ``vllm bench serve``; GuideLLM (``loadgen_peers``: their own
 venv, pinned in ``benchmarks/peers.txt``). Ours and bare aiohttp alternate for ``--rounds``
 rounds (the machine is shared: best kept, worst shown); fixed-rate phases run with the
-client thread in SCHED_FIFO where allowed (``--no-realtime`` to keep normal scheduling).
+client thread in SCHED_FIFO where allowed (``--no-realtime`` to keep normal scheduling);
+ours sends them from its send thread (``bench.sender``), and ``--loop-pacing`` adds ours
+paced on the event loop beside it. ``--pacing-only`` runs the fixed rates and the search.
 
     .venv/bin/python benchmarks/loadgen_rate.py [--requests 3000] [--install-peers]
+    .venv/bin/python benchmarks/loadgen_rate.py --pacing-only --loop-pacing --rounds 3
 """
 
 from __future__ import annotations
@@ -93,8 +96,11 @@ async def ours_max(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, A
         await eng.aclose()
 
 
-async def ours_fixed(url: str, rate: float, seconds: float, tmp: Path) -> dict[str, Any]:
-    """Our runner at a constant ``rate`` (no concurrency bound): send error and achieved rates."""
+async def ours_fixed(
+    url: str, rate: float, seconds: float, tmp: Path, send_thread: bool = True
+) -> dict[str, Any]:
+    """Our runner at a constant ``rate`` (no concurrency bound): send error and achieved rates;
+    ``send_thread=False`` paces on the event loop instead of the send thread."""
     from wattserve.bench.loads import ConstantRate
     from wattserve.bench.runner import run_schedule
     from wattserve.bench.store import RequestLog
@@ -103,10 +109,11 @@ async def ours_fixed(url: str, rate: float, seconds: float, tmp: Path) -> dict[s
     n = max(2, int(rate * seconds))
     eng = OpenAIHTTPEngine(url, model="mock")
     try:
-        await run_schedule(eng, _requests(100, "w"), [0.0] * 100, 64)  # warm connections
+        await run_schedule(eng, _requests(256, "w"), [0.0] * 256, 128)  # warm connections
         with RequestLog(tmp / f"ours-r{rate:g}.jsonl") as log:
+            offsets = ConstantRate(rate).offsets(n, 0)
             run = await run_schedule(
-                eng, _requests(n), ConstantRate(rate).offsets(n, 0), None, on_record=log.write
+                eng, _requests(n), offsets, None, on_record=log.write, send_thread=send_thread
             )
         sent = [c.sent_s for c in run.completions]
         ok = sum(c.ok for c in run.completions)
@@ -257,6 +264,12 @@ def main() -> None:
     ap.add_argument("--rate-seconds", type=float, default=3.0, help="length of each fixed run")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours and bare")
     ap.add_argument("--no-realtime", action="store_true", help="fixed-rate runs without FIFO")
+    ap.add_argument(
+        "--pacing-only", action="store_true", help="fixed rates and the search only (no max runs)"
+    )
+    ap.add_argument(
+        "--loop-pacing", action="store_true", help="also ours paced on the loop, no send thread"
+    )
     ap.add_argument("--install-peers", action="store_true", help="build benchmarks/.peers-venv")
     ap.add_argument("--skip-peers", action="store_true", help="ours and bare aiohttp only")
     ap.add_argument("--skip-search", action="store_true", help="no max-sustainable-rate search")
@@ -277,7 +290,8 @@ def main() -> None:
 
     use_rt = not args.no_realtime
     results: dict[str, dict[str, Any]] = {}
-    fixed: dict[str, dict[float, list[dict[str, Any]]]] = {"wattserve": {}, "bare aiohttp": {}}
+    senders = ["wattserve"] + ["wattserve (loop pacing)"] * args.loop_pacing + ["bare aiohttp"]
+    fixed: dict[str, dict[float, list[dict[str, Any]]]] = {name: {} for name in senders}
     load0, busy0 = os.getloadavg()[0], _cpu_times()
     with (
         tempfile.TemporaryDirectory() as td,
@@ -300,7 +314,7 @@ def main() -> None:
                     lambda: asyncio.run(bare_max(srv.url, args.requests, args.concurrency)),
                 ),
             )
-            for name, fn in runs:
+            for name, fn in runs if not args.pacing_only else ():
                 r = fn()
                 print(f"round {k + 1} {name}:", _line(r))
                 best = results.get(name)
@@ -311,24 +325,24 @@ def main() -> None:
                     best["cpu_us_per_req"] = min(best["cpu_us_per_req"], r["cpu_us_per_req"])
                     best["rate"] = max(best["rate"], r["rate"])
             for rate in rates:
-                for name, ffn in (
-                    (
-                        "wattserve",
-                        lambda rate=rate: ours_fixed(srv.url, rate, args.rate_seconds, tmp),
+                fns = {
+                    "wattserve": lambda rate=rate: ours_fixed(
+                        srv.url, rate, args.rate_seconds, tmp
                     ),
-                    (
-                        "bare aiohttp",
-                        lambda rate=rate: bare_fixed(srv.url, rate, args.rate_seconds),
+                    "wattserve (loop pacing)": lambda rate=rate: ours_fixed(
+                        srv.url, rate, args.rate_seconds, tmp, send_thread=False
                     ),
-                ):
-                    r, note = _fixed(ffn, use_rt)
+                    "bare aiohttp": lambda rate=rate: bare_fixed(srv.url, rate, args.rate_seconds),
+                }
+                for name in senders:
+                    r, note = _fixed(fns[name], use_rt)
                     print(f"round {k + 1} {name} at {rate:g} req/s ({note}):", _line(r))
                     fixed[name].setdefault(rate, []).append(r)
         top = None
         if not args.skip_search:
             print("max sustainable rate (ours):")
             top = max_sustainable(srv.url, max(rates), args.rate_seconds, tmp, use_rt)
-        if not args.skip_peers:
+        if not args.skip_peers and not args.pacing_only:
             tok = tokenizer_dir(tmp)
             for name, peer in (("vllm bench serve", vllm_bench), ("guidellm", guidellm_bench)):
                 why = peer_status.get(name)
@@ -381,7 +395,24 @@ def report(
     fixed: dict[str, dict[float, list[dict[str, Any]]]],
     top: dict[str, Any] | None,
 ) -> None:
-    ours_r = results["wattserve"]
+    ours_r = results.get("wattserve")
+    if ours_r is not None:
+        max_table(results, ours_r)
+    fixed_table(fixed, top)
+    if ours_r is not None:
+        goals(results, ours_r)
+    for rate, limit in ((500.0, 50.0), (2000.0, 200.0)):
+        rs = fixed["wattserve"].get(rate) or []
+        if rs:
+            worst = max(x["send_err_us"]["p99"] for x in rs)
+            ok = "met" if worst <= limit else "NOT met"
+            print(
+                f"goal p99 send error <= {limit:g} us at {rate:g} req/s in every round: "
+                f"worst {worst:.0f} us -> {ok}"
+            )
+
+
+def max_table(results: dict[str, dict[str, Any]], ours_r: dict[str, Any]) -> None:
     print("(ours and bare aiohttp: best of the alternating rounds, worst in brackets)")
     print("| load generator | max req/s | ours / it | client CPU per request |")
     print("|---|---|---|---|")
@@ -393,6 +424,11 @@ def report(
         worst = ours_r["worst_rate"] / r["rate"] if r["rate"] else float("nan")
         cpu = f"{r['cpu_us_per_req']:.0f} us" if r.get("cpu_us_per_req") else "n/a"
         print(f"| {name} | {r['rate']:.0f} | {ratio:.2f}x ({worst:.2f}x) | {cpu} |")
+
+
+def fixed_table(
+    fixed: dict[str, dict[float, list[dict[str, Any]]]], top: dict[str, Any] | None
+) -> None:
     print("\n| sender | target req/s | sent req/s | send error p50 / p99 / max (us), each round |")
     print("|---|---|---|---|")
     for name, by_rate in fixed.items():
@@ -411,6 +447,9 @@ def report(
             f"{e['p50']:.0f} / {e['p99']:.0f} / {e['max']:.0f} |"
         )
     print()
+
+
+def goals(results: dict[str, dict[str, Any]], ours_r: dict[str, Any]) -> None:
     for name, target in (("vllm bench serve", 3.0), ("guidellm", 10.0), ("bare aiohttp", 1.0)):
         r = results.get(name, {})
         if "rate" in r:
@@ -424,15 +463,6 @@ def report(
         a, c = ours_r["cpu_us_per_req"], b["cpu_us_per_req"]
         ok = "met" if a <= c else "NOT met"
         print(f"goal client CPU per request <= bare aiohttp: {a:.0f} vs {c:.0f} us -> {ok}")
-    for rate, limit in ((500.0, 50.0), (2000.0, 200.0)):
-        rs = fixed["wattserve"].get(rate) or []
-        if rs:
-            worst = max(x["send_err_us"]["p99"] for x in rs)
-            ok = "met" if worst <= limit else "NOT met"
-            print(
-                f"goal p99 send error <= {limit:g} us at {rate:g} req/s in every round: "
-                f"worst {worst:.0f} us -> {ok}"
-            )
 
 
 if __name__ == "__main__":
