@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from wattserve.errors import ConfigError
+from wattserve.evaluate.costfit import LEGACY_MAX_TOKENS, ItemCost, fit_request_costs
 from wattserve.route import (
     LabelledPrompts,
     Router,
@@ -52,19 +53,22 @@ from wattserve.route import (
     threshold_for_share,
 )
 from wattserve.tasks import read_tasks
+from wattserve.types import Request
 
 SHARES = (0.25, 0.5, 0.75)  # router thresholds: these strong-call shares on the training side
 CURVE_X = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def load_run(run_dir: Path) -> tuple[LabelledPrompts, np.ndarray]:
-    """The routing labels and a (n, n_models) matrix of each item's joules per model."""
+def load_run(run_dir: Path) -> tuple[LabelledPrompts, np.ndarray, np.ndarray]:
+    """The routing labels, a (n, n_models) matrix of each item's joules per model and each
+    item's answer budget (``max_tokens``)."""
     routing = run_dir / "routing"
     if not (routing / "item_costs.jsonl").is_file():
         raise ConfigError(f"{run_dir}: no routing/item_costs.jsonl (not a finished eval dir?)")
     data = load_labelled_csvs(routing)
     prompts = {it.id: it.prompt for it in read_tasks(run_dir / "tasks.jsonl")}
     joules: dict[tuple[str, str], list[float]] = {}  # (family, prompt) -> joules per model
+    budgets: dict[tuple[str, str], int] = {}
     with open(routing / "item_costs.jsonl", encoding="utf-8") as f:
         for line in f:
             row = json.loads(line)
@@ -73,11 +77,13 @@ def load_run(run_dir: Path) -> tuple[LabelledPrompts, np.ndarray]:
                 raise ConfigError(f"{row['id']}: no measured joules for every model")
             key = (str(row["family"]), prompts[row["id"]])
             joules[key] = [float(js[m]) for m in data.models]
+            budgets[key] = int(row.get("max_tokens") or LEGACY_MAX_TOKENS)
+    keys = list(zip(data.groups, data.texts, strict=True))
     try:
-        costs = np.array([joules[(g, t)] for g, t in zip(data.groups, data.texts, strict=True)])
+        costs = np.array([joules[k] for k in keys])
     except KeyError as exc:
         raise ConfigError(f"a routing prompt has no item_costs row: {exc}") from None
-    return data, costs
+    return data, costs, np.array([budgets[k] for k in keys])
 
 
 def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +93,11 @@ def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, 
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
-def _index(data: LabelledPrompts, idx: np.ndarray, costs: np.ndarray) -> tuple[Any, np.ndarray]:
-    return data.subset(idx), costs[idx]
+Side = tuple[LabelledPrompts, np.ndarray, np.ndarray]  # labels, joules, budgets
+
+
+def _index(data: LabelledPrompts, idx: np.ndarray, costs: np.ndarray, budgets: np.ndarray) -> Side:
+    return data.subset(idx), costs[idx], budgets[idx]
 
 
 def _strategy(name: str, correct: np.ndarray, joules: np.ndarray, share: float) -> dict[str, Any]:
@@ -107,59 +116,126 @@ def _mix(values: np.ndarray, weak: int, strong: int, share: float) -> float:
     return float((1 - share) * values[:, weak].mean() + share * values[:, strong].mean())
 
 
-def score_split(
-    train: LabelledPrompts,
-    train_costs: np.ndarray,
-    test: LabelledPrompts,
-    test_costs: np.ndarray,
-) -> dict[str, Any]:
+def requests_for(side: LabelledPrompts, budgets: np.ndarray) -> list[Request]:
+    """The requests a router sees for these prompts: each with its item's ``max_tokens``."""
+    return [
+        Request(id=str(i), prompt=t, max_tokens=int(b))
+        for i, (t, b) in enumerate(zip(side.texts, budgets, strict=True))
+    ]
+
+
+def per_request_fits(side: LabelledPrompts, costs: np.ndarray, budgets: np.ndarray) -> dict:
+    """``route train --cost-from items``'s fits, on one side's items."""
+    rows = [
+        ItemCost(str(i), g, t, int(b), dict(zip(side.models, map(float, c), strict=True)))
+        for i, (g, t, b, c) in enumerate(zip(side.groups, side.texts, budgets, costs, strict=True))
+    ]
+    return fit_request_costs(rows, side.models)
+
+
+def cost_at_quality(
+    points: Sequence[tuple[float, float]], singles: Sequence[tuple[float, float]], n: int = 6
+) -> list[dict[str, float | None]]:
+    """At ``n`` accuracy levels between the two single models' (and up to the router's
+    best): the fewest J/request a router threshold needs to reach it, beside random
+    routing's (the straight line between the two single models). ``points`` and
+    ``singles``: (accuracy, J/request)."""
+    (a0, j0), (a1, j1) = sorted(singles)
+    top = max(a1, max(a for a, _ in points))
+    out = []
+    for q in np.linspace(a0, top, n):
+        reach = [j for a, j in points if a >= q - 1e-12]
+        rand = j0 + (q - a0) / (a1 - a0) * (j1 - j0) if a1 > a0 and q <= a1 + 1e-12 else None
+        if a1 <= a0:
+            rand = min(j0, j1) if q <= a0 + 1e-12 else None
+        out.append(
+            {"accuracy": float(q), "router_j": min(reach) if reach else None, "random_j": rand}
+        )
+    return out
+
+
+def score_split(train: Side, test: Side) -> dict[str, Any]:
     """Train on one side, score every strategy and the RouteLLM metrics on the other."""
-    mean_cost = train_costs.mean(axis=0)
-    scorer = make_scorer("tfidf", C=1.0).fit(train.texts, train.labels, train.models)
-    router = Router(
-        train.models, dict(zip(train.models, mean_cost.tolist(), strict=True)), scorer,
+    tr, tr_costs, tr_budgets = train
+    te, te_costs, te_budgets = test
+    mean_cost = tr_costs.mean(axis=0)
+    scorer = make_scorer("tfidf", C=1.0).fit(tr.texts, tr.labels, tr.models)
+    flat = Router(
+        tr.models, dict(zip(tr.models, mean_cost.tolist(), strict=True)), scorer,
+        threshold=0.1, objective="gain", name="tfidf",
+    )  # fmt: skip
+    aware = Router(
+        tr.models, per_request_fits(tr, tr_costs, tr_budgets), scorer,
         threshold=0.1, objective="gain", name="tfidf",
     )  # fmt: skip
     weak, strong = int(np.argmin(mean_cost)), int(np.argmax(mean_cost))
     rows = [
-        _strategy(f"always {m}", test.labels[:, j], test_costs[:, j], float(j == strong))
-        for j, m in enumerate(test.models)
+        _strategy(f"always {m}", te.labels[:, j], te_costs[:, j], float(j == strong))
+        for j, m in enumerate(te.models)
     ]
-    thresholds = [
-        (f"router share {s:.2f}", threshold_for_share(router, train.texts, s)) for s in SHARES
-    ]
-    target = float(train.labels[:, strong].mean())
-    thresholds.append(
-        ("router quality=strong", threshold_for_quality(router, train.texts, train.labels, target))
-    )
-    q = router.quality(test.texts)
-    c = np.tile(mean_cost, (len(test), 1))
-    n = np.arange(len(test))
-    for name, t in thresholds:
-        pick = router.choose(q, c, threshold=t)
-        share = float((pick == strong).mean())
-        row = _strategy(name, test.labels[n, pick], test_costs[n, pick], share)
-        row["threshold"] = float(t)
-        acc_r = _mix(test.labels, weak, strong, share)
-        j_r = _mix(test_costs, weak, strong, share)
-        row["random_accuracy"] = acc_r
-        row["random_correct_per_j"] = acc_r / j_r if j_r > 0 else None
-        rows.append(row)
-    ev = evaluate_router(router, test.texts, test.labels)
+    n = np.arange(len(te))
+    oracle = np.where(
+        te.labels[:, weak] >= te.labels[:, strong],
+        np.where(te.labels[:, weak] == te.labels[:, strong],
+                 np.argmin(te_costs, axis=1), weak),
+        strong,
+    )  # fmt: skip
+    row = _strategy("oracle (cheaper of the right ones)", te.labels[n, oracle],
+                    te_costs[n, oracle], float((oracle == strong).mean()))  # fmt: skip
+    rows.append(row)
+    tr_req, te_req = requests_for(tr, tr_budgets), requests_for(te, te_budgets)
+    target = float(tr.labels.mean(axis=0).max())
+    q = flat.quality(te.texts)
+    points: list[tuple[float, float]] = []
+    for kind, router, reqs in (("mean cost", flat, None), ("per-request cost", aware, tr_req)):
+        thresholds = [
+            (f"router, {kind}, share {s:.2f}", threshold_for_share(router, tr.texts, s, reqs))
+            for s in SHARES
+        ]
+        thresholds.append(
+            (
+                f"router, {kind}, quality=best",
+                threshold_for_quality(router, tr.texts, tr.labels, target, reqs),
+            )
+        )
+        c = router.costs_for(te_req) if reqs is not None else np.tile(mean_cost, (len(te), 1))
+        for name, t in thresholds:
+            pick = router.choose(q, c, threshold=t)
+            share = float((pick == strong).mean())
+            row = _strategy(name, te.labels[n, pick], te_costs[n, pick], share)
+            row["threshold"] = float(t)
+            acc_r = _mix(te.labels, weak, strong, share)
+            j_r = _mix(te_costs, weak, strong, share)
+            row["random_accuracy"] = acc_r
+            row["random_correct_per_j"] = acc_r / j_r if j_r > 0 else None
+            rows.append(row)
+        if reqs is not None:  # the per-request router's whole threshold sweep on this side
+            for t in np.unique(
+                np.concatenate([np.linspace(-1, 1, 81), [r["threshold"] for r in rows[-4:]]])
+            ):
+                pick = router.choose(q, c, threshold=float(t))
+                points.append((float(te.labels[n, pick].mean()), float(te_costs[n, pick].mean())))
+    singles = [(float(te.labels[:, j].mean()), float(te_costs[:, j].mean())) for j in (0, 1)]
+    ev = evaluate_router(flat, te.texts, te.labels)
     grid = np.asarray(ev["curve"]["x"])
     at = [int(np.argmin(np.abs(grid - x))) for x in CURVE_X]
     curve = {k: [ev["curve"][k][i] for i in at] for k in ("router", "random", "oracle")}
-    cj = test_costs.mean(axis=0)
+    cj = te_costs.mean(axis=0)
     curve["j_per_request"] = [float((1 - x) * cj[weak] + x * cj[strong]) for x in CURVE_X]
     metrics = {k: ev[k] for k in ev if k.startswith(("apgr", "cpt", "auc", "cost_to"))}
+    aware_share = float(
+        (np.argmin(aware.costs_for(te_req), axis=1) == weak).mean()
+    )  # requests whose fitted cost has the (on average) cheaper model cheaper
     return {
-        "n_train": len(train),
-        "n_test": len(test),
-        "weak": train.models[weak],
-        "strong": train.models[strong],
+        "n_train": len(tr),
+        "n_test": len(te),
+        "weak": tr.models[weak],
+        "strong": tr.models[strong],
+        "weak_cheaper_share": aware_share,
         "rows": rows,
         "metrics": metrics,
         "curve": {"x": list(CURVE_X), **curve},
+        "cost_at_quality": cost_at_quality(points, singles),
     }
 
 
@@ -178,6 +254,11 @@ def _mean(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out["metrics"][k] = float(np.mean(vals)) if vals else None
     for k in ("router", "random", "oracle", "j_per_request"):
         out["curve"][k] = np.mean([r["curve"][k] for r in results], axis=0).tolist()
+    out["weak_cheaper_share"] = float(np.mean([r["weak_cheaper_share"] for r in results]))
+    for i, row in enumerate(out["cost_at_quality"]):
+        for k in row:
+            vals = [r["cost_at_quality"][i][k] for r in results]
+            row[k] = None if any(v is None for v in vals) else float(np.mean(vals))
     return out
 
 
@@ -230,20 +311,35 @@ def render(title: str, res: dict[str, Any]) -> str:
             f"| {x:.1f} | {cv['j_per_request'][i]:.3f} | {cv['router'][i]:.3f} | "
             f"{cv['random'][i]:.3f} | {cv['oracle'][i]:.3f} |"
         )
+    lines += [
+        "",
+        f"per-request costs: {res['weak_cheaper_share']:.0%} of the test requests have "
+        f"{res['weak']} the cheaper model by the fits, the rest {res['strong']}",
+        "",
+        "cost at quality (per-request router, its thresholds swept on this side, vs random "
+        "routing between the two models):",
+        "",
+        "| accuracy | router J/request | random J/request |",
+        "|---:|---:|---:|",
+    ]
+    for r in res["cost_at_quality"]:
+        lines.append(
+            f"| {r['accuracy']:.3f} | {_fmt(r['router_j'], '.3f')} | {_fmt(r['random_j'], '.3f')} |"
+        )
     return "\n".join(lines)
 
 
 def run(run_dir: Path, seeds: int, test_fraction: float) -> dict[str, Any]:
-    data, costs = load_run(run_dir)
+    data, costs, budgets = load_run(run_dir)
     if len(data.models) != 2:
         raise ConfigError(f"{run_dir}: this comparison needs exactly two models")
     out: dict[str, Any] = {"run_dir": str(run_dir), "models": list(data.models)}
     items = []
     for seed in range(seeds):
         tr, te = split_indices(len(data), test_fraction, seed)
-        (train, ctr), (test, cte) = _index(data, tr, costs), _index(data, te, costs)
-        assert test.texts == random_split(data, test_fraction, seed)[1].texts
-        items.append(score_split(train, ctr, test, cte))
+        train, test = _index(data, tr, costs, budgets), _index(data, te, costs, budgets)
+        assert test[0].texts == random_split(data, test_fraction, seed)[1].texts
+        items.append(score_split(train, test))
     out["held_out_items"] = _mean(items)
     out["held_out_family"] = {}
     groups = np.array(data.groups)
@@ -251,8 +347,8 @@ def run(run_dir: Path, seeds: int, test_fraction: float) -> dict[str, Any]:
         tr, te = np.flatnonzero(groups != fam), np.flatnonzero(groups == fam)
         if tr.size == 0:
             continue
-        (train, ctr), (test, cte) = _index(data, tr, costs), _index(data, te, costs)
-        out["held_out_family"][fam] = score_split(train, ctr, test, cte)
+        train, test = _index(data, tr, costs, budgets), _index(data, te, costs, budgets)
+        out["held_out_family"][fam] = score_split(train, test)
     return out
 
 

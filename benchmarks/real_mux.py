@@ -6,7 +6,8 @@ half of them ones the small model answers right; send 10,000 requests with power
 popularity (alpha 0.2, 0.5, 0.8) through a 40-entry cache, online (frequencies counted as
 requests arrive) and offline (the trace's frequencies known); each miss costs the measured
 joules of the model that answers it. Combinations: LFU + large (the baseline), LEC +
-router (the router trained by ``wattserve route train`` on the eval's other items), LEC +
+router (the router trained by ``wattserve route train --cost-from items`` on the eval's other
+items: per-request costs fitted on their measured joules), LEC +
 oracle selector, the router and a cascade without cache (small first, a perfect verifier
 escalating its wrong answers: ``c_s + (1 - correct_s) * c_l``), always-small/large.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import sys
 from pathlib import Path
@@ -44,6 +46,7 @@ from wattserve.evaluate.replay import (
     replay,
     zipf_trace,
 )
+from wattserve.evaluate.routing import ITEM_COSTS
 
 
 def pick_queries(out: Outcomes, small: str, n: int, seed: int) -> list[str]:
@@ -60,19 +63,29 @@ def pick_queries(out: Outcomes, small: str, n: int, seed: int) -> list[str]:
     return chosen
 
 
-def train_on_rest(out: Outcomes, held_out: set[str], small: str, large: str, work: Path) -> Path:
-    """``wattserve route train`` on the items not among the queries (all items when none)."""
-    rest = [i for i in out.ids() if i not in held_out] or out.ids()
-    data = work / "train.csv"
-    with open(data, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["prompt", small, large])
-        for i in rest:
-            w.writerow([out.prompts[i], *(float(out.table[i][m].correct) for m in (small, large))])
+def train_on_rest(
+    out: Outcomes, held_out: set[str], small: str, large: str, work: Path, run_dir: Path
+) -> Path:
+    """``wattserve route train --cost-from items`` on the items not among the queries (all
+    items when none): a routing folder of their labels per family and their item costs."""
+    rest = {i for i in out.ids() if i not in held_out} or set(out.ids())
+    data = work / "routing"
+    data.mkdir(parents=True, exist_ok=True)
+    for old in data.glob("*.csv"):
+        old.unlink()
+    for fam in sorted({out.families[i] for i in rest}):
+        with open(data / f"{fam}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["prompt", small, large])
+            for i in sorted(rest):
+                if out.families[i] == fam:
+                    row = [float(out.table[i][m].correct) for m in (small, large)]
+                    w.writerow([out.prompts[i], *row])
+    with open(run_dir / "routing" / ITEM_COSTS, encoding="utf-8") as src:
+        kept = [line for line in src if json.loads(line)["id"] in rest]
+    (data / ITEM_COSTS).write_text("".join(kept), encoding="utf-8")
     router = work / "router.pkl"
-    args = ["route", "train", "--data", str(data), "--output", str(router)]
-    for m in (small, large):
-        args += ["--cost", f"{m}={out.mean_joules(m, rest):.6g}"]
+    args = ["route", "train", "--data", str(data), "--output", str(router), "--cost-from", "items"]
     code, stdout, stderr = _cli(args)  # the default gain rule, its default threshold
     if code != 0:
         raise WattserveError(f"route train failed: {stderr.strip()}")
@@ -90,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
     queries = pick_queries(out, args.small, args.distinct, args.seed)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    router_file = train_on_rest(out, set(queries), args.small, args.large, work)
+    router_file = train_on_rest(out, set(queries), args.small, args.large, work, run_dir)
     routed = router_choice(router_file, out)
     oracle = oracle_choice(out, args.small, args.large)
     small_all = dict.fromkeys(out.table, args.small)
@@ -189,7 +202,9 @@ def main() -> None:
     p.add_argument("--live", type=int, default=500, help="live gateway requests (0: none)")
     p.add_argument("--live-alpha", type=float, default=0.8)
     p.add_argument("--config", default="examples/serve-energy.yaml", help="the live gateway")
-    p.add_argument("--max-tokens", type=int, default=12)
+    p.add_argument(
+        "--max-tokens", type=int, default=None, help="every live request's (default: its item's)"
+    )
     args = p.parse_args()
     if args.live < 0 or args.distinct < 1 or args.requests < 1 or args.capacity < 1:
         p.error("--live must be >= 0; --distinct, --requests and --capacity at least 1")

@@ -51,7 +51,11 @@ def register(app: typer.Typer) -> None:
         ),
         endpoint: str = typer.Option("completions", "--endpoint", help="completions|chat."),
         threads: int = typer.Option(1, "--threads", help="CPU threads for in-process engines."),
-        max_tokens: int = typer.Option(12, "--max-tokens", help="Output tokens per answer."),
+        max_tokens: int | None = typer.Option(
+            None,
+            "--max-tokens",
+            help="Output tokens per answer (default: each item's budget, its family's; 12).",
+        ),
         stop: str = typer.Option("\\n", "--stop", help="Stop strings, comma list ('' for none)."),
         max_concurrency: int = typer.Option(
             1, "--max-concurrency", help="Requests in flight (energy split by active time)."

@@ -67,9 +67,19 @@ def register(app: typer.Typer) -> None:
         ),
         output: Path = typer.Option(Path("router.pkl"), help="where to save the trained router"),
         scorer: str = typer.Option(
-            "tfidf", help="tfidf, embed (needs the 'semantic' extra) or prior"
+            "tfidf",
+            help="tfidf, tfidf-embed (TF-IDF blended with prompt and answer-option "
+            "embeddings), embed-options, embed (the embed ones need the 'semantic' extra; "
+            "WATTSERVE_EMBED_CACHE=DIR keeps embeddings on disk) or prior",
         ),
         cost: list[str] = typer.Option([], help="MODEL=COST (J, FLOPs or money; repeat)"),
+        cost_from: str = typer.Option(
+            "flag",
+            "--cost-from",
+            help="flag: one cost per model (--cost); items: per-request costs, a fit of "
+            "each model's joules per item (routing/item_costs.jsonl beside --data, written "
+            "by wattserve eval) in prompt length and max_tokens, on the training side",
+        ),
         threshold: float | None = typer.Option(None, help="fixed quality threshold"),
         target_share: float | None = typer.Option(
             None, help="calibrate: share of calls to the most expensive model"
@@ -110,23 +120,36 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--C must be positive")
         from wattserve.commands.route_eval import split_sides
 
+        if cost_from not in ("flag", "items"):
+            raise ConfigError(f"--cost-from must be flag or items, not {cost_from!r}")
+        if cost_from == "items" and cost:
+            raise ConfigError("--cost-from items fits the costs: leave out --cost")
         d = _load(data, label_range)
         if split != "none":
             d = split_sides(d, split, test_fraction, seed)[0]
+        costs: dict[str, Any] = _costs(cost, d.models)
+        requests = None
+        if cost_from == "items":
+            from wattserve.evaluate.costfit import item_requests, request_cost_fits
+
+            costs = request_cost_fits(data, d.models, set(d.texts))
+            requests = item_requests(data, d.texts)
         sc = _scorer(scorer, c).fit(d.texts, d.labels, d.models)
         router = Router(
             d.models,
-            _costs(cost, d.models),
+            costs,
             sc,
             threshold=0.5 if rule == "threshold" else 0.1,
             name=name,
             objective=rule,
         )
         if target_share is not None:
-            router.threshold = threshold_for_share(router, list(d.texts), target_share)
+            router.threshold = threshold_for_share(
+                router, list(d.texts), target_share, requests=requests
+            )
         elif target_quality is not None:
             router.threshold = threshold_for_quality(
-                router, list(d.texts), d.labels, target_quality
+                router, list(d.texts), d.labels, target_quality, requests=requests
             )
         elif threshold is not None:
             router.threshold = threshold
@@ -158,7 +181,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="split seed (the first one with --seeds)"),
         seeds: int = typer.Option(1, help="repeat over this many split seeds and report the mean"),
         scorer: str = typer.Option(
-            "tfidf", help="tfidf, tfidf-words (no shape features), embed or prior (no --router)"
+            "tfidf",
+            help="tfidf, tfidf-words (no shape features), tfidf-embed, embed-options, embed "
+            "or prior (no --router)",
         ),
         cost: list[str] = typer.Option([], help="MODEL=COST (repeat; no --router)"),
         c: float = typer.Option(1.0, "--C", help="inverse regularisation (no --router)"),

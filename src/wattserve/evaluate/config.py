@@ -20,7 +20,7 @@ class EvalConfig(BaseModel):
     backend: Backend = "auto"
     endpoint: Literal["completions", "chat"] = "completions"
     threads: int = Field(1, ge=1)
-    max_tokens: int = Field(12, ge=1)
+    max_tokens: int | None = Field(None, ge=1)  # None: each item's own budget (its family's)
     stop: list[str] = Field(default_factory=lambda: ["\n"])
     max_concurrency: int = Field(1, ge=1)
     meter: str = "auto"

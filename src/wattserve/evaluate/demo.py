@@ -155,13 +155,19 @@ def _cli(argv: list[str]) -> tuple[int, str, str]:
 
 
 def router_choice(router_file: Path, outcomes: Outcomes) -> dict[str, str]:
-    """The trained router's model for every evaluated item."""
+    """The trained router's model for every evaluated item (per-request costs evaluated at
+    the item's prompt and answer budget, as the gateway evaluates them)."""
     from wattserve.route import Router
+    from wattserve.types import Request
 
     router = Router.load(router_file)
     ids = outcomes.ids()
     q = router.quality([outcomes.prompts[i] for i in ids])
-    picks = router.choose(q, router.costs_for(n=len(ids)))
+    reqs = [
+        Request(id=i, prompt=outcomes.prompts[i], max_tokens=outcomes.budgets.get(i, 12))
+        for i in ids
+    ]
+    picks = router.choose(q, router.costs_for(reqs))
     return {i: router.models[int(j)] for i, j in zip(ids, picks, strict=True)}
 
 

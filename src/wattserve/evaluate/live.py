@@ -130,11 +130,12 @@ def serve_trace(
     *,
     models: Sequence[str],
     capacity: int,
-    max_tokens: int,
+    max_tokens: int | None,
     log: Log = print,
     name: str = "",
 ) -> LiveRun:
-    """``trace`` (item ids of ``tasks_file``) through the gateway of ``config``."""
+    """``trace`` (item ids of ``tasks_file``) through the gateway of ``config``; each request
+    with ``max_tokens``, or when None its item's budget (``TaskItem.max_tokens``, else 12)."""
     import openai
 
     from wattserve.serve import BackgroundServer, create_app
@@ -164,7 +165,7 @@ def serve_trace(
             raw = client.completions.with_raw_response.create(
                 model="auto",
                 prompt=items[item_id].prompt,
-                max_tokens=max_tokens,
+                max_tokens=max_tokens or items[item_id].max_tokens or 12,
                 temperature=0,
                 stop=["\n"],
             )

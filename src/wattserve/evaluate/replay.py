@@ -33,12 +33,14 @@ class Outcome:
 
 @dataclass
 class Outcomes:
-    """Per item id: the prompt, the item's family and each model's measured outcome."""
+    """Per item id: the prompt, the item's family, its answer budget (``max_tokens``; absent
+    for items without one) and each model's measured outcome."""
 
     models: list[str]
     prompts: dict[str, str]
     families: dict[str, str]
     table: dict[str, dict[str, Outcome]]
+    budgets: dict[str, int] = field(default_factory=dict)
 
     def ids(self) -> list[str]:
         return sorted(self.table)
@@ -78,6 +80,7 @@ def load_outcomes(run_dir: str | Path, models: Sequence[str] | None = None) -> O
         prompts={i: items[i].prompt for i in table},
         families={i: items[i].family for i in table},
         table=table,
+        budgets={i: b for i in table if (b := items[i].max_tokens) is not None},
     )
 
 

@@ -6,7 +6,10 @@ routing/`` reads the folder (the family is each row's group, so ``route eval --s
 subject`` holds whole families out). ``route train`` takes costs as ``--cost MODEL=J``,
 so the per-model cost goes beside the labels, not in a CSV column: ``routing/costs.json``
 holds each model's mean joules per request (and the matching ``--cost`` arguments) and
-``routing/item_costs.jsonl`` the joules of every item and model.
+``routing/item_costs.jsonl`` the joules of every item and model, with the request's
+shape: its answer budget (``max_tokens``) and each model's input and output tokens.
+``route train --cost-from items`` fits each model's joules per request on those rows
+(``wattserve.evaluate.costfit``), so the router ranks models per request.
 """
 
 from __future__ import annotations
@@ -63,7 +66,16 @@ def write_routing(
             measured = measured and all(j is not None for j in joules.values())
             for m, j in joules.items():
                 sums[m] += float(j or 0.0)
-            row = {"id": item_id, "family": next(iter(rs.values()))["family"], "joules": joules}
+            first = next(iter(rs.values()))
+            row = {
+                "id": item_id,
+                "family": first["family"],
+                "prompt": prompts[item_id],
+                "joules": joules,
+                "max_tokens": first.get("max_tokens"),
+                "input_tokens": {m: rs[m].get("input_tokens") for m in models},
+                "output_tokens": {m: rs[m].get("output_tokens") for m in models},
+            }
             f.write(json.dumps(row) + "\n")
     mean = {m: (sums[m] / len(complete) if complete and measured else None) for m in models}
     sources = sorted(
@@ -76,6 +88,9 @@ def write_routing(
     )
     cost_args = [f"--cost {shlex.quote(f'{m}={v:.6g}')}" for m, v in mean.items() if v is not None]
     command = " ".join(["wattserve route train --data", shlex.quote(str(out)), *cost_args])
+    per_request = " ".join(
+        ["wattserve route train --data", shlex.quote(str(out)), "--cost-from items"]
+    )
     info = {
         "unit": "J",
         "energy_source": "+".join(sources) or None,
@@ -84,6 +99,7 @@ def write_routing(
         "files": files,
         "mean_j_per_request": mean,
         "route_train": command,
+        "route_train_per_request": per_request if complete and measured else None,
     }
     write_json_atomic(out / COSTS, info)
     return info

@@ -3,7 +3,9 @@
 For each model in turn: build the engine (``engines.factory.create_engine``, as ``bench``
 does), start it, send one probe, then send the items it has not answered yet through the
 benchmark's runner (``bench.runner.run_schedule``) in waves of ``max_concurrency``
-requests: greedy (temperature 0), ``max_tokens`` short, stopped at a newline. Around each
+requests: greedy (temperature 0), stopped at a newline, with the item's answer budget
+(``TaskItem.max_tokens``; ``cfg.max_tokens`` overrides it, ``DEFAULT_MAX_TOKENS`` for
+items without one). Around each
 wave the energy sampler is read; the wave's joules are split over its requests by active
 time (``energy.attribution``) and every request's record, with its correctness, is
 appended to ``records.jsonl`` and flushed before the next wave starts. With the default
@@ -35,6 +37,7 @@ from wattserve.types import Completion, Message, Request
 
 ProgressFn = Callable[[str, int, int], None]  # (model, done, total)
 METHOD = "active_time"
+DEFAULT_MAX_TOKENS = 12
 
 
 @dataclass
@@ -58,11 +61,18 @@ def select_items(items: Sequence[TaskItem], limit: int | None) -> list[TaskItem]
     return out
 
 
+def budget(item: TaskItem, cfg: EvalConfig) -> int:
+    """The ``max_tokens`` an item's request is sent with."""
+    if cfg.max_tokens is not None:
+        return cfg.max_tokens
+    return item.max_tokens if item.max_tokens is not None else DEFAULT_MAX_TOKENS
+
+
 def request_for(item: TaskItem, model: str, cfg: EvalConfig) -> Request:
     common: dict[str, Any] = {
         "id": item.id,
         "model": model,
-        "max_tokens": cfg.max_tokens,
+        "max_tokens": budget(item, cfg),
         "temperature": 0.0,
         "stop": tuple(s for s in cfg.stop if s),
         "seed": cfg.seed,
@@ -108,7 +118,12 @@ def _energy(comps: Sequence[Completion], sampler: Any) -> tuple[dict[str, float]
 
 
 def record_for(
-    item: TaskItem, c: Completion, joules: Mapping[str, float], source: str | None, **extra: Any
+    item: TaskItem,
+    c: Completion,
+    joules: Mapping[str, float],
+    source: str | None,
+    max_tokens: int | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     j = joules.get(c.request_id)
     return {
@@ -123,6 +138,7 @@ def record_for(
         "output": c.text,
         "input_tokens": c.input_tokens,
         "output_tokens": c.output_tokens,
+        "max_tokens": max_tokens,
         "token_source": c.token_source,
         "finish_reason": c.finish_reason,
         "latency_s": c.end_s - c.sent_s,
@@ -174,7 +190,13 @@ async def _eval_model(
         for c in run.completions:
             log.write(
                 record_for(
-                    by_id[c.request_id], c, joules, source, segment=segment, engine=engine_name
+                    by_id[c.request_id],
+                    c,
+                    joules,
+                    source,
+                    budget(by_id[c.request_id], cfg),
+                    segment=segment,
+                    engine=engine_name,
                 )
             )
         if on_progress is not None:

@@ -1,7 +1,8 @@
 """Threshold calibration, separate from training (as in RouteLLM).
 
 - ``threshold_for_share``: the threshold at which a given share of requests goes to the
-  most expensive model (on unlabelled calibration prompts). For the ``gain`` rule the
+  most expensive model (on unlabelled calibration prompts; with per-request costs, the
+  share of requests sent to the model dearest for them). For the ``gain`` rule the
   thresholds span every break point, negative ones included, so shares up to 100% exist.
 - ``threshold_for_quality``: the cheapest threshold whose realised mean quality on
   labelled calibration prompts reaches a target.
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -54,27 +56,50 @@ def sweep(router, q: np.ndarray, costs: np.ndarray, labels: np.ndarray | None = 
     return out
 
 
-def threshold_for_share(router, texts: Sequence[str], target_share: float) -> float:
-    """Threshold sending about ``target_share`` of requests to the most expensive model."""
+def _cost_matrix(router, texts: Sequence[str], requests: Sequence[Any] | None) -> np.ndarray:
+    """Costs per prompt: constant ones, else per-request ones at ``requests`` (which carry
+    each prompt's token counts; without them, the prompts at the default ``max_tokens``)."""
+    if requests is not None:
+        return np.asarray(router.costs_for(requests), dtype=float)
+    try:
+        return np.asarray(router.costs_for(n=len(texts)), dtype=float)
+    except ConfigError:
+        from wattserve.types import Request
+
+        reqs = [Request(id=str(i), prompt=t) for i, t in enumerate(texts)]
+        return np.asarray(router.costs_for(reqs), dtype=float)
+
+
+def threshold_for_share(
+    router, texts: Sequence[str], target_share: float, requests: Sequence[Any] | None = None
+) -> float:
+    """Threshold sending about ``target_share`` of requests to the most expensive model
+    (with per-request costs: to the model that is dearest for that request)."""
     if not 0.0 <= target_share <= 1.0:
         raise ConfigError("target share must be in [0, 1]")
     q = router.quality(texts)
-    costs = router.costs_for(n=len(texts))
-    top = int(np.argmax(costs[0]))
+    costs = _cost_matrix(router, texts, requests)
+    top = np.argmax(costs, axis=1)
     best_t, best_gap = 0.5, np.inf
-    for t, share, _, _ in sweep(router, q, costs):
-        gap = abs(share[top] - target_share)
+    for t in _candidates(router, q, costs):
+        share = float(np.mean(router.choose(q, costs, threshold=float(t)) == top))
+        gap = abs(share - target_share)
         if gap < best_gap - 1e-12:
-            best_t, best_gap = t, gap
+            best_t, best_gap = float(t), gap
     return best_t
 
 
 def threshold_for_quality(
-    router, texts: Sequence[str], labels: np.ndarray, target_quality: float
+    router,
+    texts: Sequence[str],
+    labels: np.ndarray,
+    target_quality: float,
+    requests: Sequence[Any] | None = None,
 ) -> float:
-    """Cheapest threshold whose realised mean quality on labelled prompts >= target."""
+    """Cheapest threshold whose realised mean quality on labelled prompts >= target
+    (``requests``: as for ``threshold_for_share``)."""
     q = router.quality(texts)
-    costs = router.costs_for(n=len(texts))
+    costs = _cost_matrix(router, texts, requests)
     labels = np.asarray(labels, dtype=float)[:, router._cols]
     feasible = [
         (c, t)

@@ -4,7 +4,9 @@
     check(items[0], " 65\\n")  # -> True when 65 is the answer
 
 Families (``FAMILIES``): ``arithmetic``, ``facts``, ``facts-hard``, ``facts-mc``,
-``facts-options``, ``words``, ``letters``; each has graded difficulty levels. Everything
+``facts-options``, ``words``, ``letters`` (answers of 1-8 tokens) and ``sequence``,
+``spell`` (answers of about 10-30 tokens); each has graded difficulty levels and
+an answer budget (``TaskItem.max_tokens``). Everything
 comes from code and the tables in ``wattserve/data/tasks``.
 """
 

@@ -2,7 +2,9 @@
 
 A family has difficulty levels, an optional finite pool of questions per level, and a
 ``build`` that turns (rng, level, question) into a ``Draft`` with its few-shot context.
-Items are spread evenly over the levels (round robin). No question repeats within a
+Items are spread evenly over the levels (round robin). Each item carries its family's
+``max_tokens``, the answer budget a request for it is sent with, so a request's expected
+output length is known before it is answered. No question repeats within a
 family while any level still has fresh ones; after every pool is used up, questions come
 round again with new examples and ``meta["repeat"]`` counts the round.
 """
@@ -15,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattserve.errors import ConfigError
-from wattserve.tasks import arithmetic, facts, words
+from wattserve.tasks import arithmetic, facts, lists, words
 from wattserve.tasks.draft import Draft
 from wattserve.tasks.items import TaskItem
 
 MAX_DRAWS = 1000  # unbounded families: attempts to find a question not yet used
+SHORT_MAX_TOKENS = 12  # the budget of the short-answer families (answers of 1-8 tokens)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Family:
     levels: tuple[int, ...]
     build: Callable[[random.Random, int, Any], Draft]
     pool: Callable[[int], list[Any]] | None = None  # None: build draws its own question
+    max_tokens: int = SHORT_MAX_TOKENS  # the answer budget of its items' requests
 
 
 FAMILIES: dict[str, Family] = {
@@ -86,6 +90,22 @@ FAMILIES: dict[str, Family] = {
             words.LETTER_LEVELS,
             words.build_letters,
             words.letters_pool,
+        ),
+        Family(
+            "sequence",
+            "continue an arithmetic sequence for five terms, difficulty = step (1: one, "
+            "2: 2/5/10, 3: 3-9); exact check; long answers",
+            lists.LEVELS,
+            lists.build_sequence,
+            max_tokens=lists.MAX_TOKENS,
+        ),
+        Family(
+            "repeat-list",
+            "write a list of nouns again, difficulty = list length (6, 8, 10 words); "
+            "exact check; long answers",
+            lists.LEVELS,
+            lists.build_repeat,
+            max_tokens=lists.MAX_TOKENS,
         ),
     )
 }
@@ -179,6 +199,7 @@ def make_tasks(
                 pattern=draft.pattern,
                 choices=draft.choices,
                 meta=meta,
+                max_tokens=fam.max_tokens,
             )
         )
     return items

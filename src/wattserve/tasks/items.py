@@ -21,6 +21,8 @@ class TaskItem:
     first number equals ``answer``), ``choice`` (the option letter, or the option's text,
     is ``answer``; ``choices`` holds the option texts in letter order) or ``regex``
     (``pattern`` matches the whole normalised answer; used where several forms are right).
+    ``max_tokens`` is the answer budget its requests are sent with (the family's; None:
+    the evaluation's default), known before the item is answered.
     """
 
     id: str
@@ -32,6 +34,7 @@ class TaskItem:
     pattern: str | None = None
     choices: tuple[str, ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    max_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -48,6 +51,8 @@ class TaskItem:
             d["choices"] = list(self.choices)
         if self.meta:
             d["meta"] = dict(self.meta)
+        if self.max_tokens is not None:
+            d["max_tokens"] = self.max_tokens
         return d
 
     @classmethod
@@ -79,6 +84,11 @@ class TaskItem:
         meta = d.get("meta") or {}
         if not isinstance(meta, Mapping):
             raise ConfigError(f"{where}: 'meta' must be an object")
+        budget = d.get("max_tokens")
+        if budget is not None and (
+            not isinstance(budget, int) or isinstance(budget, bool) or budget < 1
+        ):
+            raise ConfigError(f"{where}: 'max_tokens' must be a positive integer")
         return cls(
             id=d["id"],
             family=d["family"],
@@ -89,4 +99,5 @@ class TaskItem:
             pattern=pattern,
             choices=tuple(choices),
             meta=dict(meta),
+            max_tokens=budget,
         )
