@@ -287,9 +287,9 @@ def report(runs: dict[str, list[dict]], a: argparse.Namespace) -> None:
         f" {'+p50 json':>10s} {'+p50 strm':>10s} {'+p99 json':>10s} {'CPU ms/req':>11s}"
     )
     for name, r in rows.items():
-        q = {k: _median(v) for k, v in per.get(name, {}).items()}
+        med: dict[str, float] = {k: _median(v) for k, v in per.get(name, {}).items()}
         if name == "direct":
-            q = {
+            med = {
                 "ratio_json": 1.0,
                 "ratio_stream": 1.0,
                 "add50_json": 0.0,
@@ -297,7 +297,7 @@ def report(runs: dict[str, list[dict]], a: argparse.Namespace) -> None:
                 "add99_json": 0.0,
             }
         elif name == "litellm":
-            q = {
+            med = {
                 "ratio_json": r["rps_json"] / d["rps_json"],
                 "ratio_stream": r["rps_stream"] / d["rps_stream"],
                 "add50_json": r["p50_json"] - d["p50_json"],
@@ -306,8 +306,9 @@ def report(runs: dict[str, list[dict]], a: argparse.Namespace) -> None:
             }
         print(
             f"{name:18s} {r['rps_json']:9.1f} {r['rps_stream']:9.1f} "
-            f"{q['ratio_json']:10.2f} {q['ratio_stream']:10.2f} "
-            f"{q['add50_json']:+9.2f}ms {q['add50_stream']:+9.2f}ms {q['add99_json']:+9.2f}ms "
+            f"{med['ratio_json']:10.2f} {med['ratio_stream']:10.2f} "
+            f"{med['add50_json']:+9.2f}ms {med['add50_stream']:+9.2f}ms "
+            f"{med['add99_json']:+9.2f}ms "
             f"{r['cpu_json']:6.3f}/{r['cpu_stream']:.3f}"
         )
     for name in per:
