@@ -109,7 +109,10 @@ async def ours_fixed(
     n = max(2, int(rate * seconds))
     eng = OpenAIHTTPEngine(url, model="mock")
     try:
-        await run_schedule(eng, _requests(256, "w"), [0.0] * 256, 128)  # warm connections
+        # warm connections: enough for a 0.1 s stall of the server, so that a stall does not
+        # open new ones (each at risk of a dropped SYN, 1 s, when the accept queue is full)
+        warm = max(128, int(rate / 10))
+        await run_schedule(eng, _requests(2 * warm, "w"), [0.0] * 2 * warm, warm)
         with RequestLog(tmp / f"ours-r{rate:g}.jsonl") as log:
             offsets = ConstantRate(rate).offsets(n, 0)
             run = await run_schedule(
