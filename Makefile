@@ -7,7 +7,7 @@ WS     := $(VENV)/bin/wattserve
 STAMP  := $(VENV)/.installed
 WHEELS := ../shared/wheels
 DEMO_DIR ?= runs/demo
-# what ruff lints and formats (mypy's files are in pyproject.toml: src/wattserve)
+# what ruff lints and formats (mypy's files are in pyproject.toml: src/wattserve, benchmarks)
 LINT_PATHS := src tests benchmarks examples
 
 .PHONY: install demo lint test clean

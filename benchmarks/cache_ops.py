@@ -74,10 +74,10 @@ def main() -> None:
 
     def fresh(name: str):
         if name == "cachetools.LRUCache":
-            c = cachetools.LRUCache(maxsize=args.entries)
+            lru: cachetools.LRUCache[str, str] = cachetools.LRUCache(maxsize=args.entries)
             for k in fill:
-                c[k] = k
-            return c
+                lru[k] = k
+            return lru
         pol = name.split()[-1]
         c = ResponseCache(pol, capacity_entries=args.entries, admission=False)
         for k in fill:

@@ -176,11 +176,11 @@ def analyse(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def svg(rows: list[dict[str, Any]], title: str) -> str:
     """tok/s per GPU (x) against J/token (y), one colour per replica count."""
-    pts = [
+    raw = [
         (num(r.get("tok_s_per_device")), num(r.get("j_per_token")), int(float(r["replicas"])))
         for r in rows
     ]
-    pts = [(x, y, n) for x, y, n in pts if x is not None and y is not None]
+    pts = [(x, y, n) for x, y, n in raw if x is not None and y is not None]
     w, h, m = 520, 360, 50
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}">',

@@ -19,6 +19,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -61,10 +62,11 @@ def targets():
         by = {}
         for m, d, _, _ in SPEC:
             s = rng.uniform(0.5, 8)
-            for q, base in (
+            shapes: tuple[tuple[Literal["energy_j", "runtime_s"], tuple[float, ...]], ...] = (
                 ("energy_j", (20, 0.5, 1e-5, 15, 3e-3)),
                 ("runtime_s", (0.1, 1e-3, 1e-8, 0.03, 2e-5)),
-            ):
+            )
+            for q, base in shapes:
                 by[(m, d, q)] = ModelFit(
                     m,
                     d,

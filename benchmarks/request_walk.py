@@ -81,9 +81,11 @@ async def _service() -> Any:
             "energy": {"meter": "null"},
         }
     )
+    # MockTransport answers whole MockResponses, not the Transport protocol's Connection
+    mocks: list[Any] = [MockTransport(handler) for _ in range(2)]
     reps = [
-        HttpReplica(f"m/{i}", "m", f"http://r{i}/v1", transport=MockTransport(handler))
-        for i in range(2)
+        HttpReplica(f"m/{i}", "m", f"http://r{i}/v1", transport=mock)
+        for i, mock in enumerate(mocks)
     ]
     svc = Service(cfg, replicas=reps)
     await svc.start()
