@@ -4,10 +4,17 @@
 
 RUN_DIR is a ``wattserve eval`` directory with two models: its ``routing/<family>.csv``
 files give each item's correctness per model and ``routing/item_costs.jsonl`` each item's
-measured joules per model. The router is the one ``wattserve route train`` builds (tfidf
-scorer, ``gain`` rule, per-model cost = the mean joules per request of the training side)
-and is scored as ``wattserve route eval --router FILE`` scores it (``evaluate_router``:
-APGR, CPT, the cost-quality curve beside random routing). Two settings:
+measured joules per model and its answer budget. Two routers, both as ``wattserve route
+train`` builds them (tfidf scorer, ``gain`` rule), fitted on the training side only:
+
+- **mean cost**: one cost per model, the mean joules per request (``--cost M=J``);
+- **per-request cost**: per model a fit of joules per request in prompt length and
+  ``max_tokens`` (``--cost-from items``), so the cheaper model can differ per request.
+
+Both are scored on the held-out side as ``wattserve route eval --router FILE`` scores a
+router (``evaluate_router``: APGR, CPT and the cost-quality curve beside random routing,
+on the mean-cost router: RouteLLM's metrics rank prompts by predicted gain and do not see
+per-request costs). Two settings:
 
 - **held-out items**: ``route train --split random``'s split (``test_fraction`` of the items
   held out), repeated over ``--seeds`` split seeds, figures averaged;
@@ -16,16 +23,20 @@ APGR, CPT, the cost-quality curve beside random routing). Two settings:
 
 Per strategy on the held-out side: accuracy, mean J per request, accuracy per joule
 (correct answers per J: total correct / total joules), the share of requests sent to the
-dearer model, and random routing at the same share (its expected accuracy and joules). The
-router rows use thresholds calibrated on the training side only: a share of strong calls
-(``route train --target-share``) and the strong model's training accuracy
-(``--target-quality``). Each request is charged the joules its chosen model used on that
-item in the eval; the router's own scoring cost (a tfidf transform) is not metered.
+model dearer on average, and random routing at the same share (its expected accuracy and
+joules); an oracle that sends each item to the cheaper of the models that answer it right
+bounds them. The router rows use thresholds calibrated on the training side only: a share
+of calls to the dearer model (``route train --target-share``), the best model's training
+accuracy (``--target-quality``) and the most correct answers per joule on the training
+side. Each request is charged the joules its chosen model used on that item in the eval;
+the router's own scoring cost (a tfidf transform) is not metered. Last, the per-request
+router's cost at quality: its thresholds swept on the held-out side, the fewest J/request
+that reach each accuracy, beside random routing's straight line between the two models.
 
 The equivalent commands for one held-out-items split (seed 0)::
 
     wattserve route train --data RUN_DIR/routing --split random --seed 0 \\
-        --cost MODEL_A=J_A --cost MODEL_B=J_B --target-share 0.5 --output router-0.pkl
+        --cost-from items --target-share 0.5 --output router-0.pkl
     wattserve route eval --data RUN_DIR/routing --router router-0.pkl --split random --seed 0
 """
 
@@ -154,6 +165,22 @@ def cost_at_quality(
     return out
 
 
+def best_per_joule(router: Router, train: Side, reqs: list[Request] | None) -> float:
+    """The threshold with the most correct answers per measured joule on the training side
+    (its own predicted quality, its own costs: what ``route train`` calibrates on)."""
+    tr, joules, _ = train
+    q = router.quality(tr.texts)
+    c = router.costs_for(reqs) if reqs is not None else router.costs_for(n=len(tr))
+    rows = np.arange(len(tr))
+    best_t, best = 0.1, -1.0
+    for t in np.linspace(-1, 1, 201):
+        pick = router.choose(q, c, threshold=float(t))
+        value = float(tr.labels[rows, pick].sum() / max(joules[rows, pick].sum(), 1e-12))
+        if value > best + 1e-12:
+            best_t, best = float(t), value
+    return best_t
+
+
 def score_split(train: Side, test: Side) -> dict[str, Any]:
     """Train on one side, score every strategy and the RouteLLM metrics on the other."""
     tr, tr_costs, tr_budgets = train
@@ -198,6 +225,7 @@ def score_split(train: Side, test: Side) -> dict[str, Any]:
                 threshold_for_quality(router, tr.texts, tr.labels, target, reqs),
             )
         )
+        thresholds.append((f"router, {kind}, max correct/J", best_per_joule(router, train, reqs)))
         c = router.costs_for(te_req) if reqs is not None else np.tile(mean_cost, (len(te), 1))
         for name, t in thresholds:
             pick = router.choose(q, c, threshold=t)
@@ -211,7 +239,7 @@ def score_split(train: Side, test: Side) -> dict[str, Any]:
             rows.append(row)
         if reqs is not None:  # the per-request router's whole threshold sweep on this side
             for t in np.unique(
-                np.concatenate([np.linspace(-1, 1, 81), [r["threshold"] for r in rows[-4:]]])
+                np.concatenate([np.linspace(-1, 1, 81), [r["threshold"] for r in rows[-5:]]])
             ):
                 pick = router.choose(q, c, threshold=float(t))
                 points.append((float(te.labels[n, pick].mean()), float(te_costs[n, pick].mean())))
