@@ -117,3 +117,36 @@ def test_eval_route_train_serve(eval_dir: Path, tmp_path: Path) -> None:
     # for every routed item, and the live-priced row is in the table
     assert cmp.live_j == 0.0 and cmp.simulated_j == 0.0
     assert res.live_sim is not None and res.live_sim.hits == lec.hits
+
+
+def test_per_request_cost_router_serves_through_the_gateway(eval_dir: Path, tmp_path: Path):
+    """``route train --cost-from items`` on the eval's routing folder: the gateway loads the
+    fitted costs and routes each request as ``router_choice`` replays it."""
+    from wattserve.evaluate.demo import _cli
+    from wattserve.evaluate.live import serve_trace
+    from wattserve.route import Router
+
+    router_file = tmp_path / "fitted.pkl"
+    argv = ["route", "train", "--data", str(eval_dir / "routing"), "--cost-from", "items"]
+    code, _, err = _cli([*argv, "--output", str(router_file)])
+    assert code == 0, err
+    assert all(hasattr(c, "coefficients") for c in Router.load(router_file).cost_specs.values())
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        "models:\n"
+        "  - name: small\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
+        "  - name: large\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
+        "router: {enabled: false}\n"
+        "cache: {policy: lec, capacity_entries: 8}\n"
+        "energy: {meter: 'null'}\n"
+    )
+    outcomes = load_outcomes(eval_dir)
+    routed = router_choice(router_file, outcomes)
+    assert set(routed.values()) == {"small", "large"}
+    trace = zipf_trace(outcomes.ids(), 30, 0.8, 0)
+    run = serve_trace(
+        config, router_file, trace, eval_dir / "tasks.jsonl",
+        models=["small", "large"], capacity=40, max_tokens=None, log=lambda m: None,
+    )  # fmt: skip
+    assert run.result.requests == 30
+    assert run.result.per_model == Counter(routed[i] for i in set(trace))
