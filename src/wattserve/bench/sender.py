@@ -17,8 +17,9 @@ stamped send time.
 
 While the thread runs, the interpreter's switch interval is made short, so the thread gets
 the GIL within microseconds of asking for it, not after up to 5 ms. The thread takes the
-caller's scheduling policy (``SCHED_FIFO`` under ``pacer.realtime()``), and a 1 ns timer
-slack, so its wake-ups are on time on a busy machine.
+caller's real-time policy one priority above it (``SCHED_FIFO`` under ``pacer.realtime()``;
+at equal priority a FIFO thread waits for the loop's to block), and a 1 ns timer slack, so
+its wake-ups are on time on a busy machine.
 """
 
 from __future__ import annotations
@@ -213,10 +214,12 @@ def _set_policy(policy: tuple[int, os.sched_param]) -> None:
         pass
 
 
-def _tune_thread(policy: tuple[int, os.sched_param] | None) -> None:
-    """The caller's scheduling policy (real-time when it has one) and a 1 ns timer slack."""
+def _tune_thread(policy: tuple[int, os.sched_param] | None, above: int = 1) -> None:
+    """The caller's real-time policy (when it has one) ``above`` its priority, so a send that
+    falls due preempts the loop on a shared core, and a 1 ns timer slack."""
     if policy is not None and _is_realtime(policy):
-        _set_policy(policy)
+        prio = min(policy[1].sched_priority + above, os.sched_get_priority_max(policy[0]))
+        _set_policy((policy[0], os.sched_param(prio)))
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
