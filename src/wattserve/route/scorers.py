@@ -10,6 +10,9 @@ A scorer is anything with ``predict_quality(texts) -> array (n_texts, n_models)`
   unseen subjects better than vocabulary does.
 - ``EmbeddingScorer``: logistic regression on sentence embeddings from an offline
   embedder (``wattserve.cache.semantic``), when the ``semantic`` extra is installed.
+- ``embed-options`` and ``tfidf-embed`` (``wattserve.route.embedding_scorer``): embeddings
+  of the prompt, its question stem and its answer options with option-similarity
+  features, alone or blended with ``TfidfScorer`` (the best on unseen MMLU subjects).
 """
 
 from __future__ import annotations
@@ -219,11 +222,25 @@ def _tfidf_words(**kwargs: Any) -> TfidfScorer:
     return TfidfScorer(shape_features=False, **kwargs)
 
 
+def _embed_options(**kwargs: Any) -> Any:
+    from wattserve.route.embedding_scorer import OptionEmbeddingScorer
+
+    return OptionEmbeddingScorer(**kwargs)
+
+
+def _tfidf_embed(**kwargs: Any) -> Any:
+    from wattserve.route.embedding_scorer import tfidf_embed
+
+    return tfidf_embed(**kwargs)
+
+
 SCORERS: dict[str, Callable[..., Any]] = {
     "prior": PriorScorer,
     "tfidf": TfidfScorer,
     "tfidf-words": _tfidf_words,
     "embed": EmbeddingScorer,
+    "embed-options": _embed_options,
+    "tfidf-embed": _tfidf_embed,
 }
 
 
