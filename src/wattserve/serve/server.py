@@ -7,16 +7,21 @@ byte (a client dripping one byte at a time cannot extend it; the same timer boun
 keep-alive connection), the header and URL bytes while reading (431 past
 ``max_header_bytes``) and the connection cap (``backpressure``: connections past
 ``max_connections`` wait in the listen backlog). ``server: uvicorn`` maps the same limits to
-uvicorn's options where it has them (``timeout_keep_alive``, ``limit_concurrency``,
-``h11_max_incomplete_event_size``); uvicorn has no header read timeout. What neither server
-does (Host checks, the in-flight cap, the body budget and timeout) the app does
-(``serve/limits.py``). Why granian: docs/serve.md, "HTTP server".
+uvicorn's options where it has them: ``keep_alive_s`` -> ``timeout_keep_alive`` (armed only
+after an answer, cancelled by any byte), ``max_connections`` -> ``limit_concurrency`` (503
+past it) and the backlog. uvicorn has no option for the rest: no header read timeout (a
+connection that sends nothing, or drips a head, is held until the client leaves), and its
+one header size bound, ``h11_max_incomplete_event_size``, applies to its h11 parser, not the
+httptools one the gateway runs it on; start-up logs a warning saying so. What neither server
+does (Host checks, the URL length, the in-flight cap, the body budget and timeout) the app
+does (``serve/limits.py``). Why granian: docs/serve.md, "HTTP server".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import signal
 import threading
@@ -25,6 +30,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from wattserve.serve.config import LimitsConfig
+
+log = logging.getLogger("wattserve.serve")
+
+UVICORN_GAPS = (
+    "server: uvicorn enforces neither limits.header_read_timeout_s (a client that sends "
+    "nothing or drips its head holds its connection) nor limits.max_header_bytes (uvicorn's "
+    "only header bound is for its h11 parser, not httptools); use server: granian, or a "
+    "proxy in front that bounds both"
+)
 
 
 class GranianServer:
@@ -166,6 +180,8 @@ def _uvicorn_server(
         timeout_graceful_shutdown=grace_s,  # type: ignore[arg-type]
         timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]
         limit_concurrency=limits.max_connections,
+        # read by uvicorn's h11 parser only (not httptools, above): set for the day ``http``
+        # changes, enforces nothing now (UVICORN_GAPS)
         h11_max_incomplete_event_size=limits.max_header_bytes,
         backlog=max(128, min(limits.max_connections, 65535)),
         proxy_headers=False,
@@ -181,6 +197,7 @@ def make_server(
     ``serve()``, ``started`` and ``stop()`` (thread-safe)."""
     config = app.service.config
     if config.server == "uvicorn":
+        log.warning("%s", UVICORN_GAPS)
         return _uvicorn_server(app, host, port, grace_s, config.limits, log_level, signals)
     return GranianServer(app, host, port, grace_s, config.limits, log_level, signals)
 
