@@ -52,7 +52,7 @@ async def test_writes_go_out_in_order_at_their_times_while_the_loop_is_blocked()
             tickets = [sender.ticket(t0 + 0.005 * i) for i in range(8)]
             for i, tk in enumerate(reversed(tickets)):  # queued out of order
                 tk.writer(tr, b"req%d;" % (7 - i))
-            time.sleep(0.06)  # noqa: ASYNC251 - the loop blocked past every send time (GIL free)
+            time.sleep(0.1)  # noqa: ASYNC251 - the loop blocked past every send time (GIL free)
             assert all(tk.sent_s is not None for tk in tickets), "not written during the block"
             await _until(lambda: sum(len(d) for _, d in sink.got) == 8 * 5)
         assert sys.getswitchinterval() == old_switch
@@ -60,7 +60,7 @@ async def test_writes_go_out_in_order_at_their_times_while_the_loop_is_blocked()
         assert stamps == sorted(stamps)
         for tk in tickets:
             assert tk.sent_s is not None and tk.sent_s >= tk.due
-            assert tk.sent_s - tk.due < 0.004  # tens of us when idle; loose for a busy box
+            assert tk.sent_s - tk.due < 0.03  # tens of us when idle; loose for a busy box
         assert b"".join(d for _, d in sink.got) == b"".join(b"req%d;" % i for i in range(8))
     finally:
         tr.close()
@@ -119,7 +119,7 @@ async def test_run_schedule_sends_paced_http_requests_from_the_thread(mock_serve
         assert rec["sent_s"] >= run.t0 + rec["scheduled_s"]
         assert rec["first_token_s"] > rec["sent_s"]
     assert min(run.send_error_s) >= 0
-    assert sorted(run.send_error_s)[n // 2] < 0.004
+    assert sorted(run.send_error_s)[n // 2] < 0.01
     assert not any(t.name == "wattserve-sender" for t in threading.enumerate())
 
 

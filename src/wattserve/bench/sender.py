@@ -158,6 +158,10 @@ class SendThread:
                         rem = target - clock()
                         if rem <= 0:
                             tk = heapq.heappop(self._heap)
+                            # the write owns the socket's duplicate from here: a resubmit of
+                            # the ticket (a retry on a fresh connection) brings its own
+                            fd, data, tr = tk._fd, tk._data, tk._transport
+                            tk._fd = -1
                             break
                         if not cond.wait(rem):  # timed out: a wake-up whose lateness counts
                             self._adapt(clock() - target)
@@ -166,7 +170,7 @@ class SendThread:
             due = self._last_due = tk.due
             while clock() < due:  # the last stretch: a spin of about wake_early_s
                 pass
-            self._write(tk, clock())
+            self._write(tk, clock(), fd, data, tr)
 
     def _adapt(self, late_s: float) -> None:
         """Raise the margin at once after a wake-up later than it; lower it per window."""
@@ -180,20 +184,22 @@ class SendThread:
             self.wake_early_s = min(MAX_EARLY_S, max(MIN_EARLY_S, early))
             w.clear()
 
-    def _write(self, tk: Ticket, now: float) -> None:
+    def _write(
+        self, tk: Ticket, now: float, fd: int, data: bytes, tr: asyncio.Transport | None
+    ) -> None:
         tk.sent_s = now  # before the write: the answer may be read before this thread resumes
-        data, tr, fd = tk._data, tk._transport, tk._fd
         n = 0
         if fd >= 0:
             try:
                 n = os.write(fd, data)
-            except OSError:
+            except BlockingIOError:
                 n = 0
+            except OSError:  # a broken connection: its reader reports it to the request
+                return
             finally:
                 os.close(fd)
-                tk._fd = -1
         if n < len(data) and self._loop is not None and tr is not None:
-            # TLS, a full socket buffer or an error: the transport writes (or reports) the rest
+            # TLS or a full socket buffer: the transport writes the rest
             self._loop.call_soon_threadsafe(tr.write, data[n:])
 
 
