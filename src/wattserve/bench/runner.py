@@ -29,7 +29,7 @@ from typing import Any
 
 from wattserve.bench.metrics import error_kind, mark_truncation
 from wattserve.bench.pacer import Pacer
-from wattserve.bench.sender import SendThread, Ticket
+from wattserve.bench.sender import SendProcess, Ticket
 from wattserve.engines.base import complete
 from wattserve.openai.transport import WRITER, Origin
 from wattserve.types import Completion, Measurement, Request
@@ -38,7 +38,7 @@ ProgressFn = Callable[[int, int], None]
 
 SPIN_S = 0.0002  # at least this last stretch before a send time is spent yielding, not sleeping
 MIN_STEADY_S = 0.5
-LEAD_S = 0.003  # a request sent by the send thread is prepared this long before its send time
+LEAD_S = 0.01  # a request sent by the send process is prepared this long before its send time
 
 
 def run_async(coro: Any) -> Any:
@@ -141,6 +141,11 @@ async def run_schedule(
     order = sorted(range(n), key=lambda i: offsets_s[i])
     sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     target = min(max_concurrency or n, n)
+    paced = n > 1 and offsets_s[order[-1]] > offsets_s[order[0]]  # not one burst
+    sender = SendProcess() if send_thread and paced and _sends_from_thread(engine) else None
+    if sender is not None:
+        sender.start()  # before t0: the child's start-up (tens of ms) delays no send
+        gc.freeze()  # a full collection of everything alive before the run took ~25 ms
     t0 = time.perf_counter() + start_delay_s
     due_at = [t0 + offsets_s[i] for i in order]
     run = PointRun(label=label, t0=t0)
@@ -148,8 +153,6 @@ async def run_schedule(
     done = 0
     cursor = 0  # the next request to send, in send order
     tasks: set[asyncio.Task] = set()
-    paced = n > 1 and due_at[-1] > due_at[0]  # not one burst (as fast as possible)
-    sender = SendThread() if send_thread and paced and _sends_from_thread(engine) else None
     lead = LEAD_S if sender is not None else 0.0
     # with the send thread the dispatcher only has to be early: a timerfd wake-up, no spin
     pacer = Pacer() if sender is None else Pacer(spin_s=0.0, drain_s=0.0)
@@ -216,9 +219,6 @@ async def run_schedule(
             if sem is not None:
                 sem.release()
 
-    if sender is not None:
-        sender.start()
-        gc.freeze()  # a full collection of everything alive before the run took ~25 ms
     try:
         while cursor < n:
             due = due_at[cursor] - lead
