@@ -3,9 +3,10 @@
 One dispatcher coroutine walks the precomputed schedule. Against an HTTP engine (one whose
 client sends through ``openai.transport.Origin``) it starts each request ``LEAD_S`` before
 its send time: the task builds the payload, takes a connection and arms its response
-parser, then hands the bytes to ``bench.sender.SendThread``, which writes them at the send
-time on its own thread, so a send does not wait for the loop's other work (chunks, records,
-garbage collection); the record's ``sent_s`` is the thread's stamp at the write. Other
+parser, then hands the bytes to ``bench.sender.SendProcess``, which writes them at the send
+time from a process of its own, so a send waits neither for the loop's other work (chunks,
+records, garbage collection) nor for the GIL; the record's ``sent_s`` is the child's stamp
+at the write. Other
 engines are paced on the loop (``bench.pacer.Pacer``: a timerfd wake-up, then a short spin).
 Either way the dispatcher takes a concurrency slot before it starts a request. A task whose
 request finished sends the next request itself
@@ -129,7 +130,7 @@ async def run_schedule(
 ) -> PointRun:
     """Send ``requests[i]`` at ``t0 + offsets_s[i]``, at most ``max_concurrency`` in flight.
 
-    A paced schedule (not one burst) against an HTTP engine is sent by a ``SendThread``
+    A paced schedule (not one burst) against an HTTP engine is sent by a ``SendProcess``
     unless ``send_thread`` is False (then it is paced on the loop, as for other engines).
 
     ``on_record`` receives each finished request's record (``Completion.to_dict()`` plus
@@ -154,7 +155,7 @@ async def run_schedule(
     cursor = 0  # the next request to send, in send order
     tasks: set[asyncio.Task] = set()
     lead = LEAD_S if sender is not None else 0.0
-    # with the send thread the dispatcher only has to be early: a timerfd wake-up, no spin
+    # with the send process the dispatcher only has to be early: a timerfd wake-up, no spin
     pacer = Pacer() if sender is None else Pacer(spin_s=0.0, drain_s=0.0)
 
     def take(now: float) -> int | None:
@@ -184,7 +185,7 @@ async def run_schedule(
                 i = order[k]
                 req = requests[i]
                 tk: Ticket | None = None
-                if sender is not None:  # a request not due yet goes out from the send thread
+                if sender is not None:  # a request not due yet goes out from the send process
                     if due_at[k] > time.perf_counter():
                         tk = sender.ticket(due_at[k])
                     WRITER.set(tk.writer if tk is not None else None)
@@ -238,6 +239,7 @@ async def run_schedule(
             run.last_send_s = time.perf_counter()
         while tasks:
             await asyncio.gather(*list(tasks))
+        run.t_end = time.perf_counter()  # before the send process's exit is waited for
     except BaseException:
         for t in list(tasks):
             t.cancel()
@@ -247,7 +249,6 @@ async def run_schedule(
         if sender is not None:
             sender.close()
             gc.unfreeze()
-    run.t_end = time.perf_counter()
     return run
 
 
