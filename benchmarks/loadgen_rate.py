@@ -16,8 +16,10 @@ requests.jsonl written as in a real run); a bare aiohttp loop (semaphore + naive
 venv, pinned in ``benchmarks/peers.txt``). Ours and bare aiohttp alternate for ``--rounds``
 rounds (the machine is shared: best kept, worst shown); fixed-rate phases run with the
 client thread in SCHED_FIFO where allowed (``--no-realtime`` to keep normal scheduling);
-ours sends them from its send thread (``bench.sender``), and ``--loop-pacing`` adds ours
-paced on the event loop beside it. ``--pacing-only`` runs the fixed rates and the search.
+ours sends them from its send process (``bench.sender``; its SCHED_IDLE spinner keeps one
+CPU from halting, so the "CPUs busy" figure counts that CPU as busy while it runs), and
+``--loop-pacing`` adds ours paced on the event loop beside it. ``--pacing-only`` runs the
+fixed rates and the search.
 
     .venv/bin/python benchmarks/loadgen_rate.py [--requests 3000] [--install-peers]
     .venv/bin/python benchmarks/loadgen_rate.py --pacing-only --loop-pacing --rounds 3
