@@ -118,7 +118,13 @@ async def ours_fixed(
         with RequestLog(tmp / f"ours-r{rate:g}.jsonl") as log:
             offsets = ConstantRate(rate).offsets(n, 0)
             run = await run_schedule(
-                eng, _requests(n), offsets, None, on_record=log.write, send_thread=send_thread
+                eng,
+                _requests(n),
+                offsets,
+                None,
+                on_record=log.write,
+                send_thread=send_thread,
+                keep_cpu_awake=True,  # a pacing measurement, no energy meter: sharpest wake-ups
             )
         sent = [c.sent_s for c in run.completions]
         ok = sum(c.ok for c in run.completions)

@@ -98,7 +98,7 @@ class SendProcess:
     ``writer`` to the client (``openai.transport.WRITER``).
     """
 
-    def __init__(self, wake_early_s: float = WAKE_EARLY_S, keep_awake: bool = True) -> None:
+    def __init__(self, wake_early_s: float = WAKE_EARLY_S, keep_awake: bool = False) -> None:
         self.wake_early_s = wake_early_s
         self.keep_awake = keep_awake
         self._proc: subprocess.Popen[bytes] | None = None
