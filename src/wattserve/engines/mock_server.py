@@ -30,6 +30,9 @@ from wattserve.openai import answers, schema
 from wattserve.openai.answers import APIError
 
 TOKEN_TEXT = " tok"
+#: listen backlog: aiohttp's 128 overflows when a load generator opens connections in a burst,
+#: and a dropped SYN costs the client a 1 s retransmit
+BACKLOG = 1024
 STATE = web.AppKey("state", dict)
 
 
@@ -167,7 +170,12 @@ def _error(exc: APIError) -> web.Response:
 def serve(host: str = "127.0.0.1", port: int = 8000, config: MockConfig | None = None) -> None:
     """Run the mock server in the foreground until interrupted."""
     web.run_app(
-        build_app(config or MockConfig()), host=host, port=port, print=None, access_log=None
+        build_app(config or MockConfig()),
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        backlog=BACKLOG,
     )
 
 
@@ -217,7 +225,7 @@ class MockServer:
                 self._app = build_app(self.config)
                 self._runner = web.AppRunner(self._app, access_log=None)
                 loop.run_until_complete(self._runner.setup())
-                site = web.TCPSite(self._runner, "127.0.0.1", 0)
+                site = web.TCPSite(self._runner, "127.0.0.1", 0, backlog=BACKLOG)
                 loop.run_until_complete(site.start())
                 self.port = self._runner.addresses[0][1]
             except BaseException as exc:  # noqa: BLE001
