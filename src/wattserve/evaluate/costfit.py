@@ -20,7 +20,6 @@ squared error so a prediction is the mean joules of requests of that shape.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from wattserve.errors import ConfigError
 from wattserve.evaluate.routing import ITEM_COSTS
+from wattserve.readers import read_jsonl
 
 FORM = "physical"
 DEVICE = "eval item joules"
@@ -59,20 +59,20 @@ def read_item_costs(routing_dir: str | Path) -> list[ItemCost]:
             "routing folder)"
         )
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for k, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                prompt = d["prompt"]
-                joules = dict(d["joules"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ConfigError(
-                    f"{path}:{k}: not an item cost row with a prompt and joules ({exc})"
-                ) from None
-            budget = d.get("max_tokens") or LEGACY_MAX_TOKENS
-            rows.append(ItemCost(str(d["id"]), str(d["family"]), str(prompt), budget, joules))
+    for k, d in enumerate(read_jsonl(path), 1):
+        try:
+            row = ItemCost(
+                str(d["id"]),
+                str(d["family"]),
+                str(d["prompt"]),
+                d.get("max_tokens") or LEGACY_MAX_TOKENS,
+                dict(d["joules"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(
+                f"{path}: row {k}: not an item cost row with a prompt and joules ({exc})"
+            ) from None
+        rows.append(row)
     return rows
 
 
