@@ -43,6 +43,17 @@ def eval_dir(tmp_path: Path) -> Path:
     return res.run_dir
 
 
+#: the gateway config both served tests use: two mock models, LEC cache, no router of its own
+SERVE_YAML = (
+    "models:\n"
+    "  - name: small\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
+    "  - name: large\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
+    "router: {enabled: false}\n"
+    "cache: {policy: lec, capacity_entries: 8}\n"
+    "energy: {meter: 'null'}\n"
+)
+
+
 def test_replay_over_measured_results(eval_dir: Path) -> None:
     out = load_outcomes(eval_dir, ["small", "large"])
     assert len(out.table) == 24
@@ -61,14 +72,7 @@ def test_replay_over_measured_results(eval_dir: Path) -> None:
 
 def test_eval_route_train_serve(eval_dir: Path, tmp_path: Path) -> None:
     config = tmp_path / "serve.yaml"
-    config.write_text(
-        "models:\n"
-        "  - name: small\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
-        "  - name: large\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
-        "router: {enabled: false}\n"
-        "cache: {policy: lec, capacity_entries: 8}\n"
-        "energy: {meter: 'null'}\n"
-    )
+    config.write_text(SERVE_YAML)
     s = DemoSettings(
         config=str(config),
         run_dir=str(tmp_path / "demo"),
@@ -132,14 +136,7 @@ def test_per_request_cost_router_serves_through_the_gateway(eval_dir: Path, tmp_
     assert code == 0, err
     assert all(hasattr(c, "coefficients") for c in Router.load(router_file).cost_specs.values())
     config = tmp_path / "serve.yaml"
-    config.write_text(
-        "models:\n"
-        "  - name: small\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
-        "  - name: large\n    replicas: [{kind: mock, mock_tokens: 2}]\n"
-        "router: {enabled: false}\n"
-        "cache: {policy: lec, capacity_entries: 8}\n"
-        "energy: {meter: 'null'}\n"
-    )
+    config.write_text(SERVE_YAML)
     outcomes = load_outcomes(eval_dir)
     routed = router_choice(router_file, outcomes)
     assert set(routed.values()) == {"small", "large"}
