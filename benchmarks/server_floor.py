@@ -12,8 +12,9 @@ process on uvloop, and one keep-alive client on a raw socket sends POSTs one at 
   gateway; shown to size the ASGI bridge);
 - ``granian-asgi-2t``: ``runtime_threads=2``.
 
-Rounds alternate the servers so a noisy machine moves all of them alike. Prints per server the
-median over rounds of p50 and p99, and p50 minus uvicorn's in the same round.
+Each round runs every server once, a different one first each round, so a noisy machine moves
+all of them alike. Prints per server the median over rounds of p50 and p99, and p50 minus
+uvicorn's in the same round.
 
     python benchmarks/server_floor.py [--rounds 3] [--num-requests 3000]
 """
@@ -27,8 +28,11 @@ import statistics
 import time
 from typing import Any
 
+from wattserve.engines.launcher import free_port
+
 BODY = b'{"ok":true}'
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+RSGI_HEADERS = [(k.decode(), v.decode()) for k, v in HEADERS]
 SERVERS = ("uvicorn", "granian-asgi", "granian-rsgi", "granian-asgi-2t")
 REQUEST = (
     b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -47,7 +51,7 @@ async def asgi_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 async def rsgi_app(scope: Any, proto: Any) -> None:
     await proto()
-    proto.response_bytes(200, [(k.decode(), v.decode()) for k, v in HEADERS], BODY)
+    proto.response_bytes(200, RSGI_HEADERS, BODY)
 
 
 def _serve(name: str, port: int) -> None:
@@ -83,12 +87,6 @@ def _serve(name: str, port: int) -> None:
     uvloop.run(main())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _read_response(sock: socket.socket) -> None:
     buf = b""
     while True:
@@ -116,9 +114,11 @@ def measure(port: int, num_requests: int, warmup: int = 300) -> tuple[float, flo
     return lat[len(lat) // 2] * 1e6, lat[int(len(lat) * 0.99)] * 1e6
 
 
-def _wait_listening(port: int, deadline_s: float = 20.0) -> None:
+def _wait_listening(port: int, proc: Any, deadline_s: float = 20.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
+        if not proc.is_alive():
+            raise RuntimeError(f"server for port {port} exited with code {proc.exitcode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             return
@@ -127,14 +127,15 @@ def _wait_listening(port: int, deadline_s: float = 20.0) -> None:
     raise RuntimeError(f"server on port {port} did not start within {deadline_s:.0f} s")
 
 
-def run_round(num_requests: int) -> dict[str, tuple[float, float]]:
+def run_round(num_requests: int, first: int) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
-    for name in SERVERS:
-        port = _free_port()
+    order = SERVERS[first % len(SERVERS) :] + SERVERS[: first % len(SERVERS)]
+    for name in order:
+        port = free_port()
         proc = mp.get_context("spawn").Process(target=_serve, args=(name, port), daemon=True)
         proc.start()
         try:
-            _wait_listening(port)
+            _wait_listening(port, proc)
             time.sleep(0.3)
             out[name] = measure(port, num_requests)
         finally:
@@ -150,9 +151,9 @@ def main() -> None:
     args = ap.parse_args()
     rounds = []
     for r in range(args.rounds):
-        res = run_round(args.num_requests)
+        res = run_round(args.num_requests, first=r)
         rounds.append(res)
-        cells = "  ".join(f"{n} {p50:.0f}/{p99:.0f}" for n, (p50, p99) in res.items())
+        cells = "  ".join(f"{n} {res[n][0]:.0f}/{res[n][1]:.0f}" for n in SERVERS)
         print(f"round {r + 1}: p50/p99 us  {cells}", flush=True)
     print(f"\n{'server':18s} {'p50 us':>8s} {'p99 us':>8s} {'p50 - uvicorn':>14s}")
     for name in SERVERS:
