@@ -94,3 +94,22 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path, capsys):
     assert res.returncode == 2 and "not found" in res.stderr
     res = run_cli(["simulate", "--preset", "zhu-synthetic", "--policy", "arc"], capsys)
     assert res.returncode == 2 and "unknown policy" in res.stderr
+    res = run_cli(["simulate", "--preset", "zhu-synthetic", "--alpha", "0.8,high"], capsys)
+    assert res.returncode == 2 and "--alpha 'high'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_list_flags_take_commas_and_repeats_alike(tmp_path, capsys):
+    base = ["simulate", "--preset", "zhu-synthetic", "--seeds", "1", "--num-prompts", "200"]
+    base += ["--variant", "online", "--accuracy", "1", "--format", "json"]
+    comma = run_cli([*base, "--policy", "lec,lfu", "--alpha", "0.5,0.8", "--ratio", "100"], capsys)
+    repeat = run_cli(
+        [*base, "--policy", "lec", "--policy", "lfu", "--alpha", "0.5", "--alpha", "0.8"]
+        + ["--ratio", "100"],
+        capsys,
+    )
+    assert comma.returncode == 0 and repeat.returncode == 0, comma.stderr + repeat.stderr
+    rows = [json.loads(r.stdout)["rows"] for r in (comma, repeat)]
+    assert {(r["alpha"], r["policy"]) for r in rows[0]} == {
+        (a, p) for a in (0.5, 0.8) for p in ("lec", "lfu")
+    }
+    assert rows[0] == rows[1]

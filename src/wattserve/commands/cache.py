@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from wattserve.commands.lists import numbers
 from wattserve.errors import ConfigError
 
 
@@ -92,8 +93,8 @@ def register(app: typer.Typer) -> None:
         embedder: str = typer.Option("minilm", help="minilm (offline package) or hashing"),
         n_stored: int = typer.Option(800, help="distinct prompts stored in the index"),
         n_edited: int = typer.Option(400, help="stored prompts re-asked with surface edits"),
-        threshold: list[float] = typer.Option(
-            [0.8, 0.85, 0.9, 0.95], help="similarity thresholds (repeat)"
+        threshold_opt: list[str] = typer.Option(
+            ["0.8,0.85,0.9,0.95"], "--threshold", help="similarity thresholds (comma list)"
         ),
         seed: int = typer.Option(0),
         as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
@@ -109,6 +110,7 @@ def register(app: typer.Typer) -> None:
 
         if embedder not in ("minilm", "hashing"):
             raise ConfigError("--embedder must be minilm or hashing")
+        threshold = numbers(threshold_opt, "--threshold")
         if n_stored < 1 or n_edited < 0:
             raise ConfigError("--n-stored must be at least 1 and --n-edited at least 0")
         if not threshold or any(not 0 <= x <= 1 for x in threshold):

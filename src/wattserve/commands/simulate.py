@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from wattserve.commands.lists import names, numbers
 from wattserve.errors import ConfigError
 
 PRESETS = ("zhu-synthetic",)
@@ -108,23 +109,23 @@ def register(app: typer.Typer) -> None:
             None, help="cache capacity in bytes (with --fits; as the gateway's cache)"
         ),
         policy: list[str] = typer.Option(
-            ["lfu", "lru", "gdsf", "lec", "lec-lcb"], help="cache policies (repeat)"
+            ["lfu,lru,gdsf,lec,lec-lcb"], help="cache policies (comma list)"
         ),
-        alpha: list[float] = typer.Option(
-            [0.5, 0.8], help="power-law alpha of the synthetic trace (repeat)"
+        alpha_opt: list[str] = typer.Option(
+            ["0.5,0.8"], "--alpha", help="power-law alpha of the synthetic trace (comma list)"
         ),
-        ratio: list[float] = typer.Option(
-            [1.5, 100.0], help="cost ratio: a model costs 1 or 1+ratio (repeat)"
+        ratio_opt: list[str] = typer.Option(
+            ["1.5,100"], "--ratio", help="cost ratio: a model costs 1 or 1+ratio (comma list)"
         ),
-        accuracy: list[float] = typer.Option(
-            [0.8, 1.0], help="multiplexer (selector) accuracy (repeat)"
+        accuracy_opt: list[str] = typer.Option(
+            ["0.8,1.0"], "--accuracy", help="multiplexer (selector) accuracy (comma list)"
         ),
         variant: list[str] = typer.Option(
-            ["offline", "online"], help="offline (known frequencies/costs) or online"
+            ["offline,online"], help="offline (known frequencies/costs) or online (comma list)"
         ),
         selector: list[str] = typer.Option(
             [],
-            help="selectors beside model1 and model2 (repeat): learned (Zhu et al.'s online "
+            help="selectors beside model1 and model2 (comma list): learned (Zhu et al.'s online "
             "selector; the oracle mux@1 runs beside it), cascade, oracle, mux@ACCURACY; "
             "default: mux@ACCURACY for each --accuracy",
         ),
@@ -162,6 +163,10 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--format must be table or json")
         if as_json:
             fmt = "json"
+        alpha = numbers(alpha_opt, "--alpha")
+        ratio = numbers(ratio_opt, "--ratio")
+        accuracy = numbers(accuracy_opt, "--accuracy")
+        policy, variant, selector = names(policy), names(variant), names(selector)
         if (preset is None) == (trace is None):
             raise ConfigError("give exactly one of --preset zhu-synthetic or --trace FILE")
         pols = [p.lower() for p in policy]
