@@ -45,6 +45,7 @@ from loadgen_peers import (
     tokenizer_dir,
     vllm_bench,
 )
+from loadgen_report import line, report
 
 
 # ----------------------------------------------------------------------------- ours
@@ -99,10 +100,10 @@ async def ours_max(url: str, n: int, concurrency: int, tmp: Path) -> dict[str, A
 
 
 async def ours_fixed(
-    url: str, rate: float, seconds: float, tmp: Path, send_thread: bool = True
+    url: str, rate: float, seconds: float, tmp: Path, send_process: bool = True
 ) -> dict[str, Any]:
     """Our runner at a constant ``rate`` (no concurrency bound): send error and achieved rates;
-    ``send_thread=False`` paces on the event loop instead of the send thread."""
+    ``send_process=False`` paces on the event loop instead of the send process."""
     from wattserve.bench.loads import ConstantRate
     from wattserve.bench.runner import run_schedule
     from wattserve.bench.store import RequestLog
@@ -123,7 +124,7 @@ async def ours_fixed(
                 offsets,
                 None,
                 on_record=log.write,
-                send_thread=send_thread,
+                send_process=send_process,
                 keep_cpu_awake=True,  # a pacing measurement, no energy meter: sharpest wake-ups
             )
         sent = [c.sent_s for c in run.completions]
@@ -249,7 +250,7 @@ def max_sustainable(url: str, start: float, seconds: float, tmp: Path, use_rt: b
     lo, hi, rate = 0.0, 0.0, start
     for _ in range(10):
         r, _ = _fixed(lambda rate=rate: ours_fixed(url, rate, seconds, tmp), use_rt)
-        print(f"  try {rate:.0f} req/s: {_line(r)}")
+        print(f"  try {rate:.0f} req/s: {line(r)}")
         if sustainable(r, rate):
             good, lo = (rate, r), rate
             if hi == 0.0:
@@ -279,7 +280,7 @@ def main() -> None:
         "--pacing-only", action="store_true", help="fixed rates and the search only (no max runs)"
     )
     ap.add_argument(
-        "--loop-pacing", action="store_true", help="also ours paced on the loop, no send thread"
+        "--loop-pacing", action="store_true", help="also ours paced on the loop, no send process"
     )
     ap.add_argument("--install-peers", action="store_true", help="build benchmarks/.peers-venv")
     ap.add_argument("--skip-peers", action="store_true", help="ours and bare aiohttp only")
@@ -327,7 +328,7 @@ def main() -> None:
             )
             for name, fn in runs if not args.pacing_only else ():
                 r = fn()
-                print(f"round {k + 1} {name}:", _line(r))
+                print(f"round {k + 1} {name}:", line(r))
                 best = results.get(name)
                 if best is None:
                     results[name] = {**r, "worst_rate": r["rate"]}
@@ -341,13 +342,13 @@ def main() -> None:
                         srv.url, rate, args.rate_seconds, tmp
                     ),
                     "wattserve (loop pacing)": lambda rate=rate: ours_fixed(
-                        srv.url, rate, args.rate_seconds, tmp, send_thread=False
+                        srv.url, rate, args.rate_seconds, tmp, send_process=False
                     ),
                     "bare aiohttp": lambda rate=rate: bare_fixed(srv.url, rate, args.rate_seconds),
                 }
                 for name in senders:
                     r, note = _fixed(fns[name], use_rt)
-                    print(f"round {k + 1} {name} at {rate:g} req/s ({note}):", _line(r))
+                    print(f"round {k + 1} {name} at {rate:g} req/s ({note}):", line(r))
                     fixed[name].setdefault(rate, []).append(r)
         top = None
         if not args.skip_search:
@@ -370,7 +371,7 @@ def main() -> None:
                         tmp,
                         args.peer_timeout,
                     )
-                print(f"{name}:", _line(results[name]))
+                print(f"{name}:", line(results[name]))
     busy1 = _cpu_times()
     total = busy1[1] - busy0[1]
     busy = (busy1[0] - busy0[0]) / total if total else float("nan")
@@ -380,100 +381,6 @@ def main() -> None:
         "(this script included)"
     )
     report(results, fixed, top)
-
-
-def _line(r: dict[str, Any]) -> str:
-    if "skip" in r:
-        return f"skipped: {r['skip']}"
-    s = f"max {r['rate']:.0f} req/s" if "rate" in r else ""
-    if r.get("cpu_us_per_req"):
-        s += f" ({r['cpu_us_per_req']:.0f} us client CPU per request)"
-    if r.get("achieved_rate"):
-        s += f"{'; ' if s else ''}sent at {r['achieved_rate']:.0f} req/s"
-        if r.get("completed_rate"):
-            s += f", completed {r['completed_rate']:.0f} req/s"
-    if r.get("send_err_us"):
-        e = r["send_err_us"]
-        s += f"; send error p50 {e['p50']:.0f} us, p99 {e['p99']:.0f} us, max {e['max']:.0f} us"
-    if r.get("send_err_ms"):
-        e = r["send_err_ms"]
-        s += f"; send error p50 {e['p50']:.3f} ms, p99 {e['p99']:.3f} ms, max {e['max']:.2f} ms"
-    return s
-
-
-def report(
-    results: dict[str, dict[str, Any]],
-    fixed: dict[str, dict[float, list[dict[str, Any]]]],
-    top: dict[str, Any] | None,
-) -> None:
-    ours_r = results.get("wattserve")
-    if ours_r is not None:
-        max_table(results, ours_r)
-    fixed_table(fixed, top)
-    if ours_r is not None:
-        goals(results, ours_r)
-    for rate, limit in ((500.0, 50.0), (2000.0, 200.0)):
-        rs = fixed["wattserve"].get(rate) or []
-        if rs:
-            worst = max(x["send_err_us"]["p99"] for x in rs)
-            ok = "met" if worst <= limit else "NOT met"
-            print(
-                f"goal p99 send error <= {limit:g} us at {rate:g} req/s in every round: "
-                f"worst {worst:.0f} us -> {ok}"
-            )
-
-
-def max_table(results: dict[str, dict[str, Any]], ours_r: dict[str, Any]) -> None:
-    print("(ours and bare aiohttp: best of the alternating rounds, worst in brackets)")
-    print("| load generator | max req/s | ours / it | client CPU per request |")
-    print("|---|---|---|---|")
-    for name, r in results.items():
-        if "skip" in r:
-            print(f"| {name} | skipped: {r['skip'][:120]} | | |")
-            continue
-        ratio = ours_r["rate"] / r["rate"] if r["rate"] else float("nan")
-        worst = ours_r["worst_rate"] / r["rate"] if r["rate"] else float("nan")
-        cpu = f"{r['cpu_us_per_req']:.0f} us" if r.get("cpu_us_per_req") else "n/a"
-        print(f"| {name} | {r['rate']:.0f} | {ratio:.2f}x ({worst:.2f}x) | {cpu} |")
-
-
-def fixed_table(
-    fixed: dict[str, dict[float, list[dict[str, Any]]]], top: dict[str, Any] | None
-) -> None:
-    print("\n| sender | target req/s | sent req/s | send error p50 / p99 / max (us), each round |")
-    print("|---|---|---|---|")
-    for name, by_rate in fixed.items():
-        for rate, rs in by_rate.items():
-            errs = "; ".join(
-                f"{x['send_err_us']['p50']:.0f} / {x['send_err_us']['p99']:.0f} / "
-                f"{x['send_err_us']['max']:.0f}"
-                for x in rs
-            )
-            sent = min(x["achieved_rate"] for x in rs)
-            print(f"| {name} | {rate:g} | {sent:.0f} | {errs} |")
-    if top and top.get("rate"):
-        e = top["send_err_us"]
-        print(
-            f"| wattserve (max sustainable) | {top['rate']:.0f} | {top['achieved_rate']:.0f} | "
-            f"{e['p50']:.0f} / {e['p99']:.0f} / {e['max']:.0f} |"
-        )
-    print()
-
-
-def goals(results: dict[str, dict[str, Any]], ours_r: dict[str, Any]) -> None:
-    for name, target in (("vllm bench serve", 3.0), ("guidellm", 10.0), ("bare aiohttp", 1.0)):
-        r = results.get(name, {})
-        if "rate" in r:
-            got = ours_r["rate"] / r["rate"]
-            ok = "met" if got >= target else "NOT met"
-            print(f"goal ours >= {target:g}x {name} req/s: {got:.2f}x -> {ok}")
-        else:
-            print(f"goal ours >= {target:g}x {name} req/s: no figure ({r.get('skip', 'absent')})")
-    b = results.get("bare aiohttp", {})
-    if "cpu_us_per_req" in b:
-        a, c = ours_r["cpu_us_per_req"], b["cpu_us_per_req"]
-        ok = "met" if a <= c else "NOT met"
-        print(f"goal client CPU per request <= bare aiohttp: {a:.0f} vs {c:.0f} us -> {ok}")
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ async def test_run_schedule_paces_on_the_loop_when_asked(mock_server: str, spy: 
     eng = OpenAIHTTPEngine(mock_server, model="mock")
     try:
         run = await run_schedule(
-            eng, _reqs(5), [0.003 * i for i in range(5)], None, send_thread=False
+            eng, _reqs(5), [0.003 * i for i in range(5)], None, send_process=False
         )
     finally:
         await eng.aclose()

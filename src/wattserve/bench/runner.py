@@ -75,7 +75,7 @@ async def sleep_until(t: float, clock: Callable[[], float] = time.perf_counter) 
 _FIELDS = tuple(Completion.__dataclass_fields__)
 
 
-def _sends_from_thread(engine: Any) -> bool:
+def _sends_from_process(engine: Any) -> bool:
     """The engine's requests go out through ``Origin`` (so they honour ``transport.WRITER``)."""
     return isinstance(getattr(getattr(engine, "client", None), "transport", None), Origin)
 
@@ -126,13 +126,13 @@ async def run_schedule(
     count_tokens: Callable[[str], int] | None = None,
     ramp_requests: int = 0,
     start_delay_s: float = 0.002,
-    send_thread: bool = True,
+    send_process: bool = True,
     keep_cpu_awake: bool = False,
 ) -> PointRun:
     """Send ``requests[i]`` at ``t0 + offsets_s[i]``, at most ``max_concurrency`` in flight.
 
     A paced schedule (not one burst) against an HTTP engine is sent by a ``SendProcess``
-    unless ``send_thread`` is False (then it is paced on the loop, as for other engines).
+    unless ``send_process`` is False (then it is paced on the loop, as for other engines).
     ``keep_cpu_awake`` runs the send process's idle-priority spinner on its CPU (sharper
     wake-ups in a VM, at the cost of that CPU's idle time: off by default, since it burns
     power a machine-wide energy meter would charge to the run).
@@ -149,7 +149,7 @@ async def run_schedule(
     paced = n > 1 and offsets_s[order[-1]] > offsets_s[order[0]]  # not one burst
     sender = (
         SendProcess(keep_awake=keep_cpu_awake)
-        if send_thread and paced and _sends_from_thread(engine)
+        if send_process and paced and _sends_from_process(engine)
         else None
     )
     if sender is not None:

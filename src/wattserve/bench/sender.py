@@ -29,13 +29,8 @@ CPU's normal tasks for up to 50 ms per second ahead of it.
 
 from __future__ import annotations
 
-import ctypes
-import gc
-import heapq
 import mmap
 import os
-import select
-import signal
 import socket
 import struct
 import subprocess
@@ -43,19 +38,13 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from wattserve.bench import send_child
+from wattserve.bench.send_child import HEAD, MAX_DATA, PART, SLOTS, STAMP
+
 if TYPE_CHECKING:
     import asyncio
 
 WAKE_EARLY_S = 0.0002  # the child first wakes this long before a send time, then spins
-MIN_EARLY_S, MAX_EARLY_S = 0.00002, 0.0004  # bounds of the wake-up margin as it adapts
-SPIN_SHARE = 0.1  # the margin is at most this share of the gap since the previous send
-SLOTS = 1 << 16  # send stamps in the shared memory (a ring: a slot is reused 65,536 later)
-MAX_DATA = (1 << 20) - 64  # larger requests are written by the loop at their send time
-_WINDOW = 200  # wake-ups the margin is computed from
-_PR_SET_TIMERSLACK = 29
-_HEAD = struct.Struct("<dI")  # due (perf_counter; < 0: cancel), slot
-_PART = struct.Struct("<II")  # slot, bytes written (the child's report of a short write)
-_STAMP = struct.Struct("<d")
 
 
 class Ticket:
@@ -128,12 +117,12 @@ class SendProcess:
         ):
             p = os.sched_getparam(0).sched_priority + 1
             prio = min(p, os.sched_get_priority_max(os.SCHED_FIFO))
-        shm_fd = _shared_fd(SLOTS * _STAMP.size)
+        shm_fd = _shared_fd(SLOTS * STAMP.size)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-            self._mm = mmap.mmap(shm_fd, SLOTS * _STAMP.size)
-            cmd = [sys.executable, "-I", "-S", os.path.abspath(__file__)]
+            self._mm = mmap.mmap(shm_fd, SLOTS * STAMP.size)
+            cmd = [sys.executable, "-I", "-S", os.path.abspath(send_child.__file__)]
             cmd += [str(theirs.fileno()), str(shm_fd), str(prio), repr(self.wake_early_s)]
             cmd.append("1" if self.keep_awake else "0")
             self._proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(), shm_fd))
@@ -170,7 +159,7 @@ class SendProcess:
         slot = self._next
         self._next = (slot + 1) % SLOTS
         if self._mm is not None:
-            _STAMP.pack_into(self._mm, slot * _STAMP.size, 0.0)
+            STAMP.pack_into(self._mm, slot * STAMP.size, 0.0)
         return Ticket(self, due, slot)
 
     def submit(self, tk: Ticket, transport: asyncio.Transport, data: bytes) -> None:
@@ -180,7 +169,7 @@ class SendProcess:
         sock = transport.get_extra_info("socket")
         plain = sock is not None and transport.get_extra_info("sslcontext") is None
         if plain and len(data) <= MAX_DATA:
-            head = _HEAD.pack(tk.due, tk._slot)
+            head = HEAD.pack(tk.due, tk._slot)
             fds = struct.pack("i", sock.fileno())
             try:
                 self._sock.sendmsg([head, data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
@@ -196,14 +185,14 @@ class SendProcess:
         tk._cancelled = True
         if self._live.pop(tk._slot, None) is tk and tk.sent_s is None and self._sock is not None:
             try:
-                self._sock.send(_HEAD.pack(-1.0, tk._slot))
+                self._sock.send(HEAD.pack(-1.0, tk._slot))
             except OSError:
                 pass
 
     def _stamp(self, slot: int) -> float | None:
         if self._mm is None:
             return None
-        (t,) = _STAMP.unpack_from(self._mm, slot * _STAMP.size)
+        (t,) = STAMP.unpack_from(self._mm, slot * STAMP.size)
         return t if t > 0.0 else None
 
     def _write_here(self, tk: Ticket) -> None:
@@ -216,18 +205,18 @@ class SendProcess:
         """The child wrote only part of a request (a full socket buffer): write the rest."""
         while self._sock is not None:
             try:
-                msg = self._sock.recv(_PART.size)
+                msg = self._sock.recv(PART.size)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 msg = b""
-            if len(msg) != _PART.size:  # the child is gone: sends from here on are the loop's
+            if len(msg) != PART.size:  # the child is gone: sends from here on are the loop's
                 if self._loop is not None and self._sock is not None:
                     self._loop.remove_reader(self._sock.fileno())
                     self._sock.close()
                     self._sock = None
                 return
-            slot, n = _PART.unpack(msg)
+            slot, n = PART.unpack(msg)
             tk = self._live.get(slot)
             if tk is not None and tk._transport is not None and not tk._transport.is_closing():
                 tk._transport.write(tk._data[n:])
@@ -244,173 +233,3 @@ def _shared_fd(size: int) -> int:
             fd = os.dup(f.fileno())
     os.ftruncate(fd, size)
     return fd
-
-
-# ---------------------------------------------------------------------- the child
-# spins at SCHED_IDLE (it runs only when the CPU has nothing else to run) until its parent,
-# the send process, is gone
-_SPIN = (
-    "import os,sys\n"
-    "os.sched_setaffinity(0,{int(sys.argv[1])})\n"
-    "p=os.getppid()\n"
-    "while os.getppid()==p:\n"
-    " for _ in range(100000):pass\n"
-)
-
-
-def _keep_awake(on: bool) -> int | None:
-    """When ``on``, pin this process to its last allowed CPU and keep that CPU from going
-    idle with a ``SCHED_IDLE`` spinner pinned to it (it runs only when nothing else would):
-    in a VM, a timer that wakes a halted virtual CPU waits for the host to run that CPU
-    again. Returns the spinner's pid (None where ``SCHED_IDLE`` or affinity is missing)."""
-    if not on or not hasattr(os, "sched_getaffinity") or not hasattr(os, "SCHED_IDLE"):
-        return None
-    try:
-        cpu = max(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        argv = [sys.executable, "-I", "-S", "-c", _SPIN, str(cpu)]
-        # SCHED_IDLE from its first instruction (an inherited FIFO policy would hold the
-        # CPU while the interpreter starts)
-        idle = (os.SCHED_IDLE, os.sched_param(0))
-        return os.posix_spawn(sys.executable, argv, dict(os.environ), scheduler=idle)
-    except (OSError, AttributeError):
-        return None
-
-
-def _tune(prio: int) -> None:
-    """``SCHED_FIFO`` at ``prio`` (when > 0 and allowed) and a 1 ns timer slack."""
-    if prio > 0:
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
-        except OSError:
-            pass
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None).prctl(_PR_SET_TIMERSLACK, 1, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-
-
-class _Child:
-    """The send loop: a heap of ``(due, seq, slot, fd, data)``; ``live`` maps each queued
-    slot to its entry, so a cancel or a resubmit of the slot drops the queued one."""
-
-    def __init__(self, sock: socket.socket, mm: mmap.mmap, early_s: float) -> None:
-        self.sock, self.mm, self.early = sock, mm, early_s
-        self.heap: list[tuple[float, int, int, int, bytes]] = []
-        self.live: dict[int, tuple[float, int, int, int, bytes]] = {}
-        self.seq = 0
-        self.last_due = -1e9
-        self.late: list[float] = []
-        self.buf = bytearray(MAX_DATA + _HEAD.size)
-        self.anc = socket.CMSG_SPACE(struct.calcsize("i"))
-
-    def run(self) -> None:
-        clock, heap = time.perf_counter, self.heap
-        rlist = [self.sock]
-        while True:
-            if heap:
-                due = heap[0][0]
-                early = min(self.early, SPIN_SHARE * (due - self.last_due))
-                target = due - early
-                rem = target - clock()
-                if rem <= 0:
-                    self._send(heapq.heappop(heap))
-                    continue
-                if select.select(rlist, [], [], rem)[0]:
-                    if not self._drain():
-                        return
-
-                else:
-                    self._adapt(clock() - target)
-            else:
-                select.select(rlist, [], [])
-                if not self._drain():
-                    return
-
-    def _drain(self) -> bool:
-        """Take every queued message; False at the end of the queue (the parent closed it)."""
-        while True:
-            try:
-                n, anc, flags, _ = self.sock.recvmsg_into([self.buf], self.anc)
-            except (BlockingIOError, InterruptedError):
-                return True
-            except OSError:
-                return False
-            if n == 0:
-                return False
-            fd = -1
-            for level, kind, raw in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fd = struct.unpack("i", raw[: struct.calcsize("i")])[0]
-            due, slot = _HEAD.unpack_from(self.buf)
-            old = self.live.pop(slot, None)  # its heap entry is skipped when it comes up
-            if old is not None:
-                os.close(old[3])
-            if due < 0 or fd < 0 or flags & socket.MSG_TRUNC:
-                if fd >= 0:
-                    os.close(fd)
-                continue
-            self.seq += 1
-            entry = (due, self.seq, slot, fd, bytes(self.buf[_HEAD.size : n]))
-            self.live[slot] = entry
-            heapq.heappush(self.heap, entry)
-
-    def _send(self, entry: tuple[float, int, int, int, bytes]) -> None:
-        due, _, slot, fd, data = entry
-        if self.live.get(slot) is not entry:  # cancelled or resubmitted
-            return
-        del self.live[slot]
-        self.last_due = due
-        clock = time.perf_counter
-        while clock() < due:  # the last stretch: a spin of about the margin
-            pass
-        _STAMP.pack_into(self.mm, slot * _STAMP.size, clock())  # before the write
-        n = len(data)
-        try:
-            n = os.write(fd, data)
-        except BlockingIOError:
-            n = 0
-        except OSError:  # a broken connection: its reader reports it to the request
-            pass
-        finally:
-            os.close(fd)
-        if n < len(data):
-            try:
-                self.sock.send(_PART.pack(slot, n))
-            except OSError:
-                pass
-
-    def _adapt(self, late_s: float) -> None:
-        """Raise the margin at once after a wake-up later than it; lower it per window."""
-        if 1.25 * late_s > self.early:
-            self.early = min(MAX_EARLY_S, 1.25 * late_s)
-        w = self.late
-        w.append(late_s)
-        if len(w) >= _WINDOW:
-            w.sort()
-            self.early = min(MAX_EARLY_S, max(MIN_EARLY_S, 1.25 * w[int(0.98 * len(w))]))
-            w.clear()
-
-
-def _child_main(argv: list[str]) -> None:
-    sock_fd, shm_fd, prio = int(argv[0]), int(argv[1]), int(argv[2])
-    early, keep_awake = float(argv[3]), argv[4] == "1"
-    gc.disable()
-    awake = _keep_awake(keep_awake)  # before the policy: the spinner starts at SCHED_IDLE
-    _tune(prio)
-    sock = socket.socket(fileno=sock_fd)
-    mm = mmap.mmap(shm_fd, SLOTS * _STAMP.size)
-    os.close(shm_fd)
-    sock.send(b"R")
-    sock.setblocking(False)
-    try:
-        _Child(sock, mm, early).run()
-    finally:
-        if awake is not None:
-            os.kill(awake, signal.SIGKILL)
-            os.waitpid(awake, 0)
-
-
-if __name__ == "__main__":
-    _child_main(sys.argv[1:])
