@@ -3,7 +3,9 @@ HTTP/1.1 server on a free 127.0.0.1 port whose POST behaviour a test sets and ch
 it runs, counting what reached it.
 
 ``post``: ``ok`` (a short chat answer, JSON or SSE), ``500`` (an error to everything),
-``400`` (a client error to everything), ``500_on_list`` (llama.cpp's answer to list-style
+``400`` (a client error to everything), ``cut_first`` / ``cut_mid`` (a stream that ends
+with ``[DONE]`` before any finish_reason, as llama-cpp-python's server ends one it
+interrupts: in the first write, or after a first content event), ``500_on_list`` (llama.cpp's answer to list-style
 message content: 500 for that, ``ok`` otherwise), ``hang`` (reads the request, never
 answers), ``stall_stream`` (sends the SSE head and one event, then nothing). ``delay_s``
 delays each ``ok`` answer; ``models_wait_busy`` makes GET /v1/models wait until no POST is
@@ -103,6 +105,14 @@ class ScriptedReplica:
             _write(writer, 500, {"error": {"message": "can only concatenate str (not list)"}})
         elif mode == "400":
             _write(writer, 400, {"error": {"message": "bad request", "type": "invalid"}})
+        elif mode == "cut_first":
+            events = _event(None) + b"data: [DONE]\n\n"  # the role-only event, then [DONE]
+            writer.write(_SSE_HEAD + _chunk(events) + b"0\r\n\r\n")
+        elif mode == "cut_mid":
+            writer.write(_SSE_HEAD + _chunk(_event("hel")))
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(_chunk(_event("lo") + b"data: [DONE]\n\n") + b"0\r\n\r\n")
         elif mode in ("hang", "stall_stream"):
             if mode == "stall_stream":
                 writer.write(_SSE_HEAD + _chunk(_event("hel")))

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from wattserve.engines.base import EngineBase
-from wattserve.engines.launcher import Launcher, free_port
+from wattserve.engines.launcher import Launcher, free_port, interrupts_streams
 from wattserve.errors import EngineUnavailable
 from wattserve.sweep.replicas import ReplicaSet, RoundRobinEngine, plan_replicas
 from wattserve.types import Chunk, Request
@@ -111,3 +111,10 @@ async def test_round_robin_engine_spreads_evenly_and_runs_each_lifecycle():
     assert rr.healthy()
     await rr.aclose()
     assert [(e.started, e.closed) for e in engines] == [(1, 1)] * 3
+
+
+def test_llama_cpp_python_server_without_interrupt_requests_false_is_named():
+    base = [sys.executable, "-m", "llama_cpp.server", "--model", "m.gguf", "--port", "9"]
+    assert interrupts_streams(base)
+    assert not interrupts_streams([*base, "--interrupt_requests", "False"])
+    assert not interrupts_streams(["llama-server", "-m", "m.gguf"])  # llama.cpp's own server

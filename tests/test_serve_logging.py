@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -88,11 +90,12 @@ def test_wattserve_serve_prints_its_info_lines(tmp_path: Path):
     exe = Path(sys.executable).with_name("wattserve")
     proc = subprocess.Popen(
         [str(exe), "serve", "--config", str(cfg)],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    start = proc.stdout.readline()  # "starting wattserve gateway on http://HOST:PORT/v1 ..."
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
     reader.start()
@@ -101,6 +104,18 @@ def test_wattserve_serve_prints_its_info_lines(tmp_path: Path):
         while not any("gateway ready" in line for line in lines) and proc.poll() is None:
             assert time.monotonic() < end, "".join(lines)
             time.sleep(0.05)
+        # port 0 in the config: the start line names the port actually served
+        base = start.split(" on ", 1)[1].split()[0]
+        assert not base.endswith(":0/v1"), start
+        for _ in range(100):  # "gateway ready" comes from the app's start-up, before the bind
+            try:
+                with urllib.request.urlopen(base + "/models", timeout=10) as resp:
+                    assert resp.status == 200 and b'"m"' in resp.read()
+                    break
+            except urllib.error.URLError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError(f"nothing answers at {base}")
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -109,6 +109,10 @@ def register(app: typer.Typer) -> None:
         if port is not None:
             cfg.port = port
         ensure_can_listen(cfg.host, cfg.port)
+        if cfg.port == 0:  # any free port: chosen here, so the start line names the real one
+            from wattserve.engines.launcher import free_port
+
+            cfg.port = free_port(cfg.host if cfg.host != "0.0.0.0" else "127.0.0.1")
         if backend == "ray":
             from wattserve.serve.ray_backend import serve_forever
 

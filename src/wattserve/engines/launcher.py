@@ -70,6 +70,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def interrupts_streams(args: list[str]) -> bool:
+    """Whether ``args`` start llama-cpp-python's server with its default
+    ``interrupt_requests=True`` (a new request, even GET /v1/models, ends the running stream
+    with ``[DONE]`` and no finish_reason)."""
+    runs = any(a == "llama_cpp.server" or a.endswith("llama_cpp/server") for a in args)
+    return runs and not any(a.startswith("--interrupt_requests") for a in args)
+
+
 def fill(args: list[str], **values: Any) -> list[str]:
     """Fill ``{model}``, ``{port}``, ``{memory_fraction}``, ``{device}`` in each argument."""
     try:
@@ -178,6 +186,14 @@ class Launcher:
                     memory_fraction=mem,
                 )
                 env = dict(os.environ, **spec.env)
+                if interrupts_streams(args):
+                    log.warning(
+                        "replica %s runs llama-cpp-python's server without "
+                        "--interrupt_requests False: it cuts a running stream short whenever "
+                        "another request arrives (the gateway retries or reports such answers "
+                        "and never caches them); add --interrupt_requests False to its command",
+                        base["name"],
+                    )
                 out.append(
                     await self.spawn(args, port, spec.ready_path, spec.ready_timeout_s, env, **base)
                 )

@@ -1,10 +1,14 @@
 """Active health checks, which tell a busy replica from a dead one.
 
-On a timer, each replica whose breaker is closed gets a probe (GET ``/models``). A probe
-that fails counts against the replica like a failed request, except a probe that timed out
-while the replica had requests in flight or answered one within ``busy_grace_s``: a replica
-busy generating may answer a probe late (llama.cpp's server queues ``/v1/models`` behind the
-request it is running), and taking it out for that would drop the requests it is serving.
+On a timer, each replica whose breaker is closed and that has no request in flight gets a
+probe (GET ``/models``). A replica serving requests is not probed: its requests are the
+signal (passive health: connect failures, 5xx, timeouts before the first byte), and a probe
+can hurt them (llama-cpp-python's server interrupts a running stream when any other request
+arrives, ``/v1/models`` included, unless started with ``--interrupt_requests False``). A
+probe that fails counts against the replica like a failed request, except a probe that timed
+out within ``busy_grace_s`` of an answer: a replica that was just busy may answer a probe
+late (llama.cpp's server queues ``/v1/models`` behind the request it is running), and
+taking it out for that would drop the requests it is about to serve.
 A probe that passes says only that something answers; it never hides failed requests.
 
 An ejected replica (breaker open) gets no probes; once its cool-down has passed it gets one
@@ -99,6 +103,8 @@ class HealthChecker:
             return replica.healthy
         if b.state is not State.CLOSED:
             return False
+        if replica.outstanding > 0:  # its requests are the health signal (passive health)
+            return replica.healthy
         fault = await replica.probe(self.timeout_s)
         if fault is None:
             b.alive()

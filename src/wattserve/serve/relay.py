@@ -108,6 +108,12 @@ async def http_answer(led: Ledger, rep: HttpReplica, timeouts: Timeouts) -> Repl
         raise UpstreamError(f"{rep.name}: {error}")
     led.ttft_s = books.ttft_s
     led.arrived(len(books.parts))
+    if done and error is None and books.finish is None:
+        resp.release()  # nothing reached the client: another replica may answer it whole
+        raise UpstreamError(
+            f"{rep.name}: [DONE] before a finish_reason (the replica interrupted the answer)",
+            fault=None,
+        )
     if done and error is None:
         # the replica's whole answer is already here (short or fast answers): one SSE body, no
         # stream machinery; measured 0.33 -> 0.25 ms of gateway CPU per request on the mock
@@ -141,7 +147,7 @@ async def http_relay(
     """Pass upstream events through, those that arrived together in one write; ``out``,
     ``done`` and ``error`` are the books on the first batch."""
     held = b""
-    broken = False
+    broken = interrupted = False
     try:
         try:
             while True:
@@ -157,12 +163,23 @@ async def http_relay(
                 led.arrived(len(books.parts))
                 if led.ttft_s is None:
                     led.ttft_s = books.ttft_s
-            if not done and error is None and books.finish is None:
-                error = "upstream stream ended without finishing"
+            if error is None and books.finish is None:
+                # [DONE] before any finish_reason: the replica cut its own answer short
+                # (llama-cpp-python's server does so for a request that arrives meanwhile,
+                # unless started with --interrupt_requests False); not the replica's health
+                interrupted = done
+                error = (
+                    "the replica sent [DONE] before a finish_reason (it interrupted the answer)"
+                    if done
+                    else "upstream stream ended without finishing"
+                )
         except _BAD_STREAM as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if error is not None and error != ERROR_EVENT:
-            broken = True
+            broken = not interrupted
+            if held:  # the answer's last events before the error event that ends it
+                yield held
+                held = b""
             log.warning("replica %s broke mid-stream after %d events: %s", rep.name, books.n, error)
             yield APIError(
                 502,
