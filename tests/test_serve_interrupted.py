@@ -48,9 +48,7 @@ async def _stream(
 
 
 def _text(events: list[dict]) -> str:
-    return "".join(
-        c["delta"].get("content") or "" for e in events for c in e.get("choices", [])
-    )
+    return "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", []))
 
 
 async def test_cut_before_the_first_byte_is_retried_on_another_replica_and_never_cached():
