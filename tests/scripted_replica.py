@@ -8,8 +8,9 @@ with ``[DONE]`` before any finish_reason, as llama-cpp-python's server ends one 
 interrupts: in the first write, or after a first content event), ``500_on_list``
 (llama.cpp's answer to list-style message content: 500 for that, ``ok`` otherwise),
 ``hang`` (reads the request, never answers), ``stall_stream`` (sends the SSE head and one
-event, then nothing). ``delay_s`` delays each ``ok`` answer; ``models_wait_busy`` makes GET /v1/models wait until no POST is
-in flight (llama.cpp's server serves both under one lock).
+event, then nothing). ``delay_s`` delays each ``ok`` answer; ``models_wait_busy`` makes
+GET /v1/models wait until no POST is in flight (llama.cpp's server serves both under one
+lock).
 
 Counters: ``posts`` (user requests), ``trials`` (the gateway's one-token "ping" POSTs),
 ``models_calls``, ``peer_closed`` (requests whose connection the gateway closed before an
