@@ -12,7 +12,7 @@ from wattserve.errors import ConfigError
 from wattserve.fit import predict, save_fits
 from wattserve.serve.config import config_from_dict
 from wattserve.serve.energy import EnergyAccountant, FittedEnergy
-from wattserve.serve.service import Service
+from wattserve.serve.service import Service, process_meter_misses
 from wattserve.types import EnergyReading, ModelFit
 
 WATTS = 20.0
@@ -180,3 +180,25 @@ def test_replica_meter_defaults_and_a_device_both_ways_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="both metered and unmetered"):
         unmetered_devices(both)
+
+
+def test_a_process_meter_names_the_replicas_it_cannot_see():
+    def cfg(meter: str) -> object:
+        return config_from_dict(
+            {
+                "models": [
+                    {"name": "a", "replicas": [{"kind": "url", "url": "http://127.0.0.1:9/v1"}]},
+                    {"name": "b", "replicas": [{"kind": "local", "backend": "simulated"}]},
+                    {
+                        "name": "c",
+                        "replicas": [
+                            {"kind": "url", "url": "http://10.0.0.7:8000/v1", "meter": "unmetered"}
+                        ],
+                    },
+                ],
+                "energy": {"meter": meter},
+            }
+        )
+
+    assert process_meter_misses(cfg("modeled:process")) == ["a/url"]  # b in-process, c fitted
+    assert process_meter_misses(cfg("modeled")) == []

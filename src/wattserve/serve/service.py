@@ -96,6 +96,20 @@ def load_fits(config: ServeConfig, shared: list[Any] | None = None) -> dict[str,
     return fits
 
 
+def process_meter_misses(config: ServeConfig) -> list[str]:
+    """Metered replica groups (``model/kind``) outside this process (every kind but
+    ``local``) when the meter counts this process only (``modeled:process``): their joules
+    would go uncounted."""
+    if "modeled:process" not in config.energy.meter.split("+"):
+        return []
+    return [
+        f"{m.name}/{r.kind}"
+        for m in config.models
+        for r in m.replicas
+        if r.metered and r.kind != "local"
+    ]
+
+
 def unmetered_devices(config: ServeConfig) -> set[str]:
     """The devices of replicas declared unmetered; a device both metered and unmetered is an
     error (its joules could not be told apart)."""
@@ -192,6 +206,14 @@ class Service:
             meter, self.meter_reason = make_meter(cfg.energy.meter)
         if unmetered:
             self.meter_reason += f"; fitted joules on {', '.join(sorted(unmetered))}"
+        others = process_meter_misses(cfg)
+        if others:
+            log.warning(
+                "energy.meter %s counts this process's CPU time only: replicas %s run in "
+                "processes of their own and their work is not metered (use modeled or rapl)",
+                cfg.energy.meter,
+                ", ".join(others),
+            )
         self.accountant = EnergyAccountant(
             meter, cfg.energy.interval_s, unmetered=unmetered, fitted=FittedEnergy(shared, fits)
         )
