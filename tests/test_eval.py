@@ -245,9 +245,7 @@ def test_cli_eval_on_simulated_engines(cli, tmp_path):
         "--tasks",
         str(tasks),
         "--model",
-        "a",
-        "--model",
-        "b",
+        "a,b",  # a comma list, as bench's list flags take (repeating --model works too)
         "--backend",
         "simulated",
         "--max-tokens",

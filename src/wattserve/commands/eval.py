@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from wattserve.commands.lists import names
 from wattserve.errors import ConfigError
 
 HELP = (
@@ -41,10 +42,12 @@ def register(app: typer.Typer) -> None:
             None, "--tasks", help="Task JSONL (wattserve tasks make)."
         ),
         model: list[str] = typer.Option(
-            [], "--model", help="Model name (registry name, .gguf, or served id); repeat."
+            [], "--model", help="Model names (registry name, .gguf, or served id), comma list."
         ),
         base_url: list[str] = typer.Option(
-            [], "--base-url", help="OpenAI-compatible server(s): one for all, or one per --model."
+            [],
+            "--base-url",
+            help="OpenAI-compatible server(s), comma list: one for all, or one per --model.",
         ),
         backend: str = typer.Option(
             "auto", "--backend", help="auto|local|llama-cpp|openai|simulated."
@@ -83,6 +86,7 @@ def register(app: typer.Typer) -> None:
         if resume is None:
             if not tasks:
                 raise ConfigError("--tasks is required (or --resume DIR)")
+            model, base_url = names(model), names(base_url)
             if not model:
                 raise ConfigError("give at least one --model (or --resume DIR)")
             cfg = EvalConfig.build(
