@@ -201,7 +201,11 @@ def _gateway(*handlers):
 
 
 GOOD = answers.full_body("chat", "r", "m", "fine", "stop", answers.usage_dict(1, 1))
-GOOD_STREAM = answers.chunk_event("chat", "r", "m", "fine") + answers.DONE
+GOOD_STREAM = (  # a whole streamed answer ends with its finish_reason, then [DONE]
+    answers.chunk_event("chat", "r", "m", "fine")
+    + answers.chunk_event("chat", "r", "m", None, "stop")
+    + answers.DONE
+)
 GARBAGE = {
     "not JSON": (b"<html>oops</html>", False),
     "wrong shape": (b"[1,2,3]", False),
