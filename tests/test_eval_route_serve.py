@@ -121,6 +121,10 @@ def test_eval_route_train_serve(eval_dir: Path, tmp_path: Path) -> None:
     # for every routed item, and the live-priced row is in the table
     assert cmp.live_j == 0.0 and cmp.simulated_j == 0.0
     assert res.live_sim is not None and res.live_sim.hits == lec.hits
+    # the line names each replay's own misses
+    assert cmp.simulated_misses == res.live_sim.requests - res.live_sim.hits
+    assert f"joules 0.0 J over {cmp.simulated_misses} misses" in cmp.line()
+    assert f"J over {cmp.replay_misses} misses (" in cmp.line()
 
 
 def test_per_request_cost_router_serves_through_the_gateway(eval_dir: Path, tmp_path: Path):

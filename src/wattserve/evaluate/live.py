@@ -47,7 +47,8 @@ class LiveComparison:
     replay_j: float  # the replay of the same trace, eval joules
     same_misses_j: float  # the eval's joules of the live run's misses
     live_misses: int
-    replay_misses: int
+    replay_misses: int  # of the replay at the eval's joules
+    simulated_misses: int = 0  # of the replay at the live run's joules
 
     @property
     def vs_simulated(self) -> float:
@@ -72,6 +73,7 @@ class LiveComparison:
             "same_misses_j": self.same_misses_j,
             "live_misses": self.live_misses,
             "replay_misses": self.replay_misses,
+            "simulated_misses": self.simulated_misses,
             "live_over_replay": self.vs_replay,
             "live_over_same_misses": self.vs_same_misses,
         }
@@ -80,9 +82,10 @@ class LiveComparison:
         return (
             f"live vs simulated: the gateway charged {self.live_j:.1f} J over "
             f"{self.live_misses} misses; the simulation of the same trace at the live run's "
-            f"joules {self.simulated_j:.1f} J over {self.replay_misses} misses "
-            f"({self.vs_simulated - 1:+.1%}); at the eval's joules {self.replay_j:.1f} J "
-            f"({self.vs_replay - 1:+.1%}; the eval's joules of the live misses "
+            f"joules {self.simulated_j:.1f} J over {self.simulated_misses} misses "
+            f"({self.vs_simulated - 1:+.1%}); at the eval's joules {self.replay_j:.1f} J over "
+            f"{self.replay_misses} misses ({self.vs_replay - 1:+.1%}; the eval's joules of the "
+            "live misses "
             f"{self.same_misses_j:.1f} J, {self.vs_same_misses - 1:+.1%})"
         )
 
@@ -112,13 +115,15 @@ def compare(
     """``replayed``: the trace replayed at the eval's joules; ``simulate(outcomes)`` replays
     it again (same strategy, a fresh cache) at the prices given."""
     same = sum(outcomes.table[i][m].joules for i, m, _ in live.misses if m in outcomes.table[i])
+    sim = simulate(live_priced(live, outcomes))
     return LiveComparison(
         live_j=live.result.joules,
-        simulated_j=simulate(live_priced(live, outcomes)).joules,
+        simulated_j=sim.joules,
         replay_j=replayed.joules,
         same_misses_j=same,
         live_misses=len(live.misses),
         replay_misses=replayed.requests - replayed.hits,
+        simulated_misses=sim.requests - sim.hits,
     )
 
 
