@@ -2,13 +2,16 @@
 of the embedded SmolLM2 GGUF behind the gateway with tight health checks. llama.cpp's
 server answers ``/v1/models`` only between requests, so probes time out while it generates:
 16 chat requests at concurrency 4 must all succeed with no replica ejected, and a request
-with list-style message content (which llama.cpp answers with a 500) ejects nothing."""
+with list-style message content (which llama.cpp answers with a 500) ejects nothing. With
+the server's default ``--interrupt_requests True``, a stream cut by the next request is
+never passed off as whole nor cached."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import importlib.util
+import json
 import subprocess
 import sys
 import time
@@ -40,14 +43,16 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = [  # about 35 s on two cores: slow
+pytestmark = [  # about 45 s on two cores: slow
     pytest.mark.slow,
     pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or ""),
 ]
 
 
 @contextlib.contextmanager
-def llama_servers(n: int) -> Iterator[list[str]]:
+def llama_servers(n: int, interrupt: bool = False) -> Iterator[list[str]]:
+    """``n`` llama.cpp servers; ``interrupt``: its default, where any other request arriving
+    ends a running stream with ``[DONE]`` and no finish_reason."""
     from wattserve.engines.launcher import free_port
 
     model = _model_file()
@@ -56,7 +61,7 @@ def llama_servers(n: int) -> Iterator[list[str]]:
         subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--n_threads", "1", "--n_ctx", "1024"]
             + ["--host", "127.0.0.1", "--port", str(p), "--model", str(model)]
-            + ["--interrupt_requests", "False", "--verbose", "False"],
+            + ["--interrupt_requests", str(interrupt), "--verbose", "False"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -174,3 +179,53 @@ def test_two_busy_llama_cpp_replicas_serve_16_requests_at_concurrency_4_with_no_
         assert after == [0, 0]
         assert ready.status_code == 200 and ready.json()["status"] == "ok"
         assert again.status_code == 200
+
+
+async def _streams(url: str, prompts: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """(text, finish_reason, error code) of each prompt streamed, all at once."""
+    body = {"model": "smollm2", "max_tokens": 12, "temperature": 0, "stream": True}
+
+    async def one(client: httpx.AsyncClient, p: str) -> tuple[str, str | None, str | None]:
+        text, finish, error = "", None, None
+        msgs = [{"role": "user", "content": p}]
+        async with client.stream(
+            "POST", url + "/v1/chat/completions", json={**body, "messages": msgs}
+        ) as r:
+            if r.status_code != 200:
+                return "", None, str(r.status_code)
+            async for line in r.aiter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                ev = json.loads(line[6:])
+                if "error" in ev:
+                    error = ev["error"].get("code")
+                for c in ev.get("choices") or []:
+                    text += (c.get("delta") or {}).get("content") or ""
+                    finish = c.get("finish_reason") or finish
+        return text, finish, error
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        return list(await asyncio.gather(*(one(client, p) for p in prompts)))
+
+
+def test_streams_llama_cpp_cuts_short_are_never_passed_off_or_cached():
+    """llama.cpp's server with its default --interrupt_requests True: two streams at once on
+    one replica, so the second request cuts the first. Each answer is whole (a finish_reason)
+    or ends as an error; asked again one at a time, every answer (cached or not) is whole."""
+    prompts = ["Name one colour.", "Name one animal."]
+    with llama_servers(1, interrupt=True) as urls:
+        cfg = config(
+            urls,
+            model="smollm2",
+            health={"interval_s": 0.5, "timeout_s": 0.5, "retry_after_s": 2.0},
+            timeouts={"connect_s": 2.0, "first_token_s": 60.0, "total_s": 120.0},
+        )
+        with gateway(cfg) as gw:
+            together = asyncio.run(_streams(gw.url, prompts))
+            one_by_one = [asyncio.run(_streams(gw.url, [p]))[0] for p in prompts]
+    print(f"\nllama.cpp, interrupting: together {together}; one by one {one_by_one}")
+    for _text, finish, error in together:  # never a cut answer passed off as whole
+        assert finish is not None or error is not None, together
+    assert any(error is not None for _, _, error in together)  # one stream was cut
+    for text, finish, error in one_by_one:  # nothing cut was cached: each is whole
+        assert error is None and finish is not None and text
