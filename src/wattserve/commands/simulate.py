@@ -9,17 +9,10 @@ from typing import Any
 import typer
 
 from wattserve.commands.lists import names, numbers
+from wattserve.commands.simulate_fitted import fmt, print_fitted, run_fitted
 from wattserve.errors import ConfigError
 
 PRESETS = ("zhu-synthetic",)
-
-
-def _fmt(x: Any) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:,.1f}" if abs(x) >= 100 else f"{x:.3g}"
-    return str(x)
 
 
 def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
@@ -42,7 +35,7 @@ def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> 
         if k not in keys:
             keys.append(k)
     for k in keys:
-        table.add_row(*[_fmt(v) for v in k], *[_fmt(idx.get((*k, s))) for s in selectors])
+        table.add_row(*[fmt(v) for v in k], *[fmt(idx.get((*k, s))) for s in selectors])
     console.print(table)
     if summary:
         t2 = Table(title="best combination vs the baseline (LFU, always model 1)")
@@ -62,15 +55,15 @@ def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> 
             t2.add_column(col, justify="right")
         for s in summary:
             t2.add_row(
-                _fmt(s["alpha"]),
-                _fmt(s["ratio"]),
+                fmt(s["alpha"]),
+                fmt(s["ratio"]),
                 s["variant"],
-                _fmt(s["accuracy"]),
-                _fmt(s["baseline_lfu_model1"]),
-                _fmt(s["best"]),
+                fmt(s["accuracy"]),
+                fmt(s["baseline_lfu_model1"]),
+                fmt(s["best"]),
                 f"{s['best_policy']}+{s['best_selector']}",
                 f"{s['improvement']:.2f}x",
-                _fmt(s["lec_mux"]),
+                fmt(s["lec_mux"]),
                 f"{s['lec_mux_vs_cache_alone']:.2f}x",
                 f"{s['lec_mux_vs_mux_alone']:.2f}x",
             )
@@ -185,7 +178,7 @@ def register(app: typer.Typer) -> None:
         if fits is not None or router_file is not None:
             if fits is None or trace is None:
                 raise ConfigError("--router replays a --trace with --fits (the joules)")
-            result = _run_fitted(
+            result = run_fitted(
                 trace,
                 fits,
                 router_file,
@@ -204,7 +197,7 @@ def register(app: typer.Typer) -> None:
                 if output is None:
                     typer.echo(text)
                 return
-            _print_fitted(result)
+            print_fitted(result)
             return
         if any(not 0 <= a <= 1 for a in accuracy):
             raise ConfigError("--accuracy must be in [0, 1]")
@@ -287,7 +280,7 @@ def _learned_cell(r: dict[str, Any], c: str) -> str:
     if not r[c]:
         return "-"
     avg = [r.get(c + k) for k in ("_improvement", "_mean_ratio", "_median_ratio")]
-    return f"{_fmt(r[c])} (" + " / ".join("-" if x is None else f"{x:.1f}x" for x in avg) + ")"
+    return f"{fmt(r[c])} (" + " / ".join("-" if x is None else f"{x:.1f}x" for x in avg) + ")"
 
 
 def _print_learned(learned: list[dict[str, Any]]) -> None:
@@ -309,93 +302,10 @@ def _print_learned(learned: list[dict[str, Any]]) -> None:
     for r in learned:
         cells = [_learned_cell(r, c) for c in combos]
         t.add_row(
-            _fmt(r["alpha"]),
-            _fmt(r["ratio"]),
+            fmt(r["alpha"]),
+            fmt(r["ratio"]),
             r["variant"],
-            _fmt(r["baseline_lfu_model1"]),
+            fmt(r["baseline_lfu_model1"]),
             *cells,
         )
     stdout_console().print(t)
-
-
-def _run_fitted(
-    trace: Path,
-    fits: Path,
-    router_file: Path | None,
-    router_costs: str,
-    prompts: Path | None,
-    route_all: bool,
-    device: str | None,
-    policies: list[str],
-    capacity: int,
-    capacity_bytes: int | None,
-) -> dict[str, Any]:
-    """Replay a request trace with fitted joules and the trained router, once per policy."""
-    from wattserve.fit import load_fits
-    from wattserve.route.costs import describe_router, fitted_joules, router_with_costs
-    from wattserve.sim.fitted import FittedReplay, energy_fits
-    from wattserve.sim.request_trace import is_request_trace, load_request_trace
-
-    if router_costs not in ("training", "fits"):
-        raise ConfigError(f"--router-costs must be training or fits, not {router_costs!r}")
-    if capacity_bytes is not None and capacity_bytes < 1:
-        raise ConfigError("--capacity-bytes must be positive")
-    if not trace.exists():
-        raise ConfigError(f"trace not found: {trace}")
-    if not is_request_trace(trace):
-        raise ConfigError(
-            f"{trace}: --fits replays a request trace (prompt + token counts per row), "
-            "not query + cost_<model> columns"
-        )
-    by_model = energy_fits(load_fits(fits), device)
-    router = (
-        router_with_costs(router_file, router_costs, by_model) if router_file is not None else None
-    )
-    if route_all and router is None:
-        raise ConfigError("--route-all needs --router")
-    requests = load_request_trace(trace, prompts)
-    replay = FittedReplay(fitted_joules(by_model), router, route_all)
-    runs = [replay.run(requests, p, capacity, capacity_bytes).to_dict() for p in policies]
-    return {
-        "config": {
-            "trace": str(trace),
-            "fits": str(fits),
-            "router": describe_router(router) if router is not None else None,
-            "router_costs": router_costs if router is not None else None,
-            "fits_by_model": {m: f"{f.form} @ {f.device}" for m, f in by_model.items()},
-            "capacity": capacity,
-            "capacity_bytes": capacity_bytes,
-            "policies": policies,
-            "requests": len(requests),
-        },
-        "rows": runs,
-    }
-
-
-def _print_fitted(result: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from wattserve.console import stdout_console
-
-    cfg = result["config"]
-    console = stdout_console()
-    table = Table(title=f"fitted replay of {cfg['trace']} ({cfg['requests']} requests)")
-    for col in ("policy", "hits", "misses", "hit rate", "simulated J", "saved J", "answers"):
-        table.add_column(col, justify="right")
-    for r in result["rows"]:
-        looked_up = r["hits"] + r["misses"]
-        table.add_row(
-            r["policy"],
-            str(r["hits"]),
-            str(r["misses"]),
-            f"{r['hits'] / looked_up:.3f}" if looked_up else "-",
-            _fmt(r["total_j"]),
-            _fmt(r["saved_j"]),
-            ", ".join(f"{m} {n}" for m, n in sorted(r["answers"].items())),
-        )
-    console.print(table)
-    if cfg["router"]:
-        console.print(cfg["router"])
-    traced = result["rows"][0]["traced_j"] if result["rows"] else None
-    if traced is not None:
-        console.print(f"metered joules in the trace: {_fmt(traced)}")
