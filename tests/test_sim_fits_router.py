@@ -208,6 +208,11 @@ def test_route_all_and_a_table(files, capsys):
     res = run_cli([*base, "--route-all"], capsys)
     assert res.returncode == 0, res.stderr
     assert "simulated J" in res.stdout and "metered joules in the trace" in res.stdout
+    res = run_cli([*base, "--route-all", "--format", "json"], capsys)
+    row = json.loads(res.stdout)["rows"][0]
+    res = run_cli([*base, "--route-all"], capsys)  # the table's line: simulated vs metered
+    want = (row["total_j"] - row["traced_j"]) / row["traced_j"]
+    assert f"(simulated vs it: lec {want:+.1%})" in res.stdout
 
 
 @pytest.mark.parametrize(
@@ -234,8 +239,3 @@ def test_a_cost_trace_is_not_a_request_trace(files, capsys):
     path.write_text("query,cost_a,cost_b\nq1,1,2\n")
     res = run_cli(["simulate", "--trace", str(path), "--fits", str(files.fits)], capsys)
     assert res.returncode != 0 and "not query + cost_<model> columns" in res.stderr
-    res = run_cli([*base, "--route-all", "--format", "json"], capsys)
-    row = json.loads(res.stdout)["rows"][0]
-    res = run_cli([*base, "--route-all"], capsys)  # the table's line: simulated vs metered
-    want = (row["total_j"] - row["traced_j"]) / row["traced_j"]
-    assert f"(simulated vs it: lec {want:+.1%})" in res.stdout
