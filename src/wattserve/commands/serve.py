@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
             f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it gracefully"
         )
         try:
-            run_loop(serve_app(app_, server))
+            run_loop(serve_app(app_, server, announce=(cfg.host, cfg.port)))
         except OSError as exc:  # lost a race for the port after the check above
             raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
 

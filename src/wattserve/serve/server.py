@@ -202,12 +202,15 @@ def make_server(
     return GranianServer(app, host, port, grace_s, config.limits, log_level, signals)
 
 
-async def serve(app: Any, server: Any) -> None:
+async def serve(app: Any, server: Any, announce: tuple[str, int] | None = None) -> None:
     """Start the gateway's parts, serve until told to stop (SIGINT/SIGTERM or ``stop()``),
     let in-flight requests finish (the server's graceful shutdown), then drain and stop the
-    parts. Start-up errors (``WattserveError``) propagate before any socket is opened."""
+    parts. Start-up errors (``WattserveError``) propagate before any socket is opened.
+    ``announce``: the (host, port) to log "listening on ..." for once it accepts connections
+    (the parts are ready before the server binds)."""
     service = app.service
     await service.start()
+    told = asyncio.create_task(_listening(*announce)) if announce is not None else None
     import gc
 
     gc.collect()
@@ -218,7 +221,24 @@ async def serve(app: Any, server: Any) -> None:
     try:
         await server.serve()
     finally:
+        if told is not None:
+            told.cancel()
         await service.stop()
+
+
+async def _listening(host: str, port: int, timeout_s: float = 60.0) -> None:
+    """Log "listening on http://HOST:PORT/v1" once a connection to it succeeds."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            _, writer = await asyncio.open_connection(target, port)
+        except OSError:
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        log.info("listening on http://%s:%d/v1", host, port)
+        return
 
 
 def run_loop(coro: Any) -> Any:
