@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         if cfg.port == 0:  # any free port: chosen here, so the start line names the real one
             from wattserve.engines.launcher import free_port
 
-            cfg.port = free_port(cfg.host if cfg.host != "0.0.0.0" else "127.0.0.1")
+            cfg.port = free_port(cfg.host)
         if backend == "ray":
             from wattserve.serve.ray_backend import serve_forever
 
@@ -132,7 +132,7 @@ def register(app: typer.Typer) -> None:
             f"({', '.join(m.name for m in cfg.models)}); Ctrl-C stops it gracefully"
         )
         try:
-            run_loop(serve_app(app_, server, announce=(cfg.host, cfg.port)))
+            run_loop(serve_app(app_, server, announce=f"http://{cfg.host}:{cfg.port}/v1"))
         except OSError as exc:  # lost a race for the port after the check above
             raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}: {exc}") from None
 

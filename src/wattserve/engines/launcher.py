@@ -64,7 +64,8 @@ class Launched:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free on ``host`` (an IPv4 or IPv6 address, a wildcard included)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port

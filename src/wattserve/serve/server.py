@@ -202,15 +202,15 @@ def make_server(
     return GranianServer(app, host, port, grace_s, config.limits, log_level, signals)
 
 
-async def serve(app: Any, server: Any, announce: tuple[str, int] | None = None) -> None:
+async def serve(app: Any, server: Any, announce: str | None = None) -> None:
     """Start the gateway's parts, serve until told to stop (SIGINT/SIGTERM or ``stop()``),
     let in-flight requests finish (the server's graceful shutdown), then drain and stop the
     parts. Start-up errors (``WattserveError``) propagate before any socket is opened.
-    ``announce``: the (host, port) to log "listening on ..." for once it accepts connections
-    (the parts are ready before the server binds)."""
+    ``announce``: the URL to log "listening on URL" for once the server takes connections (its
+    ``started``; the parts are ready before the server binds)."""
     service = app.service
     await service.start()
-    told = asyncio.create_task(_listening(*announce)) if announce is not None else None
+    told = asyncio.create_task(_announce(server, announce)) if announce is not None else None
     import gc
 
     gc.collect()
@@ -226,19 +226,13 @@ async def serve(app: Any, server: Any, announce: tuple[str, int] | None = None) 
         await service.stop()
 
 
-async def _listening(host: str, port: int, timeout_s: float = 60.0) -> None:
-    """Log "listening on http://HOST:PORT/v1" once a connection to it succeeds."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+async def _announce(server: Any, url: str, timeout_s: float = 60.0) -> None:
+    """Log "listening on URL" once ``server.started`` (it takes connections)."""
     end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        try:
-            _, writer = await asyncio.open_connection(target, port)
-        except OSError:
-            await asyncio.sleep(0.02)
-            continue
-        writer.close()
-        log.info("listening on http://%s:%d/v1", host, port)
-        return
+    while not server.started and time.monotonic() < end:  # noqa: ASYNC110 - a flag, no event
+        await asyncio.sleep(0.02)
+    if server.started:
+        log.info("listening on %s", url)
 
 
 def run_loop(coro: Any) -> Any:
