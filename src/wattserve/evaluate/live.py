@@ -48,7 +48,7 @@ class LiveComparison:
     same_misses_j: float  # the eval's joules of the live run's misses
     live_misses: int
     replay_misses: int  # of the replay at the eval's joules
-    simulated_misses: int = 0  # of the replay at the live run's joules
+    simulated_misses: int  # of the replay at the live run's joules
 
     @property
     def vs_simulated(self) -> float:
