@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
+from wattserve.commands.lists import names
+
 
 class DefaultGroup(TyperGroup):
     """A group whose first argument may name the default command's input (``fit DATA``)."""
@@ -17,10 +19,6 @@ class DefaultGroup(TyperGroup):
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = [self.default_cmd, *args]
         return super().parse_args(ctx, args)
-
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def fits_table(fits, title: str = "fits", params: bool = False):
@@ -186,8 +184,8 @@ def register(app: typer.Typer) -> None:
         from wattserve.fit.io import Columns, load_groups
 
         console = Console(stderr=True) if as_json else stdout_console()
-        form_list = list(FORMS) if forms == "all" else _split(forms)
-        qs = _split(quantities)
+        form_list = list(FORMS) if forms == "all" else names([forms])
+        qs = names([quantities])
         for q in qs:
             if q not in ("energy_j", "runtime_s"):
                 raise ConfigError(f"unknown quantity {q!r}; use energy_j and/or runtime_s")

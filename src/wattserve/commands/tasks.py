@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from wattserve.commands import lists
 from wattserve.errors import ConfigError
 
 
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         """Write N items per family: id, family, difficulty, prompt, answer, checker."""
         from wattserve.tasks import FAMILIES, make_tasks, write_tasks
 
-        names = [f.strip() for spec in family for f in spec.split(",") if f.strip()]
+        names = lists.names(family)
         if names == ["all"]:  # with --difficulty: every family that has those levels
             want = set(_levels(difficulty) or ())
             names = [f.name for f in FAMILIES.values() if want <= set(f.levels)]
